@@ -1,0 +1,15 @@
+//! (being written)
+use crate::{FieldErrors, ObjectMeta, SpecType};
+use serde::{Deserialize, Serialize};
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NetworkSetSpec {}
+impl SpecType for NetworkSetSpec {
+    fn validate(&self, _meta: &ObjectMeta, _errs: &mut FieldErrors) {}
+}
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GlobalNetworkSetSpec {}
+impl SpecType for GlobalNetworkSetSpec {
+    fn validate(&self, _meta: &ObjectMeta, _errs: &mut FieldErrors) {}
+}

@@ -1,0 +1,1 @@
+//! The embedded backend: one SQLite file that every process on a machine shares.

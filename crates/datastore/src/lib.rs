@@ -1,0 +1,174 @@
+//! The datastore every calico-rs process shares.
+//!
+//! [`Store`] is a small key-value contract with etcd v3's semantics: one global revision counter, reads at a
+//! revision, create-if-absent, compare-and-swap on a key's modification revision, and watches that resume
+//! from a revision and say plainly when history has been compacted so the caller must resync.
+//! Two backends implement it: [`etcd::EtcdStore`] for clusters and [`embedded::EmbeddedStore`], one SQLite
+//! file shared by every process on a machine.
+
+pub mod config;
+pub mod embedded;
+pub mod etcd;
+pub mod keys;
+
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use futures::Stream;
+
+/// A store revision. Every successful write (or atomic batch) advances it by one.
+pub type Revision = i64;
+
+/// One key with its value and revision bookkeeping, as etcd reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: Vec<u8>,
+    /// Revision at which the key was (last) created.
+    pub create_revision: Revision,
+    /// Revision of the last write to the key: the token for compare-and-swap.
+    pub mod_revision: Revision,
+    /// Number of writes since the key was created (1 after create).
+    pub version: i64,
+}
+
+/// A consistent listing of a prefix and the store revision it reflects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListResult {
+    /// Keys in ascending byte order.
+    pub kvs: Vec<KeyValue>,
+    /// The store revision the listing was taken at; watch from `revision + 1` to continue without a gap.
+    pub revision: Revision,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Put,
+    Delete,
+}
+
+/// One change seen by a watch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchEvent {
+    pub kind: EventKind,
+    /// For `Put`: the new key-value. For `Delete`: the key, an empty value, `mod_revision` = the revision of
+    /// the delete, `create_revision` = 0 and `version` = 0.
+    pub kv: KeyValue,
+}
+
+/// A watch: events in revision order (and, within one revision, in the order the batch wrote them).
+/// An `Err` item ends the stream: `Compacted` means the caller must list again and resync;
+/// `Unavailable` means the connection was lost.
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, StoreError>> + Send>>;
+
+/// One write inside an atomic [`Store::batch`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WriteOp {
+    /// Fails the batch with `AlreadyExists` if the key exists.
+    Create { key: String, value: Vec<u8> },
+    /// Fails the batch with `Conflict` unless the key's mod revision equals `expected_mod_revision`
+    /// (`NotFound` if the key is absent).
+    Update {
+        key: String,
+        value: Vec<u8>,
+        expected_mod_revision: Revision,
+    },
+    /// Unconditional write.
+    Put { key: String, value: Vec<u8> },
+    /// Fails the batch with `NotFound` if absent, or `Conflict` if `expected_mod_revision` is given and differs.
+    Delete {
+        key: String,
+        expected_mod_revision: Option<Revision>,
+    },
+}
+
+impl WriteOp {
+    pub fn key(&self) -> &str {
+        match self {
+            WriteOp::Create { key, .. }
+            | WriteOp::Update { key, .. }
+            | WriteOp::Put { key, .. }
+            | WriteOp::Delete { key, .. } => key,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    #[error("resource already exists: {key}")]
+    AlreadyExists { key: String },
+    #[error("resource does not exist: {key}")]
+    NotFound { key: String },
+    #[error("update conflict on {key}: expected revision {expected}, found {actual}")]
+    Conflict {
+        key: String,
+        expected: Revision,
+        actual: Revision,
+    },
+    #[error(
+        "revision {requested} has been compacted (oldest available is {compacted}): resync required"
+    )]
+    Compacted {
+        requested: Revision,
+        compacted: Revision,
+    },
+    #[error("datastore unavailable: {0}")]
+    Unavailable(String),
+    #[error("datastore file {path} is damaged: {reason}")]
+    Corrupt { path: String, reason: String },
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("datastore error: {0}")]
+    Other(String),
+}
+
+/// The datastore contract. Both backends pass the same conformance suite (`tests/conformance.rs`).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The current value of `key`, if any.
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError>;
+
+    /// Every key starting with `prefix`, in key order, as of `at` (`None` = now).
+    /// Reading at a compacted revision fails with `Compacted`; at a future revision with `Invalid`.
+    async fn list(&self, prefix: &str, at: Option<Revision>) -> Result<ListResult, StoreError>;
+
+    /// Create `key`; fails with `AlreadyExists` if present. Returns the new mod revision.
+    async fn create(&self, key: &str, value: Vec<u8>) -> Result<Revision, StoreError>;
+
+    /// Compare-and-swap: write only if the key's mod revision is `expected_mod_revision`.
+    async fn update(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expected_mod_revision: Revision,
+    ) -> Result<Revision, StoreError>;
+
+    /// Unconditional write (create or overwrite). Returns the new mod revision.
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<Revision, StoreError>;
+
+    /// Delete `key`, optionally only if its mod revision matches. Returns the deleted key-value
+    /// (as it was just before the delete).
+    async fn delete(
+        &self,
+        key: &str,
+        expected_mod_revision: Option<Revision>,
+    ) -> Result<KeyValue, StoreError>;
+
+    /// Apply all `ops` atomically at one new revision, or none of them. On failure the error names the
+    /// first failing op's key. Backends may cap the number of ops per batch (`max_batch_ops`).
+    async fn batch(&self, ops: Vec<WriteOp>) -> Result<Revision, StoreError>;
+
+    /// Largest batch the backend accepts.
+    fn max_batch_ops(&self) -> usize;
+
+    /// Events for keys under `prefix` with revision >= `from_revision`, in order. If `from_revision` is
+    /// older than the compacted history, the stream yields `Compacted` (immediately, or as its first item).
+    async fn watch(&self, prefix: &str, from_revision: Revision)
+    -> Result<WatchStream, StoreError>;
+
+    /// Forget history before `revision` (reads and watches below it fail with `Compacted`).
+    async fn compact(&self, revision: Revision) -> Result<(), StoreError>;
+
+    /// The store's current revision.
+    async fn current_revision(&self) -> Result<Revision, StoreError>;
+}
