@@ -1,1 +1,735 @@
-fn main() {}
+//! calicoctl: create, read, update and delete `projectcalico.org/v3` resources in the calico-rs
+//! datastore, with the verbs, flags, messages and table layouts Calico users know.
+
+mod input;
+mod output;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use calico_api::{FieldErrors, Kind, Resource};
+use calico_datastore::Store;
+use calico_datastore::client::{Client, ClientError, WriteMode};
+use calico_datastore::config::{DEFAULT_CONFIG_FILE, DatastoreConfig};
+use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
+
+use crate::input::read_sources;
+use crate::output::{OutputFormat, TableContext, document, print_table};
+
+const VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));
+
+#[derive(Parser)]
+#[command(name = "calicoctl", version = VERSION, about = "Manage calico-rs (Calico-compatible) resources")]
+struct Cli {
+    /// Path to the connection configuration file (CalicoAPIConfig).
+    #[arg(short = 'c', long = "config", global = true)]
+    config: Option<PathBuf>,
+    /// Log level: panic, fatal, error, warn, info, debug.
+    #[arg(
+        short = 'l',
+        long = "log-level",
+        global = true,
+        default_value = "panic"
+    )]
+    log_level: String,
+    /// Accepted for compatibility; calico-rs does not check versions.
+    #[arg(long = "allow-version-mismatch", global = true)]
+    allow_version_mismatch: bool,
+    /// Accepted for compatibility (Kubernetes contexts are not used).
+    #[arg(long = "context", global = true)]
+    context: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create resources by file name or stdin.
+    Create(WriteArgs),
+    /// Create or update resources by file name or stdin.
+    Apply(WriteArgs),
+    /// Replace existing resources by file name or stdin.
+    Replace(WriteArgs),
+    /// Delete resources identified by file, stdin, or kind and names.
+    Delete(DeleteArgs),
+    /// Check resources in a file without writing anything.
+    Validate(WriteArgs),
+    /// Display one or many resources.
+    Get(GetArgs),
+    /// Update fields of a resource with a JSON patch.
+    Patch(PatchArgs),
+    /// Add, change or remove a label on a resource.
+    Label(LabelArgs),
+    /// Print the client and cluster versions.
+    Version(VersionArgs),
+}
+
+#[derive(Args)]
+struct WriteArgs {
+    /// File, directory or `-` for stdin.
+    #[arg(short = 'f', long = "filename")]
+    filename: String,
+    /// Descend into sub-directories of a directory given with -f.
+    #[arg(short = 'R', long = "recursive")]
+    recursive: bool,
+    /// Do nothing (and succeed) when the input holds no resources.
+    #[arg(long = "skip-empty")]
+    skip_empty: bool,
+    /// With create: skip resources that already exist.
+    #[arg(long = "skip-exists")]
+    skip_exists: bool,
+    /// Namespace for namespaced resources that do not name one.
+    #[arg(short = 'n', long = "namespace")]
+    namespace: Option<String>,
+}
+
+#[derive(Args)]
+struct DeleteArgs {
+    /// Kind (or alias) followed by names, when no file is given.
+    args: Vec<String>,
+    #[arg(short = 'f', long = "filename")]
+    filename: Option<String>,
+    #[arg(short = 'R', long = "recursive")]
+    recursive: bool,
+    #[arg(long = "skip-empty")]
+    skip_empty: bool,
+    /// Succeed for resources that do not exist.
+    #[arg(short = 's', long = "skip-not-exists")]
+    skip_not_exists: bool,
+    #[arg(short = 'n', long = "namespace")]
+    namespace: Option<String>,
+}
+
+#[derive(Args)]
+struct GetArgs {
+    /// Kind (or alias) optionally followed by names.
+    args: Vec<String>,
+    #[arg(short = 'f', long = "filename")]
+    filename: Option<String>,
+    #[arg(short = 'R', long = "recursive")]
+    recursive: bool,
+    /// ps, wide, yaml, json, custom-columns=<COL>[,<COL>...]
+    #[arg(short = 'o', long = "output", default_value = "ps")]
+    output: String,
+    #[arg(short = 'n', long = "namespace")]
+    namespace: Option<String>,
+    /// All namespaces.
+    #[arg(short = 'A', visible_short_alias = 'a', long = "all-namespaces")]
+    all_namespaces: bool,
+    /// Strip cluster-specific metadata (uid, resourceVersion, creationTimestamp).
+    #[arg(long = "export")]
+    export: bool,
+}
+
+#[derive(Args)]
+struct PatchArgs {
+    kind: String,
+    name: String,
+    /// The patch, as JSON.
+    #[arg(short = 'p', long = "patch")]
+    patch: String,
+    /// strategic (default), merge, or json (RFC 6902).
+    #[arg(short = 't', long = "type", default_value = "strategic")]
+    patch_type: String,
+    #[arg(short = 'n', long = "namespace")]
+    namespace: Option<String>,
+}
+
+#[derive(Args)]
+struct LabelArgs {
+    kind: String,
+    name: String,
+    /// `key=value` to set, or `key` with --remove.
+    label: String,
+    #[arg(long = "remove")]
+    remove: bool,
+    #[arg(long = "overwrite")]
+    overwrite: bool,
+    #[arg(short = 'n', long = "namespace")]
+    namespace: Option<String>,
+}
+
+#[derive(Args)]
+struct VersionArgs {
+    /// Client version only.
+    #[arg(long = "client")]
+    client: bool,
+    /// Accepted for compatibility.
+    #[arg(long = "poll")]
+    poll: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_level);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Failed to start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = match level.to_ascii_lowercase().as_str() {
+        "panic" | "fatal" => "off",
+        "error" => "error",
+        "warn" | "warning" => "warn",
+        "info" => "info",
+        "debug" | "trace" => "debug",
+        _ => "off",
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let config = DatastoreConfig::load(cli.config.as_deref()).with_context(|| {
+        format!(
+            "Failed to load the datastore configuration (from {} or the environment)",
+            cli.config
+                .as_deref()
+                .map_or(DEFAULT_CONFIG_FILE.into(), |p| p.display().to_string())
+        )
+    })?;
+    match cli.command {
+        Command::Validate(args) => {
+            let resources = load_valid(&args.filename, args.recursive, args.namespace.as_deref())?;
+            if resources.is_empty() && !args.skip_empty {
+                bail!("no resources specified in file {}", args.filename);
+            }
+            println!("Successfully validated {}", count_message(&resources));
+            Ok(())
+        }
+        Command::Version(args) => version(&config, args).await,
+        command => {
+            let client = connect(&config).await?;
+            match command {
+                Command::Create(args) => write(&client, args, WriteMode::Create).await,
+                Command::Apply(args) => write(&client, args, WriteMode::Apply).await,
+                Command::Replace(args) => write(&client, args, WriteMode::Replace).await,
+                Command::Delete(args) => delete(&client, args).await,
+                Command::Get(args) => get(&client, args).await,
+                Command::Patch(args) => patch(&client, args).await,
+                Command::Label(args) => label(&client, args).await,
+                Command::Validate(_) | Command::Version(_) => Ok(()),
+            }
+        }
+    }
+}
+
+async fn connect(config: &DatastoreConfig) -> Result<Client> {
+    let store: Arc<dyn Store> = config
+        .connect()
+        .await
+        .with_context(|| format!("Failed to connect to the {} datastore", config.describe()))?;
+    Ok(Client::new(store))
+}
+
+/// `N 'Kind' resource(s)` when all share a kind, else `N resource(s)`.
+fn count_message(resources: &[Resource]) -> String {
+    match single_kind(resources) {
+        Some(kind) => format!("{} '{}' resource(s)", resources.len(), kind),
+        None => format!("{} resource(s)", resources.len()),
+    }
+}
+
+fn single_kind(resources: &[Resource]) -> Option<Kind> {
+    let first = resources.first()?.kind();
+    resources.iter().all(|r| r.kind() == first).then_some(first)
+}
+
+/// Decode, default and validate every document of the input. Any problem anywhere fails the whole
+/// input with one line per problem, before anything is written.
+fn load_valid(filename: &str, recursive: bool, namespace: Option<&str>) -> Result<Vec<Resource>> {
+    let sources = read_sources(filename, recursive)?;
+    let mut problems = Vec::new();
+    let mut resources = Vec::new();
+    let mut seen: BTreeMap<(Kind, Option<String>, String), usize> = BTreeMap::new();
+    for src in sources {
+        for doc in src.documents {
+            let what = if doc.kind.is_empty() {
+                format!("{}: document {}", src.source, doc.index)
+            } else {
+                format!(
+                    "{}: document {} ({} {:?})",
+                    src.source, doc.index, doc.kind, doc.name
+                )
+            };
+            let mut res = match doc.resource {
+                Ok(r) => r,
+                Err(errs) => {
+                    problems.extend(errs.iter().map(|e| format!("{what}: {e}")));
+                    continue;
+                }
+            };
+            if let Err(e) = apply_namespace(&mut res, namespace) {
+                problems.push(format!("{what}: {e}"));
+                continue;
+            }
+            res.apply_defaults();
+            if let Err(errs) = res.validate() {
+                problems.extend(errs.iter().map(|e| format!("{what}: {e}")));
+                continue;
+            }
+            let id = (
+                res.kind(),
+                res.namespace().map(String::from),
+                res.name().to_string(),
+            );
+            if let Some(first) = seen.insert(id, doc.index) {
+                problems.push(format!(
+                    "{what}: metadata.name: duplicate of document {first}"
+                ));
+                continue;
+            }
+            resources.push(res);
+        }
+    }
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("{p}");
+        }
+        bail!(
+            "Failed to execute command: {} problem(s) found in the input; nothing was written",
+            problems.len()
+        );
+    }
+    Ok(resources)
+}
+
+/// `-n` fills in the namespace of namespaced resources; a different namespace in the file is an error.
+fn apply_namespace(res: &mut Resource, namespace: Option<&str>) -> Result<()> {
+    let Some(ns) = namespace else { return Ok(()) };
+    if !res.kind().namespaced() {
+        return Ok(());
+    }
+    match res.metadata.namespace.as_deref() {
+        None | Some("") => res.metadata.namespace = Some(ns.to_string()),
+        Some(own) if own == ns => {}
+        Some(own) => {
+            bail!("metadata.namespace: {own:?} does not match the namespace given with -n ({ns:?})")
+        }
+    }
+    Ok(())
+}
+
+async fn write(client: &Client, args: WriteArgs, mode: WriteMode) -> Result<()> {
+    let resources = load_valid(&args.filename, args.recursive, args.namespace.as_deref())?;
+    let verb = match mode {
+        WriteMode::Create => "created",
+        WriteMode::Apply => "applied",
+        WriteMode::Replace => "replaced",
+    };
+    if resources.is_empty() {
+        if args.skip_empty {
+            return Ok(());
+        }
+        bail!("no resources specified in file {}", args.filename);
+    }
+    let total = resources.len();
+    let kind = single_kind(&resources);
+    let prepared = client.prepare_many(resources, mode).await;
+    let mut problems = Vec::new();
+    let mut to_write = Vec::new();
+    let mut skipped = 0;
+    for p in prepared {
+        match p {
+            Ok(w) => to_write.push(Ok(w)),
+            Err(ClientError::AlreadyExists { .. })
+                if args.skip_exists && mode == WriteMode::Create =>
+            {
+                skipped += 1
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("{}", describe_error(p));
+        }
+        bail!(
+            "Failed to execute command: {} resource(s) could not be {verb}; nothing was written",
+            problems.len()
+        );
+    }
+    let results = client.submit(to_write).await;
+    let failed: Vec<&ClientError> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    let done = results.len() - failed.len() + skipped;
+    let kind_text = kind.map(|k| format!(" '{k}'")).unwrap_or_default();
+    if failed.is_empty() {
+        println!("Successfully {verb} {done}{kind_text} resource(s)");
+        return Ok(());
+    }
+    if done > 0 {
+        println!("Partial success: {verb} {done} out of {total}{kind_text} resources:");
+    }
+    for e in &failed {
+        eprintln!("{}", describe_error(e));
+    }
+    bail!("Hit error: {} resource(s) were not {verb}", failed.len())
+}
+
+fn describe_error(e: &ClientError) -> String {
+    match e {
+        ClientError::Invalid { kind, name, errors } => errors
+            .iter()
+            .map(|fe| format!("{kind} {name:?}: {fe}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        other => other.to_string(),
+    }
+}
+
+/// The kind a user typed, or a clear error listing what is known.
+fn parse_kind(name: &str) -> Result<Kind> {
+    Kind::from_alias(name).ok_or_else(|| {
+        anyhow!("Failed to execute command: resource type '{name}' is not supported")
+    })
+}
+
+async fn delete(client: &Client, args: DeleteArgs) -> Result<()> {
+    let targets: Vec<(Kind, Option<String>, String)> = match (&args.filename, args.args.as_slice())
+    {
+        (Some(f), []) => {
+            let sources = read_sources(f, args.recursive)?;
+            let mut out = Vec::new();
+            let mut problems = Vec::new();
+            for src in sources {
+                for doc in src.documents {
+                    match doc.resource {
+                        Ok(mut r) => {
+                            apply_namespace(&mut r, args.namespace.as_deref())?;
+                            r.apply_defaults();
+                            out.push((
+                                r.kind(),
+                                r.namespace().map(String::from),
+                                r.name().to_string(),
+                            ));
+                        }
+                        Err(errs) => problems.extend(
+                            errs.iter()
+                                .map(|e| format!("{}: document {}: {e}", src.source, doc.index)),
+                        ),
+                    }
+                }
+            }
+            if !problems.is_empty() {
+                for p in &problems {
+                    eprintln!("{p}");
+                }
+                bail!(
+                    "Failed to execute command: {} problem(s) found in the input; nothing was deleted",
+                    problems.len()
+                );
+            }
+            out
+        }
+        (None, [kind, names @ ..]) if !names.is_empty() => {
+            let kind = parse_kind(kind)?;
+            let ns = kind
+                .namespaced()
+                .then(|| args.namespace.clone().unwrap_or_else(|| "default".into()));
+            names
+                .iter()
+                .map(|n| (kind, ns.clone(), n.clone()))
+                .collect()
+        }
+        (None, [_]) => bail!("Failed to execute command: a resource name is required to delete"),
+        _ => bail!("Failed to execute command: give either -f FILE or KIND NAME..."),
+    };
+    if targets.is_empty() {
+        if args.skip_empty {
+            return Ok(());
+        }
+        bail!("no resources specified");
+    }
+    let single = targets
+        .iter()
+        .all(|t| t.0 == targets[0].0)
+        .then_some(targets[0].0);
+    let mut deleted = 0;
+    let mut errors = Vec::new();
+    for (kind, ns, name) in &targets {
+        match client.delete(*kind, ns.as_deref(), name, None).await {
+            Ok(_) => deleted += 1,
+            Err(ClientError::NotFound { .. }) if args.skip_not_exists => deleted += 1,
+            Err(e) => errors.push(e),
+        }
+    }
+    let kind_text = single.map(|k| format!(" '{k}'")).unwrap_or_default();
+    if errors.is_empty() {
+        println!("Successfully deleted {deleted}{kind_text} resource(s)");
+        return Ok(());
+    }
+    if deleted > 0 {
+        println!(
+            "Partial success: deleted {deleted} out of {}{kind_text} resources:",
+            targets.len()
+        );
+    }
+    for e in &errors {
+        eprintln!("{e}");
+    }
+    bail!("Hit error: {} resource(s) were not deleted", errors.len())
+}
+
+async fn get(client: &Client, args: GetArgs) -> Result<()> {
+    let format = OutputFormat::parse(&args.output)?;
+    let mut groups: Vec<(Kind, Vec<Resource>, bool)> = Vec::new();
+    let mut revision = client
+        .store()
+        .current_revision()
+        .await
+        .map_err(|e| anyhow!("Failed to get resources: {e}"))?;
+    match (&args.filename, args.args.as_slice()) {
+        (Some(f), []) => {
+            for src in read_sources(f, args.recursive)? {
+                for doc in src.documents {
+                    let mut r = doc
+                        .resource
+                        .map_err(|e| anyhow!("{}: document {}: {e}", src.source, doc.index))?;
+                    apply_namespace(&mut r, args.namespace.as_deref())?;
+                    r.apply_defaults();
+                    let got = client
+                        .get(r.kind(), r.namespace(), r.name())
+                        .await
+                        .map_err(|e| anyhow!("Failed to get resources: {e}"))?;
+                    match groups.last_mut() {
+                        Some((k, items, _)) if *k == got.kind() => items.push(got),
+                        _ => groups.push((got.kind(), vec![got], false)),
+                    }
+                }
+            }
+        }
+        (None, [kind, names @ ..]) => {
+            let kind = parse_kind(kind)?;
+            let ns = if !kind.namespaced() || (args.all_namespaces && names.is_empty()) {
+                None
+            } else {
+                Some(args.namespace.clone().unwrap_or_else(|| "default".into()))
+            };
+            if names.is_empty() {
+                let (items, rev) = client
+                    .list(kind, ns.as_deref())
+                    .await
+                    .map_err(|e| anyhow!("Failed to get resources: {e}"))?;
+                revision = rev;
+                groups.push((kind, items, true));
+            } else {
+                let mut items = Vec::new();
+                for n in names {
+                    items.push(
+                        client
+                            .get(kind, ns.as_deref(), n)
+                            .await
+                            .map_err(|e| anyhow!("Failed to get resources: {e}"))?,
+                    );
+                }
+                groups.push((kind, items, names.len() > 1));
+            }
+        }
+        (Some(_), _) => {
+            bail!("Failed to execute command: give either -f FILE or KIND [NAME...], not both")
+        }
+        (None, []) => bail!(
+            "Failed to execute command: a resource type is required (e.g. 'calicoctl get ippools')"
+        ),
+    }
+    if args.export {
+        for (_, items, _) in &mut groups {
+            for r in items.iter_mut() {
+                r.metadata.uid = None;
+                r.metadata.resource_version = None;
+                r.metadata.creation_timestamp = None;
+            }
+        }
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match &format {
+        OutputFormat::Yaml | OutputFormat::Json => {
+            let docs: Vec<Value> = groups
+                .iter()
+                .map(|(kind, items, as_list)| document(*kind, items, *as_list, revision))
+                .collect();
+            for (i, doc) in docs.iter().enumerate() {
+                if matches!(format, OutputFormat::Yaml) {
+                    if i > 0 {
+                        writeln!(out, "---")?;
+                    }
+                    write!(out, "{}", calico_api::documents::to_yaml(doc))?;
+                } else {
+                    writeln!(out, "{}", serde_json::to_string_pretty(doc)?)?;
+                }
+            }
+        }
+        _ => {
+            let global_as = global_as_number(client).await;
+            let ctx = TableContext {
+                global_as,
+                namespace_column: args.namespace.is_some() || args.all_namespaces,
+            };
+            for (kind, items, _) in &groups {
+                print_table(&mut out, *kind, items, &format, &ctx)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The cluster-wide AS number nodes inherit.
+async fn global_as_number(client: &Client) -> String {
+    client
+        .get(Kind::BGPConfiguration, None, "default")
+        .await
+        .ok()
+        .and_then(|r| r.spec.to_value().get("asNumber").map(|v| v.to_string()))
+        .unwrap_or_else(|| "64512".into())
+}
+
+async fn patch(client: &Client, args: PatchArgs) -> Result<()> {
+    let kind = parse_kind(&args.kind)?;
+    let ns = kind
+        .namespaced()
+        .then(|| args.namespace.clone().unwrap_or_else(|| "default".into()));
+    let current = client
+        .get(kind, ns.as_deref(), &args.name)
+        .await
+        .map_err(|e| anyhow!("Failed to patch resource: {e}"))?;
+    let mut doc = current.to_value();
+    let patch: Value = serde_json::from_str(&args.patch)
+        .map_err(|e| anyhow!("Failed to patch resource: invalid patch JSON: {e}"))?;
+    match args.patch_type.as_str() {
+        "strategic" | "merge" => json_patch::merge(&mut doc, &patch),
+        "json" => {
+            let ops: json_patch::Patch = serde_json::from_value(patch)
+                .map_err(|e| anyhow!("Failed to patch resource: invalid JSON patch: {e}"))?;
+            json_patch::patch(&mut doc, &ops)
+                .map_err(|e| anyhow!("Failed to patch resource: {e}"))?;
+        }
+        other => bail!(
+            "Failed to patch resource: unknown patch type {other:?}: use strategic, merge or json"
+        ),
+    }
+    let mut patched =
+        Resource::from_value(doc).map_err(|e| invalid("Failed to patch resource", &e))?;
+    if patched.kind() != kind || patched.name() != current.name() {
+        bail!("Failed to patch resource: a patch may not change the kind or name");
+    }
+    patched.metadata.resource_version = current.metadata.resource_version.clone();
+    client
+        .replace(patched)
+        .await
+        .map_err(|e| anyhow!("Failed to patch resource: {}", describe_error(&e)))?;
+    println!("Successfully patched 1 '{kind}' resource");
+    Ok(())
+}
+
+fn invalid(context: &str, errors: &FieldErrors) -> anyhow::Error {
+    let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    anyhow!("{context}: {}", lines.join("; "))
+}
+
+async fn label(client: &Client, args: LabelArgs) -> Result<()> {
+    let kind = parse_kind(&args.kind)?;
+    let ns = kind
+        .namespaced()
+        .then(|| args.namespace.clone().unwrap_or_else(|| "default".into()));
+    let mut res = client
+        .get(kind, ns.as_deref(), &args.name)
+        .await
+        .map_err(|e| anyhow!("Failed to get resource: {e}"))?;
+    let labels = res.metadata.labels.get_or_insert_with(BTreeMap::new);
+    let key = if args.remove {
+        let key = args.label.clone();
+        if labels.remove(&key).is_none() {
+            bail!(
+                "can not remove label: label {key} is not found on {} {}",
+                args.kind,
+                args.name
+            );
+        }
+        key
+    } else {
+        let Some((key, value)) = args.label.split_once('=') else {
+            bail!(
+                "invalid label {:?}: expected key=value (or key with --remove)",
+                args.label
+            );
+        };
+        if let Some(old) = labels.get(key)
+            && old != value
+            && !args.overwrite
+        {
+            bail!(
+                "failed to update label: label {key} already exists with value {old}; use --overwrite to change it"
+            );
+        }
+        labels.insert(key.to_string(), value.to_string());
+        key.to_string()
+    };
+    client
+        .replace(res)
+        .await
+        .map_err(|e| anyhow!("Failed to update label: {}", describe_error(&e)))?;
+    if args.remove {
+        println!(
+            "Successfully removed label {key} from {} {}",
+            args.kind, args.name
+        );
+    } else {
+        println!(
+            "Successfully set label {key} on {} {}",
+            args.kind, args.name
+        );
+    }
+    Ok(())
+}
+
+async fn version(config: &DatastoreConfig, args: VersionArgs) -> Result<()> {
+    println!("Client Version:    {VERSION}");
+    println!("Git commit:        {}", env!("CALICO_GIT_COMMIT"));
+    if args.client {
+        return Ok(());
+    }
+    let client = connect(config).await?;
+    match client.get(Kind::ClusterInformation, None, "default").await {
+        Ok(info) => {
+            let spec = info.spec.to_value();
+            let field = |k: &str| {
+                spec.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
+            println!("Cluster Version:   {}", field("calicoVersion"));
+            println!("Cluster Type:      {}", field("clusterType"));
+        }
+        Err(ClientError::NotFound { .. }) => {
+            println!(
+                "Unable to retrieve Cluster Version or Type: ClusterInformation 'default' does not exist yet (calico-node creates it)"
+            );
+        }
+        Err(e) => bail!("Unable to retrieve Cluster Version or Type: {e}"),
+    }
+    Ok(())
+}

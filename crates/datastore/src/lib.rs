@@ -6,10 +6,12 @@
 //! Two backends implement it: [`etcd::EtcdStore`] for clusters and [`embedded::EmbeddedStore`], one SQLite
 //! file shared by every process on a machine.
 
+pub mod client;
 pub mod config;
 pub mod embedded;
 pub mod etcd;
 pub mod keys;
+pub mod syncer;
 
 use std::pin::Pin;
 

@@ -1,0 +1,186 @@
+//! The syncer: list, then watch; after a compaction or a lost connection it lists again and reports
+//! only what changed, so consumers (calico-node) keep a correct model without restarting.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::{EventKind, KeyValue, Revision, Store, StoreError};
+
+/// What a consumer receives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SyncEvent {
+    /// A key was created or changed.
+    Put(KeyValue),
+    /// A key went away (deleted, or missing from a resync listing).
+    Delete { key: String, revision: Revision },
+    /// Everything up to `revision` has been delivered. Sent after the first snapshot and after every
+    /// resync, so a consumer can act on a complete view.
+    InSync { revision: Revision },
+    /// The watch broke (`reason`); a fresh listing follows and only differences are reported.
+    Resyncing { reason: String },
+}
+
+/// Syncs every key under a set of prefixes.
+pub struct Syncer {
+    store: Arc<dyn Store>,
+    prefixes: Vec<String>,
+    retry_delay: Duration,
+}
+
+impl Syncer {
+    pub fn new(store: Arc<dyn Store>, prefixes: Vec<String>) -> Self {
+        Self {
+            store,
+            prefixes,
+            retry_delay: Duration::from_millis(200),
+        }
+    }
+
+    /// First delay after a failure (doubles up to 5 s).
+    pub fn with_retry_delay(mut self, delay: Duration) -> Self {
+        self.retry_delay = delay;
+        self
+    }
+
+    /// Run until the receiver is dropped.
+    pub fn spawn(self, tx: mpsc::Sender<SyncEvent>) -> JoinHandle<()> {
+        tokio::spawn(self.run(tx))
+    }
+
+    fn wanted(&self, key: &str) -> bool {
+        self.prefixes.iter().any(|p| key.starts_with(p.as_str()))
+    }
+
+    /// The longest prefix shared by all prefixes: one watch covers them all, in revision order.
+    fn watch_prefix(&self) -> String {
+        let mut common = self.prefixes.first().cloned().unwrap_or_default();
+        for p in &self.prefixes[1.min(self.prefixes.len())..] {
+            let n = common
+                .bytes()
+                .zip(p.bytes())
+                .take_while(|(a, b)| a == b)
+                .count();
+            common.truncate(n);
+        }
+        common
+    }
+
+    async fn run(self, tx: mpsc::Sender<SyncEvent>) {
+        // What the consumer has been told: key -> mod revision.
+        let mut known: BTreeMap<String, Revision> = BTreeMap::new();
+        let mut delay = self.retry_delay;
+        loop {
+            let revision = match self.snapshot(&mut known, &tx).await {
+                Ok(Some(rev)) => rev,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "datastore listing failed; retrying");
+                    if tx
+                        .send(SyncEvent::Resyncing {
+                            reason: e.to_string(),
+                        })
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            delay = self.retry_delay;
+            let reason = match self.follow(revision, &mut known, &tx).await {
+                Ok(()) => return,
+                Err(e) => e.to_string(),
+            };
+            tracing::info!(%reason, "watch ended; resyncing");
+            if tx.send(SyncEvent::Resyncing { reason }).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// List every prefix at one revision and report the differences from `known`.
+    /// `Ok(None)` means the consumer has gone.
+    async fn snapshot(
+        &self,
+        known: &mut BTreeMap<String, Revision>,
+        tx: &mpsc::Sender<SyncEvent>,
+    ) -> Result<Option<Revision>, StoreError> {
+        let mut revision = None;
+        let mut seen: BTreeMap<String, KeyValue> = BTreeMap::new();
+        for prefix in &self.prefixes {
+            let listed = self.store.list(prefix, revision).await?;
+            revision = Some(listed.revision);
+            for kv in listed.kvs {
+                seen.insert(kv.key.clone(), kv);
+            }
+        }
+        let revision = match revision {
+            Some(r) => r,
+            None => self.store.current_revision().await?,
+        };
+        let gone: Vec<String> = known
+            .keys()
+            .filter(|k| !seen.contains_key(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            known.remove(&key);
+            if tx.send(SyncEvent::Delete { key, revision }).await.is_err() {
+                return Ok(None);
+            }
+        }
+        for (key, kv) in seen {
+            if known.get(&key) != Some(&kv.mod_revision) {
+                known.insert(key, kv.mod_revision);
+                if tx.send(SyncEvent::Put(kv)).await.is_err() {
+                    return Ok(None);
+                }
+            }
+        }
+        if tx.send(SyncEvent::InSync { revision }).await.is_err() {
+            return Ok(None);
+        }
+        Ok(Some(revision))
+    }
+
+    /// Watch from just after `revision` until the watch fails (`Err`) or the consumer goes (`Ok`).
+    async fn follow(
+        &self,
+        revision: Revision,
+        known: &mut BTreeMap<String, Revision>,
+        tx: &mpsc::Sender<SyncEvent>,
+    ) -> Result<(), StoreError> {
+        let mut stream = self.store.watch(&self.watch_prefix(), revision + 1).await?;
+        while let Some(event) = stream.next().await {
+            let event = event?;
+            if !self.wanted(&event.kv.key) {
+                continue;
+            }
+            let out = match event.kind {
+                EventKind::Put => {
+                    known.insert(event.kv.key.clone(), event.kv.mod_revision);
+                    SyncEvent::Put(event.kv)
+                }
+                EventKind::Delete => {
+                    known.remove(&event.kv.key);
+                    SyncEvent::Delete {
+                        key: event.kv.key,
+                        revision: event.kv.mod_revision,
+                    }
+                }
+            };
+            if tx.send(out).await.is_err() {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Unavailable("watch stream ended".into()))
+    }
+}
