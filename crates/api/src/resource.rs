@@ -322,13 +322,17 @@ pub fn decode_typed<T: DeserializeOwned>(value: Value, root: &str) -> Result<T, 
         }
         let mut full = join(root, &path);
         let message = if let Some(rest) = inner.strip_prefix("unknown field `") {
-            // serde reports the enclosing object's path; name the offending field itself.
+            // Name the offending field itself (the path may or may not already end with it).
             let field = rest.split('`').next().unwrap_or_default();
-            full = join(&full, field);
+            if !(full == field || full.ends_with(&format!(".{field}"))) {
+                full = join(&full, field);
+            }
             "unknown field".to_string()
         } else if let Some(rest) = inner.strip_prefix("missing field `") {
             let field = rest.split('`').next().unwrap_or_default();
-            full = join(&full, field);
+            if !(full == field || full.ends_with(&format!(".{field}"))) {
+                full = join(&full, field);
+            }
             "required field is missing".to_string()
         } else {
             inner

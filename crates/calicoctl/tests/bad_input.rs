@@ -1,0 +1,203 @@
+//! Bad input: every problem gets one clear line naming the document and field path, the exit code is
+//! non-zero, and nothing is written.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Ctl;
+
+const GOOD_POOL: &str = "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: good\nspec:\n  cidr: 198.18.0.0/20\n";
+
+/// Nothing at all was written: every kind we might have touched is empty.
+fn assert_nothing_written(ctl: &Ctl) {
+    for kind in ["ippool", "networkpolicy", "globalnetworkpolicy", "bgppeer"] {
+        let out = ctl.ok(&["get", kind, "-A", "-o", "json"]);
+        assert!(out.contains("\"items\": []"), "{kind} was written:\n{out}");
+    }
+}
+
+fn check(ctl: &Ctl, name: &str, text: &str, expected: &[&str]) {
+    let file = ctl.write(name, text);
+    let (stdout, stderr) = ctl.fails(&["apply", "-f", &file]);
+    assert!(
+        stdout.is_empty(),
+        "nothing should be reported as applied: {stdout}"
+    );
+    for e in expected {
+        assert!(
+            stderr.contains(e),
+            "stderr for {name} lacks {e:?}:\n{stderr}"
+        );
+    }
+    assert_nothing_written(ctl);
+}
+
+#[test]
+fn each_problem_is_named_and_nothing_is_written() {
+    let ctl = Ctl::embedded();
+    check(
+        &ctl,
+        "malformed.yaml",
+        "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: [unclosed\n",
+        &["invalid YAML"],
+    );
+    check(
+        &ctl,
+        "unknown-kind.yaml",
+        &format!(
+            "{GOOD_POOL}---\napiVersion: projectcalico.org/v3\nkind: IPPoolz\nmetadata:\n  name: x\n"
+        ),
+        &["document 1 (IPPoolz \"x\"): kind: unknown resource kind \"IPPoolz\""],
+    );
+    check(
+        &ctl,
+        "unknown-field.yaml",
+        &format!(
+            "{GOOD_POOL}---\napiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: p2\nspec:\n  cidr: 198.18.16.0/20\n  bogus: 1\n"
+        ),
+        &["document 1 (IPPool \"p2\"): spec.bogus: unknown field"],
+    );
+    check(
+        &ctl,
+        "wrong-type.yaml",
+        "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: p\nspec:\n  cidr: 198.18.0.0/20\n  blockSize: big\n",
+        &["document 0 (IPPool \"p\"): spec.blockSize: invalid type"],
+    );
+    check(
+        &ctl,
+        "block-size.yaml",
+        "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: p\nspec:\n  cidr: 198.18.0.0/20\n  blockSize: 33\n",
+        &["spec.blockSize: must be between 20 and 32"],
+    );
+    check(
+        &ctl,
+        "unmasked.yaml",
+        "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: p\nspec:\n  cidr: 198.18.0.1/20\n",
+        &["spec.cidr:", "198.18.0.0/20"],
+    );
+    check(
+        &ctl,
+        "bad-selector.yaml",
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: p\nspec:\n  selector: role == \n",
+        &["document 0 (GlobalNetworkPolicy \"p\"): spec.selector: invalid selector"],
+    );
+    check(
+        &ctl,
+        "overlap-in-file.yaml",
+        &format!(
+            "{GOOD_POOL}---\napiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: inner\nspec:\n  cidr: 198.18.1.0/24\n"
+        ),
+        &["spec.cidr: IPPool inner (198.18.1.0/24) overlaps with IPPool good (198.18.0.0/20)"],
+    );
+    check(
+        &ctl,
+        "several.yaml",
+        "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: a\nspec:\n  cidr: 198.18.0.1/20\n  nodeSelector: \"zone ==\"\n---\napiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: b\nspec:\n  peerIP: 198.18.0.300\n",
+        &[
+            "document 0 (IPPool \"a\"): spec.cidr",
+            "document 0 (IPPool \"a\"): spec.nodeSelector",
+            "document 1 (BGPPeer \"b\"): spec.peerIP",
+        ],
+    );
+}
+
+#[test]
+fn overlap_with_a_stored_pool_is_refused() {
+    let ctl = Ctl::embedded();
+    let good = ctl.write("good.yaml", GOOD_POOL);
+    ctl.ok(&["create", "-f", &good]);
+    let other = ctl.write(
+        "other.yaml",
+        "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: other\nspec:\n  cidr: 198.18.0.0/16\n",
+    );
+    let (_, stderr) = ctl.fails(&["apply", "-f", &other]);
+    assert!(
+        stderr.contains(
+            "spec.cidr: IPPool other (198.18.0.0/16) overlaps with IPPool good (198.18.0.0/20)"
+        ),
+        "{stderr}"
+    );
+    let out = ctl.ok(&["get", "ippool"]);
+    assert_eq!(out.lines().count(), 2, "only the first pool exists:\n{out}");
+}
+
+#[test]
+fn immutable_pool_fields_are_refused() {
+    let ctl = Ctl::embedded();
+    let good = ctl.write("good.yaml", GOOD_POOL);
+    ctl.ok(&["create", "-f", &good]);
+    let changed = ctl.write("changed.yaml", &GOOD_POOL.replace("/20", "/21"));
+    let (_, stderr) = ctl.fails(&["apply", "-f", &changed]);
+    assert!(stderr.contains("spec.cidr: field is immutable"), "{stderr}");
+}
+
+#[test]
+fn unreachable_etcd_fails_quickly_and_clearly() {
+    let ctl = Ctl::embedded();
+    let port = calico_testutil::free_port();
+    let start = Instant::now();
+    let out = ctl
+        .command()
+        .env("DATASTORE_TYPE", "etcdv3")
+        .env("ETCD_ENDPOINTS", format!("http://127.0.0.1:{port}"))
+        .args(["get", "ippool"])
+        .output()
+        .unwrap();
+    let took = start.elapsed();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("datastore unavailable") && stderr.contains(&port.to_string()),
+        "{stderr}"
+    );
+    // Bounded: the connect timeout (5 s) plus process start, never a hang.
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+}
+
+#[test]
+fn damaged_embedded_file_is_reported_never_reset() {
+    let ctl = Ctl::embedded();
+    let garbage: Vec<u8> = (0..8192u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(ctl.db_path(), &garbage).unwrap();
+    let (_, stderr) = ctl.fails(&["get", "ippool"]);
+    assert!(stderr.contains("damaged"), "{stderr}");
+    let file = ctl.write("good.yaml", GOOD_POOL);
+    let (_, stderr) = ctl.fails(&["apply", "-f", &file]);
+    assert!(stderr.contains("damaged"), "{stderr}");
+    assert_eq!(
+        std::fs::read(ctl.db_path()).unwrap(),
+        garbage,
+        "the damaged file was modified"
+    );
+}
+
+#[test]
+fn bad_datastore_settings_are_named() {
+    let ctl = Ctl::embedded();
+    let out = ctl
+        .command()
+        .env("DATASTORE_TYPE", "consul")
+        .args(["get", "ippool"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown datastore type \"consul\""));
+}
+
+#[test]
+fn unknown_kind_on_the_command_line() {
+    let ctl = Ctl::embedded();
+    let (_, stderr) = ctl.fails(&["get", "ippoolz"]);
+    assert!(
+        stderr.contains("resource type 'ippoolz' is not supported"),
+        "{stderr}"
+    );
+    let (_, stderr) = ctl.fails(&["get", "ippool", "-o", "xml"]);
+    assert!(
+        stderr.contains("unrecognized output format 'xml'"),
+        "{stderr}"
+    );
+}
