@@ -18,3 +18,16 @@ pub mod profile;
 pub mod rule;
 pub mod tier;
 pub mod workloadendpoint;
+
+/// Serialize an optional float as Go's encoding/json does: `100` rather than `100.0` when it is whole,
+/// so stored objects and `calicoctl get -o yaml` read as Calico's do.
+pub(crate) fn serialize_go_float<S: serde::Serializer>(
+    v: &Option<f64>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => s.serialize_i64(*f as i64),
+        Some(f) => s.serialize_f64(*f),
+        None => s.serialize_none(),
+    }
+}

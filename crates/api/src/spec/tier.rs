@@ -17,7 +17,11 @@ pub const PROTECTED_TIERS: [(&str, f64, Action); 3] = [
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TierSpec {
     /// Lower orders are evaluated first; `None` is evaluated last.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "super::serialize_go_float"
+    )]
     pub order: Option<f64>,
     /// What happens to traffic that policies in this tier selected but did not allow or pass:
     /// `Deny` (default) or `Pass`.

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# The main job, on the embedded datastore: the calicoctl steps of the seed article
+# "Calico: BGP mode / Route Reflector mode" against a fresh datastore, printing every command and its
+# output. (What calico-node would register, the default pool and three nodes, is created first.)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+cargo build --release --quiet -p calicoctl
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export DATASTORE_TYPE=embedded
+export CALICO_DATASTORE_PATH="$work/calico.db"
+export PATH="$PWD/target/release:$PATH"
+cd "$work"
+echo "# datastore: DATASTORE_TYPE=$DATASTORE_TYPE CALICO_DATASTORE_PATH=$CALICO_DATASTORE_PATH"
+
+run() { echo; echo "[root@k8s-master ~]# $*"; "$@"; }
+
+cat > cluster.yaml <<'YAML'
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata:
+  name: default-ipv4-ippool
+spec:
+  cidr: 10.244.0.0/16
+  ipipMode: Always
+  natOutgoing: true
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata:
+  name: k8s-master
+spec:
+  bgp:
+    ipv4Address: 192.168.179.102/24
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata:
+  name: k8s-node1
+spec:
+  bgp:
+    ipv4Address: 192.168.179.103/24
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata:
+  name: k8s-node2
+spec:
+  bgp:
+    ipv4Address: 192.168.179.104/24
+YAML
+echo "# what calico-node registers at start-up on the article's cluster:"
+run calicoctl create -f cluster.yaml
+
+run calicoctl get ippool -o wide
+echo; echo "[root@k8s-master calico]# calicoctl get ippool -o yaml > ippool.yaml"
+calicoctl get ippool -o yaml > ippool.yaml
+echo "# edit: ipipMode: Always -> ipipMode: Never"
+sed -i 's/ipipMode: Always/ipipMode: Never/' ippool.yaml
+run calicoctl apply -f ippool.yaml
+run calicoctl get ippool -o wide
+
+run calicoctl get bgpconfig
+run calicoctl get node -o wide
+cat > bgpconfig.yaml <<'YAML'
+apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata:
+  name: default
+spec:
+  logSeverityScreen: Info
+  nodeToNodeMeshEnabled: false 
+  asNumber: 64512
+YAML
+run cat bgpconfig.yaml
+run calicoctl apply -f bgpconfig.yaml
+run calicoctl get bgpconfig
+
+run calicoctl label node k8s-node2 route-reflector=true
+echo; echo "[root@k8s-master ~]# calicoctl get node k8s-node2 -o yaml > rr-node.yaml"
+calicoctl get node k8s-node2 -o yaml > rr-node.yaml
+echo "# edit: add routeReflectorClusterID: 244.0.0.1 under bgp"
+sed -i 's|^    ipv4Address: 192.168.179.104/24$|&\n    routeReflectorClusterID: 244.0.0.1|' rr-node.yaml
+run cat rr-node.yaml
+run calicoctl apply -f rr-node.yaml
+
+cat > bgppeer.yaml <<'YAML'
+apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata:
+  name: peer-with-route-reflectors
+spec:
+  nodeSelector: all()
+  peerSelector: route-reflector == 'true'
+YAML
+run calicoctl apply -f bgppeer.yaml
+run cat bgppeer.yaml
+run calicoctl get bgppeer
+run calicoctl get node -o wide
