@@ -48,7 +48,12 @@ impl Store for CuttableStore {
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<Revision, StoreError> {
         self.inner.create(key, value).await
     }
-    async fn update(&self, key: &str, value: Vec<u8>, rev: Revision) -> Result<Revision, StoreError> {
+    async fn update(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        rev: Revision,
+    ) -> Result<Revision, StoreError> {
         self.inner.update(key, value, rev).await
     }
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<Revision, StoreError> {
@@ -75,7 +80,10 @@ impl Store for CuttableStore {
                 let _ = broken.wait_for(|l| *l == Link::Broken).await;
             });
         let ending = futures::stream::once(async move {
-            Err(StoreError::Compacted { requested: from, compacted: from })
+            Err(StoreError::Compacted {
+                requested: from,
+                compacted: from,
+            })
         });
         Ok(Box::pin(events.chain(ending)))
     }
@@ -109,7 +117,10 @@ fn puts(events: &[SyncEvent]) -> BTreeMap<String, String> {
     events
         .iter()
         .filter_map(|e| match e {
-            SyncEvent::Put(kv) => Some((kv.key.clone(), String::from_utf8_lossy(&kv.value).into_owned())),
+            SyncEvent::Put(kv) => Some((
+                kv.key.clone(),
+                String::from_utf8_lossy(&kv.value).into_owned(),
+            )),
             _ => None,
         })
         .collect()
@@ -117,13 +128,29 @@ fn puts(events: &[SyncEvent]) -> BTreeMap<String, String> {
 
 async fn syncer_scenario(store: Arc<dyn Store>) {
     // Keys inside and outside the synced prefixes.
-    store.put(&format!("{PREFIX}ippools/a"), b"a1".to_vec()).await.unwrap();
-    store.put(&format!("{PREFIX}ippools/b"), b"b1".to_vec()).await.unwrap();
-    store.put(&format!("{IPAM}config"), b"c1".to_vec()).await.unwrap();
-    store.put("/calico/felix/v2/other", b"x".to_vec()).await.unwrap();
+    store
+        .put(&format!("{PREFIX}ippools/a"), b"a1".to_vec())
+        .await
+        .unwrap();
+    store
+        .put(&format!("{PREFIX}ippools/b"), b"b1".to_vec())
+        .await
+        .unwrap();
+    store
+        .put(&format!("{IPAM}config"), b"c1".to_vec())
+        .await
+        .unwrap();
+    store
+        .put("/calico/felix/v2/other", b"x".to_vec())
+        .await
+        .unwrap();
 
     let (cut, _) = watch::channel(Link::Up);
-    let cuttable = Arc::new(CuttableStore { inner: store.clone(), cut, watches: Mutex::new(0) });
+    let cuttable = Arc::new(CuttableStore {
+        inner: store.clone(),
+        cut,
+        watches: Mutex::new(0),
+    });
     let (tx, mut rx) = mpsc::channel(64);
     let handle = Syncer::new(cuttable.clone(), vec![PREFIX.into(), IPAM.into()])
         .with_retry_delay(Duration::from_millis(20))
@@ -143,11 +170,23 @@ async fn syncer_scenario(store: Arc<dyn Store>) {
     assert_eq!(snapshot.len(), 3, "only the synced prefixes: {snapshot:?}");
 
     // 2. Live updates in order, other prefixes ignored.
-    store.put(&format!("{PREFIX}ippools/a"), b"a2".to_vec()).await.unwrap();
-    store.put("/calico/felix/v2/other", b"y".to_vec()).await.unwrap();
-    let deleted = store.delete(&format!("{PREFIX}ippools/b"), None).await.unwrap();
+    store
+        .put(&format!("{PREFIX}ippools/a"), b"a2".to_vec())
+        .await
+        .unwrap();
+    store
+        .put("/calico/felix/v2/other", b"y".to_vec())
+        .await
+        .unwrap();
+    let deleted = store
+        .delete(&format!("{PREFIX}ippools/b"), None)
+        .await
+        .unwrap();
     match next(&mut rx).await {
-        SyncEvent::Put(kv) => assert_eq!((kv.key.as_str(), kv.value.as_slice()), (&*format!("{PREFIX}ippools/a"), &b"a2"[..])),
+        SyncEvent::Put(kv) => assert_eq!(
+            (kv.key.as_str(), kv.value.as_slice()),
+            (&*format!("{PREFIX}ippools/a"), &b"a2"[..])
+        ),
         other => panic!("want put of a, got {other:?}"),
     }
     match next(&mut rx).await {
@@ -161,9 +200,15 @@ async fn syncer_scenario(store: Arc<dyn Store>) {
     // 3. The watch goes down; meanwhile keys change, one is deleted, one is created, and history is
     //    compacted. The resync reports exactly those differences and nothing else.
     cuttable.cut.send_replace(Link::Down);
-    store.put(&format!("{PREFIX}ippools/c"), b"c-new".to_vec()).await.unwrap();
+    store
+        .put(&format!("{PREFIX}ippools/c"), b"c-new".to_vec())
+        .await
+        .unwrap();
     store.delete(&format!("{IPAM}config"), None).await.unwrap();
-    store.put(&format!("{PREFIX}ippools/a"), b"a3".to_vec()).await.unwrap();
+    store
+        .put(&format!("{PREFIX}ippools/a"), b"a3".to_vec())
+        .await
+        .unwrap();
     let now = store.current_revision().await.unwrap();
     store.compact(now).await.unwrap();
     cuttable.cut.send_replace(Link::Broken);
@@ -178,7 +223,10 @@ async fn syncer_scenario(store: Arc<dyn Store>) {
             e => resync.push(e),
         }
     }
-    assert!(resync.is_empty(), "nothing delivered from a cut watch: {resync:?}");
+    assert!(
+        resync.is_empty(),
+        "nothing delivered from a cut watch: {resync:?}"
+    );
     let (diff, rev) = until_in_sync(&mut rx).await;
     assert!(rev >= now);
     assert_eq!(
@@ -199,7 +247,10 @@ async fn syncer_scenario(store: Arc<dyn Store>) {
     assert_eq!(diff.len(), 3, "only differences are reported: {diff:?}");
 
     // 4. And it follows the new watch.
-    store.put(&format!("{PREFIX}ippools/d"), b"d1".to_vec()).await.unwrap();
+    store
+        .put(&format!("{PREFIX}ippools/d"), b"d1".to_vec())
+        .await
+        .unwrap();
     match next(&mut rx).await {
         SyncEvent::Put(kv) => assert_eq!(kv.key, format!("{PREFIX}ippools/d")),
         other => panic!("want put of d, got {other:?}"),
@@ -207,21 +258,31 @@ async fn syncer_scenario(store: Arc<dyn Store>) {
     assert_eq!(*cuttable.watches.lock().unwrap(), 2);
     drop(rx);
     // The syncer stops once its consumer is gone (it notices at its next event).
-    store.put(&format!("{PREFIX}ippools/e"), b"e1".to_vec()).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(10), handle).await.expect("syncer stops").expect("no panic");
+    store
+        .put(&format!("{PREFIX}ippools/e"), b"e1".to_vec())
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), handle)
+        .await
+        .expect("syncer stops")
+        .expect("no panic");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn syncer_embedded() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path().join("calico.db")).unwrap());
+    let store: Arc<dyn Store> =
+        Arc::new(EmbeddedStore::open(dir.path().join("calico.db")).unwrap());
     syncer_scenario(store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn syncer_etcd() {
     let server = EtcdServer::start();
-    let cfg = EtcdConfig { endpoints: vec![server.endpoint()], ..EtcdConfig::default() };
+    let cfg = EtcdConfig {
+        endpoints: vec![server.endpoint()],
+        ..EtcdConfig::default()
+    };
     let store: Arc<dyn Store> = Arc::new(EtcdStore::connect(&cfg).await.unwrap());
     syncer_scenario(store).await;
 }
@@ -237,9 +298,14 @@ async fn syncer_reports_lost_connection() {
         ..EtcdConfig::default()
     };
     let store: Arc<dyn Store> = Arc::new(EtcdStore::connect(&cfg).await.unwrap());
-    store.put(&format!("{PREFIX}ippools/a"), b"a1".to_vec()).await.unwrap();
+    store
+        .put(&format!("{PREFIX}ippools/a"), b"a1".to_vec())
+        .await
+        .unwrap();
     let (tx, mut rx) = mpsc::channel(64);
-    let _handle = Syncer::new(store, vec![PREFIX.into()]).with_retry_delay(Duration::from_millis(50)).spawn(tx);
+    let _handle = Syncer::new(store, vec![PREFIX.into()])
+        .with_retry_delay(Duration::from_millis(50))
+        .spawn(tx);
     let (snapshot, _) = until_in_sync(&mut rx).await;
     assert_eq!(snapshot.len(), 1);
     server.kill();
