@@ -165,6 +165,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Events for keys under `prefix` with revision >= `from_revision`, in order. If `from_revision` is
     /// older than the compacted history, the stream yields `Compacted` (immediately, or as its first item).
+    /// A `from_revision` of 0 or less means 1: all retained history.
     async fn watch(&self, prefix: &str, from_revision: Revision)
     -> Result<WatchStream, StoreError>;
 

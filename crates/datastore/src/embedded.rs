@@ -1,1 +1,0 @@
-//! The embedded backend: one SQLite file that every process on a machine shares.

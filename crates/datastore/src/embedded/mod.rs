@@ -1,0 +1,345 @@
+//! The embedded backend: one SQLite file that every process on a machine shares.
+//!
+//! The file holds three tables: `kv` (the current value of every key, for fast reads), `history` (every
+//! version of every key with the revision that wrote it, plus a tombstone row per delete, for reads at past
+//! revisions and for watches) and `meta` (format marker, current and compacted revisions).
+//!
+//! Many processes use the file at once (CNI invocations, calicoctl, calico-node), so every decision that
+//! involves the revision counter, create-if-absent or compare-and-swap is taken inside one
+//! `BEGIN IMMEDIATE` transaction. The file runs in WAL mode with `synchronous=NORMAL`: durable across
+//! process crashes, and readers never wait for writers.
+//!
+//! Watches poll the history table from their own connection, woken by inotify on the file's directory
+//! (writes from any process), by this store's own commits, and by a slow fallback timer.
+
+mod ops;
+mod sql;
+mod watch;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, TransactionBehavior};
+
+use self::sql::TxError;
+use crate::{KeyValue, ListResult, Revision, Store, StoreError, WatchStream, WriteOp};
+
+/// Most ops one [`Store::batch`] accepts.
+pub const MAX_BATCH_OPS: usize = 10_000;
+
+/// Tuning for [`EmbeddedStore::open_with`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmbeddedOptions {
+    /// Revisions of history that automatic compaction keeps (reads and watches may go this far back).
+    pub history_retention: i64,
+    /// Automatic compaction runs when the revision reaches a multiple of this (0 turns it off).
+    pub auto_compact_interval: i64,
+    /// How long a write waits for another process's write to finish before giving up with `Unavailable`.
+    pub busy_timeout: Duration,
+    /// How often a watch re-reads the file when no change notification arrives.
+    pub watch_poll_interval: Duration,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        EmbeddedOptions {
+            history_retention: 100_000,
+            auto_compact_interval: 1_000,
+            busy_timeout: Duration::from_secs(10),
+            watch_poll_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+/// A [`Store`] in one SQLite file, safe to share between many processes.
+pub struct EmbeddedStore {
+    path: PathBuf,
+    display_path: String,
+    options: EmbeddedOptions,
+    conn: Mutex<Connection>,
+    /// The newest revision this store committed: wakes this process's watches without waiting for inotify.
+    local_commits: tokio::sync::watch::Sender<Revision>,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("path", &self.path)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedStore {
+    /// Open the store at `path` with default options, creating the file (and its directory) if missing.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, EmbeddedOptions::default())
+    }
+
+    /// Open the store at `path`. A missing or zero-length file is initialised; any other file must be a
+    /// calico-rs store, or this fails with `Corrupt` and leaves the file alone.
+    pub fn open_with(path: impl AsRef<Path>, options: EmbeddedOptions) -> Result<Self, StoreError> {
+        let given = path.as_ref();
+        // Absolute, so watches find the directory even if the process changes directory later.
+        let path = std::path::absolute(given).map_err(|err| {
+            StoreError::Unavailable(format!("cannot resolve {}: {err}", given.display()))
+        })?;
+        let conn = sql::open_store(&path, options.busy_timeout)?;
+        let display_path = path.display().to_string();
+        let (revision, _) =
+            ops::revisions(&conn).map_err(|err| err.into_store_error(&display_path))?;
+        let (local_commits, _) = tokio::sync::watch::channel(revision);
+        Ok(EmbeddedStore {
+            path,
+            display_path,
+            options,
+            conn: Mutex::new(conn),
+            local_commits,
+        })
+    }
+
+    /// The file this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The oldest revision reads and watches can still reach.
+    pub fn compacted_revision(&self) -> Result<Revision, StoreError> {
+        self.read(|conn| Ok(ops::revisions(conn)?.1))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock rolled its transaction back when the guard's owner unwound.
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Run `body` in one read transaction (a consistent snapshot).
+    fn read<T>(
+        &self,
+        body: impl FnOnce(&Connection) -> Result<T, TxError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.lock();
+        let result = (|| {
+            let tx = conn.transaction()?;
+            let value = body(&tx)?;
+            tx.finish()?;
+            Ok(value)
+        })();
+        result.map_err(|err: TxError| err.into_store_error(&self.display_path))
+    }
+
+    /// Run `body` in one write transaction that holds the file's write lock from the start.
+    /// Nothing is kept if `body` fails.
+    fn write_locked<T>(
+        &self,
+        body: impl FnOnce(&Connection) -> Result<T, TxError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.lock();
+        let result = (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let value = body(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        })();
+        result.map_err(|err: TxError| err.into_store_error(&self.display_path))
+    }
+
+    /// Apply `ops` at one new revision, all or nothing. Returns the revision and each key's prior value.
+    fn commit_ops(&self, ops: &[WriteOp]) -> Result<(Revision, Vec<Option<KeyValue>>), StoreError> {
+        for op in ops {
+            if op.key().is_empty() {
+                return Err(StoreError::Invalid("a key must not be empty".into()));
+            }
+        }
+        let options = &self.options;
+        let (revision, previous) = self.write_locked(|conn| {
+            let (current, compacted) = ops::revisions(conn)?;
+            let revision = current + 1;
+            let mut previous = Vec::with_capacity(ops.len());
+            for (seq, op) in (0_i64..).zip(ops) {
+                previous.push(ops::apply(conn, revision, seq, op)?);
+            }
+            ops::set_meta_counter(conn, "revision", revision)?;
+            if options.auto_compact_interval > 0 && revision % options.auto_compact_interval == 0 {
+                let target = revision - options.history_retention.max(0);
+                if target > compacted {
+                    ops::compact_history(conn, target, compacted)?;
+                }
+            }
+            Ok((revision, previous))
+        })?;
+        self.local_commits.send_replace(revision);
+        Ok((revision, previous))
+    }
+
+    fn commit_one(&self, op: WriteOp) -> Result<(Revision, Option<KeyValue>), StoreError> {
+        let (revision, mut previous) = self.commit_ops(std::slice::from_ref(&op))?;
+        Ok((revision, previous.pop().flatten()))
+    }
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        self.read(|conn| ops::current_kv(conn, key))
+    }
+
+    async fn list(&self, prefix: &str, at: Option<Revision>) -> Result<ListResult, StoreError> {
+        self.read(|conn| {
+            let (current, compacted) = ops::revisions(conn)?;
+            match at {
+                None => Ok(ListResult {
+                    kvs: ops::list_current(conn, prefix)?,
+                    revision: current,
+                }),
+                Some(at) if at < 0 => {
+                    Err(StoreError::Invalid(format!("revision {at} is negative")).into())
+                }
+                Some(at) if at > current => Err(StoreError::Invalid(format!(
+                    "revision {at} is in the future (current revision is {current})"
+                ))
+                .into()),
+                Some(at) if at < compacted => Err(StoreError::Compacted {
+                    requested: at,
+                    compacted,
+                }
+                .into()),
+                Some(at) if at == current => Ok(ListResult {
+                    kvs: ops::list_current(conn, prefix)?,
+                    revision: current,
+                }),
+                Some(at) => Ok(ListResult {
+                    kvs: ops::list_at(conn, prefix, at)?,
+                    revision: at,
+                }),
+            }
+        })
+    }
+
+    async fn create(&self, key: &str, value: Vec<u8>) -> Result<Revision, StoreError> {
+        let op = WriteOp::Create {
+            key: key.to_string(),
+            value,
+        };
+        Ok(self.commit_one(op)?.0)
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expected_mod_revision: Revision,
+    ) -> Result<Revision, StoreError> {
+        let op = WriteOp::Update {
+            key: key.to_string(),
+            value,
+            expected_mod_revision,
+        };
+        Ok(self.commit_one(op)?.0)
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<Revision, StoreError> {
+        let op = WriteOp::Put {
+            key: key.to_string(),
+            value,
+        };
+        Ok(self.commit_one(op)?.0)
+    }
+
+    async fn delete(
+        &self,
+        key: &str,
+        expected_mod_revision: Option<Revision>,
+    ) -> Result<KeyValue, StoreError> {
+        let op = WriteOp::Delete {
+            key: key.to_string(),
+            expected_mod_revision,
+        };
+        match self.commit_one(op)? {
+            (_, Some(deleted)) => Ok(deleted),
+            // `apply` fails a delete of a missing key, so a commit always has the prior value.
+            (_, None) => Err(StoreError::NotFound {
+                key: key.to_string(),
+            }),
+        }
+    }
+
+    async fn batch(&self, ops: Vec<WriteOp>) -> Result<Revision, StoreError> {
+        if ops.len() > MAX_BATCH_OPS {
+            return Err(StoreError::Invalid(format!(
+                "batch of {} ops exceeds the limit of {MAX_BATCH_OPS}",
+                ops.len()
+            )));
+        }
+        let mut seen = HashSet::with_capacity(ops.len());
+        for op in &ops {
+            if !seen.insert(op.key()) {
+                return Err(StoreError::Invalid(format!(
+                    "batch writes key {} more than once",
+                    op.key()
+                )));
+            }
+        }
+        if ops.is_empty() {
+            // Like an etcd transaction without writes: nothing changes, so the revision stays.
+            return self.current_revision().await;
+        }
+        Ok(self.commit_ops(&ops)?.0)
+    }
+
+    fn max_batch_ops(&self) -> usize {
+        MAX_BATCH_OPS
+    }
+
+    async fn watch(
+        &self,
+        prefix: &str,
+        from_revision: Revision,
+    ) -> Result<WatchStream, StoreError> {
+        if from_revision < 0 {
+            return Err(StoreError::Invalid(format!(
+                "watch revision {from_revision} is negative"
+            )));
+        }
+        watch::start(
+            &self.path,
+            &self.options,
+            prefix,
+            from_revision,
+            self.local_commits.subscribe(),
+        )
+    }
+
+    async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
+        self.write_locked(|conn| {
+            let (current, compacted) = ops::revisions(conn)?;
+            if revision > current {
+                return Err(StoreError::Invalid(format!(
+                    "cannot compact to revision {revision}: the current revision is {current}"
+                ))
+                .into());
+            }
+            if revision <= compacted {
+                // etcd answers the same way when asked to compact again at or below its compaction point.
+                return Err(StoreError::Compacted {
+                    requested: revision,
+                    compacted,
+                }
+                .into());
+            }
+            ops::compact_history(conn, revision, compacted)
+        })
+    }
+
+    async fn current_revision(&self) -> Result<Revision, StoreError> {
+        self.read(|conn| Ok(ops::revisions(conn)?.0))
+    }
+}
