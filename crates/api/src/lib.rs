@@ -8,6 +8,7 @@ pub mod documents;
 pub mod error;
 pub mod kind;
 pub mod meta;
+pub mod parallel;
 pub mod resource;
 pub mod selector;
 pub mod spec;

@@ -66,6 +66,12 @@ macro_rules! specs {
                 }
             }
 
+            fn serialize_inner<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                match self {
+                    $(Spec::$kind(s) => s.serialize(serializer),)*
+                }
+            }
+
             fn validate(&self, meta: &ObjectMeta, errs: &mut FieldErrors) {
                 match self {
                     $(Spec::$kind(s) => s.validate(meta, errs),)*
@@ -189,6 +195,20 @@ impl Resource {
         Value::Object(obj)
     }
 
+    /// The object as JSON bytes, written straight from the typed form (no intermediate tree).
+    /// `resourceVersion` is left out: in the datastore it is the key's modification revision.
+    pub fn to_stored_json(&self) -> Vec<u8> {
+        let metadata = ObjectMeta {
+            resource_version: None,
+            ..self.metadata.clone()
+        };
+        let stored = Stored {
+            resource: self,
+            metadata: &metadata,
+        };
+        serde_json::to_vec(&stored).unwrap_or_default()
+    }
+
     /// Fill in Calico's defaults (namespace `default` for namespaced kinds, then the kind's own).
     pub fn apply_defaults(&mut self) {
         if self.kind().namespaced() {
@@ -243,6 +263,34 @@ impl Resource {
         }
         self.spec.validate(&self.metadata, &mut errs);
         errs.into_result()
+    }
+}
+
+/// The whole object with the given metadata, serialized field by field.
+struct Stored<'a> {
+    resource: &'a Resource,
+    metadata: &'a ObjectMeta,
+}
+
+impl Serialize for Stored<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct SpecOf<'a>(&'a Spec);
+        impl Serialize for SpecOf<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                self.0.serialize_inner(serializer)
+            }
+        }
+        let kind = self.resource.kind();
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("apiVersion", kind.api_version())?;
+        map.serialize_entry("kind", kind.name())?;
+        map.serialize_entry("metadata", self.metadata)?;
+        map.serialize_entry("spec", &SpecOf(&self.resource.spec))?;
+        if let Some(status) = &self.resource.status {
+            map.serialize_entry("status", status)?;
+        }
+        map.end()
     }
 }
 

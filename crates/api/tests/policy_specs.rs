@@ -324,7 +324,7 @@ fn documented_examples_decode_validate_and_round_trip() {
 fn round_trip_keeps_the_written_forms() {
     let input = np(json!({
         "tier": "default",
-        "order": 100.0,
+        "order": 100,
         "selector": "role == 'database'",
         "types": ["Ingress"],
         "ingress": [{

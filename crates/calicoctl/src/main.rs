@@ -4,7 +4,7 @@
 mod input;
 mod output;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,6 +20,10 @@ use serde_json::Value;
 
 use crate::input::read_sources;
 use crate::output::{OutputFormat, TableContext, document, print_table};
+
+// Parsing and validating thousands of documents is allocation-heavy: mimalloc makes it markedly faster.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));
 
@@ -261,47 +265,63 @@ fn single_kind(resources: &[Resource]) -> Option<Kind> {
 /// input with one line per problem, before anything is written.
 fn load_valid(filename: &str, recursive: bool, namespace: Option<&str>) -> Result<Vec<Resource>> {
     let sources = read_sources(filename, recursive)?;
+    let docs: Vec<(String, usize, Result<Resource, FieldErrors>)> = sources
+        .into_iter()
+        .flat_map(|src| {
+            let source = src.source;
+            src.documents.into_iter().map(move |doc| {
+                let what = if doc.kind.is_empty() {
+                    format!("{source}: document {}", doc.index)
+                } else {
+                    format!(
+                        "{source}: document {} ({} {:?})",
+                        doc.index, doc.kind, doc.name
+                    )
+                };
+                (what, doc.index, doc.resource)
+            })
+        })
+        .collect();
+    // Defaulting and validation are independent per document: use every core.
+    let checked = calico_api::parallel::par_map(docs, |(what, index, decoded)| {
+        let outcome = decoded
+            .map_err(|errs| {
+                errs.iter()
+                    .map(|e| format!("{what}: {e}"))
+                    .collect::<Vec<_>>()
+            })
+            .and_then(|mut res| {
+                apply_namespace(&mut res, namespace).map_err(|e| vec![format!("{what}: {e}")])?;
+                res.apply_defaults();
+                res.validate().map_err(|errs| {
+                    errs.iter()
+                        .map(|e| format!("{what}: {e}"))
+                        .collect::<Vec<_>>()
+                })?;
+                Ok(res)
+            });
+        (what, index, outcome)
+    });
     let mut problems = Vec::new();
-    let mut resources = Vec::new();
-    let mut seen: BTreeMap<(Kind, Option<String>, String), usize> = BTreeMap::new();
-    for src in sources {
-        for doc in src.documents {
-            let what = if doc.kind.is_empty() {
-                format!("{}: document {}", src.source, doc.index)
-            } else {
-                format!(
-                    "{}: document {} ({} {:?})",
-                    src.source, doc.index, doc.kind, doc.name
-                )
-            };
-            let mut res = match doc.resource {
-                Ok(r) => r,
-                Err(errs) => {
-                    problems.extend(errs.iter().map(|e| format!("{what}: {e}")));
-                    continue;
+    let mut resources = Vec::with_capacity(checked.len());
+    let mut seen: HashMap<(Kind, Option<String>, String), usize> = HashMap::new();
+    for (what, index, outcome) in checked {
+        match outcome {
+            Err(lines) => problems.extend(lines),
+            Ok(res) => {
+                let id = (
+                    res.kind(),
+                    res.namespace().map(String::from),
+                    res.name().to_string(),
+                );
+                if let Some(first) = seen.insert(id, index) {
+                    problems.push(format!(
+                        "{what}: metadata.name: duplicate of document {first}"
+                    ));
+                } else {
+                    resources.push(res);
                 }
-            };
-            if let Err(e) = apply_namespace(&mut res, namespace) {
-                problems.push(format!("{what}: {e}"));
-                continue;
             }
-            res.apply_defaults();
-            if let Err(errs) = res.validate() {
-                problems.extend(errs.iter().map(|e| format!("{what}: {e}")));
-                continue;
-            }
-            let id = (
-                res.kind(),
-                res.namespace().map(String::from),
-                res.name().to_string(),
-            );
-            if let Some(first) = seen.insert(id, doc.index) {
-                problems.push(format!(
-                    "{what}: metadata.name: duplicate of document {first}"
-                ));
-                continue;
-            }
-            resources.push(res);
         }
     }
     if !problems.is_empty() {
@@ -333,7 +353,9 @@ fn apply_namespace(res: &mut Resource, namespace: Option<&str>) -> Result<()> {
 }
 
 async fn write(client: &Client, args: WriteArgs, mode: WriteMode) -> Result<()> {
+    let started = std::time::Instant::now();
     let resources = load_valid(&args.filename, args.recursive, args.namespace.as_deref())?;
+    tracing::debug!(elapsed = ?started.elapsed(), count = resources.len(), "read and validated the input");
     let verb = match mode {
         WriteMode::Create => "created",
         WriteMode::Apply => "applied",
@@ -348,6 +370,7 @@ async fn write(client: &Client, args: WriteArgs, mode: WriteMode) -> Result<()> 
     let total = resources.len();
     let kind = single_kind(&resources);
     let prepared = client.prepare_many(resources, mode).await;
+    tracing::debug!(elapsed = ?started.elapsed(), "checked against the datastore");
     let mut problems = Vec::new();
     let mut to_write = Vec::new();
     let mut skipped = 0;
@@ -372,6 +395,7 @@ async fn write(client: &Client, args: WriteArgs, mode: WriteMode) -> Result<()> 
         );
     }
     let results = client.submit(to_write).await;
+    tracing::debug!(elapsed = ?started.elapsed(), "written");
     let failed: Vec<&ClientError> = results.iter().filter_map(|r| r.as_ref().err()).collect();
     let done = results.len() - failed.len() + skipped;
     let kind_text = kind.map(|k| format!(" '{k}'")).unwrap_or_default();

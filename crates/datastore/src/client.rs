@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use calico_api::parallel::par_map;
 use calico_api::{FieldErrors, Kind, ObjectMeta, Resource, Spec};
 use futures::StreamExt;
 use serde_json::{Map, Value};
@@ -190,18 +191,18 @@ impl Client {
         } else {
             Vec::new()
         };
-        let batch_pools: Vec<&Resource> = resources
+        let batch_pools: Vec<Resource> = resources
             .iter()
             .filter(|r| r.kind() == Kind::IPPool)
+            .cloned()
             .collect();
-        resources
-            .iter()
-            .map(|res| {
-                let current = existing.get(&resource_key_of(res));
-                prepare(res.clone(), current, mode, &pools, &batch_pools)
-                    .map(|(resource, op)| PreparedWrite { resource, op })
-            })
-            .collect()
+        let batch_pools: Vec<&Resource> = batch_pools.iter().collect();
+        // Defaulting, validation and encoding are pure CPU work: spread them over the cores.
+        par_map(resources, |res| {
+            let current = existing.get(&resource_key_of(&res));
+            prepare(res, current, mode, &pools, &batch_pools)
+                .map(|(resource, op)| PreparedWrite { resource, op })
+        })
     }
 
     /// Write prepared resources; errors already in `prepared` are passed through.
@@ -565,14 +566,14 @@ fn now_rfc3339() -> String {
 /// The stored JSON: the whole v3 object without `resourceVersion` (that is the key's mod revision).
 /// IPAMConfiguration is stored in IPAM's own form at `/calico/ipam/v2/config`.
 pub fn encode(res: &Resource) -> Vec<u8> {
-    let mut value = res.to_value();
-    if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("resourceVersion");
-    }
     if res.kind() == Kind::IPAMConfiguration {
-        value = ipam_config_to_storage(&value);
+        let mut value = res.to_value();
+        if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("resourceVersion");
+        }
+        return serde_json::to_vec(&ipam_config_to_storage(&value)).unwrap_or_default();
     }
-    serde_json::to_vec(&value).unwrap_or_default()
+    res.to_stored_json()
 }
 
 /// Decode a stored key-value into a resource with `resourceVersion` set.
