@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The foundation benchmark: builds calicoctl and calico-bench in release mode and prints the figures.
 # Usage: scripts/bench.sh [all|apply|watch|selector] [--count N]
+# Stores (the embedded file, etcd's data dir) live under $TMPDIR (default /tmp, on disk). On this
+# kind of virtual machine, disk syncs dominate the watch-latency tail; `TMPDIR=/dev/shm` measures
+# the same path without them.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."

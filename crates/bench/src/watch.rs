@@ -207,7 +207,8 @@ async fn observe(backend: BackendKind, target: &str) -> Result<Observed> {
 pub async fn run() -> Result<(Table, Vec<Goal>)> {
     let mut table = Table::new(
         &format!(
-            "2. watch latency, write in one process -> event in another ({MEASURED_WRITES} writes, {WRITE_INTERVAL_MS} ms apart)"
+            "2. watch latency, write in one process -> event in another ({MEASURED_WRITES} writes, {WRITE_INTERVAL_MS} ms apart, {ROUNDS} rounds; stores under {}, which TMPDIR sets)",
+            std::env::temp_dir().display()
         ),
         &[
             "backend", "writes", "received", "p50 ms", "p99 ms", "max ms", "goal p99", "note",
@@ -218,36 +219,91 @@ pub async fn run() -> Result<(Table, Vec<Goal>)> {
         .prefix("calico-bench-watch-")
         .tempdir()
         .context("creating a temporary directory")?;
-    let embedded_path: PathBuf = scratch.path().join("watch.db");
-    let embedded = observe(BackendKind::Embedded, &embedded_path.to_string_lossy()).await;
-    record(&mut table, &mut goals, BackendKind::Embedded, embedded);
+    // This machine's disk and CPU jitter moves a single p99 a lot: run several rounds, each on a
+    // fresh store, and judge the goal on the median round.
+    let mut embedded = Vec::new();
+    for round in 0..ROUNDS {
+        let path: PathBuf = scratch.path().join(format!("watch-{round}.db"));
+        embedded.push(observe(BackendKind::Embedded, &path.to_string_lossy()).await);
+    }
+    record_rounds(&mut table, &mut goals, BackendKind::Embedded, embedded);
 
     if calico_testutil::etcd_binary().is_none() {
-        record(
+        record_rounds(
             &mut table,
             &mut goals,
             BackendKind::Etcd,
-            Err(anyhow::anyhow!(
+            vec![Err(anyhow::anyhow!(
                 "etcd not found: install etcd-server (scripts/bench.sh does)"
-            )),
+            ))],
         );
     } else {
-        let server = EtcdServer::start();
-        let etcd = observe(BackendKind::Etcd, &server.endpoint()).await;
-        record(&mut table, &mut goals, BackendKind::Etcd, etcd);
-        drop(server);
+        let mut etcd = Vec::new();
+        for _ in 0..ROUNDS {
+            let server = EtcdServer::start();
+            etcd.push(observe(BackendKind::Etcd, &server.endpoint()).await);
+            drop(server);
+        }
+        record_rounds(&mut table, &mut goals, BackendKind::Etcd, etcd);
     }
     Ok((table, goals))
 }
 
-fn record(
+/// Rounds of the latency measurement per backend.
+const ROUNDS: usize = 3;
+
+/// One table row per round; the goal is judged on the round with the median p99.
+fn record_rounds(
     table: &mut Table,
     goals: &mut Vec<Goal>,
     backend: BackendKind,
-    observed: Result<Observed>,
+    rounds: Vec<Result<Observed>>,
 ) {
     let goal_ms = backend.p99_goal_ms();
-    let goal_name = format!("{}: watch latency p99 <= {goal_ms} ms", backend.name());
+    let name = format!("{}: watch latency p99 <= {goal_ms} ms", backend.name());
+    let mut p99s = Vec::new();
+    let mut problem = None;
+    for observed in rounds {
+        match record(table, backend, observed) {
+            Ok(p99) => p99s.push(p99),
+            Err(message) => problem = problem.or(Some(message)),
+        }
+    }
+    // A round with an error or missing events decides the goal by itself.
+    if let Some(detail) = problem {
+        goals.push(Goal {
+            informational: false,
+            name,
+            met: None,
+            detail,
+        });
+        return;
+    }
+    p99s.sort_by(f64::total_cmp);
+    let median = p99s.get(p99s.len() / 2).copied();
+    goals.push(Goal {
+        informational: false,
+        name,
+        met: median.map(|m| m <= goal_ms),
+        detail: format!(
+            "median p99 of {} rounds {} ms (rounds: {})",
+            p99s.len(),
+            median.map_or("n/a".into(), |m| format!("{m:.2}")),
+            p99s.iter()
+                .map(|p| format!("{p:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    });
+}
+
+/// Add one round's row; its p99, or what went wrong.
+fn record(
+    table: &mut Table,
+    backend: BackendKind,
+    observed: Result<Observed>,
+) -> Result<f64, String> {
+    let goal_ms = backend.p99_goal_ms();
     match observed {
         Ok(Observed {
             mut latencies_ms,
@@ -258,7 +314,7 @@ fn record(
             let p99 = percentile(&latencies_ms, 99.0);
             let max = latencies_ms.last().copied();
             let show = |v: Option<f64>| v.map_or("n/a".into(), |v| format!("{v:.2}"));
-            let complete = latencies_ms.len() == expected;
+            let missing = expected - latencies_ms.len();
             table.push(vec![
                 backend.name().into(),
                 expected.to_string(),
@@ -267,28 +323,20 @@ fn record(
                 show(p99),
                 show(max),
                 format!("{goal_ms:.1}"),
-                if complete {
+                if missing == 0 {
                     String::new()
                 } else {
-                    format!(
-                        "ERROR: {} events never arrived",
-                        expected - latencies_ms.len()
-                    )
+                    format!("ERROR: {missing} events never arrived")
                 },
             ]);
-            goals.push(Goal {
-                informational: false,
-                name: goal_name,
-                met: p99.map(|p| p <= goal_ms && complete),
-                detail: match p99 {
-                    Some(p) if complete => format!("p99 {p:.2} ms"),
-                    Some(p) => format!(
-                        "p99 {p:.2} ms, but only {} of {expected} events arrived",
-                        latencies_ms.len()
-                    ),
-                    None => "no events arrived".into(),
-                },
-            });
+            match p99 {
+                Some(p) if missing == 0 => Ok(p),
+                Some(p) => Err(format!(
+                    "p99 {p:.2} ms, but only {} of {expected} events arrived",
+                    latencies_ms.len()
+                )),
+                None => Err("no events arrived".into()),
+            }
         }
         Err(err) => {
             let message = format!("ERROR: {err:#}").replace('\n', " ");
@@ -302,12 +350,7 @@ fn record(
                 format!("{goal_ms:.1}"),
                 message.clone(),
             ]);
-            goals.push(Goal {
-                informational: false,
-                name: goal_name,
-                met: None,
-                detail: message,
-            });
+            Err(message)
         }
     }
 }
