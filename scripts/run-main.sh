@@ -13,45 +13,14 @@ trap 'rm -rf "$work"' EXIT
 export DATASTORE_TYPE=embedded
 export CALICO_DATASTORE_PATH="$work/calico.db"
 export PATH="$PWD/target/release:$PATH"
+# The article's files (the same ones the seed walkthrough test uses).
+seed="$PWD/crates/calicoctl/tests/seed"
 cd "$work"
 echo "# datastore: DATASTORE_TYPE=$DATASTORE_TYPE CALICO_DATASTORE_PATH=$CALICO_DATASTORE_PATH"
 
 run() { echo; echo "[root@k8s-master ~]# $*"; "$@"; }
 
-cat > cluster.yaml <<'YAML'
-apiVersion: projectcalico.org/v3
-kind: IPPool
-metadata:
-  name: default-ipv4-ippool
-spec:
-  cidr: 10.244.0.0/16
-  ipipMode: Always
-  natOutgoing: true
----
-apiVersion: projectcalico.org/v3
-kind: Node
-metadata:
-  name: k8s-master
-spec:
-  bgp:
-    ipv4Address: 192.168.179.102/24
----
-apiVersion: projectcalico.org/v3
-kind: Node
-metadata:
-  name: k8s-node1
-spec:
-  bgp:
-    ipv4Address: 192.168.179.103/24
----
-apiVersion: projectcalico.org/v3
-kind: Node
-metadata:
-  name: k8s-node2
-spec:
-  bgp:
-    ipv4Address: 192.168.179.104/24
-YAML
+cp "$seed/cluster.yaml" .
 echo "# what calico-node registers at start-up on the article's cluster:"
 run calicoctl create -f cluster.yaml
 
@@ -65,16 +34,7 @@ run calicoctl get ippool -o wide
 
 run calicoctl get bgpconfig
 run calicoctl get node -o wide
-cat > bgpconfig.yaml <<'YAML'
-apiVersion: projectcalico.org/v3
-kind: BGPConfiguration
-metadata:
-  name: default
-spec:
-  logSeverityScreen: Info
-  nodeToNodeMeshEnabled: false 
-  asNumber: 64512
-YAML
+cp "$seed/bgpconfig.yaml" .
 run cat bgpconfig.yaml
 run calicoctl apply -f bgpconfig.yaml
 run calicoctl get bgpconfig
@@ -87,15 +47,7 @@ sed -i 's|^    ipv4Address: 192.168.179.104/24$|&\n    routeReflectorClusterID: 
 run cat rr-node.yaml
 run calicoctl apply -f rr-node.yaml
 
-cat > bgppeer.yaml <<'YAML'
-apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata:
-  name: peer-with-route-reflectors
-spec:
-  nodeSelector: all()
-  peerSelector: route-reflector == 'true'
-YAML
+cp "$seed/bgppeer.yaml" .
 run calicoctl apply -f bgppeer.yaml
 run cat bgppeer.yaml
 run calicoctl get bgppeer

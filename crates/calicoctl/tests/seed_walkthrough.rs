@@ -6,45 +6,12 @@ mod common;
 
 use common::{Ctl, row, table};
 
-/// What calico-node registers on the article's three-node cluster.
-const CLUSTER: &str = r#"
-apiVersion: projectcalico.org/v3
-kind: IPPool
-metadata:
-  name: default-ipv4-ippool
-spec:
-  cidr: 10.244.0.0/16
-  ipipMode: Always
-  natOutgoing: true
----
-apiVersion: projectcalico.org/v3
-kind: Node
-metadata:
-  name: k8s-master
-spec:
-  bgp:
-    ipv4Address: 192.168.179.102/24
----
-apiVersion: projectcalico.org/v3
-kind: Node
-metadata:
-  name: k8s-node1
-spec:
-  bgp:
-    ipv4Address: 192.168.179.103/24
----
-apiVersion: projectcalico.org/v3
-kind: Node
-metadata:
-  name: k8s-node2
-spec:
-  bgp:
-    ipv4Address: 192.168.179.104/24
-"#;
-
-// The article's files, byte for byte (including the trailing space after `false`).
-const BGPCONFIG_YAML: &str = "apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata:\n  name: default\nspec:\n  logSeverityScreen: Info\n  nodeToNodeMeshEnabled: false \n  asNumber: 64512\n";
-const BGPPEER_YAML: &str = "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: peer-with-route-reflectors\nspec:\n  nodeSelector: all()\n  peerSelector: route-reflector == 'true'\n";
+// The files live in tests/seed/ so scripts/run-main.sh shows the same ones. `cluster.yaml` is what
+// calico-node registers on the article's three-node cluster; the other two are the article's files
+// byte for byte (including the trailing space after `false`).
+const CLUSTER: &str = include_str!("seed/cluster.yaml");
+const BGPCONFIG_YAML: &str = include_str!("seed/bgpconfig.yaml");
+const BGPPEER_YAML: &str = include_str!("seed/bgppeer.yaml");
 
 fn walkthrough(ctl: Ctl) {
     let cluster = ctl.write("cluster.yaml", CLUSTER);
