@@ -310,23 +310,10 @@ fn has_own_name_rules(kind: Kind) -> bool {
 /// Kubernetes label rules: an optional DNS subdomain prefix and `/`, then a name of at most 63
 /// characters of `[A-Za-z0-9_.-]` starting and ending alphanumeric; values the same (or empty).
 fn check_label(errs: &mut FieldErrors, path: &str, key: &str, value: &str) {
-    fn qualified_name_ok(s: &str) -> bool {
-        let b = s.as_bytes();
-        !b.is_empty()
-            && b.len() <= 63
-            && b.iter()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
-            && b[0].is_ascii_alphanumeric()
-            && b[b.len() - 1].is_ascii_alphanumeric()
-    }
-    let (prefix, name) = match key.rsplit_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, key),
-    };
-    if prefix.is_some_and(|p| !validate::is_dns1123_subdomain(p)) || !qualified_name_ok(name) {
+    if !validate::is_qualified_name(key) {
         errs.push(path, format!("invalid label key {key:?}"));
     }
-    if !value.is_empty() && !qualified_name_ok(value) {
+    if !validate::is_label_value(value) {
         errs.push(path, format!("invalid label value {value:?}"));
     }
 }

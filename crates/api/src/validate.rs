@@ -167,10 +167,17 @@ pub fn tier_name(errs: &mut FieldErrors, path: &str, value: &str) {
 
 /// A Linux interface name as Calico accepts it: `^[a-zA-Z0-9_.-]{1,15}$`.
 pub fn is_interface_name(value: &str) -> bool {
+    is_interface_pattern(value, false)
+}
+
+/// An interface name, or with `allow_glob` a pattern using `*` (BGP ignored interfaces, filters).
+pub fn is_interface_pattern(value: &str, allow_glob: bool) -> bool {
     (1..=15).contains(&value.len())
-        && value
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+        && value.bytes().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(c, b'_' | b'.' | b'-')
+                || (allow_glob && c == b'*')
+        })
 }
 
 /// A container ID: `[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?`.
@@ -362,22 +369,9 @@ pub fn ip_address(errs: &mut FieldErrors, path: &str, value: &str) -> Option<std
     parsed
 }
 
-/// True for a MAC address in one of the forms Go's `net.ParseMAC` accepts for 6-byte addresses:
-/// `00:1a:2b:3c:4d:5e`, `00-1a-2b-3c-4d-5e` or `001a.2b3c.4d5e`.
-pub fn is_mac_address(value: &str) -> bool {
-    let hex_groups = |sep: char, group_len: usize, groups: usize| {
-        let parts: Vec<&str> = value.split(sep).collect();
-        parts.len() == groups
-            && parts
-                .iter()
-                .all(|p| p.len() == group_len && p.chars().all(|c| c.is_ascii_hexdigit()))
-    };
-    hex_groups(':', 2, 6) || hex_groups('-', 2, 6) || hex_groups('.', 4, 3)
-}
-
 /// Check a MAC address field.
 pub fn mac_address(errs: &mut FieldErrors, path: &str, value: &str) {
-    if !is_mac_address(value) {
+    if !is_mac(value) {
         errs.push(path, format!("invalid MAC address {value:?}"));
     }
 }
@@ -401,10 +395,10 @@ mod infra_tests {
 
     #[test]
     fn macs_and_addresses() {
-        assert!(is_mac_address("66:a1:b2:c3:d4:e5"));
-        assert!(is_mac_address("66-A1-B2-C3-D4-E5"));
-        assert!(!is_mac_address("66:a1:b2:c3:d4"));
-        assert!(!is_mac_address("zz:a1:b2:c3:d4:e5"));
+        assert!(is_mac("66:a1:b2:c3:d4:e5"));
+        assert!(is_mac("66-A1-B2-C3-D4-E5"));
+        assert!(!is_mac("66:a1:b2:c3:d4"));
+        assert!(!is_mac("zz:a1:b2:c3:d4:e5"));
         let mut errs = FieldErrors::new();
         assert!(ipv4_address(&mut errs, "a", "10.0.0.1").is_some());
         assert!(ipv4_address(&mut errs, "b", "10.0.0.1/32").is_none());

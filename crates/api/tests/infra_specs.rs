@@ -180,6 +180,21 @@ fn ippool_rules() {
         json!({"cidr": "10.0.0.0/16", "nodeSelector": "global()"}),
     );
     assert_error_at(&errs, "spec.nodeSelector", "global() selector is not valid");
+    // Anywhere in the expression, but not inside a quoted value.
+    let errs = errors(
+        "IPPool",
+        "p",
+        json!({"cidr": "10.0.0.0/16", "nodeSelector": "zone == 'a' && !global()"}),
+    );
+    assert_error_at(&errs, "spec.nodeSelector", "global() selector is not valid");
+    assert!(
+        load(
+            "IPPool",
+            "p",
+            json!({"cidr": "10.0.0.0/16", "nodeSelector": "note == 'global()'"})
+        )
+        .is_ok()
+    );
 }
 
 #[test]

@@ -46,6 +46,16 @@ impl Expr {
         matches!(self, Expr::Global)
     }
 
+    /// True if `global()` appears anywhere in the expression.
+    pub fn uses_global(&self) -> bool {
+        match self {
+            Expr::Global => true,
+            Expr::Not(inner) => inner.uses_global(),
+            Expr::And(items) | Expr::Or(items) => items.iter().any(Expr::uses_global),
+            _ => false,
+        }
+    }
+
     /// Evaluates the expression; never allocates.
     pub fn matches<L: Labels + ?Sized>(&self, labels: &L) -> bool {
         match self {

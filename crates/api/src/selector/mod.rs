@@ -88,6 +88,11 @@ impl Selector {
         self.expr.is_global()
     }
 
+    /// True if `global()` appears anywhere in the selector.
+    pub fn uses_global(&self) -> bool {
+        self.expr.uses_global()
+    }
+
     /// The parsed expression tree.
     pub fn expr(&self) -> &Expr {
         &self.expr

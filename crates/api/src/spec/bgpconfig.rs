@@ -4,8 +4,7 @@ use serde::{Deserialize, Serialize};
 
 pub use super::infra_common::{BGPPassword, SecretKeySelector};
 use super::infra_common::{
-    LOG_LEVELS, check_community_value, check_one_of_ignore_case, check_range, is_interface_name,
-    opt_as_number,
+    LOG_LEVELS, check_community_value, check_one_of_ignore_case, check_range, opt_as_number,
 };
 use crate::error::{index, join};
 use crate::{FieldErrors, ObjectMeta, SpecType, validate};
@@ -265,18 +264,12 @@ impl SpecType for BGPConfigurationSpec {
                 );
             }
         }
-        if let Some(password) = &self.node_mesh_password
-            && let Some(secret) = &password.secret_key_ref
-            && secret.key.is_empty()
-        {
-            errs.push(
-                "spec.nodeMeshPassword.secretKeyRef.key",
-                "required field is missing",
-            );
+        if let Some(password) = &self.node_mesh_password {
+            password.validate(errs, "spec.nodeMeshPassword");
         }
 
         for (i, iface) in self.ignored_interfaces.iter().enumerate() {
-            if iface == "*" || !is_interface_name(iface, true) {
+            if iface == "*" || !crate::validate::is_interface_pattern(iface, true) {
                 errs.push(
                     index("spec.ignoredInterfaces", i),
                     format!(

@@ -4,7 +4,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 pub use super::infra_common::ASNumber;
-use super::infra_common::{check_community_value, check_range, is_interface_name};
+use super::infra_common::{check_community_value, check_range};
 use crate::error::{index, join};
 use crate::{FieldErrors, ObjectMeta, SpecType, validate};
 
@@ -173,7 +173,7 @@ fn check_rule(errs: &mut FieldErrors, path: &str, rule: &BGPFilterRule, v6: bool
             errs.push(&len_path, "min must not be greater than max");
         }
     }
-    if !rule.interface.is_empty() && !is_interface_name(&rule.interface, true) {
+    if !rule.interface.is_empty() && !crate::validate::is_interface_pattern(&rule.interface, true) {
         errs.push(
             join(path, "interface"),
             format!(

@@ -206,14 +206,8 @@ impl SpecType for BGPPeerSpec {
                 "keepOriginalNextHop and nextHopMode cannot both be set; keepOriginalNextHop is deprecated, use nextHopMode instead",
             );
         }
-        if let Some(password) = &self.password
-            && let Some(secret) = &password.secret_key_ref
-            && secret.key.is_empty()
-        {
-            errs.push(
-                "spec.password.secretKeyRef.key",
-                "required field is missing",
-            );
+        if let Some(password) = &self.password {
+            password.validate(errs, "spec.password");
         }
         for (field, value) in [
             ("maxRestartTime", &self.max_restart_time),

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 pub use super::infra_common::PortSpec;
 use super::infra_common::{
-    IntOrString, LOG_LEVELS, check_one_of, check_one_of_ignore_case, check_range, is_interface_name,
+    IntOrString, LOG_LEVELS, check_one_of, check_one_of_ignore_case, check_range,
 };
 use crate::error::{index, join};
 use crate::{FieldErrors, ObjectMeta, SpecType, validate};
@@ -2000,7 +2000,7 @@ impl SpecType for FelixConfigurationSpec {
         ] {
             if let Some(name) = value
                 && !name.is_empty()
-                && !is_interface_name(name, false)
+                && !crate::validate::is_interface_name(name)
             {
                 errs.push(
                     join("spec", field),
@@ -2113,7 +2113,7 @@ impl SpecType for FelixConfigurationSpec {
         }
         if let Some(filters) = &self.bpf_log_filters {
             for key in filters.keys() {
-                if key != "all" && !is_interface_name(key, false) {
+                if key != "all" && !crate::validate::is_interface_name(key) {
                     errs.push(
                         join("spec.bpfLogFilters", key),
                         "keys must be \"all\" or an interface name",

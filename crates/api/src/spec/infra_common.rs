@@ -119,7 +119,7 @@ impl PortSpec {
             }
             return Ok(PortSpec::Range(lo, hi));
         }
-        if is_port_name(s) {
+        if crate::validate::is_port_name(s) {
             Ok(PortSpec::Named(s.to_string()))
         } else {
             Err(format!("invalid port format ({s})"))
@@ -134,17 +134,6 @@ impl PortSpec {
             PortSpec::Named(_) => None,
         }
     }
-}
-
-/// Named ports: 1–15 characters of `[a-z0-9-]` with at least one letter (as Kubernetes port names).
-fn is_port_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 15
-        && s.bytes()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
-        && s.bytes().any(|c| c.is_ascii_lowercase())
-        && !s.starts_with('-')
-        && !s.ends_with('-')
 }
 
 impl fmt::Display for PortSpec {
@@ -221,6 +210,20 @@ pub struct BGPPassword {
     pub secret_key_ref: Option<SecretKeySelector>,
 }
 
+impl BGPPassword {
+    /// A secret reference must name its key. `path` is the password field's own path.
+    pub fn validate(&self, errs: &mut FieldErrors, path: &str) {
+        if let Some(secret) = &self.secret_key_ref
+            && secret.key.is_empty()
+        {
+            errs.push(
+                format!("{path}.secretKeyRef.key"),
+                "required field is missing",
+            );
+        }
+    }
+}
+
 /// Why a BGP community value is invalid, or `Ok` for `aa:nn` (16-bit parts) and `aa:nn:mm`
 /// (32-bit parts).
 pub fn check_community_value(value: &str) -> Result<(), String> {
@@ -278,17 +281,6 @@ pub fn parse_ip_port(value: &str) -> Option<(IpAddr, Option<u16>)> {
     }
 }
 
-/// Interface names as Calico validates them: 1–15 of `[a-zA-Z0-9_.-]`, plus `*` when `allow_glob`.
-pub fn is_interface_name(value: &str, allow_glob: bool) -> bool {
-    !value.is_empty()
-        && value.len() <= 15
-        && value.bytes().all(|c| {
-            c.is_ascii_alphanumeric()
-                || matches!(c, b'_' | b'.' | b'-')
-                || (allow_glob && c == b'*')
-        })
-}
-
 /// Check a number lies in `min..=max`, pushing `must be between min and max` otherwise.
 pub fn check_range(errs: &mut FieldErrors, path: &str, value: i64, min: i64, max: i64) {
     if value < min || value > max {
@@ -324,11 +316,6 @@ pub fn check_one_of_ignore_case(errs: &mut FieldErrors, path: &str, value: &str,
 
 /// The log levels Calico components accept (case-insensitive).
 pub const LOG_LEVELS: &[&str] = &["Trace", "Debug", "Info", "Warning", "Error", "Fatal"];
-
-/// True when `selector` uses `global()`, which only makes sense in policy selectors.
-pub fn uses_global_selector(selector: &str) -> bool {
-    selector.contains("global(")
-}
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,6 @@ use std::fmt;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use super::infra_common::uses_global_selector;
 use crate::error::join;
 use crate::{FieldErrors, ObjectMeta, SpecType, validate};
 
@@ -240,13 +239,11 @@ impl SpecType for IPPoolSpec {
                 continue;
             }
             let path = join("spec", field);
-            if uses_global_selector(value) {
+            if validate::selector(errs, &path, value).is_some_and(|s| s.uses_global()) {
                 errs.push(
                     &path,
                     format!("global() selector is not valid for IPPool {field}"),
                 );
-            } else {
-                validate::selector(errs, &path, value);
             }
         }
 
