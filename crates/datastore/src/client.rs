@@ -506,15 +506,13 @@ fn prepare(
 
 /// Fields Calico does not let an update change.
 fn check_immutable(new: &Resource, cur: &Resource, errors: &mut FieldErrors) {
-    if let (Spec::IPPool(_), Spec::IPPool(_)) = (&new.spec, &cur.spec) {
-        let (n, c) = (new.spec.to_value(), cur.spec.to_value());
-        for field in ["cidr", "blockSize"] {
-            if n.get(field) != c.get(field) {
-                errors.push(
-                    format!("spec.{field}"),
-                    "field is immutable: delete and re-create the pool to change it",
-                );
-            }
+    if let (Spec::IPPool(n), Spec::IPPool(c)) = (&new.spec, &cur.spec) {
+        let immutable = "field is immutable: delete and re-create the pool to change it";
+        if n.net() != c.net() {
+            errors.push("spec.cidr", immutable);
+        }
+        if n.effective_block_size() != c.effective_block_size() {
+            errors.push("spec.blockSize", immutable);
         }
     }
 }
@@ -526,12 +524,9 @@ fn check_pool_overlap(
     batch: &[&Resource],
     errors: &mut FieldErrors,
 ) {
-    let cidr_of = |r: &Resource| {
-        r.spec
-            .to_value()
-            .get("cidr")
-            .and_then(Value::as_str)
-            .and_then(calico_api::validate::parse_cidr)
+    let cidr_of = |r: &Resource| match &r.spec {
+        Spec::IPPool(pool) => pool.net(),
+        _ => None,
     };
     let Some(mine) = cidr_of(res) else { return };
     let others = stored

@@ -58,14 +58,20 @@ impl Syncer {
 
     /// The longest prefix shared by all prefixes: one watch covers them all, in revision order.
     fn watch_prefix(&self) -> String {
-        let mut common = self.prefixes.first().cloned().unwrap_or_default();
-        for p in &self.prefixes[1.min(self.prefixes.len())..] {
-            let n = common
+        let mut prefixes = self.prefixes.iter();
+        let mut common = prefixes.next().cloned().unwrap_or_default();
+        for p in prefixes {
+            let shared = common
                 .bytes()
                 .zip(p.bytes())
                 .take_while(|(a, b)| a == b)
                 .count();
-            common.truncate(n);
+            // Stay on a character boundary (prefixes are ASCII in practice).
+            let shared = (0..=shared)
+                .rev()
+                .find(|&i| common.is_char_boundary(i))
+                .unwrap_or(0);
+            common.truncate(shared);
         }
         common
     }
