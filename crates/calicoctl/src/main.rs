@@ -216,7 +216,14 @@ async fn run(cli: Cli) -> Result<()> {
     })?;
     match cli.command {
         Command::Validate(args) => {
-            let resources = load_valid(&args.filename, args.recursive, args.namespace.as_deref())?;
+            let input = load(
+                &args.filename,
+                args.recursive,
+                args.namespace.as_deref(),
+                true,
+            )?;
+            Input::fail_on_problems(&input.problems)?;
+            let resources: Vec<Resource> = input.items.into_iter().map(|(_, r)| r).collect();
             if resources.is_empty() && !args.skip_empty {
                 bail!("no resources specified in file {}", args.filename);
             }
@@ -261,9 +268,33 @@ fn single_kind(resources: &[Resource]) -> Option<Kind> {
     resources.iter().all(|r| r.kind() == first).then_some(first)
 }
 
-/// Decode, default and validate every document of the input. Any problem anywhere fails the whole
-/// input with one line per problem, before anything is written.
-fn load_valid(filename: &str, recursive: bool, namespace: Option<&str>) -> Result<Vec<Resource>> {
+/// Documents read from the input, each with a description naming its file, index, kind and name.
+struct Input {
+    items: Vec<(String, Resource)>,
+    /// One line per problem found so far (decoding, namespace, duplicates, and validation if asked).
+    problems: Vec<String>,
+}
+
+impl Input {
+    /// Print every problem and fail, or carry on when there are none.
+    fn fail_on_problems(problems: &[String]) -> Result<()> {
+        if problems.is_empty() {
+            return Ok(());
+        }
+        for p in problems {
+            eprintln!("{p}");
+        }
+        bail!(
+            "Failed to execute command: {} problem(s) found in the input; nothing was written",
+            problems.len()
+        )
+    }
+}
+
+/// Decode and default every document of the input, and validate them when `validate` is set (the
+/// write verbs leave validation to the client, which also checks the stored state, so every object
+/// is validated once). Problems are collected, not returned early, so a bad file is reported whole.
+fn load(filename: &str, recursive: bool, namespace: Option<&str>, validate: bool) -> Result<Input> {
     let sources = read_sources(filename, recursive)?;
     let docs: Vec<(String, usize, Result<Resource, FieldErrors>)> = sources
         .into_iter()
@@ -282,32 +313,33 @@ fn load_valid(filename: &str, recursive: bool, namespace: Option<&str>) -> Resul
             })
         })
         .collect();
-    // Defaulting and validation are independent per document: use every core.
+    let lines = |what: &str, errs: FieldErrors| {
+        errs.iter()
+            .map(|e| format!("{what}: {e}"))
+            .collect::<Vec<_>>()
+    };
+    // Independent per document: use every core.
     let checked = calico_api::parallel::par_map(docs, |(what, index, decoded)| {
         let outcome = decoded
-            .map_err(|errs| {
-                errs.iter()
-                    .map(|e| format!("{what}: {e}"))
-                    .collect::<Vec<_>>()
-            })
+            .map_err(|errs| lines(&what, errs))
             .and_then(|mut res| {
                 apply_namespace(&mut res, namespace).map_err(|e| vec![format!("{what}: {e}")])?;
                 res.apply_defaults();
-                res.validate().map_err(|errs| {
-                    errs.iter()
-                        .map(|e| format!("{what}: {e}"))
-                        .collect::<Vec<_>>()
-                })?;
+                if validate {
+                    res.validate().map_err(|errs| lines(&what, errs))?;
+                }
                 Ok(res)
             });
         (what, index, outcome)
     });
-    let mut problems = Vec::new();
-    let mut resources = Vec::with_capacity(checked.len());
+    let mut input = Input {
+        items: Vec::with_capacity(checked.len()),
+        problems: Vec::new(),
+    };
     let mut seen: HashMap<(Kind, Option<String>, String), usize> = HashMap::new();
     for (what, index, outcome) in checked {
         match outcome {
-            Err(lines) => problems.extend(lines),
+            Err(problem_lines) => input.problems.extend(problem_lines),
             Ok(res) => {
                 let id = (
                     res.kind(),
@@ -315,25 +347,16 @@ fn load_valid(filename: &str, recursive: bool, namespace: Option<&str>) -> Resul
                     res.name().to_string(),
                 );
                 if let Some(first) = seen.insert(id, index) {
-                    problems.push(format!(
+                    input.problems.push(format!(
                         "{what}: metadata.name: duplicate of document {first}"
                     ));
                 } else {
-                    resources.push(res);
+                    input.items.push((what, res));
                 }
             }
         }
     }
-    if !problems.is_empty() {
-        for p in &problems {
-            eprintln!("{p}");
-        }
-        bail!(
-            "Failed to execute command: {} problem(s) found in the input; nothing was written",
-            problems.len()
-        );
-    }
-    Ok(resources)
+    Ok(input)
 }
 
 /// `-n` fills in the namespace of namespaced resources; a different namespace in the file is an error.
@@ -354,27 +377,36 @@ fn apply_namespace(res: &mut Resource, namespace: Option<&str>) -> Result<()> {
 
 async fn write(client: &Client, args: WriteArgs, mode: WriteMode) -> Result<()> {
     let started = std::time::Instant::now();
-    let resources = load_valid(&args.filename, args.recursive, args.namespace.as_deref())?;
-    tracing::debug!(elapsed = ?started.elapsed(), count = resources.len(), "read and validated the input");
+    let Input {
+        items,
+        mut problems,
+    } = load(
+        &args.filename,
+        args.recursive,
+        args.namespace.as_deref(),
+        false,
+    )?;
+    tracing::debug!(elapsed = ?started.elapsed(), count = items.len(), "read the input");
     let verb = match mode {
         WriteMode::Create => "created",
         WriteMode::Apply => "applied",
         WriteMode::Replace => "replaced",
     };
-    if resources.is_empty() {
+    if items.is_empty() && problems.is_empty() {
         if args.skip_empty {
             return Ok(());
         }
         bail!("no resources specified in file {}", args.filename);
     }
-    let total = resources.len();
+    let total = items.len();
+    let (described, resources): (Vec<String>, Vec<Resource>) = items.into_iter().unzip();
     let kind = single_kind(&resources);
+    // Validation and the checks against stored objects, for every document, before any write.
     let prepared = client.prepare_many(resources, mode).await;
-    tracing::debug!(elapsed = ?started.elapsed(), "checked against the datastore");
-    let mut problems = Vec::new();
+    tracing::debug!(elapsed = ?started.elapsed(), "validated and checked against the datastore");
     let mut to_write = Vec::new();
     let mut skipped = 0;
-    for p in prepared {
+    for (what, p) in described.iter().zip(prepared) {
         match p {
             Ok(w) => to_write.push(Ok(w)),
             Err(ClientError::AlreadyExists { .. })
@@ -382,18 +414,13 @@ async fn write(client: &Client, args: WriteArgs, mode: WriteMode) -> Result<()> 
             {
                 skipped += 1
             }
-            Err(e) => problems.push(e),
+            Err(ClientError::Invalid { errors, .. }) => {
+                problems.extend(errors.iter().map(|e| format!("{what}: {e}")))
+            }
+            Err(e) => problems.push(format!("{what}: {e}")),
         }
     }
-    if !problems.is_empty() {
-        for p in &problems {
-            eprintln!("{}", describe_error(p));
-        }
-        bail!(
-            "Failed to execute command: {} resource(s) could not be {verb}; nothing was written",
-            problems.len()
-        );
-    }
+    Input::fail_on_problems(&problems)?;
     let results = client.submit(to_write).await;
     tracing::debug!(elapsed = ?started.elapsed(), "written");
     let failed: Vec<&ClientError> = results.iter().filter_map(|r| r.as_ref().err()).collect();

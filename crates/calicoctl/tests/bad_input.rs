@@ -120,6 +120,25 @@ fn overlap_with_a_stored_pool_is_refused() {
     );
     let out = ctl.ok(&["get", "ippool"]);
     assert_eq!(out.lines().count(), 2, "only the first pool exists:\n{out}");
+
+    // A document that does not decode and one that clashes with the stored state are reported
+    // together, each with its document, and a good third document is not written either.
+    let mixed = ctl.write(
+        "mixed.yaml",
+        "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: typo\nspec:\n  cidr: 198.19.0.0/24\n  bogus: 1\n---\napiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: clash\nspec:\n  cidr: 198.18.2.0/24\n---\napiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: fine\nspec:\n  cidr: 198.19.8.0/24\n",
+    );
+    let (_, stderr) = ctl.fails(&["apply", "-f", &mixed]);
+    assert!(
+        stderr.contains("document 0 (IPPool \"typo\"): spec.bogus: unknown field"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("document 1 (IPPool \"clash\"): spec.cidr: IPPool clash (198.18.2.0/24) overlaps with IPPool good"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("2 problem(s)"), "{stderr}");
+    let out = ctl.ok(&["get", "ippool"]);
+    assert_eq!(out.lines().count(), 2, "nothing was written:\n{out}");
 }
 
 #[test]
