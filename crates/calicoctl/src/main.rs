@@ -546,11 +546,8 @@ async fn delete(client: &Client, args: DeleteArgs) -> Result<()> {
 async fn get(client: &Client, args: GetArgs) -> Result<()> {
     let format = OutputFormat::parse(&args.output)?;
     let mut groups: Vec<(Kind, Vec<Resource>, bool)> = Vec::new();
-    let mut revision = client
-        .store()
-        .current_revision()
-        .await
-        .map_err(|e| anyhow!("Failed to get resources: {e}"))?;
+    // The revision a printed list reflects: the listing's own, else read when a list is printed.
+    let mut revision = None;
     match (&args.filename, args.args.as_slice()) {
         (Some(f), []) => {
             for src in read_sources(f, args.recursive)? {
@@ -583,7 +580,7 @@ async fn get(client: &Client, args: GetArgs) -> Result<()> {
                     .list(kind, ns.as_deref())
                     .await
                     .map_err(|e| anyhow!("Failed to get resources: {e}"))?;
-                revision = rev;
+                revision = Some(rev);
                 groups.push((kind, items, true));
             } else {
                 let mut items = Vec::new();
@@ -618,6 +615,15 @@ async fn get(client: &Client, args: GetArgs) -> Result<()> {
     let mut out = stdout.lock();
     match &format {
         OutputFormat::Yaml | OutputFormat::Json => {
+            let revision = match revision {
+                Some(rev) => rev,
+                None if groups.iter().any(|(_, _, as_list)| *as_list) => client
+                    .store()
+                    .current_revision()
+                    .await
+                    .map_err(|e| anyhow!("Failed to get resources: {e}"))?,
+                None => 0,
+            };
             let docs: Vec<Value> = groups
                 .iter()
                 .map(|(kind, items, as_list)| document(*kind, items, *as_list, revision))
@@ -634,7 +640,12 @@ async fn get(client: &Client, args: GetArgs) -> Result<()> {
             }
         }
         _ => {
-            let global_as = global_as_number(client).await;
+            // Only node tables show the inherited AS number: read the BGP configuration just for them.
+            let global_as = if groups.iter().any(|(kind, _, _)| *kind == Kind::Node) {
+                global_as_number(client).await
+            } else {
+                String::new()
+            };
             let ctx = TableContext {
                 global_as,
                 namespace_column: args.namespace.is_some() || args.all_namespaces,
