@@ -49,10 +49,9 @@ struct Backend {
     env: Vec<(String, OsString)>,
 }
 
-/// The same policies as one multi-document YAML file and as one file of concatenated JSON objects.
+/// The policies as one multi-document YAML file.
 struct InputFiles {
     yaml: PathBuf,
-    json: PathBuf,
 }
 
 struct Section {
@@ -99,18 +98,7 @@ pub async fn run(count: usize) -> Result<(Table, Vec<Goal>)> {
     let yaml = policies::to_multi_document_yaml(&generated);
     std::fs::write(&yaml_path, &yaml)
         .with_context(|| format!("writing {}", yaml_path.display()))?;
-    let json_path = scratch.path().join("policies.json");
-    let mut json_text = Vec::new();
-    for policy in &generated {
-        serde_json::to_writer(&mut json_text, policy).context("encoding a policy as JSON")?;
-        json_text.push(b'\n');
-    }
-    std::fs::write(&json_path, &json_text)
-        .with_context(|| format!("writing {}", json_path.display()))?;
-    let inputs = InputFiles {
-        yaml: yaml_path,
-        json: json_path,
-    };
+    let inputs = InputFiles { yaml: yaml_path };
     let payloads: Vec<(String, Vec<u8>)> = generated
         .iter()
         .enumerate()
@@ -231,30 +219,19 @@ async fn run_backend(
     reference_store: impl Future<Output = Result<Arc<dyn Store>>>,
     payloads: &[(String, Vec<u8>)],
 ) {
-    // calicoctl apply -f: the YAML file; if calicoctl rejects it, the same objects as JSON, so the run
-    // still yields a figure (the YAML failure stays in the table).
-    let mut applied: Option<(ChildRun, &'static str)> = None;
-    match apply_file(calicoctl, backend, scratch, &inputs.yaml, count).await {
-        Ok(run) => applied = Some((run, "calicoctl apply -f policies.yaml")),
+    // calicoctl apply -f: the YAML file; a rejection is an error row, never another measurement.
+    let applied = match apply_file(calicoctl, backend, scratch, &inputs.yaml, count).await {
+        Ok(run) => Some(run),
         Err(err) => {
             section.table.push(error_row(
                 "calicoctl apply -f policies.yaml",
                 backend.name,
                 &err,
             ));
-            match apply_file(calicoctl, backend, scratch, &inputs.json, count).await {
-                Ok(run) => {
-                    applied = Some((run, "calicoctl apply -f policies.json (fallback)"));
-                }
-                Err(err) => section.table.push(error_row(
-                    "calicoctl apply -f policies.json (fallback)",
-                    backend.name,
-                    &err,
-                )),
-            }
+            None
         }
-    }
-    let apply_rate = applied.as_ref().map(|(run, _)| count as f64 / run.seconds);
+    };
+    let apply_rate = applied.as_ref().map(|run| count as f64 / run.seconds);
 
     // Plain batched puts of the same objects' JSON.
     let reference = async {
@@ -281,9 +258,9 @@ async fn run_backend(
         (Some(a), Some(r)) => Some(a / r),
         _ => None,
     };
-    if let (Some((run, label)), Some(rate)) = (&applied, apply_rate) {
+    if let (Some(run), Some(rate)) = (&applied, apply_rate) {
         section.table.push(vec![
-            (*label).into(),
+            "calicoctl apply -f policies.yaml".into(),
             backend.name.into(),
             count.to_string(),
             seconds(run.seconds),
@@ -313,13 +290,9 @@ async fn run_backend(
             ),
             met: apply_ratio.map(|r| r >= ETCD_APPLY_RATIO_GOAL),
             detail: match (apply_ratio, apply_rate, reference_rate) {
-                (Some(r), Some(a), Some(p)) => format!(
-                    "{}, {} vs {} items/s{}",
-                    ratio(r),
-                    thousands(a),
-                    thousands(p),
-                    fallback_note(&applied)
-                ),
+                (Some(r), Some(a), Some(p)) => {
+                    format!("{}, {} vs {} items/s", ratio(r), thousands(a), thousands(p))
+                }
                 _ => "a run failed; see the table".into(),
             },
         });
@@ -333,10 +306,9 @@ async fn run_backend(
             met: apply_rate.map(|r| r >= EMBEDDED_APPLY_RATE_GOAL),
             detail: match (apply_rate, apply_ratio) {
                 (Some(a), Some(r)) => format!(
-                    "{} resources/s ({} of plain batched puts){}",
+                    "{} resources/s ({} of plain batched puts)",
                     thousands(a),
-                    ratio(r),
-                    fallback_note(&applied)
+                    ratio(r)
                 ),
                 _ => "a run failed; see the table".into(),
             },
@@ -398,16 +370,6 @@ async fn run_backend(
             .push(error_row("calicoctl get -o yaml", backend.name, &err)),
     }
     let _ = std::fs::remove_file(&output_path);
-}
-
-/// Tells a reader the figure came from the JSON fallback, not the YAML file the benchmark is about.
-fn fallback_note(applied: &Option<(ChildRun, &'static str)>) -> &'static str {
-    match applied {
-        Some((_, label)) if label.contains("fallback") => {
-            "; measured with the JSON fallback because calicoctl rejected the YAML file"
-        }
-        _ => "",
-    }
 }
 
 /// `calicoctl apply -f file`, which must report every policy applied.
