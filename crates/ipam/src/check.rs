@@ -1,0 +1,1 @@
+//! IPAM consistency checks (see `calicoctl ipam check`).
