@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod containerd;
+pub mod netns;
+
 /// Where Debian's `etcd-server` installs the server.
 const DEFAULT_ETCD_BINARY: &str = "/usr/bin/etcd";
 

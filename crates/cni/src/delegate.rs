@@ -1,0 +1,280 @@
+//! Running a delegated plugin (normally IPAM) the way libcni does: look the binary up in
+//! `CNI_PATH`, run it with our `CNI_*` environment (verb overridable) and the complete network
+//! configuration on stdin, and read its result or error from stdout.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::spec::env::{CniEnv, Command};
+use crate::spec::error::CniError;
+use crate::spec::result::CniResult;
+
+/// How long a delegated plugin may run before it is killed.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How often a plugin that is still being written ("text file busy") is retried.
+const BUSY_RETRIES: u32 = 5;
+
+/// Runs `plugin_type` with CNI_COMMAND=ADD and returns its (IPAM) result.
+pub fn add(plugin_type: &str, config: &[u8], env: &CniEnv) -> Result<CniResult, CniError> {
+    let stdout = exec(plugin_type, Command::Add, config, env, DEFAULT_TIMEOUT)?;
+    parse_result(plugin_type, &stdout)
+}
+
+/// Runs `plugin_type` with CNI_COMMAND=DEL.
+pub fn del(plugin_type: &str, config: &[u8], env: &CniEnv) -> Result<(), CniError> {
+    exec(plugin_type, Command::Del, config, env, DEFAULT_TIMEOUT).map(drop)
+}
+
+/// Runs `plugin_type` with CNI_COMMAND=CHECK.
+pub fn check(plugin_type: &str, config: &[u8], env: &CniEnv) -> Result<(), CniError> {
+    exec(plugin_type, Command::Check, config, env, DEFAULT_TIMEOUT).map(drop)
+}
+
+/// Runs `plugin_type` with CNI_COMMAND=STATUS.
+pub fn status(plugin_type: &str, config: &[u8], env: &CniEnv) -> Result<(), CniError> {
+    exec(plugin_type, Command::Status, config, env, DEFAULT_TIMEOUT).map(drop)
+}
+
+/// Runs `plugin_type` with CNI_COMMAND=GC.
+pub fn gc(plugin_type: &str, config: &[u8], env: &CniEnv) -> Result<(), CniError> {
+    exec(plugin_type, Command::Gc, config, env, DEFAULT_TIMEOUT).map(drop)
+}
+
+/// Decodes a delegated plugin's success output.
+pub fn parse_result(plugin_type: &str, stdout: &[u8]) -> Result<CniResult, CniError> {
+    let value: Value = serde_json::from_slice(stdout).map_err(|error| {
+        CniError::decoding_failure(
+            format!("failed to decode the result of plugin {plugin_type:?}: {error}"),
+            String::from_utf8_lossy(stdout),
+        )
+    })?;
+    CniResult::from_json(&value)
+}
+
+/// Finds the executable `plugin_type` in the `CNI_PATH` directories. Not finding it is error
+/// code 5 (50 for STATUS, where the spec defines "plugin not available") naming CNI_PATH.
+pub fn find_plugin(
+    plugin_type: &str,
+    cni_path: &[PathBuf],
+    command: Command,
+) -> Result<PathBuf, CniError> {
+    if plugin_type.is_empty()
+        || plugin_type.contains('/')
+        || plugin_type == "."
+        || plugin_type == ".."
+    {
+        return Err(CniError::invalid_config(
+            format!("invalid plugin type {plugin_type:?}: it must be a plain file name"),
+            "",
+        ));
+    }
+    let found = cni_path
+        .iter()
+        .map(|dir| dir.join(plugin_type))
+        .find(|candidate| is_executable_file(candidate));
+    found.ok_or_else(|| {
+        let code = if command == Command::Status {
+            CniError::PLUGIN_NOT_AVAILABLE
+        } else {
+            CniError::IO_FAILURE
+        };
+        let dirs: Vec<String> = cni_path
+            .iter()
+            .map(|dir| dir.display().to_string())
+            .collect();
+        CniError::new(
+            code,
+            format!("failed to find plugin {plugin_type:?} in CNI_PATH"),
+            format!("CNI_PATH=[{}]", dirs.join(", ")),
+        )
+    })
+}
+
+fn is_executable_file(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+}
+
+/// Runs the delegated plugin and returns its stdout on success. A non-zero exit returns the
+/// error the plugin printed (its code preserved); a plugin still running after `timeout` is
+/// killed (error code 11). The plugin's stderr is copied to ours.
+pub fn exec(
+    plugin_type: &str,
+    command: Command,
+    config: &[u8],
+    env: &CniEnv,
+    timeout: Duration,
+) -> Result<Vec<u8>, CniError> {
+    let plugin = find_plugin(plugin_type, &env.path, command)?;
+    let deadline = Instant::now() + timeout;
+    let mut child = spawn_with_retry(&plugin, command, env, deadline)?;
+    let output = collect_output(&mut child, config, deadline, plugin_type, timeout)?;
+    // Spec: the delegated plugin's stderr goes to the calling plugin's stderr.
+    if !output.stderr.is_empty() {
+        let _ = std::io::stderr().write_all(&output.stderr);
+    }
+    if output.status.success() {
+        Ok(output.stdout)
+    } else {
+        Err(plugin_failure(plugin_type, &output))
+    }
+}
+
+fn spawn_with_retry(
+    plugin: &Path,
+    command: Command,
+    env: &CniEnv,
+    deadline: Instant,
+) -> Result<Child, CniError> {
+    let mut attempt = 0;
+    loop {
+        let mut process = std::process::Command::new(plugin);
+        for (name, value) in env.delegate_vars(command) {
+            match value {
+                Some(value) => process.env(name, value),
+                None => process.env_remove(name),
+            };
+        }
+        process
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        match process.spawn() {
+            Ok(child) => return Ok(child),
+            // The binary is being replaced (e.g. by an installer): wait and retry, like libcni.
+            Err(error)
+                if error.kind() == std::io::ErrorKind::ExecutableFileBusy
+                    && attempt < BUSY_RETRIES
+                    && Instant::now() + Duration::from_secs(1) < deadline =>
+            {
+                attempt += 1;
+                thread::sleep(Duration::from_secs(1));
+            }
+            Err(error) => {
+                return Err(CniError::io_failure(
+                    format!("failed to run plugin {}", plugin.display()),
+                    error.to_string(),
+                ));
+            }
+        }
+    }
+}
+
+struct PluginOutput {
+    status: ExitStatus,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+fn collect_output(
+    child: &mut Child,
+    config: &[u8],
+    deadline: Instant,
+    plugin_type: &str,
+    timeout: Duration,
+) -> Result<PluginOutput, CniError> {
+    // Feed stdin and drain stdout/stderr on their own threads so a chatty plugin cannot
+    // deadlock on a full pipe while we wait for it.
+    let stdin = child.stdin.take().map(|mut pipe| {
+        let config = config.to_vec();
+        // A plugin that exits without reading stdin gives EPIPE; its exit status tells more.
+        thread::spawn(move || {
+            let _ = pipe.write_all(&config);
+        })
+    });
+    let stdout = child.stdout.take().map(spawn_reader);
+    let stderr = child.stderr.take().map(spawn_reader);
+
+    let status = wait_until(child, deadline);
+    let status = match status {
+        Ok(Some(status)) => status,
+        Ok(None) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(CniError::new(
+                CniError::TRY_AGAIN_LATER,
+                format!(
+                    "plugin {plugin_type:?} did not finish within {}s and was killed",
+                    timeout.as_secs()
+                ),
+                "",
+            ));
+        }
+        Err(error) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(CniError::io_failure(
+                format!("failed to wait for plugin {plugin_type:?}"),
+                error.to_string(),
+            ));
+        }
+    };
+    if let Some(handle) = stdin {
+        let _ = handle.join();
+    }
+    let join = |handle: Option<thread::JoinHandle<Vec<u8>>>| {
+        handle
+            .map(|handle| handle.join().unwrap_or_default())
+            .unwrap_or_default()
+    };
+    Ok(PluginOutput {
+        status,
+        stdout: join(stdout),
+        stderr: join(stderr),
+    })
+}
+
+fn spawn_reader(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut buffer = Vec::new();
+        let _ = pipe.read_to_end(&mut buffer);
+        buffer
+    })
+}
+
+/// Polls the child until it exits or the deadline passes (`Ok(None)`).
+fn wait_until(child: &mut Child, deadline: Instant) -> std::io::Result<Option<ExitStatus>> {
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// The error a failed plugin reported, or one describing its failure when it printed none.
+fn plugin_failure(plugin_type: &str, output: &PluginOutput) -> CniError {
+    let printed = serde_json::from_slice::<Value>(&output.stdout)
+        .ok()
+        .as_ref()
+        .and_then(CniError::from_json);
+    if let Some(error) = printed {
+        return error;
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let details = if !stdout.trim().is_empty() {
+        format!("unparsable output: {}", stdout.trim())
+    } else if !stderr.trim().is_empty() {
+        format!("stderr: {}", stderr.trim())
+    } else {
+        "no output".to_owned()
+    };
+    CniError::io_failure(
+        format!("plugin {plugin_type:?} failed ({})", output.status),
+        details,
+    )
+}
