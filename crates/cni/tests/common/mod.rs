@@ -105,16 +105,15 @@ impl Host {
     }
 
     /// Run the plugin (as `calico` or `calico-ipam`) with a verb, inside this host's namespace.
-    pub fn invoke(
-        &self,
-        plugin: &str,
-        command: &str,
-        container_id: &str,
-        netns: Option<&Path>,
-        ifname: &str,
-        args: &str,
-        conf: &Value,
-    ) -> Output {
+    pub fn invoke(&self, call: &Call, conf: &Value) -> Output {
+        let Call {
+            plugin,
+            command,
+            container_id,
+            netns,
+            ifname,
+            args,
+        } = call;
         let exe = self.bin_dir().join(plugin);
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", self.netns.name()])
@@ -123,7 +122,7 @@ impl Host {
             .env("CNI_CONTAINERID", container_id)
             .env(
                 "CNI_NETNS",
-                netns.map(|p| p.display().to_string()).unwrap_or_default(),
+                netns.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
             )
             .env("CNI_IFNAME", ifname)
             .env("CNI_ARGS", args)
@@ -154,40 +153,15 @@ impl Host {
     }
 
     pub fn add(&self, container_id: &str, pod: &Pod, conf: &Value) -> Output {
-        self.invoke(
-            "calico",
-            "ADD",
-            container_id,
-            Some(&pod.path()),
-            "eth0",
-            "",
-            conf,
-        )
+        self.invoke(&Call::new("ADD", container_id, Some(pod.path())), conf)
     }
 
     pub fn del(&self, container_id: &str, pod: Option<&Pod>, conf: &Value) -> Output {
-        let path = pod.map(Pod::path);
-        self.invoke(
-            "calico",
-            "DEL",
-            container_id,
-            path.as_deref(),
-            "eth0",
-            "",
-            conf,
-        )
+        self.invoke(&Call::new("DEL", container_id, pod.map(Pod::path)), conf)
     }
 
     pub fn check(&self, container_id: &str, pod: &Pod, conf: &Value) -> Output {
-        self.invoke(
-            "calico",
-            "CHECK",
-            container_id,
-            Some(&pod.path()),
-            "eth0",
-            "",
-            conf,
-        )
+        self.invoke(&Call::new("CHECK", container_id, Some(pod.path())), conf)
     }
 
     /// Names of the links in the host namespace.
@@ -204,6 +178,32 @@ impl Host {
         let text = std::fs::read_to_string(self.log_file()).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+/// One plugin invocation: which executable, the verb and the CNI variables.
+#[derive(Clone, Debug)]
+pub struct Call {
+    /// `calico` or `calico-ipam`.
+    pub plugin: &'static str,
+    pub command: String,
+    pub container_id: String,
+    pub netns: Option<PathBuf>,
+    pub ifname: String,
+    /// `CNI_ARGS`.
+    pub args: String,
+}
+
+impl Call {
+    pub fn new(command: &str, container_id: &str, netns: Option<PathBuf>) -> Call {
+        Call {
+            plugin: "calico",
+            command: command.to_string(),
+            container_id: container_id.to_string(),
+            netns,
+            ifname: "eth0".to_string(),
+            args: String::new(),
+        }
     }
 }
 
