@@ -2,6 +2,7 @@
 //! datastore, with the verbs, flags, messages and table layouts Calico users know.
 
 mod input;
+mod ipam;
 mod output;
 
 use std::collections::{BTreeMap, HashMap};
@@ -71,6 +72,8 @@ enum Command {
     Label(LabelArgs),
     /// Print the client and cluster versions.
     Version(VersionArgs),
+    /// IP address management: show, check, release, configure.
+    Ipam(ipam::IpamArgs),
 }
 
 #[derive(Args)]
@@ -241,6 +244,7 @@ async fn run(cli: Cli) -> Result<()> {
                 Command::Get(args) => get(&client, args).await,
                 Command::Patch(args) => patch(&client, args).await,
                 Command::Label(args) => label(&client, args).await,
+                Command::Ipam(args) => ipam::run(&client, args, VERSION).await,
                 Command::Validate(_) | Command::Version(_) => Ok(()),
             }
         }

@@ -115,7 +115,10 @@ async fn add(inv: &Invocation) -> Result<CniResult, CniError> {
     let wired = match dataplane::wire(&spec) {
         Ok(w) => w,
         Err(e) => {
-            undo("wire").await;
+            // wire() removed what it created; an interface already in the pod is not ours to delete.
+            if let Err(re) = release(inv, &store).await {
+                tracing::error!(error = %re, "could not release addresses after a failed ADD");
+            }
             return Err(failure(format!("failed to wire the container: {e}"), ""));
         }
     };
