@@ -122,7 +122,10 @@ impl Host {
             .env("CNI_CONTAINERID", container_id)
             .env(
                 "CNI_NETNS",
-                netns.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                netns
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
             )
             .env("CNI_IFNAME", ifname)
             .env("CNI_ARGS", args)
