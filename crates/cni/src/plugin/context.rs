@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use calico_datastore::config::{DEFAULT_EMBEDDED_PATH, DatastoreConfig};
 use calico_datastore::etcd::EtcdConfig;
@@ -233,17 +233,23 @@ impl IpamLock {
                 return IpamLock { _file: None };
             }
         };
-        let started = Instant::now();
-        loop {
-            match file.try_lock() {
-                Ok(()) => return IpamLock { _file: Some(file) },
-                Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < IPAM_LOCK_WAIT => {
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "IPAM lock not taken; going on without it");
-                    return IpamLock { _file: None };
-                }
+        // A blocking flock wakes as soon as the holder lets go (polling would burn the CPU the holder and
+        // the datastore need when hundreds of invocations queue up); a helper thread bounds the wait.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let locked = file.lock();
+            // If the waiter gave up, the file (and any lock) is dropped here.
+            let _ = tx.send((file, locked));
+        });
+        match rx.recv_timeout(IPAM_LOCK_WAIT) {
+            Ok((file, Ok(()))) => IpamLock { _file: Some(file) },
+            Ok((_, Err(e))) => {
+                tracing::warn!(path = %path.display(), error = %e, "IPAM lock not taken; going on without it");
+                IpamLock { _file: None }
+            }
+            Err(_) => {
+                tracing::warn!(path = %path.display(), "IPAM lock still busy after {IPAM_LOCK_WAIT:?}; going on without it");
+                IpamLock { _file: None }
             }
         }
     }
