@@ -229,8 +229,21 @@ impl Containerd {
         // The namespace started with copies of every `ip netns` mount on the machine, which would
         // keep other tests' network namespaces alive: detach them (the host netns is entered by a
         // path nsenter opens outside this namespace).
+        // Another test may delete its namespace while the recursive unmount walks the tree, which fails that
+        // walk ("no mount point specified"): try again until nothing is left.
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            if !self.is_mount_point("/run/netns")? {
+                break;
+            }
+            if let Err(e) = self.exec_ok(&["umount", "--recursive", "--lazy", "/run/netns"]) {
+                last_error = e;
+            }
+        }
         if self.is_mount_point("/run/netns")? {
-            self.exec_ok(&["umount", "--recursive", "--lazy", "/run/netns"])?;
+            return Err(format!(
+                "cannot detach the inherited /run/netns mounts: {last_error}"
+            ));
         }
         self.exec_ok(&["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", "/run"])?;
         Ok(())
