@@ -508,3 +508,40 @@ async fn cooldown_delays_reuse() {
         Err(IpamError::CoolingDown(_))
     ));
 }
+
+/// Once a host owns a block with room, each allocation is one write (block and handle in one transaction),
+/// and a release by handle is one write per block the handle touches.
+async fn one_write_per_allocation(store: Arc<dyn Store>) {
+    add_pool(
+        &store,
+        "p",
+        json!({"cidr": "198.18.7.0/24", "blockSize": 26}),
+    )
+    .await;
+    let ipam = Ipam::new(store.clone());
+    ipam.auto_assign(&AssignRequest::workload(1, "w.first", "n"))
+        .await
+        .unwrap();
+    let before = store.current_revision().await.unwrap();
+    for i in 0..20 {
+        ipam.auto_assign(&AssignRequest::workload(1, &format!("w.{i}"), "n"))
+            .await
+            .unwrap();
+    }
+    let after = store.current_revision().await.unwrap();
+    assert_eq!(after - before, 20, "one datastore write per allocation");
+    ipam.release_by_handle("w.3").await.unwrap();
+    assert_eq!(store.current_revision().await.unwrap() - after, 1);
+}
+
+#[tokio::test]
+async fn one_write_per_allocation_embedded() {
+    let (_dir, store) = embedded();
+    one_write_per_allocation(store).await;
+}
+
+#[tokio::test]
+async fn one_write_per_allocation_etcd() {
+    let (_server, store) = etcd().await;
+    one_write_per_allocation(store).await;
+}
