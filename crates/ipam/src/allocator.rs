@@ -223,14 +223,15 @@ impl Ipam {
         Ok(pools.iter().filter_map(Pool::from_resource).collect())
     }
 
+    /// Configuration, pools and reservations, read concurrently (three independent round trips on etcd).
     async fn context(&self) -> Result<Context, IpamError> {
-        let config = self.config().await?;
-        let pools = self.pools().await?;
-        let (reservations, _) = self
-            .client
-            .list(Kind::IPReservation, None)
-            .await
-            .map_err(client_err)?;
+        let (config, pools, reservations) = tokio::join!(
+            self.config(),
+            self.pools(),
+            self.client.list(Kind::IPReservation, None)
+        );
+        let (config, pools) = (config?, pools?);
+        let (reservations, _) = reservations.map_err(client_err)?;
         let reserved = reservations
             .iter()
             .filter_map(|r| match &r.spec {
@@ -357,29 +358,12 @@ impl Ipam {
         cidr: IpNet,
         count: u64,
     ) -> Result<WriteOp, IpamError> {
-        let key = handle_key(handle);
-        Ok(match self.get_handle(handle).await? {
-            Some((mut h, rev)) => {
-                *h.block.entry(cidr.to_string()).or_default() += count;
-                h.deleted = false;
-                WriteOp::Update {
-                    key,
-                    value: h.to_json(),
-                    expected_mod_revision: rev,
-                }
-            }
-            None => {
-                let h = Handle {
-                    handle_id: handle.to_string(),
-                    block: BTreeMap::from([(cidr.to_string(), count)]),
-                    deleted: false,
-                };
-                WriteOp::Create {
-                    key,
-                    value: h.to_json(),
-                }
-            }
-        })
+        Ok(handle_increment_op(
+            handle,
+            self.get_handle(handle).await?,
+            cidr,
+            count,
+        ))
     }
 
     /// The writes that take released counts off handles (deleting a handle that reaches zero).
@@ -419,7 +403,9 @@ impl Ipam {
     /// then (unless strict affinity) free addresses in other hosts' blocks. All or nothing: a request that
     /// cannot be met in full releases what it took and fails.
     pub async fn auto_assign(&self, req: &AssignRequest) -> Result<Assigned, IpamError> {
-        let ctx = self.context().await?;
+        let (ctx, affinities) = tokio::join!(self.context(), self.affinities(Some(&req.host)));
+        let ctx = ctx?;
+        let mut prefetched = Some(affinities?);
         let needs_labels = ctx.pools.iter().any(|p| !p.node_selector.is_all());
         let labels = if needs_labels {
             self.node_labels(&req.host).await?
@@ -442,7 +428,8 @@ impl Ipam {
                         family: if v4 { "IPv4" } else { "IPv6" },
                     });
                 }
-                self.assign_from_pools(&ctx, req, &pools, num, v4).await
+                self.assign_from_pools(&ctx, req, &pools, num, v4, prefetched.take())
+                    .await
             }
             .await;
             match result {
@@ -467,9 +454,12 @@ impl Ipam {
         pools: &[Pool],
         num: usize,
         v4: bool,
+        affinities: Option<Vec<StoredAffinity>>,
     ) -> Result<Vec<IpNet>, IpamError> {
         let mut got: Vec<IpNet> = Vec::new();
-        let result = self.assign_loop(ctx, req, pools, num, v4, &mut got).await;
+        let result = self
+            .assign_loop(ctx, req, pools, num, v4, affinities, &mut got)
+            .await;
         match result {
             Ok(()) if got.len() == num => Ok(got),
             Ok(()) | Err(IpamError::Exhausted { .. }) => {
@@ -495,6 +485,7 @@ impl Ipam {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn assign_loop(
         &self,
         ctx: &Context,
@@ -502,6 +493,7 @@ impl Ipam {
         pools: &[Pool],
         num: usize,
         v4: bool,
+        mut prefetched: Option<Vec<StoredAffinity>>,
         got: &mut Vec<IpNet>,
     ) -> Result<(), IpamError> {
         let mut attr = AllocationAttribute {
@@ -534,9 +526,11 @@ impl Ipam {
                 backoff(attempts).await;
             }
             // 1. Blocks this host owns.
-            let affine: Vec<StoredAffinity> = self
-                .affinities(Some(&req.host))
-                .await?
+            let listed = match prefetched.take() {
+                Some(affs) => affs,
+                None => self.affinities(Some(&req.host)).await?,
+            };
+            let affine: Vec<StoredAffinity> = listed
                 .into_iter()
                 .filter(|a| {
                     a.affinity.state == AffinityState::Confirmed
@@ -544,9 +538,23 @@ impl Ipam {
                         && in_pools(&a.cidr)
                 })
                 .collect();
-            for aff in &affine {
+            // All the host's blocks in one round of concurrent reads, then the first with room is used.
+            let (blocks, handle) = tokio::join!(
+                futures::future::try_join_all(affine.iter().map(|a| self.get_block(a.cidr))),
+                self.get_handle(&req.handle)
+            );
+            // The handle as read serves the first write only; later ones read it again.
+            let mut handle = Some(handle?);
+            for (aff, block) in affine.iter().zip(blocks?) {
                 let want = num - got.len();
-                match self.allocate_in_block(ctx, aff, req, &attr, want).await? {
+                let current = match handle.take() {
+                    Some(h) => h,
+                    None => self.get_handle(&req.handle).await?,
+                };
+                match self
+                    .allocate_in_block(ctx, aff, block, current, req, &attr, want)
+                    .await?
+                {
                     Outcome::Retry => continue 'outer,
                     Outcome::Done(ips) => got.extend(ips),
                 }
@@ -581,15 +589,17 @@ impl Ipam {
     }
 
     /// Allocate from one affine block; repairs an affinity whose block is missing by creating it.
+    #[allow(clippy::too_many_arguments)]
     async fn allocate_in_block(
         &self,
         ctx: &Context,
         aff: &StoredAffinity,
+        existing: Option<StoredBlock>,
+        handle: Option<(Handle, Revision)>,
         req: &AssignRequest,
         attr: &AllocationAttribute,
         want: usize,
     ) -> Result<Outcome<Vec<IpNet>>, IpamError> {
-        let existing = self.get_block(aff.cidr).await?;
         let (mut block, revision) = match existing {
             Some(sb) => {
                 if sb.block.host() != Some(req.host.as_str()) {
@@ -632,10 +642,12 @@ impl Ipam {
                 value: block.to_json(),
             },
         }];
-        ops.push(
-            self.handle_increment(&req.handle, aff.cidr, ips.len() as u64)
-                .await?,
-        );
+        ops.push(handle_increment_op(
+            &req.handle,
+            handle,
+            aff.cidr,
+            ips.len() as u64,
+        ));
         match self.store.batch(ops).await {
             Ok(_) => Ok(Outcome::Done(
                 ips.into_iter()
@@ -1075,6 +1087,38 @@ impl Ipam {
             }
         }
         Ok(released)
+    }
+}
+
+/// The write that records `count` more addresses of `handle` in `cidr`, given the handle as last read.
+fn handle_increment_op(
+    handle: &str,
+    current: Option<(Handle, Revision)>,
+    cidr: IpNet,
+    count: u64,
+) -> WriteOp {
+    let key = handle_key(handle);
+    match current {
+        Some((mut h, rev)) => {
+            *h.block.entry(cidr.to_string()).or_default() += count;
+            h.deleted = false;
+            WriteOp::Update {
+                key,
+                value: h.to_json(),
+                expected_mod_revision: rev,
+            }
+        }
+        None => {
+            let h = Handle {
+                handle_id: handle.to_string(),
+                block: BTreeMap::from([(cidr.to_string(), count)]),
+                deleted: false,
+            };
+            WriteOp::Create {
+                key,
+                value: h.to_json(),
+            }
+        }
     }
 }
 

@@ -95,8 +95,12 @@ async fn add(inv: &Invocation) -> Result<CniResult, CniError> {
         let store = store.clone();
         let host_iface = host_iface.clone();
         let netns = netns.clone();
+        let wep_name = wep_name.clone();
+        let namespace = workload.namespace().to_string();
         async move {
             tracing::warn!(stage, "ADD failed; undoing");
+            let _ = endpoint::delete_if_owned(&store, &namespace, &wep_name, &inv.env.container_id)
+                .await;
             let _ = dataplane::unwire(&host_iface, &inv.env.ifname, Some(Path::new(&netns)));
             if let Err(e) = release(inv, &store).await {
                 tracing::error!(error = %e, "could not release addresses after a failed ADD");
@@ -124,12 +128,6 @@ async fn add(inv: &Invocation) -> Result<CniResult, CniError> {
     };
     let pod_mac = format_mac(wired.pod_mac);
 
-    if let Workload::Cni { .. } = workload
-        && let Err(e) = endpoint::ensure_network_profile(&store, &network).await
-    {
-        undo("profile").await;
-        return Err(e);
-    }
     let facts = EndpointFacts {
         name: &wep_name,
         node: &node,
@@ -141,11 +139,21 @@ async fn add(inv: &Invocation) -> Result<CniResult, CniError> {
         mac: &pod_mac,
         ips: &pod_ips,
     };
-    let written = match endpoint::build(&facts) {
-        Ok(wep) => endpoint::write(&store, wep).await,
-        Err(e) => Err(e),
+    // The endpoint and (for plain CNI containers) the network's Profile are independent: write both at once.
+    let profile = async {
+        match workload {
+            Workload::Cni { .. } => endpoint::ensure_network_profile(&store, &network).await,
+            Workload::Kubernetes { .. } => Ok(()),
+        }
     };
-    if let Err(e) = written {
+    let wep = async {
+        match endpoint::build(&facts) {
+            Ok(wep) => endpoint::write(&store, wep).await.map(drop),
+            Err(e) => Err(e),
+        }
+    };
+    let (profile, written) = tokio::join!(profile, wep);
+    if let Err(e) = profile.and(written) {
         undo("endpoint").await;
         return Err(e);
     }
