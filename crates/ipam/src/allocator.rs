@@ -49,6 +49,9 @@ pub struct AssignRequest {
     pub intended_use: AllowedUse,
     /// The request's own cap on blocks per host (the configuration's, if lower, wins).
     pub max_blocks_per_host: Option<u32>,
+    /// If the handle already holds addresses (a repeated request for the same container), return those
+    /// instead of assigning more.
+    pub reuse_existing: bool,
 }
 
 impl AssignRequest {
@@ -63,6 +66,7 @@ impl AssignRequest {
             v6_pools: Vec::new(),
             intended_use: AllowedUse::Workload,
             max_blocks_per_host: None,
+            reuse_existing: false,
         }
     }
 }
@@ -403,8 +407,19 @@ impl Ipam {
     /// then (unless strict affinity) free addresses in other hosts' blocks. All or nothing: a request that
     /// cannot be met in full releases what it took and fails.
     pub async fn auto_assign(&self, req: &AssignRequest) -> Result<Assigned, IpamError> {
-        let (ctx, affinities) = tokio::join!(self.context(), self.affinities(Some(&req.host)));
+        let existing = async {
+            if req.reuse_existing {
+                self.get_handle(&req.handle).await
+            } else {
+                Ok(None)
+            }
+        };
+        let (ctx, affinities, existing) =
+            tokio::join!(self.context(), self.affinities(Some(&req.host)), existing);
         let ctx = ctx?;
+        if existing?.is_some_and(|(h, _)| h.total() > 0) {
+            return self.existing_assignment(&ctx, &req.handle).await;
+        }
         let mut prefetched = Some(affinities?);
         let needs_labels = ctx.pools.iter().any(|p| !p.node_selector.is_all());
         let labels = if needs_labels {
@@ -442,6 +457,26 @@ impl Ipam {
                     }
                     return Err(e);
                 }
+            }
+        }
+        Ok(out)
+    }
+
+    /// What a handle already holds, each address with its pool's block prefix.
+    async fn existing_assignment(
+        &self,
+        ctx: &Context,
+        handle: &str,
+    ) -> Result<Assigned, IpamError> {
+        let mut out = Assigned::default();
+        for ip in self.ips_by_handle(handle).await? {
+            let len = pool_of(&ctx.pools, ip)
+                .map_or(if ip.is_ipv4() { 32 } else { 128 }, |p| p.block_prefix);
+            let net = with_prefix(ip, len);
+            if ip.is_ipv4() {
+                out.v4.push(net);
+            } else {
+                out.v6.push(net);
             }
         }
         Ok(out)

@@ -38,30 +38,9 @@ pub async fn assign(
         attrs.insert(ATTR_POD.to_string(), pod);
     }
     let _lock = IpamLock::acquire(&inv.ipam_lock_path());
-    // A repeated ADD for the same container gets the addresses it already holds.
-    let held = ipam
-        .ips_by_handle(&handle)
-        .await
-        .map_err(|e| ipam_error("reading the container's addresses", e))?;
-    if !held.is_empty() {
-        let pools = ipam
-            .pools()
-            .await
-            .map_err(|e| ipam_error("reading IP pools", e))?;
-        return Ok(held
-            .into_iter()
-            .map(|ip| {
-                let len = pools
-                    .iter()
-                    .find(|p| p.cidr.contains(&ip))
-                    .map_or(if ip.is_ipv4() { 32 } else { 128 }, |p| p.block_prefix);
-                IpNet::new(ip, len).unwrap_or_else(|_| IpNet::from(ip))
-            })
-            .collect());
-    }
     if let Some(ip) = inv.env.args.ip {
         tracing::info!(%ip, %handle, "assigning the requested address");
-        let got = ipam
+        let assigned = ipam
             .assign_ip(
                 ip,
                 &handle,
@@ -69,13 +48,36 @@ pub async fn assign(
                 node,
                 Some(calico_api::spec::ippool::AllowedUse::Workload),
             )
-            .await
-            .map_err(|e| ipam_error(&format!("assigning requested address {ip}"), e))?;
-        return Ok(vec![got]);
+            .await;
+        return match assigned {
+            Ok(got) => Ok(vec![got]),
+            // A repeated ADD for the same container: the address is already its own.
+            Err(IpamError::InUse(_))
+                if ipam
+                    .ips_by_handle(&handle)
+                    .await
+                    .is_ok_and(|held| held.contains(&ip)) =>
+            {
+                let pools = ipam
+                    .pools()
+                    .await
+                    .map_err(|e| ipam_error("reading IP pools", e))?;
+                let len = pools
+                    .iter()
+                    .find(|p| p.cidr.contains(&ip))
+                    .map_or(32, |p| p.block_prefix);
+                Ok(vec![
+                    IpNet::new(ip, len).unwrap_or_else(|_| IpNet::from(ip)),
+                ])
+            }
+            Err(e) => Err(ipam_error(&format!("assigning requested address {ip}"), e)),
+        };
     }
     let mut req = AssignRequest::workload(usize::from(inv.conf.ipam.assign_ipv4()), &handle, node);
     req.num_v6 = usize::from(inv.conf.ipam.assign_ipv6());
     req.attrs = attrs;
+    // A repeated ADD for the same container gets the addresses it already holds.
+    req.reuse_existing = true;
     req.v4_pools = inv.conf.ipam.ipv4_pools.clone();
     req.v6_pools = inv.conf.ipam.ipv6_pools.clone();
     let got = ipam
