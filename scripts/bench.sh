@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The foundation benchmark: builds calicoctl and calico-bench in release mode and prints the figures.
-# Usage: scripts/bench.sh [all|apply|watch|selector] [--count N]
+# Usage: scripts/bench.sh [all|apply|watch|selector|cni] [--count N]
+# `cni` (root): the calico CNI plugin's ADD/DEL latency and bursts beside Debian's ptp + host-local, and
+# in-process IPAM allocation speed; `scripts/bench.sh cni --help` lists its sizes (--pods, --burst, ...).
 # Stores (the embedded file, etcd's data dir) live under $TMPDIR (default /tmp, on disk). On this
 # kind of virtual machine, disk syncs dominate the watch-latency tail; `TMPDIR=/dev/shm` measures
 # the same path without them.
@@ -12,11 +14,19 @@ missing=()
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 [ -x /usr/bin/time ] || missing+=(time)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+packages=(-p calicoctl -p calico-bench)
+case "${1:-all}" in
+    all | cni | -*)
+        # The cni section runs the release `calico` plugin beside Debian's reference plugins.
+        [ -x /usr/lib/cni/ptp ] || missing+=(containernetworking-plugins)
+        packages+=(-p calico-cni)
+        ;;
+esac
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing: ${missing[*]}" >&2
     apt-get update
     apt-get install -y "${missing[@]}"
 fi
 
-cargo build --release -p calicoctl -p calico-bench
+cargo build --release "${packages[@]}"
 exec target/release/calico-bench "$@"

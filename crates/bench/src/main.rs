@@ -2,6 +2,7 @@
 //! pass/fail decision on time, only states which goals this run met.
 
 mod apply;
+mod cni;
 mod measure;
 mod policies;
 mod report;
@@ -19,7 +20,7 @@ use crate::report::Goal;
 #[derive(Parser)]
 #[command(
     name = "calico-bench",
-    about = "The calico-rs foundation benchmark: calicoctl apply/get, watch latency, selector speed"
+    about = "The calico-rs foundation benchmark: calicoctl apply/get, watch latency, selector speed, CNI plugin and IPAM"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -39,6 +40,8 @@ enum Section {
     Watch,
     /// Selector evaluations per second against hand-coded Rust.
     Selector,
+    /// CNI plugin ADD/DEL latency and bursts beside ptp + host-local, and IPAM allocation speed.
+    Cni(cni::CniArgs),
     /// Write the apply section's input (a multi-document YAML of --count policies) to a file.
     Generate {
         #[arg(long)]
@@ -95,6 +98,12 @@ async fn run(cli: Cli) -> Result<()> {
         Section::Apply => (true, false, false),
         Section::Watch => (false, true, false),
         Section::Selector => (false, false, true),
+        Section::Cni(_) => (false, false, false),
+    };
+    let cni_args = match &section {
+        Section::All => Some(cni::CniArgs::default()),
+        Section::Cni(args) => Some(args.clone()),
+        _ => None,
     };
     let started = Instant::now();
     let mut goals: Vec<Goal> = Vec::new();
@@ -112,6 +121,11 @@ async fn run(cli: Cli) -> Result<()> {
         // CPU-bound: keep it off the async worker threads.
         let (table, section_goals) = tokio::task::spawn_blocking(selector_bench::run).await??;
         println!("{}", table.render());
+        goals.extend(section_goals);
+    }
+    if let Some(args) = cni_args {
+        let (text, section_goals) = cni::run(&args).await?;
+        println!("{text}");
         goals.extend(section_goals);
     }
     println!("\n## Goals\n");

@@ -5,5 +5,5 @@
 //! [`delegate`] runs another CNI plugin (normally an IPAM plugin) the way libcni does.
 
 pub mod delegate;
-pub mod spec;
 pub mod plugin;
+pub mod spec;

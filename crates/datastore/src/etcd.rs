@@ -161,6 +161,29 @@ impl EtcdStore {
     /// Connects and checks that the cluster answers; gives `Unavailable` if it does not within the
     /// connect timeout plus the request timeout.
     pub async fn connect(config: &EtcdConfig) -> Result<Self, StoreError> {
+        let store = Self::connect_unverified(config).await?;
+        // The client connects lazily; one request proves the cluster is there.
+        let budget = config.connect_timeout + config.request_timeout;
+        let probing = EtcdStore {
+            request_timeout: budget,
+            ..store
+        };
+        probing.current_revision().await.map_err(|err| match err {
+            StoreError::Unavailable(reason) => StoreError::Unavailable(format!(
+                "cannot reach etcd at {}: {reason}",
+                probing.endpoints
+            )),
+            other => other,
+        })?;
+        Ok(EtcdStore {
+            request_timeout: config.request_timeout,
+            ..probing
+        })
+    }
+
+    /// Like [`EtcdStore::connect`] without the round trip that proves the cluster answers: for short-lived
+    /// callers (the CNI plugin) whose first real request reports an unreachable cluster just as well.
+    pub async fn connect_unverified(config: &EtcdConfig) -> Result<Self, StoreError> {
         let urls = config.endpoint_urls()?;
         let endpoints = urls.join(",");
         let mut options = ConnectOptions::new()
@@ -190,22 +213,10 @@ impl EtcdStore {
                 )));
             }
         };
-        let store = EtcdStore {
+        Ok(EtcdStore {
             client,
             endpoints,
-            request_timeout: budget,
-        };
-        // The client connects lazily; one request proves the cluster is there.
-        store.current_revision().await.map_err(|err| match err {
-            StoreError::Unavailable(reason) => StoreError::Unavailable(format!(
-                "cannot reach etcd at {}: {reason}",
-                store.endpoints
-            )),
-            other => other,
-        })?;
-        Ok(EtcdStore {
             request_timeout: config.request_timeout,
-            ..store
         })
     }
 
@@ -215,7 +226,19 @@ impl EtcdStore {
         what: &str,
         request: impl Future<Output = Result<T, etcd_client::Error>>,
     ) -> Result<T, StoreError> {
-        self.call_raw(what, request).await?.map_err(classify)
+        self.call_raw(what, request)
+            .await?
+            .map_err(|err| self.classify(err))
+    }
+
+    /// [`classify`], naming the endpoints when the cluster could not be reached.
+    fn classify(&self, err: etcd_client::Error) -> StoreError {
+        match classify(err) {
+            StoreError::Unavailable(reason) if !reason.contains(&self.endpoints) => {
+                StoreError::Unavailable(format!("etcd at {}: {reason}", self.endpoints))
+            }
+            other => other,
+        }
     }
 
     /// Like [`call`](Self::call) but hands back etcd's own error, for callers that treat some specially.
@@ -432,7 +455,7 @@ impl Store for EtcdStore {
                     // The history at `revision` is gone, so the oldest kept is at least the next one.
                     return Err(self.compacted_error(revision, revision + 1).await);
                 }
-                Err(err) => return Err(classify(err)),
+                Err(err) => return Err(self.classify(err)),
             };
             if revision == 0 {
                 revision = header_revision(page.header())?;
@@ -565,7 +588,7 @@ impl Store for EtcdStore {
             Ok(_) => Ok(()),
             // Like etcd itself: compacting at or below the compaction point is an error.
             Err(err) if is_compacted(&err) => Err(self.compacted_error(revision, revision).await),
-            Err(err) => Err(classify(err)),
+            Err(err) => Err(self.classify(err)),
         }
     }
 

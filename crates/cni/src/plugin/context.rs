@@ -194,7 +194,8 @@ impl Invocation {
         {
             let _ = std::fs::create_dir_all(dir);
         }
-        cfg.connect()
+        // No probe round trip: the first real request reports an unreachable datastore just as well.
+        cfg.connect_unverified()
             .await
             .map_err(|e| store_error(&format!("connecting to {}", cfg.describe()), &e))
     }
