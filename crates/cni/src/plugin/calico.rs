@@ -108,25 +108,30 @@ async fn add(inv: &Invocation) -> Result<CniResult, CniError> {
         }
     };
 
-    let spec = WireSpec {
-        host_iface: &host_iface,
-        ifname: &inv.env.ifname,
-        netns: Path::new(&netns),
-        ips: &pod_ips,
-        mtu,
-        allow_ip_forwarding: inv.conf.container_settings.allow_ip_forwarding,
-    };
-    let wired = match dataplane::wire(&spec) {
-        Ok(w) => w,
-        Err(e) => {
-            // wire() removed what it created; an interface already in the pod is not ours to delete.
-            if let Err(re) = release(inv, &store).await {
-                tracing::error!(error = %re, "could not release addresses after a failed ADD");
-            }
-            return Err(failure(format!("failed to wire the container: {e}"), ""));
-        }
-    };
-    let pod_mac = format_mac(wired.pod_mac);
+    // The pod's MAC is chosen here rather than by the kernel, so the endpoint (which records it) can be
+    // written while the interfaces are being built: the two take turns on neither the CPU nor the datastore.
+    let pod_mac_bytes = dataplane::random_mac();
+    let pod_mac = format_mac(pod_mac_bytes);
+    let (wired_tx, wired_rx) = tokio::sync::oneshot::channel();
+    {
+        let host_iface = host_iface.clone();
+        let ifname = inv.env.ifname.clone();
+        let netns = netns.clone();
+        let ips = pod_ips.clone();
+        let allow_ip_forwarding = inv.conf.container_settings.allow_ip_forwarding;
+        std::thread::spawn(move || {
+            let spec = WireSpec {
+                host_iface: &host_iface,
+                ifname: &ifname,
+                netns: Path::new(&netns),
+                ips: &ips,
+                mtu,
+                pod_mac: Some(pod_mac_bytes),
+                allow_ip_forwarding,
+            };
+            let _ = wired_tx.send(dataplane::wire(&spec));
+        });
+    }
 
     let facts = EndpointFacts {
         name: &wep_name,
@@ -152,7 +157,22 @@ async fn add(inv: &Invocation) -> Result<CniResult, CniError> {
             Err(e) => Err(e),
         }
     };
-    let (profile, written) = tokio::join!(profile, wep);
+    let (profile, written, wired) = tokio::join!(profile, wep, wired_rx);
+    let wired = wired.unwrap_or_else(|_| Err("the wiring thread stopped".to_string()));
+    if let Err(e) = wired {
+        // wire() removed what it created; an interface already in the pod is not ours to delete.
+        let _ = endpoint::delete_if_owned(
+            &store,
+            workload.namespace(),
+            &wep_name,
+            &inv.env.container_id,
+        )
+        .await;
+        if let Err(re) = release(inv, &store).await {
+            tracing::error!(error = %re, "could not release addresses after a failed ADD");
+        }
+        return Err(failure(format!("failed to wire the container: {e}"), ""));
+    }
     if let Err(e) = profile.and(written) {
         undo("endpoint").await;
         return Err(e);
@@ -308,6 +328,7 @@ async fn check(inv: &Invocation) -> Result<(), CniError> {
         netns: Path::new(&netns),
         ips: &ips,
         mtu: 0,
+        pod_mac: None,
         allow_ip_forwarding: false,
     };
     dataplane::check(&spec).map_err(|e| failure(e, ""))

@@ -25,7 +25,20 @@ pub struct WireSpec<'a> {
     /// The pod's addresses, as host prefixes (/32, /128).
     pub ips: &'a [IpNet],
     pub mtu: u32,
+    /// The pod end's MAC; the kernel picks one when `None`.
+    pub pod_mac: Option<[u8; 6]>,
     pub allow_ip_forwarding: bool,
+}
+
+/// A random locally administered unicast MAC (never the host end's `ee:ee:ee:ee:ee:ee`).
+pub fn random_mac() -> [u8; 6] {
+    loop {
+        let mut mac: [u8; 6] = rand::random();
+        mac[0] = (mac[0] & 0xfe) | 0x02;
+        if mac != HOST_MAC {
+            return mac;
+        }
+    }
 }
 
 /// What was built.
@@ -98,8 +111,9 @@ fn configure(spec: &WireSpec, ns: &Netns, host: &mut Netlink) -> Result<Wired, S
     let ifname = spec.ifname.to_string();
     let mtu = spec.mtu;
     let forwarding = spec.allow_ip_forwarding;
+    let wanted_mac = spec.pod_mac;
     let (pod_index, pod_mac) = ns
-        .run(move || configure_pod(&ifname, &ips, mtu, forwarding))
+        .run(move || configure_pod(&ifname, &ips, mtu, wanted_mac, forwarding))
         .map_err(err)??;
 
     for ip in spec.ips {
@@ -143,6 +157,7 @@ fn configure_pod(
     ifname: &str,
     ips: &[IpNet],
     mtu: u32,
+    mac: Option<[u8; 6]>,
     allow_ip_forwarding: bool,
 ) -> Result<(u32, [u8; 6]), String> {
     let mut nl = Netlink::new().map_err(err)?;
@@ -152,6 +167,9 @@ fn configure_pod(
         .ok_or_else(|| format!("{ifname} is missing in the container namespace"))?;
     if link.mtu != mtu {
         nl.set_link_mtu(link.index, mtu).map_err(err)?;
+    }
+    if let Some(mac) = mac {
+        nl.set_link_mac(link.index, mac).map_err(err)?;
     }
     let has_v6 = ips.iter().any(|n| n.addr().is_ipv6());
     if has_v6 {
@@ -191,8 +209,8 @@ fn configure_pod(
         )
         .map_err(err)?;
     }
-    let mac = link
-        .mac
+    let mac = mac
+        .or(link.mac)
         .ok_or_else(|| format!("{ifname} has no MAC address"))?;
     Ok((link.index, mac))
 }
