@@ -445,8 +445,52 @@ fn exhausted_pool_fails_the_fifth_add_cleanly() {
     assert_ok(&host.add("x4", &pods[4], &conf), &host, "ADD after DEL");
 }
 
+/// The kernel refuses the veth (an MTU beyond what it allows) after IPAM handed out the address: the
+/// address is released again and nothing is left on the host or in the pod.
 #[test]
-fn failed_wiring_releases_the_address_and_leaves_nothing() {
+fn wiring_refused_by_the_kernel_releases_the_address() {
+    let (host, ds) = host_with_pool("cni-err-k", "198.18.62.0/26", 26);
+    let conf = host.conf("1.0.0", NETWORK, &ds, json!({"mtu": 1_000_000}));
+    let pod = Pod::new("cni-err-kp");
+    let out = host.add("k1", &pod, &conf);
+    let text = assert_cni_error(&out, 100, "ADD with an MTU the kernel refuses");
+    assert_mentions(&text, "wire", "wiring failure");
+    assert!(
+        handle_ips(&ds, "k1").is_empty(),
+        "the address is still held"
+    );
+    assert_eq!(addresses_in_use(&ds), 0, "an address leaked");
+    assert_host_clean(&host, "refused wiring");
+    assert!(wep_names(&ds).is_empty(), "{:?}", wep_names(&ds));
+    assert_pod_untouched(&pod, "refused wiring");
+}
+
+/// A second ADD for a container that is already attached changes nothing: the first attachment keeps its
+/// address, interfaces and endpoint.
+#[test]
+fn repeated_add_leaves_the_first_attachment_alone() {
+    let (host, ds) = host_with_pool("cni-err-r", "198.18.63.0/26", 26);
+    let conf = host.conf("1.0.0", NETWORK, &ds, json!({}));
+    let pod = Pod::new("cni-err-rp");
+    assert_ok(&host.add("r1", &pod, &conf), &host, "first ADD");
+    let ip = pod.ipv4().expect("address after the first ADD");
+    let links = host.links();
+    let out = host.add("r1", &pod, &conf);
+    let text = assert_cni_error(&out, 100, "repeated ADD");
+    assert_mentions(&text, "already exists", "repeated ADD");
+    assert_eq!(host.links(), links, "the host end was touched");
+    assert_eq!(pod.ipv4().as_deref(), Some(ip.as_str()));
+    assert_eq!(addresses_in_use(&ds), 1, "the address must still be held");
+    assert_eq!(wep_names(&ds).len(), 1);
+    assert_ok(
+        &host.check("r1", &pod, &conf),
+        &host,
+        "CHECK after the repeated ADD",
+    );
+}
+
+#[test]
+fn an_interface_already_in_the_pod_is_refused_and_left_alone() {
     let (host, ds) = host_with_pool("cni-err-w", "198.18.61.0/26", 26);
     let conf = host.conf("1.0.0", NETWORK, &ds, json!({}));
     let pod = Pod::new("cni-err-wp");
@@ -457,7 +501,7 @@ fn failed_wiring_releases_the_address_and_leaves_nothing() {
 
     let out = host.add("w1", &pod, &conf);
     let text = assert_cni_error(&out, 100, "ADD into a pod that has an eth0");
-    assert_mentions(&text, "wire", "wiring failure");
+    assert_mentions(&text, "already exists", "interface already in the pod");
     assert!(
         handle_ips(&ds, "w1").is_empty(),
         "the address is still held"

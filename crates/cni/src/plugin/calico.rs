@@ -74,6 +74,27 @@ async fn add(inv: &Invocation) -> Result<CniResult, CniError> {
             "",
         ));
     }
+    // An interface of that name already in the container belongs to an earlier ADD (or another network):
+    // refuse before touching IPAM or the host end, which both still serve it.
+    match dataplane::pod_has_interface(Path::new(&netns), &inv.env.ifname) {
+        Ok(false) => {}
+        Ok(true) => {
+            return Err(failure(
+                format!(
+                    "interface {} already exists in container namespace {netns}: the container is already attached (DEL it first)",
+                    inv.env.ifname
+                ),
+                "",
+            ));
+        }
+        Err(e) => {
+            return Err(CniError::new(
+                CniError::UNKNOWN_CONTAINER,
+                format!("cannot enter container network namespace {netns}"),
+                e,
+            ));
+        }
+    }
     let node = inv.node_name()?;
     let mtu = inv.mtu()?;
     let workload = inv.workload();

@@ -215,6 +215,18 @@ fn configure_pod(
     Ok((link.index, mac))
 }
 
+/// Whether the container's namespace already has an interface called `ifname` (a repeated ADD, or a
+/// misconfigured second network): then ADD must change nothing.
+pub fn pod_has_interface(netns: &Path, ifname: &str) -> Result<bool, String> {
+    let ns = Netns::open(netns).map_err(err)?;
+    let ifname = ifname.to_string();
+    ns.run(move || -> Result<bool, NetlinkError> {
+        Ok(Netlink::new()?.link_by_name(&ifname)?.is_some())
+    })
+    .map_err(err)?
+    .map_err(err)
+}
+
 /// Remove an attachment: the pod end (when the namespace still exists) and the host end, with the routes
 /// through them. Missing pieces are not an error.
 pub fn unwire(host_iface: &str, ifname: &str, netns: Option<&Path>) -> Result<(), String> {
