@@ -75,8 +75,24 @@ async fn add(inv: &Invocation) -> Result<CniResult, CniError> {
         ));
     }
     // An interface of that name already in the container belongs to an earlier ADD (or another network):
-    // refuse before touching IPAM or the host end, which both still serve it.
-    match dataplane::pod_has_interface(Path::new(&netns), &inv.env.ifname) {
+    // then ADD must touch neither IPAM nor the host end, which both still serve it. Looked up on its own
+    // thread while the datastore is opened.
+    let existing_iface = {
+        let netns = netns.clone();
+        let ifname = inv.env.ifname.clone();
+        std::thread::spawn(move || dataplane::pod_has_interface(Path::new(&netns), &ifname))
+    };
+    let node = inv.node_name()?;
+    let mtu = inv.mtu()?;
+    let workload = inv.workload();
+    let host_iface = inv.host_iface();
+    let wep_name = inv.endpoint_name(&node);
+    let network = network_name(inv);
+    let store = inv.connect().await?;
+    match existing_iface
+        .join()
+        .unwrap_or_else(|_| Err("the interface lookup stopped".to_string()))
+    {
         Ok(false) => {}
         Ok(true) => {
             return Err(failure(
@@ -95,13 +111,6 @@ async fn add(inv: &Invocation) -> Result<CniResult, CniError> {
             ));
         }
     }
-    let node = inv.node_name()?;
-    let mtu = inv.mtu()?;
-    let workload = inv.workload();
-    let host_iface = inv.host_iface();
-    let wep_name = inv.endpoint_name(&node);
-    let network = network_name(inv);
-    let store = inv.connect().await?;
     tracing::info!(container = %inv.env.container_id, %node, %host_iface, endpoint = %wep_name, "ADD");
 
     let assigned = assign(inv, &store, &node).await?;
