@@ -15,14 +15,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use calico_api::{Kind, Resource, Spec};
-use calico_datastore::client::Client;
-use calico_datastore::config::DatastoreConfig;
-use calico_ipam::check::{CheckInput, HandleRecord, InUse, check, workload_addresses};
-use calico_ipam::{Block, Ipam};
+use calico_api::Spec;
 use calico_netlink::Netns;
 use calico_testutil::EtcdServer;
-use common::{Call, Datastore, Host, Pod, calicoctl, create_pool};
+use common::state::{StoreState, assert_ipam_check_problems};
+use common::{Call, Datastore, Host, Pod, create_pool};
 use ipnet::IpNet;
 use serde_json::{Value, json};
 
@@ -269,43 +266,8 @@ fn run_scenario(
             host.node
         );
     }
-    let state = StoreState::read(ds);
-    assert_empty_after_del(&state);
-    assert_ipam_check_clean(ds);
-}
-
-/// Nothing of the pods is left in the store, and the library's check finds nothing wrong.
-fn assert_empty_after_del(state: &StoreState) {
-    let names: Vec<&str> = state.weps.iter().map(Resource::name).collect();
-    assert!(names.is_empty(), "endpoints left: {names:?}");
-    assert!(
-        state.handles.is_empty(),
-        "IPAM handles left: {:?}",
-        state.handles
-    );
-    let busy: Vec<String> = state
-        .blocks
-        .iter()
-        .filter(|b| !b.is_empty())
-        .map(|b| format!("{} ({} in use)", b.cidr, b.in_use_count()))
-        .collect();
-    assert!(busy.is_empty(), "blocks with allocations left: {busy:?}");
-    assert_eq!(state.problems, 0, "IPAM check: {}", state.summary);
-}
-
-/// `calicoctl ipam check` against the store: must run and find no problem.
-fn assert_ipam_check_clean(ds: &Datastore) {
-    let out = calicoctl(ds, &["ipam", "check"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "calicoctl ipam check failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains("Check complete; found 0 problems."),
-        "calicoctl ipam check found problems:\n{stdout}"
-    );
+    StoreState::read(ds).assert_nothing_allocated();
+    assert_ipam_check_problems(ds, 0);
 }
 
 /// `count` empty pod namespaces, created by a few threads at once.
@@ -499,92 +461,6 @@ fn assert_all_succeeded(verb: &str, runs: &[Finished], hosts: &[Host], etcd: Opt
         msg.push_str(&format!("etcd log tail:\n{}\n", etcd.log_tail()));
     }
     panic!("{msg}");
-}
-
-/// What the datastore holds, read through the libraries the plugin uses.
-struct StoreState {
-    blocks: Vec<Block>,
-    handles: Vec<String>,
-    weps: Vec<Resource>,
-    /// Problems `calico_ipam::check` finds (what `calicoctl ipam check` counts).
-    problems: usize,
-    summary: String,
-}
-
-impl StoreState {
-    fn read(ds: &Datastore) -> StoreState {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        runtime.block_on(async {
-            let env = ds.calicoctl_env().into_iter().collect();
-            let store = DatastoreConfig::from_env(env)
-                .expect("datastore config")
-                .connect()
-                .await
-                .expect("open the datastore");
-            let ipam = Ipam::new(store.clone());
-            let blocks: Vec<Block> = ipam
-                .blocks()
-                .await
-                .expect("blocks")
-                .into_iter()
-                .map(|b| b.block)
-                .collect();
-            let handles: Vec<String> = ipam
-                .handles()
-                .await
-                .expect("handles")
-                .into_iter()
-                .map(|h| h.handle_id)
-                .collect();
-            let affinities = ipam.affinities(None).await.expect("affinities");
-            let pools = ipam.pools().await.expect("pools");
-            let (weps, _) = Client::new(store)
-                .list(Kind::WorkloadEndpoint, None)
-                .await
-                .expect("endpoints");
-            let in_use: Vec<InUse> = weps
-                .iter()
-                .flat_map(|w| workload_addresses(w).expect("endpoint addresses"))
-                .collect();
-            let records: Vec<HandleRecord> = handles
-                .iter()
-                .map(|id| HandleRecord {
-                    id: id.clone(),
-                    revision: 0,
-                })
-                .collect();
-            let result = check(CheckInput {
-                blocks: &blocks,
-                handles: &records,
-                affinities: &affinities,
-                pools: &pools,
-                in_use: &in_use,
-            });
-            StoreState {
-                problems: result.problem_count(),
-                summary: format!(
-                    "leaked={:?} not_allocated={:?} multiple_owners={:?} leaked_handles={:?} missing_handles={:?} unowned_blocks={:?} orphan_affinities={:?}",
-                    result.leaked,
-                    result.not_allocated,
-                    result.multiple_owners,
-                    result.leaked_handles,
-                    result.missing_handles,
-                    result.unowned_blocks,
-                    result.orphan_affinities
-                ),
-                blocks,
-                handles,
-                weps,
-            }
-        })
-    }
-
-    fn block_of(&self, ip: IpAddr) -> Option<&Block> {
-        self.blocks.iter().find(|b| b.cidr.contains(&ip))
-    }
 }
 
 /// The test's etcd listens on the root namespace's loopback, which a plugin running in a host namespace

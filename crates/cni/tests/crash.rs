@@ -6,16 +6,11 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::net::IpAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use calico_api::{Kind, Resource, Spec};
-use calico_datastore::client::Client;
-use calico_datastore::config::DatastoreConfig;
-use calico_ipam::check::{CheckInput, HandleRecord, InUse, check, workload_addresses};
-use calico_ipam::{Block, Ipam};
+use common::state::{StoreState, assert_ipam_check_problems};
 use common::{Call, Datastore, Host, Pod, assert_ok, calicoctl, create_pool};
 use rand::Rng;
 use serde_json::{Value, json};
@@ -66,7 +61,7 @@ fn sigkill_during_add_leaves_nothing_del_cannot_clean() {
             &host,
             &format!("DEL {id}"),
         );
-        let after = Probe::read(&ds);
+        let after = StoreState::read(&ds);
         assert!(
             after.handle_ips(&format!("{NETWORK}.{id}")).is_empty(),
             "addresses of {id} still allocated after DEL (killed at {delay:?}, {stage:?})"
@@ -104,7 +99,7 @@ fn sigkill_during_add_leaves_nothing_del_cannot_clean() {
     assert_eq!(host.links(), vec!["lo".to_string()]);
     let routes = host.routes();
     assert!(!routes.contains(POOL_PREFIX), "pool routes left:\n{routes}");
-    let state = Probe::read(&ds);
+    let state = StoreState::read(&ds);
     state.assert_nothing_allocated();
     assert_ipam_check_problems(&ds, 0);
 }
@@ -153,7 +148,7 @@ fn sigkill_after_ipam_assignment_leak_is_found_and_released_from_report() {
         stage.describe()
     );
     let handle = format!("{NETWORK}.{id}");
-    let leaked = Probe::read(&ds).handle_ips(&handle);
+    let leaked = StoreState::read(&ds).handle_ips(&handle);
     assert_eq!(leaked.len(), 1, "the killed ADD holds one address");
     let leaked_ip = leaked[0];
 
@@ -194,7 +189,7 @@ fn sigkill_after_ipam_assignment_leak_is_found_and_released_from_report() {
         stdout.contains("Released 1 IPs successfully"),
         "ipam release output:\n{stdout}"
     );
-    let state = Probe::read(&ds);
+    let state = StoreState::read(&ds);
     assert!(
         state.handle_ips(&handle).is_empty(),
         "{leaked_ip} still allocated"
@@ -318,7 +313,7 @@ enum Stage {
 
 impl Stage {
     fn observe(host: &Host, ds: &Datastore, id: &str, finished_first: bool) -> Stage {
-        let probe = Probe::read(ds);
+        let probe = StoreState::read(ds);
         let assigned = !probe.handle_ips(&format!("{NETWORK}.{id}")).is_empty();
         let wired = host.links().iter().any(|l| l.starts_with("cali"));
         let endpoint = probe.has_endpoint_of(id);
@@ -350,123 +345,4 @@ impl Stage {
             Stage::Completed => "after ADD had finished",
         }
     }
-}
-
-/// The datastore as the plugin's libraries read it.
-struct Probe {
-    blocks: Vec<Block>,
-    handles: Vec<String>,
-    weps: Vec<Resource>,
-    problems: usize,
-    summary: String,
-}
-
-impl Probe {
-    fn read(ds: &Datastore) -> Probe {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        runtime.block_on(async {
-            let env = ds.calicoctl_env().into_iter().collect();
-            let store = DatastoreConfig::from_env(env)
-                .expect("datastore config")
-                .connect()
-                .await
-                .expect("open the datastore");
-            let ipam = Ipam::new(store.clone());
-            let blocks: Vec<Block> = ipam
-                .blocks()
-                .await
-                .expect("blocks")
-                .into_iter()
-                .map(|b| b.block)
-                .collect();
-            let handles: Vec<String> = ipam
-                .handles()
-                .await
-                .expect("handles")
-                .into_iter()
-                .map(|h| h.handle_id)
-                .collect();
-            let affinities = ipam.affinities(None).await.expect("affinities");
-            let pools = ipam.pools().await.expect("pools");
-            let (weps, _) = Client::new(store)
-                .list(Kind::WorkloadEndpoint, None)
-                .await
-                .expect("endpoints");
-            let in_use: Vec<InUse> = weps
-                .iter()
-                .flat_map(|w| workload_addresses(w).expect("endpoint addresses"))
-                .collect();
-            let records: Vec<HandleRecord> = handles
-                .iter()
-                .map(|id| HandleRecord {
-                    id: id.clone(),
-                    revision: 0,
-                })
-                .collect();
-            let result = check(CheckInput {
-                blocks: &blocks,
-                handles: &records,
-                affinities: &affinities,
-                pools: &pools,
-                in_use: &in_use,
-            });
-            Probe {
-                problems: result.problem_count(),
-                summary: format!("{result:?}"),
-                blocks,
-                handles,
-                weps,
-            }
-        })
-    }
-
-    /// Addresses allocated to `handle` (read from the blocks, not the handle record).
-    fn handle_ips(&self, handle: &str) -> Vec<IpAddr> {
-        self.blocks
-            .iter()
-            .flat_map(|b| b.ips_of_handle(handle))
-            .collect()
-    }
-
-    fn has_endpoint_of(&self, container_id: &str) -> bool {
-        self.weps.iter().any(|w| {
-            matches!(&w.spec, Spec::WorkloadEndpoint(s) if s.container_id.as_deref() == Some(container_id))
-        })
-    }
-
-    fn assert_nothing_allocated(&self) {
-        let names: Vec<&str> = self.weps.iter().map(Resource::name).collect();
-        assert!(names.is_empty(), "endpoints left: {names:?}");
-        assert!(
-            self.handles.is_empty(),
-            "IPAM handles left: {:?}",
-            self.handles
-        );
-        let busy: Vec<String> = self
-            .blocks
-            .iter()
-            .filter(|b| !b.is_empty())
-            .map(|b| format!("{} ({} in use)", b.cidr, b.in_use_count()))
-            .collect();
-        assert!(busy.is_empty(), "blocks with allocations left: {busy:?}");
-        assert_eq!(self.problems, 0, "IPAM check (library): {}", self.summary);
-    }
-}
-
-/// `calicoctl ipam check` runs and finds exactly `expected` problems.
-fn assert_ipam_check_problems(ds: &Datastore, expected: usize) {
-    let out = calicoctl(ds, &["ipam", "check"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "calicoctl ipam check failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains(&format!("Check complete; found {expected} problems.")),
-        "calicoctl ipam check:\n{stdout}"
-    );
 }

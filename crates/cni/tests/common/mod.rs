@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+pub mod state;
+
 use calico_testutil::netns::{TestNetns, require_root, run_with_timeout};
 use serde_json::{Value, json};
 
