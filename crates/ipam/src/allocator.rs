@@ -418,7 +418,10 @@ impl Ipam {
             tokio::join!(self.context(), self.affinities(Some(&req.host)), existing);
         let ctx = ctx?;
         if existing?.is_some_and(|(h, _)| h.total() > 0) {
-            return self.existing_assignment(&ctx, &req.handle).await;
+            return Ok(with_block_prefixes(
+                &ctx.pools,
+                self.ips_by_handle(&req.handle).await?,
+            ));
         }
         let mut prefetched = Some(affinities?);
         let needs_labels = ctx.pools.iter().any(|p| !p.node_selector.is_all());
@@ -463,23 +466,11 @@ impl Ipam {
     }
 
     /// What a handle already holds, each address with its pool's block prefix.
-    async fn existing_assignment(
-        &self,
-        ctx: &Context,
-        handle: &str,
-    ) -> Result<Assigned, IpamError> {
-        let mut out = Assigned::default();
-        for ip in self.ips_by_handle(handle).await? {
-            let len = pool_of(&ctx.pools, ip)
-                .map_or(if ip.is_ipv4() { 32 } else { 128 }, |p| p.block_prefix);
-            let net = with_prefix(ip, len);
-            if ip.is_ipv4() {
-                out.v4.push(net);
-            } else {
-                out.v6.push(net);
-            }
-        }
-        Ok(out)
+    /// What a handle already holds, each address with its pool's block prefix (as an assignment returns
+    /// them).
+    pub async fn held_by_handle(&self, handle: &str) -> Result<Assigned, IpamError> {
+        let (pools, ips) = tokio::join!(self.pools(), self.ips_by_handle(handle));
+        Ok(with_block_prefixes(&pools?, ips?))
     }
 
     async fn assign_from_pools(
@@ -919,24 +910,19 @@ impl Ipam {
     /// Release addresses, whoever holds them. Returns those that were allocated and are now released;
     /// an address that was not allocated is not an error.
     pub async fn release_ips(&self, ips: &[IpAddr]) -> Result<Vec<IpAddr>, IpamError> {
-        let pools = self.pools().await?;
+        let (config, blocks) = tokio::join!(self.config(), self.blocks());
+        let (cooldown, blocks) = (config?.ip_cooldown_seconds, blocks?);
+        // Only stored blocks can hold an allocation (also those of a pool deleted since).
         let mut by_block: BTreeMap<IpNet, Vec<IpAddr>> = BTreeMap::new();
-        let blocks = self.blocks().await?;
         for &ip in ips {
-            // The block is found among the stored blocks, so an address in a deleted pool is still released.
-            let cidr = blocks
-                .iter()
-                .map(|b| b.block.cidr)
-                .find(|c| c.contains(&ip))
-                .or_else(|| pool_of(&pools, ip).and_then(|p| containing(ip, p.block_prefix)));
-            if let Some(cidr) = cidr {
-                by_block.entry(cidr).or_default().push(ip);
+            if let Some(b) = blocks.iter().find(|b| b.block.cidr.contains(&ip)) {
+                by_block.entry(b.block.cidr).or_default().push(ip);
             }
         }
         let mut released = Vec::new();
         for (cidr, ips) in by_block {
             released.extend(
-                self.release_in_block(cidr, &|b| {
+                self.release_in_block(cidr, cooldown, &|b| {
                     ips.iter()
                         .copied()
                         .filter(|ip| b.attribute_of(*ip).is_some())
@@ -950,24 +936,25 @@ impl Ipam {
 
     /// Release every address `handle` holds. Returns them (empty if the handle holds none).
     pub async fn release_by_handle(&self, handle: &str) -> Result<Vec<IpAddr>, IpamError> {
-        let Some((h, rev)) = self.get_handle(handle).await? else {
+        let (config, current) = tokio::join!(self.config(), self.get_handle(handle));
+        let Some((h, rev)) = current? else {
             return Ok(Vec::new());
         };
+        let cooldown = config?.ip_cooldown_seconds;
         let mut released = Vec::new();
         for cidr in h.block.keys() {
             let Ok(cidr) = cidr.parse::<IpNet>() else {
                 continue;
             };
             released.extend(
-                self.release_in_block(cidr, &|b| b.ips_of_handle(handle))
+                self.release_in_block(cidr, cooldown, &|b| b.ips_of_handle(handle))
                     .await?,
             );
         }
-        // A handle whose counts disagree with its blocks (not written by us) is removed all the same.
-        if let Some((_, now_rev)) = self.get_handle(handle).await?
-            && (released.is_empty() || now_rev == rev)
-        {
-            let _ = self.store.delete(&handle_key(handle), Some(now_rev)).await;
+        // Releasing takes the counts off the handle and deletes it at zero. A handle whose blocks hold none of
+        // its addresses (written by someone else, or half of a foreign tool's write) is removed as it was read.
+        if released.is_empty() {
+            let _ = self.store.delete(&handle_key(handle), Some(rev)).await;
         }
         Ok(released)
     }
@@ -975,9 +962,9 @@ impl Ipam {
     async fn release_in_block(
         &self,
         cidr: IpNet,
+        cooldown: u64,
         pick: &(dyn Fn(&Block) -> Vec<IpAddr> + Sync),
     ) -> Result<Vec<IpAddr>, IpamError> {
-        let cooldown = self.config().await?.ip_cooldown_seconds;
         for attempt in 0..MAX_CAS_ATTEMPTS {
             if attempt > 0 {
                 backoff(attempt).await;
@@ -1123,6 +1110,22 @@ impl Ipam {
         }
         Ok(released)
     }
+}
+
+/// Addresses with the block prefix of the pool they are in (a host prefix outside every pool).
+fn with_block_prefixes(pools: &[Pool], ips: Vec<IpAddr>) -> Assigned {
+    let mut out = Assigned::default();
+    for ip in ips {
+        let len =
+            pool_of(pools, ip).map_or(if ip.is_ipv4() { 32 } else { 128 }, |p| p.block_prefix);
+        let net = with_prefix(ip, len);
+        if ip.is_ipv4() {
+            out.v4.push(net);
+        } else {
+            out.v6.push(net);
+        }
+    }
+    out
 }
 
 /// The write that records `count` more addresses of `handle` in `cidr`, given the handle as last read.

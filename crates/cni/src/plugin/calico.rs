@@ -156,7 +156,7 @@ async fn add(inv: &Invocation) -> Result<CniResult, CniError> {
                 netns: Path::new(&netns),
                 ips: &ips,
                 mtu,
-                pod_mac: Some(pod_mac_bytes),
+                pod_mac: pod_mac_bytes,
                 allow_ip_forwarding,
             };
             let _ = wired_tx.send(dataplane::wire(&spec));
@@ -352,16 +352,8 @@ async fn check(inv: &Invocation) -> Result<(), CniError> {
     } else {
         delegate::check(&inv.conf.ipam.ipam_type, &inv.stdin, &inv.env)?;
     }
-    let spec = WireSpec {
-        host_iface: &host_iface,
-        ifname: &inv.env.ifname,
-        netns: Path::new(&netns),
-        ips: &ips,
-        mtu: 0,
-        pod_mac: None,
-        allow_ip_forwarding: false,
-    };
-    dataplane::check(&spec).map_err(|e| failure(e, ""))
+    dataplane::check(&host_iface, &inv.env.ifname, Path::new(&netns), &ips)
+        .map_err(|e| failure(e, ""))
 }
 
 async fn status(inv: &Invocation) -> Result<(), CniError> {

@@ -25,8 +25,8 @@ pub struct WireSpec<'a> {
     /// The pod's addresses, as host prefixes (/32, /128).
     pub ips: &'a [IpNet],
     pub mtu: u32,
-    /// The pod end's MAC; the kernel picks one when `None`.
-    pub pod_mac: Option<[u8; 6]>,
+    /// The pod end's MAC (chosen by the caller, who records it before the link exists).
+    pub pod_mac: [u8; 6],
     pub allow_ip_forwarding: bool,
 }
 
@@ -41,20 +41,12 @@ pub fn random_mac() -> [u8; 6] {
     }
 }
 
-/// What was built.
-#[derive(Clone, Debug)]
-pub struct Wired {
-    pub host_index: u32,
-    pub pod_index: u32,
-    pub pod_mac: [u8; 6],
-}
-
 fn err(e: NetlinkError) -> String {
     e.to_string()
 }
 
 /// Build the veth pair and routes. On failure, whatever was created is removed again.
-pub fn wire(spec: &WireSpec) -> Result<Wired, String> {
+pub fn wire(spec: &WireSpec) -> Result<(), String> {
     let ns = Netns::open(spec.netns).map_err(err)?;
     let mut host = Netlink::new().map_err(err)?;
     // A host end left by an earlier attempt for the same workload is in the way: remove it.
@@ -62,7 +54,7 @@ pub fn wire(spec: &WireSpec) -> Result<Wired, String> {
     host.add_veth(spec.host_iface, spec.ifname, Some(&ns), Some(spec.mtu))
         .map_err(err)?;
     match configure(spec, &ns, &mut host) {
-        Ok(w) => Ok(w),
+        Ok(()) => Ok(()),
         Err(e) => {
             // Deleting the host end deletes the pod end and every route through them.
             let _ = host.delete_link_by_name(spec.host_iface);
@@ -71,7 +63,7 @@ pub fn wire(spec: &WireSpec) -> Result<Wired, String> {
     }
 }
 
-fn configure(spec: &WireSpec, ns: &Netns, host: &mut Netlink) -> Result<Wired, String> {
+fn configure(spec: &WireSpec, ns: &Netns, host: &mut Netlink) -> Result<(), String> {
     let host_link = host
         .link_by_name(spec.host_iface)
         .map_err(err)?
@@ -112,8 +104,7 @@ fn configure(spec: &WireSpec, ns: &Netns, host: &mut Netlink) -> Result<Wired, S
     let mtu = spec.mtu;
     let forwarding = spec.allow_ip_forwarding;
     let wanted_mac = spec.pod_mac;
-    let (pod_index, pod_mac) = ns
-        .run(move || configure_pod(&ifname, &ips, mtu, wanted_mac, forwarding))
+    ns.run(move || configure_pod(&ifname, &ips, mtu, wanted_mac, forwarding))
         .map_err(err)??;
 
     for ip in spec.ips {
@@ -141,11 +132,7 @@ fn configure(spec: &WireSpec, ns: &Netns, host: &mut Netlink) -> Result<Wired, S
             Err(e) => return Err(e.to_string()),
         }
     }
-    Ok(Wired {
-        host_index: host_link.index,
-        pod_index,
-        pod_mac,
-    })
+    Ok(())
 }
 
 fn family_of(ip: IpAddr) -> Family {
@@ -157,9 +144,9 @@ fn configure_pod(
     ifname: &str,
     ips: &[IpNet],
     mtu: u32,
-    mac: Option<[u8; 6]>,
+    mac: [u8; 6],
     allow_ip_forwarding: bool,
-) -> Result<(u32, [u8; 6]), String> {
+) -> Result<(), String> {
     let mut nl = Netlink::new().map_err(err)?;
     let link = nl
         .link_by_name(ifname)
@@ -168,9 +155,7 @@ fn configure_pod(
     if link.mtu != mtu {
         nl.set_link_mtu(link.index, mtu).map_err(err)?;
     }
-    if let Some(mac) = mac {
-        nl.set_link_mac(link.index, mac).map_err(err)?;
-    }
+    nl.set_link_mac(link.index, mac).map_err(err)?;
     let has_v6 = ips.iter().any(|n| n.addr().is_ipv6());
     if has_v6 {
         for (key, value) in [
@@ -209,10 +194,7 @@ fn configure_pod(
         )
         .map_err(err)?;
     }
-    let mac = mac
-        .or(link.mac)
-        .ok_or_else(|| format!("{ifname} has no MAC address"))?;
-    Ok((link.index, mac))
+    Ok(())
 }
 
 /// Whether the container's namespace already has an interface called `ifname` (a repeated ADD, or a
@@ -247,40 +229,46 @@ pub fn unwire(host_iface: &str, ifname: &str, netns: Option<&Path>) -> Result<()
     Ok(())
 }
 
-/// Compare the live state with what ADD made; the error names the first difference.
-pub fn check(spec: &WireSpec) -> Result<(), String> {
+/// Compare the live state with what ADD made (the host end `host_iface`, the pod end `ifname` in `netns`
+/// with `ips`); the error names the first difference.
+pub fn check(host_iface: &str, ifname: &str, netns: &Path, ips: &[IpNet]) -> Result<(), String> {
     let mut host = Netlink::new().map_err(err)?;
     let link = host
-        .link_by_name(spec.host_iface)
+        .link_by_name(host_iface)
         .map_err(err)?
-        .ok_or_else(|| format!("host interface {} does not exist", spec.host_iface))?;
+        .ok_or_else(|| format!("host interface {} does not exist", host_iface))?;
     if link.mac != Some(HOST_MAC) {
         return Err(format!(
             "host interface {} has MAC {} instead of {}",
-            spec.host_iface,
+            host_iface,
             link.mac.map_or_else(|| "none".into(), format_mac),
             format_mac(HOST_MAC)
         ));
     }
     if !link.up {
-        return Err(format!("host interface {} is down", spec.host_iface));
+        return Err(format!("host interface {} is down", host_iface));
     }
-    for ip in spec.ips {
-        let found = host
-            .routes(family_of(ip.addr()), Some(TABLE_MAIN))
-            .map_err(err)?
-            .into_iter()
-            .any(|r| r.dst == *ip && r.oif == Some(link.index));
-        if !found {
-            return Err(format!(
-                "host route {ip} dev {} is missing",
-                spec.host_iface
-            ));
+    // One dump per address family, not one per address.
+    let mut routes = Vec::new();
+    for family in [Family::V4, Family::V6] {
+        if ips
+            .iter()
+            .any(|ip| (family == Family::V4) == ip.addr().is_ipv4())
+        {
+            routes.extend(host.routes(family, Some(TABLE_MAIN)).map_err(err)?);
         }
     }
-    let ns = Netns::open(spec.netns).map_err(err)?;
-    let ips = spec.ips.to_vec();
-    let ifname = spec.ifname.to_string();
+    for ip in ips {
+        if !routes
+            .iter()
+            .any(|r| r.dst == *ip && r.oif == Some(link.index))
+        {
+            return Err(format!("host route {ip} dev {host_iface} is missing"));
+        }
+    }
+    let ns = Netns::open(netns).map_err(err)?;
+    let ips = ips.to_vec();
+    let ifname = ifname.to_string();
     ns.run(move || check_pod(&ifname, &ips)).map_err(err)?
 }
 

@@ -52,23 +52,18 @@ pub async fn assign(
         return match assigned {
             Ok(got) => Ok(vec![got]),
             // A repeated ADD for the same container: the address is already its own.
-            Err(IpamError::InUse(_))
-                if ipam
-                    .ips_by_handle(&handle)
+            Err(IpamError::InUse(_)) => {
+                let held = ipam
+                    .held_by_handle(&handle)
                     .await
-                    .is_ok_and(|held| held.contains(&ip)) =>
-            {
-                let pools = ipam
-                    .pools()
-                    .await
-                    .map_err(|e| ipam_error("reading IP pools", e))?;
-                let len = pools
-                    .iter()
-                    .find(|p| p.cidr.contains(&ip))
-                    .map_or(32, |p| p.block_prefix);
-                Ok(vec![
-                    IpNet::new(ip, len).unwrap_or_else(|_| IpNet::from(ip)),
-                ])
+                    .map_err(|e| ipam_error("reading the container's addresses", e))?;
+                match held.v4.iter().chain(&held.v6).find(|n| n.addr() == ip) {
+                    Some(net) => Ok(vec![*net]),
+                    None => Err(ipam_error(
+                        &format!("assigning requested address {ip}"),
+                        IpamError::InUse(ip),
+                    )),
+                }
             }
             Err(e) => Err(ipam_error(&format!("assigning requested address {ip}"), e)),
         };
