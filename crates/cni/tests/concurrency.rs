@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::Write;
 use std::net::{IpAddr, Shutdown, TcpListener, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -345,25 +345,8 @@ impl Flight {
         let n = self.runs.len();
         let stdout = File::create(self.dir.path().join(format!("{n}.out"))).expect("stdout file");
         let stderr = File::create(self.dir.path().join(format!("{n}.err"))).expect("stderr file");
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", host.netns.name()])
-            .arg(host.bin_dir().join(call.plugin))
-            .env("CNI_COMMAND", &call.command)
-            .env("CNI_CONTAINERID", &call.container_id)
-            .env(
-                "CNI_NETNS",
-                call.netns
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-            )
-            .env("CNI_IFNAME", &call.ifname)
-            .env("CNI_ARGS", &call.args)
-            .env("CNI_PATH", host.bin_dir())
-            .env_remove("DATASTORE_TYPE")
-            .stdin(Stdio::piped())
-            .stdout(stdout)
-            .stderr(stderr);
+        let mut cmd = host.command(call);
+        cmd.stdout(stdout).stderr(stderr);
         let child = cmd.spawn().expect("start plugin");
         self.runs.push(Run {
             label: call.container_id.clone(),

@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -259,23 +259,8 @@ fn start_and_kill(host: &Host, id: &str, pod: &Pod, conf: &Value, delay: Duratio
 
 /// The plugin as `Host::invoke` starts it, with the config already on its stdin.
 fn spawn_plugin(host: &Host, call: &Call, conf: &Value) -> Child {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", host.netns.name()])
-        .arg(host.bin_dir().join(call.plugin))
-        .env("CNI_COMMAND", &call.command)
-        .env("CNI_CONTAINERID", &call.container_id)
-        .env(
-            "CNI_NETNS",
-            call.netns
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-        )
-        .env("CNI_IFNAME", &call.ifname)
-        .env("CNI_ARGS", &call.args)
-        .env("CNI_PATH", host.bin_dir())
-        .env_remove("DATASTORE_TYPE")
-        .stdin(Stdio::piped())
+    let mut child = host
+        .command(call)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -10,9 +10,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use calico_datastore::config::DatastoreConfig;
-use calico_ipam::Ipam;
-use common::{Call, Datastore, Host, Pod, assert_ok, calicoctl, create_pool, json_of};
+use common::{Call, Datastore, Host, Pod, assert_ok, calicoctl, create_pool, json_of, with_ipam};
 use serde_json::{Value, json};
 
 const NETWORK: &str = "enet";
@@ -156,26 +154,9 @@ fn wep_names(ds: &Datastore) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn with_store<T>(ds: &Datastore, f: impl AsyncFnOnce(Ipam) -> T) -> T {
-    let Datastore::Embedded(path) = ds else {
-        panic!("reads embedded stores only");
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let store = DatastoreConfig::Embedded { path: path.clone() }
-            .connect()
-            .await
-            .expect("open the store");
-        f(Ipam::new(store)).await
-    })
-}
-
 /// How many addresses IPAM holds for workloads, over all blocks.
 fn addresses_in_use(ds: &Datastore) -> usize {
-    with_store(ds, async |ipam| {
+    with_ipam(ds, async |ipam| {
         ipam.blocks()
             .await
             .expect("blocks")
@@ -187,7 +168,7 @@ fn addresses_in_use(ds: &Datastore) -> usize {
 
 fn handle_ips(ds: &Datastore, container_id: &str) -> Vec<IpAddr> {
     let handle = format!("{NETWORK}.{container_id}");
-    with_store(ds, async |ipam| {
+    with_ipam(ds, async |ipam| {
         ipam.ips_by_handle(&handle).await.expect("handle")
     })
 }

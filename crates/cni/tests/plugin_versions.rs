@@ -10,10 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use calico_datastore::config::DatastoreConfig;
-use calico_ipam::Ipam;
 use calico_testutil::netns::TestNetns;
-use common::{Call, Datastore, Host, Pod, assert_ok, calicoctl, create_pool, json_of};
+use common::{Call, Datastore, Host, Pod, assert_ok, calicoctl, create_pool, json_of, with_ipam};
 use serde_json::{Value, json};
 use sha1::{Digest, Sha1};
 
@@ -185,22 +183,8 @@ fn assert_ip_in_use(ds: &Datastore, ip: &str) {
 
 /// The addresses IPAM holds for a handle (read with the IPAM library over the same store file).
 fn handle_ips(ds: &Datastore, handle: &str) -> Vec<IpAddr> {
-    let Datastore::Embedded(path) = ds else {
-        panic!("handle_ips reads embedded stores only");
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let store = DatastoreConfig::Embedded { path: path.clone() }
-            .connect()
-            .await
-            .expect("open the store");
-        Ipam::new(store)
-            .ips_by_handle(handle)
-            .await
-            .expect("read the handle")
+    with_ipam(ds, async |ipam| {
+        ipam.ips_by_handle(handle).await.expect("read the handle")
     })
 }
 

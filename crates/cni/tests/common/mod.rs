@@ -107,35 +107,35 @@ impl Host {
     }
 
     /// Run the plugin (as `calico` or `calico-ipam`) with a verb, inside this host's namespace.
-    pub fn invoke(&self, call: &Call, conf: &Value) -> Output {
-        let Call {
-            plugin,
-            command,
-            container_id,
-            netns,
-            ifname,
-            args,
-        } = call;
-        let exe = self.bin_dir().join(plugin);
+    /// The plugin process for `call` as a runtime starts it: inside this host's namespace, with the CNI
+    /// variables set and stdin piped (the config goes there); stdout and stderr are the caller's to choose.
+    pub fn command(&self, call: &Call) -> Command {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", self.netns.name()])
-            .arg(&exe)
-            .env("CNI_COMMAND", command)
-            .env("CNI_CONTAINERID", container_id)
+            .arg(self.bin_dir().join(call.plugin))
+            .env("CNI_COMMAND", &call.command)
+            .env("CNI_CONTAINERID", &call.container_id)
             .env(
                 "CNI_NETNS",
-                netns
+                call.netns
                     .as_ref()
                     .map(|p| p.display().to_string())
                     .unwrap_or_default(),
             )
-            .env("CNI_IFNAME", ifname)
-            .env("CNI_ARGS", args)
+            .env("CNI_IFNAME", &call.ifname)
+            .env("CNI_ARGS", &call.args)
             .env("CNI_PATH", self.bin_dir())
             .env_remove("DATASTORE_TYPE")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stdin(Stdio::piped());
+        cmd
+    }
+
+    /// Run the plugin (as `calico` or `calico-ipam`) with a verb, inside this host's namespace.
+    pub fn invoke(&self, call: &Call, conf: &Value) -> Output {
+        let command = &call.command;
+        let container_id = &call.container_id;
+        let mut cmd = self.command(call);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start plugin");
         child
             .stdin
@@ -272,6 +272,25 @@ pub fn calicoctl_binary() -> PathBuf {
         exe.display()
     );
     exe
+}
+
+/// Run `f` with IPAM over the test's embedded store file (tests read what the plugin wrote through the same
+/// library it uses).
+pub fn with_ipam<T>(ds: &Datastore, f: impl AsyncFnOnce(calico_ipam::Ipam) -> T) -> T {
+    let Datastore::Embedded(path) = ds else {
+        panic!("with_ipam reads embedded stores only");
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        let store = calico_datastore::config::DatastoreConfig::Embedded { path: path.clone() }
+            .connect()
+            .await
+            .expect("open the store");
+        f(calico_ipam::Ipam::new(store)).await
+    })
 }
 
 /// Create an IP pool with calicoctl.
