@@ -14,7 +14,7 @@ mod socket;
 pub mod sysctl;
 
 pub use addr::Address;
-pub use link::{Link, VxlanSpec};
+pub use link::{Link, VxlanInfo, VxlanSpec};
 pub use neigh::{FdbEntry, Neighbour};
 pub use netns::Netns;
 pub use route::{

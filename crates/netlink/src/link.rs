@@ -30,6 +30,36 @@ pub struct Link {
     pub parent: Option<u32>,
     /// Set when the peer/underlay lives in another namespace (the id is local to this namespace).
     pub link_netnsid: Option<i32>,
+    /// A VXLAN device's settings (None for other kinds).
+    pub vxlan: Option<VxlanInfo>,
+}
+
+/// The settings of an existing VXLAN device, as the kernel reports them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VxlanInfo {
+    pub vni: Option<u32>,
+    pub dst_port: Option<u16>,
+    pub local: Option<Ipv4Addr>,
+    /// Index of the underlay device, if one is bound.
+    pub underlay_index: Option<u32>,
+    pub learning: Option<bool>,
+}
+
+impl VxlanInfo {
+    fn from_attributes(data: Vec<InfoVxlan>) -> VxlanInfo {
+        let mut info = VxlanInfo::default();
+        for attribute in data {
+            match attribute {
+                InfoVxlan::Id(vni) => info.vni = Some(vni),
+                InfoVxlan::Port(port) => info.dst_port = Some(port),
+                InfoVxlan::Local(local) => info.local = Some(local),
+                InfoVxlan::Link(index) if index != 0 => info.underlay_index = Some(index),
+                InfoVxlan::Learning(learning) => info.learning = Some(learning),
+                _ => {}
+            }
+        }
+        info
+    }
 }
 
 /// A VXLAN device to create (Calico style: unicast only, FDB entries programmed explicitly).
@@ -62,6 +92,7 @@ impl Link {
             master: None,
             parent: None,
             link_netnsid: None,
+            vxlan: None,
         };
         for attribute in message.attributes {
             match attribute {
@@ -75,8 +106,12 @@ impl Link {
                 LinkAttribute::LinkNetNsId(id) => link.link_netnsid = Some(id),
                 LinkAttribute::LinkInfo(infos) => {
                     for info in infos {
-                        if let LinkInfo::Kind(kind) = info {
-                            link.kind = Some(kind.to_string());
+                        match info {
+                            LinkInfo::Kind(kind) => link.kind = Some(kind.to_string()),
+                            LinkInfo::Data(InfoData::Vxlan(data)) => {
+                                link.vxlan = Some(VxlanInfo::from_attributes(data))
+                            }
+                            _ => {}
                         }
                     }
                 }
@@ -209,6 +244,22 @@ impl Netlink {
         if let Some(mac) = spec.mac {
             attributes.push(LinkAttribute::Address(mac.to_vec()));
         }
+        let result = self.request(
+            RouteNetlinkMessage::NewLink(link_message(0, attributes)),
+            NLM_F_CREATE | NLM_F_EXCL,
+        );
+        self.named(result, |_| op).map(drop)
+    }
+
+    /// Creates a link of `kind` (e.g. "ipip", "dummy") with no further settings; the kernel refuses kinds
+    /// it does not support, which makes this a probe for them.
+    pub fn add_link_of_kind(&mut self, name: &str, kind: &str) -> Result<(), NetlinkError> {
+        let op = format!("add link {name} type {kind}");
+        check_ifname(&op, name)?;
+        let attributes = vec![
+            LinkAttribute::IfName(name.to_string()),
+            LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::from(kind))]),
+        ];
         let result = self.request(
             RouteNetlinkMessage::NewLink(link_message(0, attributes)),
             NLM_F_CREATE | NLM_F_EXCL,

@@ -213,3 +213,28 @@ fn run_enters_the_namespace_on_another_thread_only() {
         "{error}"
     );
 }
+
+#[test]
+fn links_of_a_named_kind_can_be_created_and_unknown_kinds_are_refused() {
+    let a = TestNs::new("kind");
+    let mut nl = a.netlink();
+    nl.add_link_of_kind("kb0", "bridge")
+        .expect("bridges are always available");
+    let bridge = nl.link_by_name("kb0").expect("get").expect("kb0 exists");
+    assert_eq!(bridge.kind.as_deref(), Some("bridge"));
+    let error = nl
+        .add_link_of_kind("kb0", "bridge")
+        .expect_err("name taken");
+    assert!(error.is_exists(), "{error}");
+
+    let error = nl
+        .add_link_of_kind("kx0", "no-such-kind")
+        .expect_err("the kernel has no such link type");
+    assert!(
+        error
+            .to_string()
+            .starts_with("add link kx0 type no-such-kind:"),
+        "{error}"
+    );
+    assert!(nl.link_by_name("kx0").expect("get").is_none());
+}

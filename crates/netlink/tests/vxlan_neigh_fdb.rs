@@ -4,7 +4,7 @@ mod common;
 
 use std::net::Ipv4Addr;
 
-use calico_netlink::{FdbEntry, Neighbour, VxlanSpec, format_mac};
+use calico_netlink::{FdbEntry, Neighbour, VxlanInfo, VxlanSpec, format_mac};
 use common::{TestNs, ip, lines, net};
 
 #[test]
@@ -38,6 +38,19 @@ fn vxlan_device_with_neighbour_and_fdb_entries() {
         (vxlan.kind.as_deref(), vxlan.mtu, vxlan.mac),
         (Some("vxlan"), 1410, Some(vtep_mac))
     );
+    assert_eq!(
+        vxlan.vxlan,
+        Some(VxlanInfo {
+            vni: Some(4096),
+            dst_port: Some(4789),
+            local: Some(Ipv4Addr::new(198, 18, 40, 1)),
+            underlay_index: Some(underlay),
+            learning: Some(false),
+        }),
+        "the dump reports the device's VXLAN settings"
+    );
+    let underlay_link = nl.link_by_index(underlay).expect("get").expect("u0");
+    assert_eq!(underlay_link.vxlan, None, "a veth has no VXLAN settings");
     let details = ns.ip(&["-d", "link", "show", "vxlan.calico"]);
     for expected in [
         "vxlan id 4096",
