@@ -1,0 +1,266 @@
+//! Reconcile this namespace's kernel to a [`Desired`] dataplane.
+//!
+//! Every apply reads the kernel's actual state (links, routes, neighbours, FDB, sysctls) and writes only
+//! what differs, so applying the same `Desired` twice writes nothing, and a restarted process neither
+//! flushes nor rewrites working state. A failure on one object (a route the kernel refuses, a sysctl that
+//! cannot be written) is recorded in [`ApplyReport::failures`] and the rest is still applied.
+//!
+//! Order matters for traffic in flight: the VXLAN device first, then remote VTEPs (neighbour + FDB)
+//! before the routes that use them, then routes, then stale VTEPs after the routes that used them are
+//! gone, and the VXLAN device is deleted last.
+
+mod routes;
+mod vxlan;
+
+use std::collections::HashMap;
+
+use calico_netlink::{Link, Netlink, NetlinkError, sysctl};
+
+use crate::desired::Desired;
+use crate::nat;
+
+/// The throw-away link the IPIP probe creates (and deletes at once).
+const IPIP_PROBE_IFACE: &str = "cali-ipipprobe";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    /// Talking to the kernel failed as a whole (the socket, or a dump of its state).
+    #[error("cannot read or change the kernel's network state: {0}")]
+    Netlink(#[from] NetlinkError),
+}
+
+/// What one [`Dataplane::apply`] changed, and what it could not do.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Routes added or replaced (workload and Felix routes).
+    pub routes_added: usize,
+    pub routes_removed: usize,
+    pub neighbours_written: usize,
+    pub neighbours_removed: usize,
+    pub fdb_written: usize,
+    pub fdb_removed: usize,
+    pub sysctls_written: usize,
+    /// VXLAN device writes: create, delete, MAC, MTU, up, address changes.
+    pub device_changes: usize,
+    /// The nftables table was (re)written.
+    pub nft_applied: bool,
+    /// Desired workload interfaces that do not exist (yet); their routes and sysctls were skipped.
+    pub workloads_missing: usize,
+    /// One line per object that could not be written, naming it and the kernel's error.
+    pub failures: Vec<String>,
+    /// Things the kernel cannot do for this `Desired` (no error; the rest is applied).
+    pub problems: Vec<String>,
+}
+
+impl ApplyReport {
+    /// How many writes this apply made to the kernel (0 when it already matched).
+    pub fn writes(&self) -> usize {
+        self.routes_added
+            + self.routes_removed
+            + self.neighbours_written
+            + self.neighbours_removed
+            + self.fdb_written
+            + self.fdb_removed
+            + self.sysctls_written
+            + self.device_changes
+            + usize::from(self.nft_applied)
+    }
+}
+
+/// The dataplane driver for the network namespace it was created in.
+///
+/// The netlink socket stays bound to that namespace; sysctls and `nft` act on the namespace of the thread
+/// that calls [`Dataplane::apply`], so call it from the same namespace.
+pub struct Dataplane {
+    netlink: Netlink,
+    /// The nft text this process last applied successfully.
+    last_nft: Option<String>,
+    ip_forward_ensured: bool,
+    ipip_supported: Option<bool>,
+}
+
+impl Dataplane {
+    /// Opens a netlink socket in the calling thread's network namespace.
+    pub fn new() -> Result<Dataplane, DataplaneError> {
+        Ok(Dataplane {
+            netlink: Netlink::new()?,
+            last_nft: None,
+            ip_forward_ensured: false,
+            ipip_supported: None,
+        })
+    }
+
+    /// Whether the kernel can create an `ipip` link: probed once by creating and deleting a throw-away
+    /// one, then cached. (Where the kernel has ipip, loading it also makes its `tunl0` fallback device.)
+    pub fn ipip_supported(&mut self) -> bool {
+        if let Some(known) = self.ipip_supported {
+            return known;
+        }
+        let mut created = self.netlink.add_link_of_kind(IPIP_PROBE_IFACE, "ipip");
+        if created.as_ref().is_err_and(NetlinkError::is_exists) {
+            // Left over from a probe that was interrupted: remove it and probe again.
+            let _ = self.netlink.delete_link_by_name(IPIP_PROBE_IFACE);
+            created = self.netlink.add_link_of_kind(IPIP_PROBE_IFACE, "ipip");
+        }
+        let supported = match created {
+            Ok(()) => {
+                if let Err(error) = self.netlink.delete_link_by_name(IPIP_PROBE_IFACE) {
+                    tracing::warn!(%error, "could not delete the IPIP probe link");
+                }
+                true
+            }
+            Err(error) => {
+                tracing::debug!(%error, "this kernel cannot create ipip links");
+                false
+            }
+        };
+        self.ipip_supported = Some(supported);
+        supported
+    }
+
+    /// Reconciles the kernel to `desired`; see the module documentation.
+    pub fn apply(&mut self, desired: &Desired) -> Result<ApplyReport, DataplaneError> {
+        let mut report = ApplyReport::default();
+        self.ensure_ip_forward(&mut report);
+        if !desired.ipip_pools.is_empty() && !self.ipip_supported() {
+            for pool in &desired.ipip_pools {
+                report.problems.push(format!(
+                    "IP pool {pool} asks for IPIP but this kernel has no ipip support (tunl0 cannot \
+                     be created); its traffic is not encapsulated"
+                ));
+            }
+        }
+
+        let links = self.links_by_name()?;
+        let vxlan_index = match &desired.vxlan {
+            Some(device) => self.ensure_vxlan(device, &links, &mut report)?,
+            None => None,
+        };
+        if let Some(index) = vxlan_index {
+            self.write_vteps(index, &desired.vteps, &mut report)?;
+        }
+        self.reconcile_routes(desired, &links, vxlan_index, &mut report)?;
+        if let Some(index) = vxlan_index {
+            self.remove_stale_vteps(index, &desired.vteps, &mut report)?;
+        }
+        if desired.vxlan.is_none() {
+            self.remove_vxlan(&links, &mut report);
+        }
+        self.ensure_workload_sysctls(desired, &links, &mut report);
+        self.ensure_nat(desired, &mut report);
+        Ok(report)
+    }
+
+    fn links_by_name(&mut self) -> Result<HashMap<String, Link>, DataplaneError> {
+        Ok(self
+            .netlink
+            .links()?
+            .into_iter()
+            .map(|link| (link.name.clone(), link))
+            .collect())
+    }
+
+    fn ensure_ip_forward(&mut self, report: &mut ApplyReport) {
+        if self.ip_forward_ensured {
+            return;
+        }
+        if ensure_sysctl("net/ipv4/ip_forward", "1", report) {
+            self.ip_forward_ensured = true;
+        }
+    }
+
+    fn ensure_workload_sysctls(
+        &mut self,
+        desired: &Desired,
+        links: &HashMap<String, Link>,
+        report: &mut ApplyReport,
+    ) {
+        for iface in desired.workloads.keys() {
+            if !links.contains_key(iface) {
+                continue;
+            }
+            for (key, value) in [
+                (format!("net/ipv4/conf/{iface}/proxy_arp"), "1"),
+                (format!("net/ipv4/neigh/{iface}/proxy_delay"), "0"),
+                (format!("net/ipv4/conf/{iface}/forwarding"), "1"),
+                (format!("net/ipv4/conf/{iface}/route_localnet"), "1"),
+            ] {
+                ensure_sysctl(&key, value, report);
+            }
+        }
+    }
+
+    /// Rewrites the nftables table when its text changed since this process last wrote it, or when it is
+    /// missing (so a restarted process writes it once, and a table someone deleted comes back).
+    fn ensure_nat(&mut self, desired: &Desired, report: &mut ApplyReport) {
+        let text = nat::render_table(&desired.nat);
+        if self.last_nft.as_deref() == Some(text.as_str()) && nat::table_exists() {
+            return;
+        }
+        match nat::apply_table(&text) {
+            Ok(()) => {
+                self.last_nft = Some(text);
+                report.nft_applied = true;
+            }
+            Err(error) => report.failures.push(format!(
+                "nftables table {} {}: {error}",
+                nat::NFT_FAMILY,
+                crate::desired::NFT_TABLE
+            )),
+        }
+    }
+}
+
+/// Writes `value` to sysctl `key` unless it already has it; false when it could not be read or written
+/// (the failure is in the report).
+fn ensure_sysctl(key: &str, value: &str, report: &mut ApplyReport) -> bool {
+    if sysctl::get(key).is_ok_and(|current| current == value) {
+        return true;
+    }
+    match sysctl::set(key, value) {
+        Ok(()) => {
+            report.sysctls_written += 1;
+            true
+        }
+        Err(error) => {
+            report.failures.push(error.to_string());
+            false
+        }
+    }
+}
+
+/// Records a failed write on one object and carries on.
+fn note_failure(report: &mut ApplyReport, result: Result<(), NetlinkError>) -> bool {
+    match result {
+        Ok(()) => true,
+        Err(error) => {
+            report.failures.push(error.to_string());
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_sum_every_kind_of_write() {
+        let report = ApplyReport {
+            routes_added: 1,
+            routes_removed: 2,
+            neighbours_written: 3,
+            neighbours_removed: 4,
+            fdb_written: 5,
+            fdb_removed: 6,
+            sysctls_written: 7,
+            device_changes: 8,
+            nft_applied: true,
+            workloads_missing: 100,
+            failures: vec!["x".into()],
+            problems: vec!["y".into()],
+        };
+        assert_eq!(report.writes(), 37);
+        assert_eq!(ApplyReport::default().writes(), 0);
+    }
+}

@@ -1,0 +1,285 @@
+//! The model: the part of the datastore one host's dataplane depends on, folded from syncer events.
+//!
+//! Objects are kept by datastore key so a delete needs no decoding. Values that fail to decode are
+//! dropped from the model (with the reason kept in [`Model::decode_errors`]) rather than stopping the
+//! host: one bad object must not take the dataplane down.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use calico_api::spec::ippool::EncapMode;
+use calico_api::{Kind, Spec};
+use calico_datastore::KeyValue;
+use calico_datastore::client::decode_kv;
+use calico_datastore::keys::{RESOURCES_PREFIX, parse_resource_key};
+use calico_datastore::syncer::SyncEvent;
+use calico_ipam::block::{ATTR_NODE, Block};
+use calico_ipam::model::{BLOCK_PREFIX, parse_block_key};
+use ipnet::{IpNet, Ipv4Net};
+use serde::Serialize;
+
+/// The key prefixes a host's Felix needs: every v3 resource and the IPAM blocks.
+pub fn sync_prefixes() -> Vec<String> {
+    vec![RESOURCES_PREFIX.to_string(), BLOCK_PREFIX.to_string()]
+}
+
+/// A Calico node as the dataplane sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct NodeInfo {
+    pub name: String,
+    /// `spec.bgp.ipv4Address`: address and subnet.
+    pub address: Option<Ipv4Net>,
+    pub vxlan_tunnel_address: Option<Ipv4Addr>,
+    /// `spec.vxlanTunnelMACAddr`, when the node set one.
+    pub vxlan_mac: Option<[u8; 6]>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PoolInfo {
+    pub name: String,
+    pub cidr: IpNet,
+    pub vxlan: EncapMode,
+    pub ipip: EncapMode,
+    pub nat_outgoing: bool,
+    pub disabled: bool,
+}
+
+/// An IPAM block: who it is affine to and which node each allocated address belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BlockInfo {
+    pub cidr: IpNet,
+    pub affinity: Option<String>,
+    /// Allocated addresses with the node recorded in their allocation attributes (if any).
+    pub allocations: Vec<(IpAddr, Option<String>)>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct EndpointInfo {
+    pub node: String,
+    pub interface: String,
+    pub addresses: Vec<IpNet>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Model {
+    pub nodes: BTreeMap<String, NodeInfo>,
+    pub pools: BTreeMap<String, PoolInfo>,
+    pub blocks: BTreeMap<String, BlockInfo>,
+    pub endpoints: BTreeMap<String, EndpointInfo>,
+    /// Keys whose values could not be decoded, with the reason.
+    pub decode_errors: BTreeMap<String, String>,
+}
+
+impl Model {
+    /// Fold one syncer event in. Returns whether anything the dataplane depends on changed.
+    pub fn apply(&mut self, event: &SyncEvent) -> bool {
+        match event {
+            SyncEvent::Put(kv) => self.put(kv),
+            SyncEvent::Delete { key, .. } => self.delete(key),
+            SyncEvent::InSync { .. } | SyncEvent::Resyncing { .. } => false,
+        }
+    }
+
+    /// Nodes keyed by name.
+    pub fn node(&self, name: &str) -> Option<&NodeInfo> {
+        self.nodes.values().find(|n| n.name == name)
+    }
+
+    pub fn put(&mut self, kv: &KeyValue) -> bool {
+        self.decode_errors.remove(&kv.key);
+        if let Some(cidr) = parse_block_key(&kv.key) {
+            return match Block::from_json(&kv.value) {
+                Ok(block) => replace(&mut self.blocks, &kv.key, Some(block_info(cidr, &block))),
+                Err(e) => self.reject(kv, e),
+            };
+        }
+        let Some(id) = parse_resource_key(&kv.key) else {
+            return false;
+        };
+        if !matches!(id.kind, Kind::Node | Kind::IPPool | Kind::WorkloadEndpoint) {
+            return false;
+        }
+        let resource = match decode_kv(kv) {
+            Ok(r) => r,
+            Err(e) => return self.reject(kv, e.to_string()),
+        };
+        let name = resource.metadata.name.clone();
+        match resource.spec {
+            Spec::Node(spec) => {
+                let bgp = spec.bgp.unwrap_or_default();
+                let info = NodeInfo {
+                    name,
+                    address: bgp
+                        .ipv4_address
+                        .as_deref()
+                        .and_then(parse_v4_net_keeping_host),
+                    vxlan_tunnel_address: spec.ipv4_vxlan_tunnel_addr.parse().ok(),
+                    vxlan_mac: calico_netlink::parse_mac(&spec.vxlan_tunnel_mac_addr).ok(),
+                };
+                replace(&mut self.nodes, &kv.key, Some(info))
+            }
+            Spec::IPPool(spec) => {
+                let Some(cidr) = spec.net() else {
+                    return self.reject(kv, format!("spec.cidr {:?} is not a CIDR", spec.cidr));
+                };
+                let info = PoolInfo {
+                    name,
+                    cidr,
+                    vxlan: spec.vxlan(),
+                    ipip: spec.ipip(),
+                    nat_outgoing: spec.nat_outgoing,
+                    disabled: spec.disabled,
+                };
+                replace(&mut self.pools, &kv.key, Some(info))
+            }
+            Spec::WorkloadEndpoint(spec) => {
+                let info = EndpointInfo {
+                    node: spec.node.clone().unwrap_or_default(),
+                    interface: spec.interface_name.clone().unwrap_or_default(),
+                    addresses: spec
+                        .ip_networks
+                        .iter()
+                        .filter_map(|n| n.parse::<IpNet>().ok())
+                        .collect(),
+                };
+                replace(&mut self.endpoints, &kv.key, Some(info))
+            }
+            _ => false,
+        }
+    }
+
+    pub fn delete(&mut self, key: &str) -> bool {
+        self.decode_errors.remove(key);
+        replace(&mut self.blocks, key, None)
+            | replace(&mut self.nodes, key, None)
+            | replace(&mut self.pools, key, None)
+            | replace(&mut self.endpoints, key, None)
+    }
+
+    fn reject(&mut self, kv: &KeyValue, reason: String) -> bool {
+        tracing::warn!(key = %kv.key, %reason, "ignoring an object that does not decode");
+        self.decode_errors.insert(kv.key.clone(), reason);
+        self.delete_quietly(&kv.key)
+    }
+
+    fn delete_quietly(&mut self, key: &str) -> bool {
+        replace(&mut self.blocks, key, None)
+            | replace(&mut self.nodes, key, None)
+            | replace(&mut self.pools, key, None)
+            | replace(&mut self.endpoints, key, None)
+    }
+}
+
+/// Insert, replace or remove `key`; true when the map changed.
+fn replace<T: PartialEq>(map: &mut BTreeMap<String, T>, key: &str, value: Option<T>) -> bool {
+    match value {
+        Some(v) => {
+            if map.get(key) == Some(&v) {
+                return false;
+            }
+            map.insert(key.to_string(), v);
+            true
+        }
+        None => map.remove(key).is_some(),
+    }
+}
+
+fn block_info(cidr: IpNet, block: &Block) -> BlockInfo {
+    BlockInfo {
+        cidr,
+        affinity: block.host().map(str::to_string),
+        allocations: block
+            .allocated()
+            .map(|(ip, attr)| (ip, attr.secondary.get(ATTR_NODE).cloned()))
+            .collect(),
+    }
+}
+
+/// `10.0.0.5/24` keeping the host bits (a bare address is a /32).
+pub fn parse_v4_net_keeping_host(text: &str) -> Option<Ipv4Net> {
+    match text.split_once('/') {
+        Some((addr, len)) => Ipv4Net::new(addr.parse().ok()?, len.parse().ok()?).ok(),
+        None => Some(Ipv4Net::from(text.parse::<Ipv4Addr>().ok()?)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(key: &str, value: &str) -> KeyValue {
+        KeyValue {
+            key: key.to_string(),
+            value: value.as_bytes().to_vec(),
+            create_revision: 1,
+            mod_revision: 1,
+            version: 1,
+        }
+    }
+
+    const NODE_KEY: &str = "/calico/resources/v3/projectcalico.org/nodes/node1";
+    const NODE: &str = r#"{"apiVersion":"projectcalico.org/v3","kind":"Node","metadata":{"name":"node1"},
+        "spec":{"bgp":{"ipv4Address":"198.18.0.11/24"},"ipv4VXLANTunnelAddr":"198.19.0.0"}}"#;
+
+    #[test]
+    fn put_then_delete_tracks_a_node_and_reports_changes() {
+        let mut model = Model::default();
+        assert!(model.apply(&SyncEvent::Put(kv(NODE_KEY, NODE))));
+        let node = model.node("node1").expect("node");
+        assert_eq!(node.address, "198.18.0.11/24".parse().ok());
+        assert_eq!(node.vxlan_tunnel_address, "198.19.0.0".parse().ok());
+        // The same value again changes nothing.
+        assert!(!model.apply(&SyncEvent::Put(kv(NODE_KEY, NODE))));
+        assert!(model.apply(&SyncEvent::Delete {
+            key: NODE_KEY.into(),
+            revision: 2
+        }));
+        assert!(model.node("node1").is_none());
+        assert!(!model.apply(&SyncEvent::Delete {
+            key: NODE_KEY.into(),
+            revision: 3
+        }));
+    }
+
+    #[test]
+    fn a_value_that_does_not_decode_is_dropped_and_remembered() {
+        let mut model = Model::default();
+        model.apply(&SyncEvent::Put(kv(NODE_KEY, NODE)));
+        assert!(model.apply(&SyncEvent::Put(kv(NODE_KEY, "{not json"))));
+        assert!(model.node("node1").is_none());
+        assert!(model.decode_errors.contains_key(NODE_KEY));
+        model.apply(&SyncEvent::Put(kv(NODE_KEY, NODE)));
+        assert!(model.decode_errors.is_empty());
+        let block_key = "/calico/ipam/v2/assignment/ipv4/block/198.19.0.0-26";
+        assert!(!model.apply(&SyncEvent::Put(kv(block_key, "[]"))));
+        assert!(model.decode_errors.contains_key(block_key));
+    }
+
+    #[test]
+    fn unrelated_kinds_and_markers_change_nothing() {
+        let mut model = Model::default();
+        let profile = r#"{"apiVersion":"projectcalico.org/v3","kind":"Profile","metadata":{"name":"p"},"spec":{}}"#;
+        assert!(!model.apply(&SyncEvent::Put(kv(
+            "/calico/resources/v3/projectcalico.org/profiles/p",
+            profile
+        ))));
+        assert!(!model.apply(&SyncEvent::InSync { revision: 1 }));
+        assert!(!model.apply(&SyncEvent::Resyncing {
+            reason: "test".into()
+        }));
+    }
+
+    #[test]
+    fn host_bits_are_kept_when_parsing_node_addresses() {
+        assert_eq!(
+            parse_v4_net_keeping_host("198.18.0.11/24").map(|n| n.to_string()),
+            Some("198.18.0.11/24".into())
+        );
+        assert_eq!(
+            parse_v4_net_keeping_host("198.18.0.11").map(|n| n.to_string()),
+            Some("198.18.0.11/32".into())
+        );
+        assert_eq!(parse_v4_net_keeping_host("198.18.0.11/33"), None);
+        assert_eq!(parse_v4_net_keeping_host("nonsense"), None);
+    }
+}
