@@ -1,0 +1,7 @@
+//! calico-node: start-up (node registration, default pool, tunnel addresses), the Felix loop, and status.
+
+pub mod agent;
+pub mod autodetect;
+pub mod config;
+pub mod startup;
+pub mod status;

@@ -1,0 +1,152 @@
+//! calico-node: one per host. Checks its local settings, registers the node, then keeps the kernel in
+//! step with the datastore until SIGTERM/SIGINT.
+
+use std::net::ToSocketAddrs;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use calico_datastore::client::Client;
+use calico_datastore::config::DatastoreConfig;
+use calico_ipam::Ipam;
+use calico_node::config::Settings;
+use calico_node::status::{self, Status};
+use calico_node::{agent, startup};
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let settings = Settings::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new(settings.log_filter()))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("calico-node: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("calico-node: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down; the dataplane stays in place");
+}
+
+async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    let addr = (host, port)
+        .to_socket_addrs()
+        .with_context(|| format!("{what}: cannot resolve {host}:{port}"))?
+        .next()
+        .with_context(|| format!("{what}: {host}:{port} resolves to nothing"))?;
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("{what}: cannot listen on {addr}"))
+}
+
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    // Local checks first: a bad setting stops here, before the datastore or the kernel is touched.
+    let nodename = startup::nodename(&settings)?;
+    let identity = startup::identity(&settings, nodename)?;
+    let default_pool = startup::default_pool(&settings, identity.address)?;
+    let datastore = DatastoreConfig::from_env(std::env::vars().collect())
+        .context("datastore settings (DATASTORE_TYPE, ETCD_ENDPOINTS, CALICO_DATASTORE_PATH)")?;
+
+    let status = Arc::new(Status::new());
+    if settings.health_enabled {
+        let listener = bind(
+            &settings.health_host,
+            settings.health_port,
+            "health endpoint",
+        )
+        .await?;
+        tokio::spawn(status::serve_health(listener, status.clone()));
+    }
+    if settings.metrics_enabled {
+        let listener = bind(
+            &settings.metrics_host,
+            settings.metrics_port,
+            "metrics endpoint",
+        )
+        .await?;
+        tokio::spawn(status::serve_metrics(listener, status.clone()));
+    }
+    status.set_ready(false, "starting");
+    startup::write_state_file(
+        &settings.state_dir,
+        "nodename",
+        &format!("{}\n", identity.nodename),
+    )
+    .with_context(|| format!("writing {}/nodename", settings.state_dir.display()))?;
+
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    let store = tokio::select! {
+        store = startup::connect_with_backoff(&datastore, &status) => store,
+        () = &mut shutdown => return Ok(()),
+    };
+    tracing::info!(datastore = %datastore.describe(), "connected to the datastore");
+    let client = Client::new(store.clone());
+
+    // Cluster objects: retried with backoff while the datastore is flaky; a genuine conflict (another
+    // node with our address) is reported and ends the process.
+    let mut delay = Duration::from_secs(1);
+    loop {
+        let attempt = async {
+            startup::register_node(&client, &identity).await?;
+            startup::ensure_cluster_information(&client, &settings.cluster_type).await?;
+            startup::ensure_default_pool(&client, default_pool.clone()).await?;
+            anyhow::Ok(())
+        };
+        let outcome = tokio::select! {
+            r = attempt => r,
+            () = &mut shutdown => return Ok(()),
+        };
+        match outcome {
+            Ok(()) => break,
+            Err(e) if startup::is_fatal(&e) => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), retry_in = ?delay, "start-up step failed; retrying");
+                status.set_ready(false, &format!("start-up: {e:#}"));
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+    if identity.address.is_some() {
+        let ipam = Ipam::new(store.clone());
+        if let Err(e) =
+            startup::ensure_vxlan_tunnel_address(&client, &ipam, &identity.nodename).await
+        {
+            tracing::warn!(error = %format!("{e:#}"), "VXLAN tunnel address not assigned yet; will retry");
+        }
+    }
+    agent::run(&settings, &identity, store, status, shutdown).await
+}

@@ -1,0 +1,430 @@
+//! Health (`/liveness`, `/readiness`) and Prometheus metrics (`/metrics`), as Felix serves them.
+//!
+//! Metrics are written in the Prometheus text format 0.0.4 by the small encoder below rather than with
+//! prometheus-client: that crate only writes OpenMetrics, where every counter gains a `_total` suffix,
+//! and Felix's counters (`felix_resyncs_started`, ...) have none. Dashboards written for Felix therefore
+//! work unchanged.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+/// How long the main loop may go without [`Status::heartbeat`] before `/liveness` fails. The main loop
+/// should beat at least every 10 s (for example from a timer in its `select!`).
+pub const DEFAULT_LIVENESS_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The content type Prometheus expects for text format 0.0.4.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+const NOT_SYNCED_YET: &str = "not ready: the first datastore sync has not been applied yet";
+
+/// Readiness, liveness and metrics of one calico-node, shared (in an `Arc`) between the main loop,
+/// which updates it, and the HTTP servers, which report it.
+#[derive(Debug)]
+pub struct Status {
+    /// `None` when ready, else why not.
+    not_ready_reason: Mutex<Option<String>>,
+    last_heartbeat: Mutex<Instant>,
+    liveness_timeout: Duration,
+    pub metrics: Metrics,
+}
+
+impl Default for Status {
+    fn default() -> Status {
+        Status::new()
+    }
+}
+
+impl Status {
+    /// Not ready (until [`set_ready`](Self::set_ready)), live, with [`DEFAULT_LIVENESS_TIMEOUT`].
+    pub fn new() -> Status {
+        Status::with_liveness_timeout(DEFAULT_LIVENESS_TIMEOUT)
+    }
+
+    pub fn with_liveness_timeout(liveness_timeout: Duration) -> Status {
+        Status {
+            not_ready_reason: Mutex::new(Some(NOT_SYNCED_YET.to_string())),
+            last_heartbeat: Mutex::new(Instant::now()),
+            liveness_timeout,
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// Sets readiness; when not ready, `reason` becomes the body of the 503 answer.
+    pub fn set_ready(&self, ready: bool, reason: &str) {
+        *lock(&self.not_ready_reason) = (!ready).then(|| reason.to_string());
+    }
+
+    pub fn is_ready(&self) -> bool {
+        lock(&self.not_ready_reason).is_none()
+    }
+
+    /// `Ok` when ready, else the reason.
+    pub fn readiness(&self) -> Result<(), String> {
+        match &*lock(&self.not_ready_reason) {
+            None => Ok(()),
+            Some(reason) => Err(reason.clone()),
+        }
+    }
+
+    /// Records that the main loop is making progress.
+    pub fn heartbeat(&self) {
+        *lock(&self.last_heartbeat) = Instant::now();
+    }
+
+    /// `Ok` when the main loop has beaten within the liveness timeout, else why not.
+    pub fn liveness(&self) -> Result<(), String> {
+        let silent_for = lock(&self.last_heartbeat).elapsed();
+        if silent_for <= self.liveness_timeout {
+            Ok(())
+        } else {
+            Err(format!(
+                "not live: the main loop has not reported for {:.1} s (limit {:.1} s)",
+                silent_for.as_secs_f64(),
+                self.liveness_timeout.as_secs_f64()
+            ))
+        }
+    }
+}
+
+/// Our values stay consistent even if a holder panicked, so a poisoned lock is still usable.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Serves `GET`/`HEAD` `/liveness` and `/readiness` on `listener` until the future is dropped: 200 with
+/// body "ok", or 503 with the reason as body.
+pub async fn serve_health(listener: TcpListener, status: Arc<Status>) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/liveness", get(liveness))
+        .route("/readiness", get(readiness))
+        .with_state(status);
+    axum::serve(listener, app).await
+}
+
+/// Serves `GET /metrics` (Prometheus text format 0.0.4) on `listener` until the future is dropped.
+pub async fn serve_metrics(listener: TcpListener, status: Arc<Status>) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(status);
+    axum::serve(listener, app).await
+}
+
+async fn liveness(State(status): State<Arc<Status>>) -> (StatusCode, String) {
+    health_answer(status.liveness())
+}
+
+async fn readiness(State(status): State<Arc<Status>>) -> (StatusCode, String) {
+    health_answer(status.readiness())
+}
+
+fn health_answer(result: Result<(), String>) -> (StatusCode, String) {
+    match result {
+        Ok(()) => (StatusCode::OK, "ok\n".to_string()),
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
+    }
+}
+
+async fn metrics(State(status): State<Arc<Status>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
+        status.metrics.encode(),
+    )
+}
+
+/// A gauge (a value that goes up and down, such as a number of endpoints).
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    pub fn set(&self, value: i64) {
+        self.0.store(value, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A monotonically increasing counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.inc_by(1);
+    }
+
+    pub fn inc_by(&self, amount: u64) {
+        self.0.fetch_add(amount, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Upper bounds (seconds) of the duration histograms: 1 ms to 10 s.
+const DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A histogram of durations in seconds, with [`DURATION_BUCKETS`].
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    state: Mutex<HistogramState>,
+}
+
+#[derive(Debug)]
+struct HistogramState {
+    /// Observations per bucket (not cumulative); the last entry is the `+Inf` bucket.
+    per_bucket: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Default for Histogram {
+    fn default() -> Histogram {
+        Histogram {
+            bounds: DURATION_BUCKETS,
+            state: Mutex::new(HistogramState {
+                per_bucket: vec![0; DURATION_BUCKETS.len() + 1],
+                sum: 0.0,
+                count: 0,
+            }),
+        }
+    }
+}
+
+impl Histogram {
+    pub fn observe(&self, seconds: f64) {
+        let bucket = self
+            .bounds
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(self.bounds.len());
+        let mut state = lock(&self.state);
+        state.per_bucket[bucket] += 1;
+        state.sum += seconds;
+        state.count += 1;
+    }
+
+    pub fn observe_duration(&self, duration: Duration) {
+        self.observe(duration.as_secs_f64());
+    }
+
+    /// Number of observations so far.
+    pub fn count(&self) -> u64 {
+        lock(&self.state).count
+    }
+
+    fn encode(&self, name: &str, out: &mut String) {
+        let state = lock(&self.state);
+        let mut cumulative = 0;
+        for (bound, observed) in self.bounds.iter().zip(&state.per_bucket) {
+            cumulative += observed;
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", state.count);
+        let _ = writeln!(out, "{name}_sum {}", state.sum);
+        let _ = writeln!(out, "{name}_count {}", state.count);
+    }
+}
+
+/// The metrics calico-node exports: Felix's names where Felix has the same metric, `calico_node_*`
+/// for our own. Felix labels some counters by message type; these are unlabelled totals.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub active_local_endpoints: Gauge,
+    pub cluster_num_hosts: Gauge,
+    pub cluster_num_workload_endpoints: Gauge,
+    pub resyncs_started: Counter,
+    pub int_dataplane_apply_time_seconds: Histogram,
+    pub int_dataplane_failures: Counter,
+    pub int_dataplane_messages: Counter,
+    pub calc_graph_update_time_seconds: Histogram,
+    pub calc_graph_updates_processed: Counter,
+    pub log_errors: Counter,
+    pub vxlan_vteps: Gauge,
+    pub routes: Gauge,
+}
+
+enum Family<'a> {
+    Gauge(&'a Gauge),
+    Counter(&'a Counter),
+    Histogram(&'a Histogram),
+}
+
+impl Metrics {
+    fn families(&self) -> [(&'static str, &'static str, Family<'_>); 12] {
+        [
+            (
+                "felix_active_local_endpoints",
+                "Number of active workload endpoints on this host.",
+                Family::Gauge(&self.active_local_endpoints),
+            ),
+            (
+                "felix_cluster_num_hosts",
+                "Total number of Calico hosts in the cluster.",
+                Family::Gauge(&self.cluster_num_hosts),
+            ),
+            (
+                "felix_cluster_num_workload_endpoints",
+                "Total number of workload endpoints in the cluster.",
+                Family::Gauge(&self.cluster_num_workload_endpoints),
+            ),
+            (
+                "felix_resyncs_started",
+                "Number of times a full resync with the datastore was started.",
+                Family::Counter(&self.resyncs_started),
+            ),
+            (
+                "felix_int_dataplane_apply_time_seconds",
+                "Time in seconds taken to apply an update to the kernel.",
+                Family::Histogram(&self.int_dataplane_apply_time_seconds),
+            ),
+            (
+                "felix_int_dataplane_failures",
+                "Number of times applying an update to the kernel failed.",
+                Family::Counter(&self.int_dataplane_failures),
+            ),
+            (
+                "felix_int_dataplane_messages",
+                "Number of updates passed to the dataplane.",
+                Family::Counter(&self.int_dataplane_messages),
+            ),
+            (
+                "felix_calc_graph_update_time_seconds",
+                "Time in seconds taken to compute the desired state after a datastore update.",
+                Family::Histogram(&self.calc_graph_update_time_seconds),
+            ),
+            (
+                "felix_calc_graph_updates_processed",
+                "Number of datastore updates processed.",
+                Family::Counter(&self.calc_graph_updates_processed),
+            ),
+            (
+                "felix_log_errors",
+                "Number of errors encountered while logging.",
+                Family::Counter(&self.log_errors),
+            ),
+            (
+                "calico_node_vxlan_vteps",
+                "Number of remote VXLAN tunnel endpoints programmed on this host.",
+                Family::Gauge(&self.vxlan_vteps),
+            ),
+            (
+                "calico_node_routes",
+                "Number of routes calico-node programs on this host.",
+                Family::Gauge(&self.routes),
+            ),
+        ]
+    }
+
+    /// All metrics in the Prometheus text format 0.0.4.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        for (name, help, family) in self.families() {
+            let kind = match family {
+                Family::Gauge(_) => "gauge",
+                Family::Counter(_) => "counter",
+                Family::Histogram(_) => "histogram",
+            };
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            match family {
+                Family::Gauge(gauge) => {
+                    let _ = writeln!(out, "{name} {}", gauge.get());
+                }
+                Family::Counter(counter) => {
+                    let _ = writeln!(out, "{name} {}", counter.get());
+                }
+                Family::Histogram(histogram) => histogram.encode(name, &mut out),
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_with_sum_and_count() {
+        let histogram = Histogram::default();
+        for seconds in [0.001, 0.02, 0.02, 0.75, 12.0] {
+            histogram.observe(seconds);
+        }
+        let mut out = String::new();
+        histogram.encode("x", &mut out);
+        let expected = "\
+x_bucket{le=\"0.001\"} 1
+x_bucket{le=\"0.0025\"} 1
+x_bucket{le=\"0.005\"} 1
+x_bucket{le=\"0.01\"} 1
+x_bucket{le=\"0.025\"} 3
+x_bucket{le=\"0.05\"} 3
+x_bucket{le=\"0.1\"} 3
+x_bucket{le=\"0.25\"} 3
+x_bucket{le=\"0.5\"} 3
+x_bucket{le=\"1\"} 4
+x_bucket{le=\"2.5\"} 4
+x_bucket{le=\"5\"} 4
+x_bucket{le=\"10\"} 4
+x_bucket{le=\"+Inf\"} 5
+x_sum 12.791
+x_count 5
+";
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn counters_keep_felix_names_without_total_suffix() {
+        let metrics = Metrics::default();
+        metrics.resyncs_started.inc();
+        metrics.int_dataplane_failures.inc_by(4);
+        metrics.routes.set(7);
+        let text = metrics.encode();
+        assert!(text.contains("# TYPE felix_resyncs_started counter\nfelix_resyncs_started 1\n"));
+        assert!(text.contains("\nfelix_int_dataplane_failures 4\n"));
+        assert!(text.contains("# TYPE calico_node_routes gauge\ncalico_node_routes 7\n"));
+        assert!(!text.contains("_total"), "{text}");
+        // Every sample line belongs to a family announced just before it.
+        let mut current = "";
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                current = rest.split(' ').next().unwrap();
+            } else if !line.starts_with('#') {
+                assert!(line.starts_with(current), "{line} after TYPE {current}");
+            }
+        }
+    }
+
+    #[test]
+    fn liveness_follows_the_heartbeat_and_readiness_the_flag() {
+        let status = Status::with_liveness_timeout(Duration::from_millis(50));
+        assert_eq!(status.readiness(), Err(NOT_SYNCED_YET.to_string()));
+        assert!(!status.is_ready());
+        status.set_ready(true, "ignored when ready");
+        assert!(status.is_ready());
+        assert_eq!(status.readiness(), Ok(()));
+        status.set_ready(false, "lost the datastore");
+        assert_eq!(status.readiness(), Err("lost the datastore".to_string()));
+        assert_eq!(status.liveness(), Ok(()));
+        std::thread::sleep(Duration::from_millis(80));
+        let reason = status.liveness().unwrap_err();
+        assert!(reason.contains("has not reported"), "{reason}");
+        status.heartbeat();
+        assert_eq!(status.liveness(), Ok(()));
+    }
+}
