@@ -461,6 +461,43 @@ fn parse_kind(name: &str) -> Result<Kind> {
     })
 }
 
+/// A deleted node's workload endpoints, addresses and block affinities go with it (as Calico's
+/// node deletion does), so other hosts stop routing to it and its addresses can be reused.
+async fn release_node_resources(client: &Client, node: &str) -> Result<()> {
+    let (endpoints, _) = client.list(Kind::WorkloadEndpoint, None).await?;
+    for wep in endpoints {
+        let on_node = matches!(&wep.spec, calico_api::Spec::WorkloadEndpoint(s) if s.node.as_deref() == Some(node));
+        if on_node {
+            match client
+                .delete(Kind::WorkloadEndpoint, wep.namespace(), wep.name(), None)
+                .await
+            {
+                Ok(_) | Err(ClientError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    let ipam = calico_ipam::Ipam::new(client.store().clone());
+    let mut held = Vec::new();
+    for stored in ipam.blocks().await? {
+        for (ip, attr) in stored.block.allocated() {
+            if attr
+                .secondary
+                .get(calico_ipam::block::ATTR_NODE)
+                .map(String::as_str)
+                == Some(node)
+            {
+                held.push(ip);
+            }
+        }
+    }
+    if !held.is_empty() {
+        ipam.release_ips(&held).await?;
+    }
+    ipam.release_host_affinities(node).await?;
+    Ok(())
+}
+
 async fn delete(client: &Client, args: DeleteArgs) -> Result<()> {
     let targets: Vec<(Kind, Option<String>, String)> = match (&args.filename, args.args.as_slice())
     {
@@ -525,6 +562,14 @@ async fn delete(client: &Client, args: DeleteArgs) -> Result<()> {
     let mut errors = Vec::new();
     for (kind, ns, name) in &targets {
         match client.delete(*kind, ns.as_deref(), name, None).await {
+            Ok(_) if *kind == Kind::Node => {
+                deleted += 1;
+                if let Err(e) = release_node_resources(client, name).await {
+                    errors.push(ClientError::Store(calico_datastore::StoreError::Other(format!(
+                        "node {name} was deleted but its endpoints and addresses were not all released: {e:#}"
+                    ))));
+                }
+            }
             Ok(_) => deleted += 1,
             Err(ClientError::NotFound { .. }) if args.skip_not_exists => deleted += 1,
             Err(e) => errors.push(e),
