@@ -1,0 +1,280 @@
+//! Pods through the real `calico` CNI plugin, run the way a container runtime runs it: inside the host's
+//! namespace, CNI_* variables in the environment, the network config on stdin.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use calico_api::Kind;
+use calico_datastore::client::Client;
+use serde_json::{Value, json};
+
+use crate::datastore;
+use crate::netns;
+use crate::paths::netns_path;
+use crate::procs;
+use crate::state::{DatastoreKind, DatastoreState, HostState, PodState};
+
+pub const NETWORK: &str = "k8s-pod-network";
+pub const POD_NAMESPACE: &str = "default";
+
+/// The network config for one host.
+pub fn network_config(host: &HostState, ds: &DatastoreState) -> Value {
+    let dir = Path::new(&host.state_dir);
+    let mut conf = json!({
+        "cniVersion": "1.0.0",
+        "name": NETWORK,
+        "type": "calico",
+        "log_level": "info",
+        "log_file_path": dir.join("cni.log"),
+        "ipam_lock_file": dir.join("ipam.lock"),
+        "nodename_file": dir.join("nodename"),
+        "mtu_file": dir.join("mtu"),
+        "mtu": 0,
+        "ipam": {"type": "calico-ipam"},
+    });
+    if let Value::Object(map) = &mut conf {
+        match ds.kind {
+            DatastoreKind::Embedded => {
+                map.insert("datastore_type".into(), "embedded".into());
+                map.insert("datastore_path".into(), json!(ds.path));
+            }
+            DatastoreKind::Etcd => {
+                map.insert("datastore_type".into(), "etcdv3".into());
+                map.insert("etcd_endpoints".into(), json!(ds.endpoint));
+            }
+        }
+    }
+    conf
+}
+
+/// Writes a host's network config to its `cni_conf` path.
+pub fn write_config(host: &HostState, ds: &DatastoreState) -> Result<()> {
+    let text = serde_json::to_string_pretty(&network_config(host, ds))?;
+    std::fs::write(&host.cni_conf, text).with_context(|| format!("writing {}", host.cni_conf))
+}
+
+/// A container id like a runtime's: 64 random hex digits.
+pub fn new_container_id() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("reading /dev/urandom")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn invoke(
+    plugin: &Path,
+    host: &HostState,
+    verb: &str,
+    pod: &str,
+    container_id: &str,
+    netns: &str,
+    limit: Duration,
+) -> Result<procs::Finished> {
+    let conf =
+        std::fs::read(&host.cni_conf).with_context(|| format!("reading {}", host.cni_conf))?;
+    let cni_path = plugin
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let mut command = netns::exec_command(&host.namespace, plugin)?;
+    command
+        .env("CNI_COMMAND", verb)
+        .env("CNI_CONTAINERID", container_id)
+        .env("CNI_NETNS", netns)
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", cni_path)
+        .env(
+            "CNI_ARGS",
+            format!(
+                "K8S_POD_NAMESPACE={POD_NAMESPACE};K8S_POD_NAME={pod};K8S_POD_INFRA_CONTAINER_ID={container_id}"
+            ),
+        )
+        // The config says where the datastore is; the caller's environment must not override it.
+        .env_remove("DATASTORE_TYPE")
+        .env_remove("ETCD_ENDPOINTS")
+        .env_remove("CALICO_DATASTORE_PATH");
+    procs::run(command, Some(&conf), limit)
+}
+
+/// The plugin's CNI error (`{"code":..,"msg":..,"details":..}`) or whatever it printed.
+fn plugin_error(out: &procs::Finished) -> String {
+    match serde_json::from_slice::<Value>(&out.stdout) {
+        Ok(v) if v.get("msg").is_some() => {
+            let code = v.get("code").cloned().unwrap_or(Value::Null);
+            let msg = v.get("msg").and_then(Value::as_str).unwrap_or_default();
+            let details = v.get("details").and_then(Value::as_str).unwrap_or_default();
+            format!(
+                "CNI error {code}: {msg}{}",
+                if details.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {details}")
+                }
+            )
+        }
+        _ => format!(
+            "exit {}: {}{}",
+            out.status,
+            out.stdout_text().trim(),
+            out.stderr_text().trim()
+        ),
+    }
+}
+
+/// Creates the pod's namespace (loopback up) and runs CNI ADD for it; returns the pod's state.
+pub fn add_pod(plugin: &Path, lab_prefix: &str, host: &HostState, pod: &str) -> Result<PodState> {
+    let namespace = format!("{lab_prefix}{pod}");
+    netns::add(std::slice::from_ref(&namespace))?;
+    let ns = netns::open(&namespace)?;
+    let mut nl = calico_netlink::Netlink::in_netns(&ns)?;
+    if let Some(lo) = nl.link_by_name("lo")? {
+        nl.set_link_up(lo.index)?;
+    }
+    let container_id = new_container_id()?;
+    let netns_file = netns_path(&namespace).display().to_string();
+    let out = invoke(
+        plugin,
+        host,
+        "ADD",
+        pod,
+        &container_id,
+        &netns_file,
+        Duration::from_secs(60),
+    )
+    .with_context(|| format!("CNI ADD for {pod}"))?;
+    if !out.status.success() {
+        bail!(
+            "CNI ADD for {pod} on {} failed: {} (plugin log: {}/cni.log)",
+            host.name,
+            plugin_error(&out),
+            host.state_dir
+        );
+    }
+    let result: Value = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "CNI ADD for {pod} printed no JSON result: {}",
+            out.stdout_text()
+        )
+    })?;
+    let ip = result
+        .get("ips")
+        .and_then(Value::as_array)
+        .and_then(|ips| ips.first())
+        .and_then(|ip| ip.get("address"))
+        .and_then(Value::as_str)
+        .and_then(|a| a.split('/').next())
+        .with_context(|| format!("CNI ADD for {pod}: no address in the result {result}"))?
+        .to_string();
+    Ok(PodState {
+        name: pod.to_string(),
+        host: host.name.clone(),
+        namespace,
+        netns: netns_file,
+        ip,
+        container_id,
+        labels: BTreeMap::new(),
+    })
+}
+
+/// Runs CNI DEL for a pod (the namespace may already be gone: DEL must still release the address).
+pub fn del_pod(plugin: &Path, host: &HostState, pod: &PodState, limit: Duration) -> Result<()> {
+    let netns_file = if netns::exists(&pod.namespace) {
+        pod.netns.clone()
+    } else {
+        String::new()
+    };
+    let out = invoke(
+        plugin,
+        host,
+        "DEL",
+        &pod.name,
+        &pod.container_id,
+        &netns_file,
+        limit,
+    )?;
+    if !out.status.success() {
+        bail!("CNI DEL for {} failed: {}", pod.name, plugin_error(&out));
+    }
+    Ok(())
+}
+
+/// The WorkloadEndpoint name Calico gives a k8s pod's eth0 (each segment's dashes doubled).
+pub fn workload_endpoint_name(host: &str, pod: &str) -> String {
+    format!(
+        "{}-k8s-{}-eth0",
+        host.replace('-', "--"),
+        pod.replace('-', "--")
+    )
+}
+
+/// Adds `labels` to a pod's WorkloadEndpoint (the k8s orchestrator has no other label source here).
+pub fn label_pod(
+    ds: &DatastoreState,
+    pod: &PodState,
+    labels: &BTreeMap<String, String>,
+) -> Result<()> {
+    let name = workload_endpoint_name(&pod.host, &pod.name);
+    let cfg = datastore::config(ds);
+    datastore::runtime()?.block_on(async {
+        let client = Client::new(cfg.connect().await.context("connecting to the datastore")?);
+        // Compare-and-swap on the version read: retry if calico-node or the plugin wrote in between.
+        for _attempt in 0..5 {
+            let mut wep = client
+                .get(Kind::WorkloadEndpoint, Some(POD_NAMESPACE), &name)
+                .await
+                .with_context(|| format!("reading WorkloadEndpoint {name}"))?;
+            let mut merged = wep.metadata.labels.clone().unwrap_or_default();
+            merged.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+            wep.metadata.labels = Some(merged);
+            match client.replace(wep).await {
+                Ok(_) => return Ok(()),
+                Err(calico_datastore::client::ClientError::Conflict { .. }) => continue,
+                Err(e) => {
+                    return Err(e).with_context(|| format!("labelling WorkloadEndpoint {name}"));
+                }
+            }
+        }
+        bail!("labelling WorkloadEndpoint {name}: kept conflicting with other writers")
+    })
+}
+
+/// Parses `k=v,k2=v2`.
+pub fn parse_labels(text: &str) -> Result<BTreeMap<String, String>> {
+    let mut labels = BTreeMap::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (key, value) = item
+            .split_once('=')
+            .with_context(|| format!("label {item:?} is not key=value"))?;
+        if key.is_empty() {
+            bail!("label {item:?} has an empty key");
+        }
+        labels.insert(key.to_string(), value.to_string());
+    }
+    Ok(labels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_names_double_dashes() {
+        assert_eq!(
+            workload_endpoint_name("node1", "node1-pod2"),
+            "node1-k8s-node1--pod2-eth0"
+        );
+    }
+
+    #[test]
+    fn labels_parse() {
+        let l = parse_labels("app=web, tier=front").unwrap();
+        assert_eq!(l.get("app").map(String::as_str), Some("web"));
+        assert_eq!(l.len(), 2);
+        assert!(parse_labels("novalue").is_err());
+        assert!(parse_labels("=x").is_err());
+    }
+}

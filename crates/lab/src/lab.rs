@@ -1,0 +1,826 @@
+//! The commands: up, status, exec, ping, add-pod, del-pod, down.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use crate::paths::{self, Lab, find_binary, host_name, pod_name};
+use crate::state::{
+    DatastoreKind, DatastoreState, HostState, LabLock, Pids, PodState, State, UnderlayState,
+};
+use crate::{DatastoreChoice, Encap, cni, datastore, netns, node, procs, reach, underlay};
+
+/// Pods added at the same time (each is one plugin process).
+const POD_WORKERS: usize = 8;
+/// Upper bounds that keep the lab inside its address plan and the machine's patience.
+const MAX_PODS_PER_NODE: usize = 250;
+
+pub struct UpOptions {
+    pub name: String,
+    pub nodes: usize,
+    pub pods_per_node: usize,
+    pub datastore: DatastoreChoice,
+    pub encap: Encap,
+    pub timeout: Duration,
+    pub json: bool,
+}
+
+/// `println!` that ignores a closed stdout (`calico-lab status | head` must not panic).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+fn progress(message: impl AsRef<str>) {
+    eprintln!("==> {}", message.as_ref());
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn secs(ms: u64) -> String {
+    format!("{:.2}s", ms as f64 / 1000.0)
+}
+
+/// The lab is up: its state file exists and so do its namespaces.
+fn is_up(lab: &Lab) -> bool {
+    match State::load(lab) {
+        Ok(Some(state)) => {
+            netns::exists(&state.underlay.namespace)
+                && state.hosts.iter().all(|h| netns::exists(&h.namespace))
+        }
+        _ => false,
+    }
+}
+
+/// Anything of this lab left on the machine.
+fn has_leftovers(lab: &Lab) -> bool {
+    !netns::with_prefix(&lab.prefix()).is_empty()
+        || crate::state::exists(&lab.dir())
+        || !procs::lab_processes(&lab.name).is_empty()
+}
+
+pub fn up(opts: &UpOptions) -> Result<ExitCode> {
+    let lab = Lab::new(&opts.name)?;
+    let mut created = false;
+    build(opts, &mut created).map_err(|e| {
+        if created && has_leftovers(&lab) {
+            e.context(format!(
+                "building lab {:?} failed; what was built is left for inspection (remove it with `calico-lab down --name {}`)",
+                lab.name, lab.name
+            ))
+        } else {
+            e
+        }
+    })
+}
+
+/// `created` turns true once something of the lab exists on the machine.
+fn build(opts: &UpOptions, created: &mut bool) -> Result<ExitCode> {
+    let started = Instant::now();
+    let lab = Lab::new(&opts.name)?;
+    if opts.nodes == 0 || opts.nodes > underlay::MAX_HOSTS {
+        bail!("--nodes must be between 1 and {}", underlay::MAX_HOSTS);
+    }
+    if opts.pods_per_node > MAX_PODS_PER_NODE {
+        bail!("--pods-per-node must be at most {MAX_PODS_PER_NODE}");
+    }
+    let Encap::Vxlan = opts.encap;
+    let calico_node = find_binary("calico-node")?;
+    let plugin = find_binary("calico")?;
+    paths::system_binary("ip", "iproute2")?;
+
+    let _lock = LabLock::acquire(&lab)?;
+    if is_up(&lab) {
+        bail!(
+            "lab {:?} is already up: remove it first with `calico-lab down --name {}`",
+            lab.name,
+            lab.name
+        );
+    }
+    if has_leftovers(&lab) {
+        progress(format!(
+            "cleaning up leftovers of an earlier run of lab {:?}",
+            lab.name
+        ));
+        teardown(&lab, true)?;
+    }
+    *created = true;
+    std::fs::create_dir_all(lab.dir())
+        .with_context(|| format!("creating {}", lab.dir().display()))?;
+
+    let host_names: Vec<String> = (1..=opts.nodes).map(host_name).collect();
+    let mut timings = BTreeMap::new();
+
+    // 1. Underlay.
+    let stage = Instant::now();
+    underlay::build(&lab, &host_names)?;
+    let mut hosts = Vec::new();
+    for (i, name) in host_names.iter().enumerate() {
+        let dir = lab.host_dir(name);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        hosts.push(HostState {
+            name: name.clone(),
+            namespace: lab.ns(name),
+            address: underlay::host_address(i + 1)?.to_string(),
+            state_dir: dir.display().to_string(),
+            log: dir.join("calico-node.log").display().to_string(),
+            cni_conf: dir.join("10-calico.conf").display().to_string(),
+            calico_node_pid: None,
+        });
+    }
+    timings.insert("underlay".to_string(), ms(stage.elapsed()));
+    progress(format!(
+        "underlay: {} hosts on {} in {} ({})",
+        hosts.len(),
+        underlay::BRIDGE,
+        lab.underlay_ns(),
+        secs(ms(stage.elapsed()))
+    ));
+
+    // 2. Datastore. The state is saved from here on, so `down` and `status` see what exists.
+    let stage = Instant::now();
+    let mut pids = Pids::default();
+    let ds = match opts.datastore {
+        DatastoreChoice::Embedded => datastore::init_embedded(&lab)?,
+        DatastoreChoice::Etcd => {
+            let etcd = datastore::start_etcd(&lab)?;
+            pids.etcd = Some(etcd.pid);
+            let namespaces: Vec<String> = hosts.iter().map(|h| h.namespace.clone()).collect();
+            let relay = datastore::start_relay(&lab, etcd.port, &namespaces)?;
+            pids.relay = Some(relay);
+            DatastoreState {
+                kind: DatastoreKind::Etcd,
+                path: None,
+                endpoint: Some(format!("http://127.0.0.1:{}", etcd.port)),
+            }
+        }
+    };
+    let mut state = State {
+        name: lab.name.clone(),
+        encap: "vxlan".to_string(),
+        underlay: UnderlayState {
+            namespace: lab.underlay_ns(),
+            bridge: underlay::BRIDGE.to_string(),
+            address: format!("{}/{}", underlay::GATEWAY, underlay::PREFIX_LEN),
+        },
+        datastore: ds,
+        hosts,
+        pods: Vec::new(),
+        pids,
+        timings_ms: BTreeMap::new(),
+    };
+    state.save(&lab)?;
+    timings.insert("datastore".to_string(), ms(stage.elapsed()));
+    progress(format!(
+        "datastore: {} ({})",
+        match state.datastore.kind {
+            DatastoreKind::Embedded => format!(
+                "embedded, {}",
+                state.datastore.path.clone().unwrap_or_default()
+            ),
+            DatastoreKind::Etcd => format!(
+                "etcd at {} (relayed into every host)",
+                state.datastore.endpoint.clone().unwrap_or_default()
+            ),
+        },
+        secs(ms(stage.elapsed()))
+    ));
+
+    // 3. calico-node on every host, all at once.
+    let stage = Instant::now();
+    for host in &mut state.hosts {
+        host.calico_node_pid = Some(node::start(
+            &lab.name,
+            &calico_node,
+            host,
+            &state.datastore,
+        )?);
+    }
+    state.save(&lab)?;
+    node::wait_ready(&state.hosts, opts.timeout)?;
+    timings.insert("calico_node".to_string(), ms(stage.elapsed()));
+    progress(format!(
+        "calico-node: ready on {} hosts ({})",
+        state.hosts.len(),
+        secs(ms(stage.elapsed()))
+    ));
+
+    // 4. Pods through the CNI plugin.
+    let stage = Instant::now();
+    for host in &state.hosts {
+        cni::write_config(host, &state.datastore)?;
+    }
+    let wanted: Vec<(usize, String)> = state
+        .hosts
+        .iter()
+        .enumerate()
+        .flat_map(|(h, host)| (1..=opts.pods_per_node).map(move |j| (h, pod_name(&host.name, j))))
+        .collect();
+    let added = add_pods(&plugin, &lab, &state.hosts, wanted);
+    let mut failures = Vec::new();
+    for result in added {
+        match result {
+            Ok(pod) => state.pods.push(pod),
+            Err(e) => failures.push(format!("{e:#}")),
+        }
+    }
+    sort_pods(&mut state.pods);
+    state.save(&lab)?;
+    if !failures.is_empty() {
+        bail!(
+            "{} pod(s) could not be added:\n  {}",
+            failures.len(),
+            failures.join("\n  ")
+        );
+    }
+    timings.insert("pods".to_string(), ms(stage.elapsed()));
+    progress(format!(
+        "pods: {} added through the calico CNI plugin ({})",
+        state.pods.len(),
+        secs(ms(stage.elapsed()))
+    ));
+
+    // 5. Every pod reaches every other pod.
+    let stage = Instant::now();
+    let unreachable = reach::full_mesh(&state.pods, opts.timeout)?;
+    if !unreachable.is_empty() {
+        let shown: Vec<String> = unreachable
+            .iter()
+            .take(30)
+            .map(|(a, b)| format!("{a} -> {b}"))
+            .collect();
+        bail!(
+            "{} of {} pod pairs cannot reach each other after {:?}:\n  {}{}",
+            unreachable.len(),
+            state.pods.len() * state.pods.len().saturating_sub(1),
+            opts.timeout,
+            shown.join("\n  "),
+            if unreachable.len() > shown.len() {
+                "\n  ..."
+            } else {
+                ""
+            }
+        );
+    }
+    timings.insert("reachability".to_string(), ms(stage.elapsed()));
+    let pairs = state.pods.len() * state.pods.len().saturating_sub(1);
+    progress(format!(
+        "reachability: all {pairs} pod pairs answer ({})",
+        secs(ms(stage.elapsed()))
+    ));
+
+    timings.insert("total".to_string(), ms(started.elapsed()));
+    state.timings_ms = timings;
+    state.save(&lab)?;
+    if opts.json {
+        say!("{}", serde_json::to_string_pretty(&state)?);
+    } else {
+        print_summary(&state);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sort_pods(pods: &mut [PodState]) {
+    let key = |p: &PodState| {
+        let host_index: usize = p
+            .host
+            .trim_start_matches("node")
+            .parse()
+            .unwrap_or(usize::MAX);
+        let pod_index: usize = p
+            .name
+            .rsplit_once("-pod")
+            .and_then(|(_, j)| j.parse().ok())
+            .unwrap_or(usize::MAX);
+        (host_index, pod_index)
+    };
+    pods.sort_by_key(key);
+}
+
+/// Adds pods (host index, pod name) in parallel; results in no particular order.
+fn add_pods(
+    plugin: &Path,
+    lab: &Lab,
+    hosts: &[HostState],
+    wanted: Vec<(usize, String)>,
+) -> Vec<Result<PodState>> {
+    let queue = Mutex::new(wanted);
+    let results = Mutex::new(Vec::new());
+    let prefix = lab.prefix();
+    std::thread::scope(|scope| {
+        for _ in 0..POD_WORKERS {
+            scope.spawn(|| {
+                loop {
+                    let next = queue.lock().map(|mut q| q.pop()).unwrap_or(None);
+                    let Some((h, pod)) = next else { break };
+                    let result = cni::add_pod(plugin, &prefix, &hosts[h], &pod);
+                    if let Ok(mut r) = results.lock() {
+                        r.push(result);
+                    }
+                }
+            });
+        }
+    });
+    results.into_inner().unwrap_or_default()
+}
+
+fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(String::len)
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    rows.iter()
+        .map(|row| {
+            let cells: Vec<String> = row
+                .iter()
+                .enumerate()
+                .map(|(c, cell)| format!("{cell:<width$}", width = widths[c]))
+                .collect();
+            cells.join("   ").trim_end().to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn print_summary(state: &State) {
+    say!(
+        "\nlab {:?} is up: {} hosts, {} pods, datastore {}, encapsulation {}\n",
+        state.name,
+        state.hosts.len(),
+        state.pods.len(),
+        match state.datastore.kind {
+            DatastoreKind::Embedded => "embedded",
+            DatastoreKind::Etcd => "etcd",
+        },
+        state.encap
+    );
+    let mut rows = vec![vec![
+        "HOST".to_string(),
+        "NAMESPACE".into(),
+        "ADDRESS".into(),
+        "LOG".into(),
+    ]];
+    for h in &state.hosts {
+        rows.push(vec![
+            h.name.clone(),
+            h.namespace.clone(),
+            h.address.clone(),
+            h.log.clone(),
+        ]);
+    }
+    say!("{}\n", table(&rows));
+    let mut rows = vec![vec![
+        "POD".to_string(),
+        "HOST".into(),
+        "ADDRESS".into(),
+        "NAMESPACE".into(),
+    ]];
+    for p in &state.pods {
+        rows.push(vec![
+            p.name.clone(),
+            p.host.clone(),
+            p.ip.clone(),
+            p.namespace.clone(),
+        ]);
+    }
+    say!("{}\n", table(&rows));
+    let order = [
+        "underlay",
+        "datastore",
+        "calico_node",
+        "pods",
+        "reachability",
+        "total",
+    ];
+    let timings: Vec<String> = order
+        .iter()
+        .filter_map(|k| {
+            state
+                .timings_ms
+                .get(*k)
+                .map(|v| format!("{} {}", k.replace('_', "-"), secs(*v)))
+        })
+        .collect();
+    say!("time: {}\n", timings.join(", "));
+    let calicoctl = find_binary("calicoctl")
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "calicoctl (not built: cargo build --workspace)".to_string());
+    say!(
+        "calicoctl against this lab:\n  {}\n  {calicoctl} get nodes\n",
+        state.datastore.export_line()
+    );
+    let name_flag = if state.name == "lab" {
+        String::new()
+    } else {
+        format!(" --name {}", state.name)
+    };
+    if let (Some(a), Some(b)) = (state.pods.first(), state.pods.last()) {
+        say!("try:\n  calico-lab ping{name_flag} {} {}", a.name, b.name);
+        say!("  calico-lab exec{name_flag} {} -- ip route", a.name);
+    }
+    say!("  calico-lab status{name_flag}\n  calico-lab down{name_flag}");
+}
+
+pub fn status(name: &str, json_out: bool) -> Result<ExitCode> {
+    let lab = Lab::new(name)?;
+    let state = State::load_required(&lab)?;
+    let lab_name = lab.name.as_str();
+    let checks: Vec<(bool, bool)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = state
+            .hosts
+            .iter()
+            .map(|h| {
+                scope.spawn(move || {
+                    let running = h
+                        .calico_node_pid
+                        .is_some_and(|pid| procs::alive(pid) && procs::belongs_to(pid, lab_name));
+                    (running, running && node::ready(h))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or((false, false)))
+            .collect()
+    });
+    let alive =
+        |pid: Option<u32>| pid.is_some_and(|p| procs::alive(p) && procs::belongs_to(p, &lab.name));
+    if json_out {
+        let mut value = serde_json::to_value(&state)?;
+        if let Some(hosts) = value.get_mut("hosts").and_then(Value::as_array_mut) {
+            for (h, (running, ready)) in hosts.iter_mut().zip(&checks) {
+                if let Value::Object(map) = h {
+                    map.insert("calico_node_running".into(), json!(running));
+                    map.insert("calico_node_ready".into(), json!(ready));
+                }
+            }
+        }
+        if let Some(pods) = value.get_mut("pods").and_then(Value::as_array_mut) {
+            for p in pods.iter_mut() {
+                let exists = p
+                    .get("namespace")
+                    .and_then(Value::as_str)
+                    .is_some_and(netns::exists);
+                if let Value::Object(map) = p {
+                    map.insert("namespace_exists".into(), json!(exists));
+                }
+            }
+        }
+        if let Value::Object(map) = &mut value {
+            map.insert("etcd_running".into(), json!(alive(state.pids.etcd)));
+            map.insert("relay_running".into(), json!(alive(state.pids.relay)));
+            map.insert(
+                "calicoctl_env".into(),
+                json!(
+                    state
+                        .datastore
+                        .env()
+                        .into_iter()
+                        .collect::<BTreeMap<_, _>>()
+                ),
+            );
+        }
+        say!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
+    let mut rows = vec![vec![
+        "HOST".to_string(),
+        "ADDRESS".into(),
+        "CALICO-NODE".into(),
+        "READY".into(),
+        "NAMESPACE".into(),
+    ]];
+    for (h, (running, ready)) in state.hosts.iter().zip(&checks) {
+        rows.push(vec![
+            h.name.clone(),
+            h.address.clone(),
+            if *running {
+                format!("running (pid {})", h.calico_node_pid.unwrap_or_default())
+            } else {
+                "not running".into()
+            },
+            yes_no(*ready),
+            h.namespace.clone(),
+        ]);
+    }
+    say!(
+        "lab {:?}: datastore {}",
+        state.name,
+        state.datastore.export_line()
+    );
+    if state.datastore.kind == DatastoreKind::Etcd {
+        say!(
+            "etcd {}, relay {}",
+            if alive(state.pids.etcd) {
+                "running"
+            } else {
+                "NOT running"
+            },
+            if alive(state.pids.relay) {
+                "running"
+            } else {
+                "NOT running"
+            }
+        );
+    }
+    say!("\n{}\n", table(&rows));
+    let mut rows = vec![vec![
+        "POD".to_string(),
+        "HOST".into(),
+        "ADDRESS".into(),
+        "LABELS".into(),
+    ]];
+    for p in &state.pods {
+        let labels: Vec<String> = p.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        rows.push(vec![
+            p.name.clone(),
+            p.host.clone(),
+            p.ip.clone(),
+            labels.join(","),
+        ]);
+    }
+    say!("{}", table(&rows));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The namespace of `target`: `underlay`, a host or a pod of the lab.
+fn target_namespace(lab: &Lab, target: &str) -> Result<String> {
+    let ns = if target == "underlay" {
+        lab.underlay_ns()
+    } else {
+        lab.ns(target)
+    };
+    if target.is_empty() || target.contains('/') || !netns::exists(&ns) {
+        let known: Vec<String> = netns::with_prefix(&lab.prefix())
+            .into_iter()
+            .map(|n| {
+                let member = n.trim_start_matches(&lab.prefix()).to_string();
+                if member == "ul" {
+                    "underlay".to_string()
+                } else {
+                    member
+                }
+            })
+            .collect();
+        bail!(
+            "no pod or host {target:?} in lab {:?}{}",
+            lab.name,
+            if known.is_empty() {
+                " (the lab is not up)".to_string()
+            } else {
+                format!("; known: {}", known.join(", "))
+            }
+        );
+    }
+    Ok(ns)
+}
+
+fn exit_code_of(status: std::process::ExitStatus) -> ExitCode {
+    match status.code() {
+        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        // Killed by a signal: the shell convention.
+        None => ExitCode::from(
+            128u8.wrapping_add(
+                std::os::unix::process::ExitStatusExt::signal(&status)
+                    .and_then(|s| u8::try_from(s).ok())
+                    .unwrap_or(1),
+            ),
+        ),
+    }
+}
+
+pub fn exec(name: &str, target: &str, command: &[String]) -> Result<ExitCode> {
+    let lab = Lab::new(name)?;
+    let ns = target_namespace(&lab, target)?;
+    let (program, args) = command.split_first().context("no command given")?;
+    let mut cmd = netns::exec_command(&ns, program)?;
+    let status = cmd
+        .args(args)
+        .status()
+        .with_context(|| format!("running {program} in {ns}"))?;
+    Ok(exit_code_of(status))
+}
+
+pub fn ping(name: &str, from: &str, to: &str) -> Result<ExitCode> {
+    let lab = Lab::new(name)?;
+    let state = State::load_required(&lab)?;
+    let source = state
+        .pod(from)
+        .with_context(|| format!("no pod {from:?} in lab {:?}", lab.name))?;
+    let dest = state
+        .pod(to)
+        .with_context(|| format!("no pod {to:?} in lab {:?}", lab.name))?;
+    // iputils' ping if installed, else busybox's.
+    let mut cmd = match paths::system_binary("ping", "iputils-ping") {
+        Ok(ping) => netns::exec_command(&source.namespace, ping)?,
+        Err(_) => {
+            let busybox = paths::system_binary("busybox", "busybox-static")
+                .context("neither ping nor busybox is installed")?;
+            let mut c = netns::exec_command(&source.namespace, busybox)?;
+            c.arg("ping");
+            c
+        }
+    };
+    say!(
+        "{} ({}) -> {} ({})",
+        source.name,
+        source.ip,
+        dest.name,
+        dest.ip
+    );
+    let status = cmd
+        .args(["-c", "3", "-W", "2", &dest.ip])
+        .status()
+        .context("running ping")?;
+    Ok(exit_code_of(status))
+}
+
+pub fn add_pod(name: &str, host: &str, labels: Option<&str>) -> Result<ExitCode> {
+    let lab = Lab::new(name)?;
+    let labels = labels
+        .map(cni::parse_labels)
+        .transpose()?
+        .unwrap_or_default();
+    let plugin = find_binary("calico")?;
+    let _lock = LabLock::acquire(&lab)?;
+    let mut state = State::load_required(&lab)?;
+    let host_state = state
+        .host(host)
+        .with_context(|| {
+            let hosts: Vec<&str> = state.hosts.iter().map(|h| h.name.as_str()).collect();
+            format!(
+                "no host {host:?} in lab {:?}; hosts: {}",
+                lab.name,
+                hosts.join(", ")
+            )
+        })?
+        .clone();
+    let next = (1..)
+        .map(|j| pod_name(host, j))
+        .find(|p| state.pod(p).is_none() && !netns::exists(&lab.ns(p)))
+        .context("no free pod name")?;
+    let mut pod = cni::add_pod(&plugin, &lab.prefix(), &host_state, &next)?;
+    if !labels.is_empty() {
+        cni::label_pod(&state.datastore, &pod, &labels)?;
+        pod.labels = labels;
+    }
+    say!("{} {}", pod.name, pod.ip);
+    state.pods.push(pod);
+    sort_pods(&mut state.pods);
+    state.save(&lab)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn del_pod(name: &str, pod: &str) -> Result<ExitCode> {
+    let lab = Lab::new(name)?;
+    let plugin = find_binary("calico")?;
+    let _lock = LabLock::acquire(&lab)?;
+    let mut state = State::load_required(&lab)?;
+    let pod_state = state
+        .pod(pod)
+        .with_context(|| format!("no pod {pod:?} in lab {:?}", lab.name))?
+        .clone();
+    let host = state
+        .host(&pod_state.host)
+        .with_context(|| format!("pod {pod} names an unknown host {:?}", pod_state.host))?;
+    cni::del_pod(&plugin, host, &pod_state, Duration::from_secs(60))?;
+    netns::delete(std::slice::from_ref(&pod_state.namespace))?;
+    state.pods.retain(|p| p.name != pod);
+    state.save(&lab)?;
+    say!("{pod} deleted");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn down(name: &str) -> Result<ExitCode> {
+    let lab = Lab::new(name)?;
+    let _lock = LabLock::acquire(&lab)?;
+    teardown(&lab, false)?;
+    // Nothing waits on a lab that is gone; a waiter that raced us just locks a fresh file.
+    let _ = std::fs::remove_file(lab.lock_file());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Removes everything of `lab`: pods (CNI DEL, best effort), processes, namespaces, the state directory.
+/// Works from the state file when it is readable and finds the rest by name and marker.
+fn teardown(lab: &Lab, quiet: bool) -> Result<()> {
+    let state = match State::load(lab) {
+        Ok(state) => state,
+        Err(e) => {
+            eprintln!("warning: {e:#}; cleaning up by name instead");
+            None
+        }
+    };
+    let mut released = 0;
+    if let Some(state) = &state {
+        released = release_pods(lab, state);
+    }
+
+    let mut pids = procs::lab_processes(&lab.name);
+    if let Some(state) = &state {
+        let recorded = state
+            .hosts
+            .iter()
+            .filter_map(|h| h.calico_node_pid)
+            .chain(state.pids.etcd)
+            .chain(state.pids.relay);
+        for pid in recorded {
+            // A recorded pid may have been reused by an unrelated process: only ours are stopped.
+            if procs::belongs_to(pid, &lab.name) && !pids.contains(&pid) {
+                pids.push(pid);
+            }
+        }
+    }
+    procs::stop(&pids, Duration::from_secs(5));
+    let survivors: Vec<u32> = pids.iter().copied().filter(|p| procs::alive(*p)).collect();
+
+    let namespaces = netns::with_prefix(&lab.prefix());
+    netns::delete(&namespaces)?;
+
+    let dir = lab.dir();
+    if crate::state::exists(&dir) {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    if !survivors.is_empty() {
+        bail!(
+            "processes of lab {:?} did not stop: {survivors:?}",
+            lab.name
+        );
+    }
+    if !quiet {
+        say!(
+            "lab {:?} is down: {} pod(s) released, {} process(es) stopped, {} namespace(s) removed",
+            lab.name,
+            released,
+            pids.len(),
+            namespaces.len()
+        );
+    }
+    Ok(())
+}
+
+/// CNI DEL for every pod whose host still exists, in parallel with short limits; returns how many
+/// succeeded. Failures are warnings: the namespaces go anyway.
+fn release_pods(lab: &Lab, state: &State) -> usize {
+    if state.pods.is_empty() {
+        return 0;
+    }
+    let Ok(plugin) = find_binary("calico") else {
+        eprintln!("warning: the calico CNI plugin is missing; pods are removed without CNI DEL");
+        return 0;
+    };
+    let store_alive = match state.datastore.kind {
+        DatastoreKind::Embedded => true,
+        DatastoreKind::Etcd => {
+            let up = |pid: Option<u32>| {
+                pid.is_some_and(|p| procs::alive(p) && procs::belongs_to(p, &lab.name))
+            };
+            up(state.pids.etcd) && up(state.pids.relay)
+        }
+    };
+    if !store_alive {
+        return 0;
+    }
+    let queue = Mutex::new(state.pods.iter().collect::<Vec<_>>());
+    let done = Mutex::new(0usize);
+    std::thread::scope(|scope| {
+        for _ in 0..POD_WORKERS {
+            scope.spawn(|| {
+                loop {
+                    let next = queue.lock().map(|mut q| q.pop()).unwrap_or(None);
+                    let Some(pod) = next else { break };
+                    let Some(host) = state
+                        .host(&pod.host)
+                        .filter(|h| netns::exists(&h.namespace))
+                    else {
+                        continue;
+                    };
+                    match cni::del_pod(&plugin, host, pod, Duration::from_secs(10)) {
+                        Ok(()) => {
+                            if let Ok(mut d) = done.lock() {
+                                *d += 1;
+                            }
+                        }
+                        Err(e) => eprintln!("warning: {e:#}"),
+                    }
+                }
+            });
+        }
+    });
+    done.into_inner().unwrap_or(0)
+}

@@ -1,0 +1,170 @@
+//! `calico-lab`: a multi-host Calico cluster on one machine. Hosts are network namespaces on a shared
+//! underlay bridge, each running calico-node; pods are namespaces wired by the real `calico` CNI plugin.
+
+mod cni;
+mod datastore;
+mod http;
+mod lab;
+mod netns;
+mod node;
+mod paths;
+mod procs;
+mod reach;
+mod relay;
+mod state;
+mod underlay;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "calico-lab",
+    version,
+    about = "A Calico cluster of hosts built from network namespaces on this machine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DatastoreChoice {
+    Embedded,
+    Etcd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Encap {
+    Vxlan,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the lab: underlay, datastore, calico-node per host, pods through the CNI plugin, and wait
+    /// until every pod reaches every other pod.
+    Up {
+        #[arg(long, default_value = "lab")]
+        name: String,
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        #[arg(long, default_value_t = 2)]
+        pods_per_node: usize,
+        #[arg(long, value_enum, default_value = "embedded")]
+        datastore: DatastoreChoice,
+        #[arg(long, value_enum, default_value = "vxlan")]
+        encap: Encap,
+        /// Seconds to wait for calico-node readiness, and again for pod-to-pod reachability.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// Print the lab's state as JSON on stdout (progress still goes to stderr).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show hosts (is calico-node running and ready?) and pods.
+    Status {
+        #[arg(long, default_value = "lab")]
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command inside a pod's, a host's or the underlay's namespace.
+    Exec {
+        #[arg(long, default_value = "lab")]
+        name: String,
+        /// A pod (node1-pod1), a host (node1) or `underlay`.
+        target: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Ping the second pod's address from the first pod (3 packets).
+    Ping {
+        #[arg(long, default_value = "lab")]
+        name: String,
+        from: String,
+        to: String,
+    },
+    /// Add a pod to a host through the CNI plugin.
+    AddPod {
+        #[arg(long, default_value = "lab")]
+        name: String,
+        host: String,
+        /// Labels for the pod's WorkloadEndpoint: k=v,k2=v2
+        #[arg(long)]
+        labels: Option<String>,
+    },
+    /// Remove a pod (CNI DEL, then its namespace).
+    DelPod {
+        #[arg(long, default_value = "lab")]
+        name: String,
+        pod: String,
+    },
+    /// Remove everything the lab created (also after a crash, without its state file).
+    Down {
+        #[arg(long, default_value = "lab")]
+        name: String,
+    },
+    /// (internal) Forward 127.0.0.1:PORT inside the given namespaces to etcd in the root namespace.
+    #[command(hide = true)]
+    Relay {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        port: u16,
+        namespaces: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("calico-lab: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    paths::require_root()?;
+    match cli.command {
+        Command::Up {
+            name,
+            nodes,
+            pods_per_node,
+            datastore,
+            encap,
+            timeout,
+            json,
+        } => lab::up(&lab::UpOptions {
+            name,
+            nodes,
+            pods_per_node,
+            datastore,
+            encap,
+            timeout: std::time::Duration::from_secs(timeout),
+            json,
+        }),
+        Command::Status { name, json } => lab::status(&name, json),
+        Command::Exec {
+            name,
+            target,
+            command,
+        } => lab::exec(&name, &target, &command),
+        Command::Ping { name, from, to } => lab::ping(&name, &from, &to),
+        Command::AddPod { name, host, labels } => lab::add_pod(&name, &host, labels.as_deref()),
+        Command::DelPod { name, pod } => lab::del_pod(&name, &pod),
+        Command::Down { name } => lab::down(&name),
+        Command::Relay {
+            name,
+            port,
+            namespaces,
+        } => {
+            let lab = paths::Lab::new(&name)?;
+            relay::run(&lab, port, &namespaces)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Pod-to-pod reachability, probed in-process: from inside the source pod's namespace, a TCP connect to a
+//! closed port of the destination. "Connection refused" means the SYN got there and the RST came back.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tokio::net::TcpSocket;
+use tokio::task::JoinSet;
+
+use crate::netns;
+use crate::state::PodState;
+
+/// Nothing listens on it in a pod.
+const PROBE_PORT: u16 = 9;
+/// A connect inside one machine answers in well under a millisecond once routes exist; while they are being
+/// programmed, short waits that grow per round keep the first rounds from stalling on unready pairs.
+const FIRST_CONNECT_LIMIT: Duration = Duration::from_millis(100);
+const MAX_CONNECT_LIMIT: Duration = Duration::from_secs(1);
+/// Connects in flight per source pod (file descriptors stay well under the usual limits).
+const IN_FLIGHT: usize = 64;
+/// Source pods probed at the same time.
+const WORKERS: usize = 16;
+
+/// Whether a connect to `ip` from the current namespace gets an answer.
+async fn answers(ip: IpAddr, limit: Duration) -> bool {
+    let socket = match ip {
+        IpAddr::V4(_) => TcpSocket::new_v4(),
+        IpAddr::V6(_) => TcpSocket::new_v6(),
+    };
+    let Ok(socket) = socket else { return false };
+    match tokio::time::timeout(limit, socket.connect(SocketAddr::new(ip, PROBE_PORT))).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(e)) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+        Err(_) => false,
+    }
+}
+
+/// Of `targets`, the ones that answer from inside namespace `ns_name`.
+fn probe_from(ns_name: &str, targets: Vec<IpAddr>, limit: Duration) -> Result<Vec<IpAddr>> {
+    let ns = netns::open(ns_name)?;
+    ns.run(move || -> Result<Vec<IpAddr>> {
+        // Sockets are created on this thread, inside the pod's namespace.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        Ok(runtime.block_on(async move {
+            let mut reached = Vec::new();
+            let mut queue: VecDeque<IpAddr> = targets.into();
+            let mut running = JoinSet::new();
+            loop {
+                while running.len() < IN_FLIGHT
+                    && let Some(ip) = queue.pop_front()
+                {
+                    running.spawn(async move { (ip, answers(ip, limit).await) });
+                }
+                match running.join_next().await {
+                    Some(Ok((ip, true))) => reached.push(ip),
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+            reached
+        }))
+    })?
+}
+
+/// Probes every ordered pair of distinct pods until all answer or `limit` passes; returns the pairs
+/// (source name, destination name) that never answered.
+pub fn full_mesh(pods: &[PodState], limit: Duration) -> Result<Vec<(String, String)>> {
+    let deadline = Instant::now() + limit;
+    let ips: Vec<IpAddr> = pods
+        .iter()
+        .map(|p| {
+            p.ip.parse()
+                .with_context(|| format!("pod {} has a bad address {:?}", p.name, p.ip))
+        })
+        .collect::<Result<_>>()?;
+    // pending[i] = destinations source i has not reached yet.
+    let mut pending: Vec<BTreeSet<usize>> = (0..pods.len())
+        .map(|i| (0..pods.len()).filter(|j| *j != i).collect())
+        .collect();
+    let mut limit = FIRST_CONNECT_LIMIT;
+    loop {
+        let work: Mutex<VecDeque<usize>> = Mutex::new(
+            (0..pods.len())
+                .filter(|i| !pending[*i].is_empty())
+                .collect(),
+        );
+        let results: Mutex<Vec<(usize, Vec<IpAddr>)>> = Mutex::new(Vec::new());
+        let errors: Mutex<Vec<anyhow::Error>> = Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for _ in 0..WORKERS {
+                scope.spawn(|| {
+                    loop {
+                        let next = work.lock().map(|mut w| w.pop_front()).unwrap_or(None);
+                        let Some(source) = next else { break };
+                        let targets: Vec<IpAddr> =
+                            pending[source].iter().map(|j| ips[*j]).collect();
+                        match probe_from(&pods[source].namespace, targets, limit) {
+                            Ok(reached) => {
+                                if let Ok(mut r) = results.lock() {
+                                    r.push((source, reached));
+                                }
+                            }
+                            Err(e) => {
+                                if let Ok(mut errs) = errors.lock() {
+                                    errs.push(e);
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(e) = errors.into_inner().unwrap_or_default().into_iter().next() {
+            return Err(e);
+        }
+        for (source, reached) in results.into_inner().unwrap_or_default() {
+            pending[source].retain(|j| !reached.contains(&ips[*j]));
+        }
+        let left: usize = pending.iter().map(BTreeSet::len).sum();
+        if left == 0 {
+            return Ok(Vec::new());
+        }
+        if Instant::now() >= deadline {
+            return Ok(pending
+                .iter()
+                .enumerate()
+                .flat_map(|(i, dests)| {
+                    dests
+                        .iter()
+                        .map(move |j| (pods[i].name.clone(), pods[*j].name.clone()))
+                })
+                .collect());
+        }
+        limit = (limit * 2).min(MAX_CONNECT_LIMIT);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
