@@ -1,54 +1,43 @@
 #!/usr/bin/env bash
-# The main job, on the embedded datastore: the calicoctl steps of the seed article
-# "Calico: BGP mode / Route Reflector mode" against a fresh datastore, printing every command and its
-# output. (What calico-node would register, the default pool and three nodes, is created first.)
+# The main job: a Calico cluster on this machine. `calico-lab up` builds three hosts as network
+# namespaces on a shared underlay (198.18.0.0/24), runs calico-node on each (VXLAN, NAT outgoing) on the
+# embedded datastore, adds two pods per host through the calico CNI plugin and waits until every pod
+# reaches every other. Then it shows what a Calico user would look at. The lab stays up afterwards;
+# `calico-lab down` removes all of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
-cargo build --release --quiet -p calicoctl
+echo "== building calico-lab, calico-node, the calico CNI plugin and calicoctl"
+cargo build --release --quiet -p calico-lab -p calico-node -p calico-cni -p calicoctl
+for bin in calico-lab calico-node calico calicoctl; do
+    install -m 0755 "target/release/$bin" /usr/local/bin/
+done
 
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export DATASTORE_TYPE=embedded
-export CALICO_DATASTORE_PATH="$work/calico.db"
-export PATH="$PWD/target/release:$PATH"
-# The article's files (the same ones the seed walkthrough test uses).
-seed="$PWD/crates/calicoctl/tests/seed"
-cd "$work"
-echo "# datastore: DATASTORE_TYPE=$DATASTORE_TYPE CALICO_DATASTORE_PATH=$CALICO_DATASTORE_PATH"
+run() { echo; echo "# $*"; "$@"; }
 
-run() { echo; echo "[root@k8s-master ~]# $*"; "$@"; }
+# A lab left from an earlier run (or a crashed one) is removed first.
+calico-lab down --name lab >/dev/null
+run calico-lab up --name lab --nodes 3 --pods-per-node 2 --datastore embedded
 
-cp "$seed/cluster.yaml" .
-echo "# what calico-node registers at start-up on the article's cluster:"
-run calicoctl create -f cluster.yaml
+export DATASTORE_TYPE=embedded CALICO_DATASTORE_PATH=/run/calico-lab/lab/datastore.db
+echo; echo "# export DATASTORE_TYPE=$DATASTORE_TYPE CALICO_DATASTORE_PATH=$CALICO_DATASTORE_PATH"
 
+# Cross-host pod-to-pod: node1's first pod to a pod on node2 and on node3, node3 back to node1.
+run calico-lab ping node1-pod1 node2-pod1
+run calico-lab ping node1-pod1 node3-pod2
+run calico-lab ping node3-pod1 node1-pod2
+
+run calicoctl get nodes -o wide
+run calicoctl get workloadendpoints
+run calicoctl ipam show --show-blocks
 run calicoctl get ippool -o wide
-echo; echo "[root@k8s-master calico]# calicoctl get ippool -o yaml > ippool.yaml"
-calicoctl get ippool -o yaml > ippool.yaml
-echo "# edit: ipipMode: Always -> ipipMode: Never"
-sed -i 's/ipipMode: Always/ipipMode: Never/' ippool.yaml
-run calicoctl apply -f ippool.yaml
-run calicoctl get ippool -o wide
 
-run calicoctl get bgpconfig
-run calicoctl get node -o wide
-cp "$seed/bgpconfig.yaml" .
-run cat bgpconfig.yaml
-run calicoctl apply -f bgpconfig.yaml
-run calicoctl get bgpconfig
+# The kernel state calico-node programmed on node1: routes to local pods, a blackhole for its own
+# block, VXLAN routes to the other hosts' blocks, and their tunnel endpoints.
+run calico-lab exec node1 -- ip route
+run calico-lab exec node1 -- ip neigh show dev vxlan.calico
+run calico-lab exec node1 -- bridge fdb show dev vxlan.calico
 
-run calicoctl label node k8s-node2 route-reflector=true
-echo; echo "[root@k8s-master ~]# calicoctl get node k8s-node2 -o yaml > rr-node.yaml"
-calicoctl get node k8s-node2 -o yaml > rr-node.yaml
-echo "# edit: add routeReflectorClusterID: 244.0.0.1 under bgp"
-sed -i 's|^    ipv4Address: 192.168.179.104/24$|&\n    routeReflectorClusterID: 244.0.0.1|' rr-node.yaml
-run cat rr-node.yaml
-run calicoctl apply -f rr-node.yaml
-
-cp "$seed/bgppeer.yaml" .
-run calicoctl apply -f bgppeer.yaml
-run cat bgppeer.yaml
-run calicoctl get bgppeer
-run calicoctl get node -o wide
+echo
+echo "# The lab is still up. Try: calico-lab status | calico-lab add-pod node2 | calico-lab down"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: formatting, lints, unit and property tests, the datastore conformance suite against
-# real etcd and the embedded store, and the calicoctl seed walkthrough on both backends.
+# Runs every test: formatting, lints, unit, property and golden tests, the datastore conformance suite
+# against real etcd and the embedded store, the calicoctl seed walkthrough on both backends, the CNI
+# plugin under containerd, calico-node in namespaces, and multi-host labs end to end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -10,6 +11,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== cargo build (the binaries end-to-end tests run: calico-node, calico-lab, calico, calicoctl)"
+cargo build --workspace --bins --quiet
 echo "== cargo test"
 mkdir -p target
 set +e
