@@ -146,9 +146,18 @@ pub async fn run(
             .metrics
             .int_dataplane_apply_time_seconds
             .observe(took.as_secs_f64());
-        for problem in desired.problems.iter().chain(&report.problems) {
-            tracing::warn!(%problem, "dataplane problem");
+        let problems: Vec<String> = desired
+            .problems
+            .iter()
+            .chain(&report.problems)
+            .cloned()
+            .collect();
+        if problems != status.problems() {
+            for problem in &problems {
+                tracing::warn!(%problem, "dataplane problem");
+            }
         }
+        status.set_problems(problems);
         if !report.failures.is_empty() {
             status.metrics.int_dataplane_failures.inc();
             for failure in &report.failures {

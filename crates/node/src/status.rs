@@ -32,6 +32,9 @@ const NOT_SYNCED_YET: &str = "not ready: the first datastore sync has not been a
 pub struct Status {
     /// `None` when ready, else why not.
     not_ready_reason: Mutex<Option<String>>,
+    /// Problems the dataplane reports but cannot fix (e.g. a pool asking for IPIP on a kernel without
+    /// it); shown with the readiness answer.
+    problems: Mutex<Vec<String>>,
     last_heartbeat: Mutex<Instant>,
     liveness_timeout: Duration,
     pub metrics: Metrics,
@@ -52,6 +55,7 @@ impl Status {
     pub fn with_liveness_timeout(liveness_timeout: Duration) -> Status {
         Status {
             not_ready_reason: Mutex::new(Some(NOT_SYNCED_YET.to_string())),
+            problems: Mutex::new(Vec::new()),
             last_heartbeat: Mutex::new(Instant::now()),
             liveness_timeout,
             metrics: Metrics::default(),
@@ -73,6 +77,15 @@ impl Status {
             None => Ok(()),
             Some(reason) => Err(reason.clone()),
         }
+    }
+
+    /// Replaces the list of current dataplane problems.
+    pub fn set_problems(&self, problems: Vec<String>) {
+        *lock(&self.problems) = problems;
+    }
+
+    pub fn problems(&self) -> Vec<String> {
+        lock(&self.problems).clone()
     }
 
     /// Records that the main loop is making progress.
@@ -123,7 +136,11 @@ async fn liveness(State(status): State<Arc<Status>>) -> (StatusCode, String) {
 }
 
 async fn readiness(State(status): State<Arc<Status>>) -> (StatusCode, String) {
-    health_answer(status.readiness())
+    let (code, mut body) = health_answer(status.readiness());
+    for problem in status.problems() {
+        body.push_str(&format!("warning: {problem}\n"));
+    }
+    (code, body)
 }
 
 fn health_answer(result: Result<(), String>) -> (StatusCode, String) {

@@ -328,6 +328,12 @@ fn ipip_pool_is_reported_not_fatal() {
         "calico-node should become ready"
     );
     assert!(running.is_running());
+    let (code, body) = h.http_get("/readiness").expect("readiness");
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("warning: ") && body.contains("no ipip support"),
+        "readiness should carry the IPIP warning: {body}"
+    );
     let stderr = running.stop();
     assert!(
         stderr.contains("default-ipv4-ippool") && stderr.contains("no ipip support"),
