@@ -62,6 +62,16 @@ fn name(r: &Resource, _: &Value, _: &TableContext) -> String {
 }
 
 /// A field of the spec rendered as calicoctl does: lists comma-joined, absent as empty.
+/// calicoctl's WORKLOAD column: `spec.workload`, or for Kubernetes endpoints (which have none) the pod.
+fn workload_of(spec: &Value) -> String {
+    let workload = field(spec, &["workload"]);
+    if workload.is_empty() {
+        field(spec, &["pod"])
+    } else {
+        workload
+    }
+}
+
 fn field(spec: &Value, path: &[&str]) -> String {
     let mut v = spec;
     for p in path {
@@ -165,14 +175,14 @@ fn columns(kind: Kind, wide: bool) -> Vec<Column> {
             col("ASNUMBER", |_, s, _| or_dash(field(s, &["asNumber"]))),
         ],
         (Kind::WorkloadEndpoint, false) => vec![
-            col("WORKLOAD", |_, s, _| field(s, &["workload"])),
+            col("WORKLOAD", |_, s, _| workload_of(s)),
             col("NODE", |_, s, _| field(s, &["node"])),
             col("NETWORKS", |_, s, _| field(s, &["ipNetworks"])),
             col("INTERFACE", |_, s, _| field(s, &["interfaceName"])),
         ],
         (Kind::WorkloadEndpoint, true) => vec![
             col("NAME", name),
-            col("WORKLOAD", |_, s, _| field(s, &["workload"])),
+            col("WORKLOAD", |_, s, _| workload_of(s)),
             col("NODE", |_, s, _| field(s, &["node"])),
             col("NETWORKS", |_, s, _| field(s, &["ipNetworks"])),
             col("INTERFACE", |_, s, _| field(s, &["interfaceName"])),

@@ -352,3 +352,30 @@ fn config_file_and_version() {
         "{out}"
     );
 }
+
+#[test]
+fn workload_column_shows_the_pod_for_kubernetes_endpoints() {
+    let ctl = Ctl::embedded();
+    let file = ctl.write(
+        "weps.yaml",
+        r#"apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {name: node1-k8s-web--1-eth0, namespace: default}
+spec: {orchestrator: k8s, node: node1, pod: web-1, endpoint: eth0, interfaceName: cali0123456789a, ipNetworks: [198.19.0.1/32]}
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {name: node1-cni-abc123-eth0, namespace: default}
+spec: {orchestrator: cni, node: node1, workload: abc123, endpoint: eth0, interfaceName: caliabc123, ipNetworks: [198.19.0.2/32]}
+"#,
+    );
+    ctl.ok(&["apply", "-f", &file]);
+    assert_eq!(
+        table(&ctl.ok(&["get", "workloadendpoints"])),
+        vec![
+            row(&["WORKLOAD", "NODE", "NETWORKS", "INTERFACE"]),
+            row(&["abc123", "node1", "198.19.0.2/32", "caliabc123"]),
+            row(&["web-1", "node1", "198.19.0.1/32", "cali0123456789a"]),
+        ]
+    );
+}
