@@ -707,6 +707,47 @@ pub fn del_pod(name: &str, pod: &str) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Stop one host's calico-node (SIGTERM, or SIGKILL as in a crash) and start it again; the new process
+/// reconciles the kernel it finds instead of rebuilding it.
+pub fn restart_node(name: &str, host_name: &str, kill: bool) -> Result<ExitCode> {
+    let lab = Lab::new(name)?;
+    let binary = find_binary("calico-node")?;
+    let _lock = LabLock::acquire(&lab)?;
+    let mut state = State::load_required(&lab)?;
+    let host = state
+        .host(host_name)
+        .with_context(|| format!("no host {host_name:?} in lab {:?}", lab.name))?
+        .clone();
+    if let Some(pid) = host
+        .calico_node_pid
+        .filter(|pid| procs::belongs_to(*pid, &lab.name))
+    {
+        if kill {
+            procs::kill_now(&[pid]);
+        } else {
+            procs::stop(&[pid], Duration::from_secs(5));
+        }
+    }
+    let started = Instant::now();
+    let pid = node::start(&lab.name, &binary, &host, &state.datastore)?;
+    let restarted = {
+        let h = state
+            .hosts
+            .iter_mut()
+            .find(|h| h.name == host_name)
+            .context("host vanished from the state")?;
+        h.calico_node_pid = Some(pid);
+        h.clone()
+    };
+    state.save(&lab)?;
+    node::wait_ready(std::slice::from_ref(&restarted), Duration::from_secs(60))?;
+    say!(
+        "calico-node on {host_name} restarted (pid {pid}, ready in {:.2}s)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn down(name: &str) -> Result<ExitCode> {
     let lab = Lab::new(name)?;
     let _lock = LabLock::acquire(&lab)?;

@@ -100,6 +100,15 @@ enum Command {
         name: String,
         pod: String,
     },
+    /// Stop a host's calico-node and start it again (it reconciles, nothing is flushed).
+    RestartNode {
+        #[arg(long, default_value = "lab")]
+        name: String,
+        host: String,
+        /// SIGKILL instead of SIGTERM, as in a crash.
+        #[arg(long)]
+        kill: bool,
+    },
     /// Remove everything the lab created (also after a crash, without its state file).
     Down {
         #[arg(long, default_value = "lab")]
@@ -156,6 +165,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ping { name, from, to } => lab::ping(&name, &from, &to),
         Command::AddPod { name, host, labels } => lab::add_pod(&name, &host, labels.as_deref()),
         Command::DelPod { name, pod } => lab::del_pod(&name, &pod),
+        Command::RestartNode { name, host, kill } => lab::restart_node(&name, &host, kill),
         Command::Down { name } => lab::down(&name),
         Command::Relay {
             name,

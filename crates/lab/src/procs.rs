@@ -82,6 +82,16 @@ pub fn lab_processes(lab: &str) -> Vec<u32> {
         .collect()
 }
 
+/// SIGKILL, no grace: what a crash looks like. Waits (bounded) until they are gone.
+pub fn kill_now(pids: &[u32]) {
+    for pid in pids {
+        if alive(*pid) {
+            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGKILL);
+        }
+    }
+    wait_gone(pids, Duration::from_secs(3));
+}
+
 /// SIGTERM, then SIGKILL for whatever is still alive after `grace`; waits (bounded) until they are gone.
 pub fn stop(pids: &[u32], grace: Duration) {
     let signal_all = |signal: Signal| {

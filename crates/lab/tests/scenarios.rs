@@ -8,7 +8,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
@@ -28,8 +28,6 @@ const UP_LIMIT: Duration = Duration::from_secs(180);
 const NETNS_DIR: &str = "/run/netns";
 /// calico-node's health port inside each host namespace.
 const HEALTH_PORT: u16 = 9099;
-/// The environment marker `calico-lab down` uses to find a lab's processes.
-const LAB_MARKER_ENV: &str = "CALICO_LAB";
 
 // ---------------------------------------------------------------------------------------------------
 // Preconditions and binaries
@@ -166,8 +164,6 @@ struct Lab {
     name: String,
     /// `calico-lab up --json` output (hosts, pods, datastore).
     state: Value,
-    /// calico-node processes this test started itself (restarts), reaped after `down`.
-    restarted: Vec<Child>,
 }
 
 impl Lab {
@@ -180,7 +176,6 @@ impl Lab {
         let mut lab = Lab {
             name,
             state: Value::Null,
-            restarted: Vec::new(),
         };
         let mut command = Command::new(lab_binary());
         command
@@ -319,47 +314,28 @@ impl Lab {
         }
     }
 
-    /// Starts calico-node for `host` the way `calico-lab` does (crates/lab/src/node.rs): detached with
-    /// `setsid`, inside the host namespace through `ip netns exec`, the same environment, appending to
-    /// the same log, carrying the lab marker so `calico-lab down` stops it. Returns its pid.
+    /// Starts calico-node for `host` again with `calico-lab restart-node` (which waits until it is
+    /// ready) and returns its pid from `calico-lab status --json`.
     fn start_calico_node(&mut self, host: &str) -> u32 {
-        let state = self.host(host).clone();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(str_of(&state["log"]))
-            .unwrap_or_else(|e| panic!("opening {}: {e}", state["log"]));
-        let log_err = log.try_clone().expect("cloning the log file handle");
-        let mut command = Command::new(tool("setsid", "util-linux"));
-        command
-            .arg(tool("ip", "iproute2"))
-            .args(["netns", "exec", str_of(&state["namespace"])])
-            .arg(workspace_binary("calico-node"))
-            .env("NODENAME", host)
-            .env("CALICO_STATE_DIR", str_of(&state["state_dir"]))
-            .env("IP", "autodetect")
-            .env("IP_AUTODETECTION_METHOD", "interface=eth0")
-            .env("CALICO_IPV4POOL_CIDR", "198.19.0.0/16")
-            .env("CALICO_IPV4POOL_BLOCK_SIZE", "26")
-            .env("CALICO_IPV4POOL_VXLAN", "Always")
-            .env("CALICO_IPV4POOL_NAT_OUTGOING", "true")
-            .env("FELIX_PROMETHEUSMETRICSENABLED", "true")
-            .env("FELIX_LOGSEVERITYSCREEN", "info")
-            .env_remove("ETCD_ENDPOINTS")
-            .env_remove("CALICO_DATASTORE_PATH")
-            .env(LAB_MARKER_ENV, &self.name)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log_err));
-        for (key, value) in self.datastore_env() {
-            command.env(key, value);
-        }
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting calico-node on {host}: {e}"));
-        let pid = child.id();
-        self.restarted.push(child);
-        pid
+        let mut command = Command::new(lab_binary());
+        command.args(["restart-node", "--name", &self.name, host]);
+        let output = run(&mut command, Duration::from_secs(30));
+        assert!(
+            output.status.success(),
+            "calico-lab restart-node {host} failed: {}",
+            describe(&output)
+        );
+        let mut command = Command::new(lab_binary());
+        command.args(["status", "--name", &self.name, "--json"]);
+        let output = run(&mut command, Duration::from_secs(30));
+        let status: Value = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("status --json: {e}: {}", describe(&output)));
+        status["hosts"]
+            .as_array()
+            .and_then(|hosts| hosts.iter().find(|h| h["name"] == host))
+            .and_then(|h| h["calico_node_pid"].as_u64())
+            .and_then(|pid| u32::try_from(pid).ok())
+            .unwrap_or_else(|| panic!("no calico-node pid for {host} in {status}"))
     }
 
     /// Whether calico-node on `host` answers GET /readiness with 200 (inside the host namespace).
@@ -398,13 +374,6 @@ impl Drop for Lab {
                 ),
             }
             thread::sleep(Duration::from_secs(1));
-        }
-        for child in &mut self.restarted {
-            // `down` has stopped it; reap it (or stop it if `down` could not).
-            if !matches!(child.try_wait(), Ok(Some(_))) {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
         }
     }
 }
