@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The foundation benchmark: builds calicoctl and calico-bench in release mode and prints the figures.
-# Usage: scripts/bench.sh [all|apply|watch|selector|cni] [--count N]
+# Usage: scripts/bench.sh [all|apply|watch|selector|cni|lab] [--count N]
 # `cni` (root): the calico CNI plugin's ADD/DEL latency and bursts beside Debian's ptp + host-local, and
 # in-process IPAM allocation speed; `scripts/bench.sh cni --help` lists its sizes (--pods, --burst, ...).
+# `lab` (root, ~5 min): builds the whole workspace, then measures a calico-lab cluster: VXLAN vs underlay
+# iperf3 throughput, CNI ADD -> reachable from another host, calico-node RSS/CPU, `calico-lab up` time;
+# `scripts/bench.sh lab --help` lists its options (--only, --keep-logs DIR, sizes).
 # Stores (the embedded file, etcd's data dir) live under $TMPDIR (default /tmp, on disk). On this
 # kind of virtual machine, disk syncs dominate the watch-latency tail; `TMPDIR=/dev/shm` measures
 # the same path without them.
@@ -20,6 +23,11 @@ case "${1:-all}" in
         # The cni section runs the release `calico` plugin beside Debian's reference plugins.
         [ -x /usr/lib/cni/ptp ] || missing+=(containernetworking-plugins)
         packages+=(-p calico-cni)
+        ;;
+    lab)
+        # calico-lab runs calico-node and the plugin from target/release, next to calico-bench.
+        [ -x /usr/bin/iperf3 ] || missing+=(iperf3)
+        packages=(--workspace)
         ;;
 esac
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -3,6 +3,7 @@
 
 mod apply;
 mod cni;
+mod lab;
 mod measure;
 mod policies;
 mod report;
@@ -42,6 +43,9 @@ enum Section {
     Selector,
     /// CNI plugin ADD/DEL latency and bursts beside ptp + host-local, and IPAM allocation speed.
     Cni(cni::CniArgs),
+    /// (root) A multi-host calico-lab: VXLAN throughput, CNI ADD -> reachable, calico-node memory/CPU,
+    /// `calico-lab up` time. Not part of `all`.
+    Lab(lab::LabArgs),
     /// Write the apply section's input (a multi-document YAML of --count policies) to a file.
     Generate {
         #[arg(long)]
@@ -98,7 +102,7 @@ async fn run(cli: Cli) -> Result<()> {
         Section::Apply => (true, false, false),
         Section::Watch => (false, true, false),
         Section::Selector => (false, false, true),
-        Section::Cni(_) => (false, false, false),
+        Section::Cni(_) | Section::Lab(_) => (false, false, false),
     };
     let cni_args = match &section {
         Section::All => Some(cni::CniArgs::default()),
@@ -125,6 +129,11 @@ async fn run(cli: Cli) -> Result<()> {
     }
     if let Some(args) = cni_args {
         let (text, section_goals) = cni::run(&args).await?;
+        println!("{text}");
+        goals.extend(section_goals);
+    }
+    if let Section::Lab(args) = &section {
+        let (text, section_goals) = lab::run(args).await?;
         println!("{text}");
         goals.extend(section_goals);
     }
