@@ -5,6 +5,7 @@ mod dataplane_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
 
 use calico_felix::dataplane::{ApplyReport, Dataplane};
 use calico_felix::desired::{
@@ -692,4 +693,40 @@ fn ipip_pools_are_reported_when_the_kernel_cannot_make_ipip_links() {
             ]
         );
     }
+}
+
+/// The CNI plugin writes its pod's route before the pod's endpoint reaches Felix: a route on a new
+/// workload interface that no endpoint names yet is kept for the grace period, then removed.
+#[test]
+fn routes_on_a_new_interface_without_an_endpoint_wait_out_the_grace_period() {
+    let (a, b) = two_hosts();
+    let mut dp = a.dataplane().with_route_grace(Duration::from_millis(600));
+    let desired = a.desired(&b);
+    assert_clean(&a.apply(&mut dp, &desired));
+
+    a.ns.ip(&[
+        "link", "add", "cali0new", "type", "veth", "peer", "name", "tmp0new",
+    ]);
+    a.ns.ip(&["link", "set", "cali0new", "up"]);
+    a.ns.ip(&["link", "set", "tmp0new", "up"]);
+    a.ns.ip(&["route", "add", "198.19.0.30/32", "dev", "cali0new"]);
+    let report = a.apply(&mut dp, &desired);
+    assert_eq!(
+        (report.routes_deferred, report.routes_removed),
+        (1, 0),
+        "{report:?}"
+    );
+    assert_eq!(
+        lines(&a.ns.ip(&["route", "show", "dev", "cali0new"])),
+        vec!["198.19.0.30 scope link".to_string()]
+    );
+
+    std::thread::sleep(Duration::from_millis(700));
+    let report = a.apply(&mut dp, &desired);
+    assert_eq!(
+        (report.routes_deferred, report.routes_removed),
+        (0, 1),
+        "{report:?}"
+    );
+    assert!(lines(&a.ns.ip(&["route", "show", "dev", "cali0new"])).is_empty());
 }

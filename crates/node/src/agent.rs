@@ -165,6 +165,11 @@ pub async fn run(
             }
             retry_at.get_or_insert(Instant::now() + Duration::from_secs(1));
         }
+        if report.routes_deferred > 0 {
+            // Look again once the grace period of those interfaces is over.
+            let at = Instant::now() + dataplane.route_grace() + Duration::from_millis(100);
+            retry_at = Some(retry_at.map_or(at, |r| r.min(at)));
+        }
         if report.writes() > 0 {
             tracing::info!(
                 writes = report.writes(),

@@ -13,6 +13,7 @@ mod routes;
 mod vxlan;
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use calico_netlink::{Link, Netlink, NetlinkError, sysctl};
 
@@ -46,6 +47,10 @@ pub struct ApplyReport {
     pub nft_applied: bool,
     /// Desired workload interfaces that do not exist (yet); their routes and sysctls were skipped.
     pub workloads_missing: usize,
+    /// Routes on workload interfaces that no endpoint names yet, kept for now: a CNI plugin writes its
+    /// pod's route before the endpoint reaches us. They are removed once the interface has existed for
+    /// [`Dataplane::route_grace`] and still has no endpoint; the caller should apply again by then.
+    pub routes_deferred: usize,
     /// One line per object that could not be written, naming it and the kernel's error.
     pub failures: Vec<String>,
     /// Things the kernel cannot do for this `Desired` (no error; the rest is applied).
@@ -77,7 +82,13 @@ pub struct Dataplane {
     last_nft: Option<String>,
     ip_forward_ensured: bool,
     ipip_supported: Option<bool>,
+    /// When each workload interface (by index) was first seen, for the route grace period.
+    first_seen: HashMap<u32, Instant>,
+    route_grace: Duration,
 }
+
+/// How long routes on a workload interface without an endpoint are kept (Felix has a similar grace).
+pub const DEFAULT_ROUTE_GRACE: Duration = Duration::from_secs(10);
 
 impl Dataplane {
     /// Opens a netlink socket in the calling thread's network namespace.
@@ -87,7 +98,19 @@ impl Dataplane {
             last_nft: None,
             ip_forward_ensured: false,
             ipip_supported: None,
+            first_seen: HashMap::new(),
+            route_grace: DEFAULT_ROUTE_GRACE,
         })
+    }
+
+    /// Change the grace period for routes on workload interfaces that no endpoint names yet.
+    pub fn with_route_grace(mut self, grace: Duration) -> Dataplane {
+        self.route_grace = grace;
+        self
+    }
+
+    pub fn route_grace(&self) -> Duration {
+        self.route_grace
     }
 
     /// Whether the kernel can create an `ipip` link: probed once by creating and deleting a throw-away
@@ -257,6 +280,7 @@ mod tests {
             device_changes: 8,
             nft_applied: true,
             workloads_missing: 100,
+            routes_deferred: 50,
             failures: vec!["x".into()],
             problems: vec!["y".into()],
         };

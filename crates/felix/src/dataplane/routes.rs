@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::time::Instant;
 
 use calico_netlink::{Family, Link, RTPROT_KERNEL, Route, RouteScope, TABLE_MAIN};
 use ipnet::IpNet;
@@ -62,13 +63,43 @@ impl Dataplane {
         };
         let existing = self.netlink.routes(Family::All, Some(TABLE_MAIN))?;
 
+        // Workload interfaces no endpoint names yet, and still within their grace period: their routes
+        // were most likely just written by the CNI plugin, whose endpoint has not reached us yet.
+        let now = Instant::now();
+        self.first_seen
+            .retain(|index, _| workload_indexes.contains(index));
+        for index in &workload_indexes {
+            self.first_seen.entry(*index).or_insert(now);
+        }
+        let young_unknown: Vec<u32> = links
+            .values()
+            .filter(|link| {
+                link.name.starts_with(WORKLOAD_IFACE_PREFIX)
+                    && !desired.workloads.contains_key(&link.name)
+                    && self
+                        .first_seen
+                        .get(&link.index)
+                        .is_some_and(|seen| now.duration_since(*seen) < self.route_grace)
+            })
+            .map(|link| link.index)
+            .collect();
+
         // Deletions first: stale routes go before anything new could depend on their absence, and an
         // owned route in the slot of a wanted one is left to be replaced in one step below.
         for route in existing.iter().filter(|route| owned(route)) {
             let taken_over = wanted
                 .get(&route.dst)
                 .is_some_and(|want| same_slot(route, want));
-            if !taken_over && note_failure(report, self.netlink.del_route(route)) {
+            if taken_over {
+                continue;
+            }
+            if route.protocol != FELIX_ROUTE_PROTOCOL
+                && route.oif.is_some_and(|oif| young_unknown.contains(&oif))
+            {
+                report.routes_deferred += 1;
+                continue;
+            }
+            if note_failure(report, self.netlink.del_route(route)) {
                 report.routes_removed += 1;
             }
         }
@@ -130,7 +161,8 @@ fn wanted_routes(
         }
     }
     for (iface, workload) in &desired.workloads {
-        let Some(link) = links.get(iface) else {
+        // A missing or still-down interface is being wired by the CNI plugin: not ready yet.
+        let Some(link) = links.get(iface).filter(|link| link.up) else {
             report.workloads_missing += 1;
             continue;
         };
