@@ -139,20 +139,7 @@ pub async fn run(args: &LabArgs) -> Result<(String, Vec<Goal>)> {
 }
 
 async fn watch_for_interrupt() {
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let terminated = async {
-        match terminate.as_mut() {
-            Some(signal) => {
-                signal.recv().await;
-            }
-            None => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminated => {}
-    }
+    crate::interrupt::wait_for_interrupt().await;
     CANCELLED.store(true, Ordering::Relaxed);
     eprintln!("calico-bench lab: interrupted; taking the labs down");
 }

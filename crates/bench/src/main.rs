@@ -3,6 +3,7 @@
 
 mod apply;
 mod cni;
+mod interrupt;
 mod lab;
 mod measure;
 mod policies;
