@@ -67,6 +67,9 @@ pub struct Desired {
 pub struct WorkloadIface {
     /// Host routes (/32 or /128) to the workload.
     pub addresses: BTreeSet<IpNet>,
+    /// The workload's MAC: each IPv4 address gets a permanent neighbour entry on the interface, so no
+    /// ARP exchange is needed to reach the pod.
+    pub mac: Option<[u8; 6]>,
 }
 
 /// How a Felix-owned route forwards.
@@ -302,6 +305,9 @@ pub fn compute(model: &Model, host: &HostContext) -> Desired {
             .workloads
             .entry(endpoint.interface.clone())
             .or_default();
+        if endpoint.mac.is_some() {
+            entry.mac = endpoint.mac;
+        }
         for address in &endpoint.addresses {
             // Workload routes are host routes, whatever prefix the endpoint recorded.
             entry.addresses.insert(IpNet::from(address.addr()));
@@ -318,6 +324,10 @@ impl Desired {
         for (iface, w) in &self.workloads {
             for a in &w.addresses {
                 let _ = writeln!(out, "route {a} dev {iface} scope link proto boot");
+                if let (Some(mac), IpNet::V4(_)) = (w.mac, a) {
+                    let mac = calico_netlink::format_mac(mac);
+                    let _ = writeln!(out, "neigh {} lladdr {mac} dev {iface} permanent", a.addr());
+                }
             }
             if w.addresses.is_empty() {
                 let _ = writeln!(out, "workload {iface} (no addresses)");

@@ -58,6 +58,8 @@ pub struct EndpointInfo {
     pub node: String,
     pub interface: String,
     pub addresses: Vec<IpNet>,
+    /// The pod-side MAC (`spec.mac`), for a static ARP entry on the host side.
+    pub mac: Option<[u8; 6]>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -141,6 +143,10 @@ impl Model {
                         .iter()
                         .filter_map(|n| n.parse::<IpNet>().ok())
                         .collect(),
+                    mac: spec
+                        .mac
+                        .as_deref()
+                        .and_then(|m| calico_netlink::parse_mac(m).ok()),
                 };
                 replace(&mut self.endpoints, &kv.key, Some(info))
             }

@@ -80,6 +80,8 @@ impl Host {
             .ip(&["link", "set", self.cali, "address", "ee:ee:ee:ee:ee:ee"]);
         self.ns.ip(&["link", "set", self.cali, "up"]);
         let pod_cidr = format!("{}/32", self.pod_ip);
+        let pod_mac = calico_netlink::format_mac(self.pod_mac());
+        self.pod.ip(&["link", "set", "eth0", "address", &pod_mac]);
         self.pod.ip(&["addr", "add", &pod_cidr, "dev", "eth0"]);
         self.pod.ip(&["link", "set", "eth0", "up"]);
         self.pod.ip(&[
@@ -128,6 +130,12 @@ impl Host {
         }
     }
 
+    /// The pod's eth0 MAC: 0a:58 and the pod's address, as the endpoint would record it.
+    fn pod_mac(&self) -> [u8; 6] {
+        let [a, b, c, d] = self.pod_ip.octets();
+        [0x0a, 0x58, a, b, c, d]
+    }
+
     /// What compute() would give this host with `peer` as the only other node.
     fn desired(&self, peer: &Host) -> Desired {
         let pool: Ipv4Net = "198.19.0.0/16".parse().expect("pool");
@@ -136,6 +144,7 @@ impl Host {
                 self.cali.to_string(),
                 WorkloadIface {
                     addresses: BTreeSet::from([IpNet::V4(Ipv4Net::from(self.pod_ip))]),
+                    mac: Some(self.pod_mac()),
                 },
             )]),
             routes: BTreeSet::from([
@@ -271,8 +280,13 @@ fn pods_on_two_hosts_talk_over_vxlan_and_a_second_apply_writes_nothing() {
             report_a.neighbours_written,
             report_a.fdb_written
         ),
-        (3, 1, 1),
+        // Neighbours: the remote VTEP's, and the static ARP entry for the local pod.
+        (3, 2, 1),
         "{report_a:?}"
+    );
+    assert_eq!(
+        lines(&a.ns.ip(&["-4", "neigh", "show", "dev", "cali0a"])),
+        vec!["198.19.0.2 lladdr 0a:58:c6:13:00:02 PERMANENT".to_string()]
     );
 
     // The kernel holds what was asked for.
@@ -451,6 +465,7 @@ fn stale_and_stray_routes_go_foreign_routes_stay() {
         "cali0missing".to_string(),
         WorkloadIface {
             addresses: BTreeSet::from([net("198.19.0.3/32")]),
+            mac: None,
         },
     );
     let report = a.apply(&mut dp, &desired);
@@ -729,4 +744,38 @@ fn routes_on_a_new_interface_without_an_endpoint_wait_out_the_grace_period() {
         "{report:?}"
     );
     assert!(lines(&a.ns.ip(&["route", "show", "dev", "cali0new"])).is_empty());
+}
+
+/// Each local pod has a static ARP entry on its host-side interface; a lost one comes back and a
+/// permanent entry for an address the pod does not have goes.
+#[test]
+fn workload_static_arp_entries_are_kept_exact() {
+    let (a, b) = two_hosts();
+    let mut dp = a.dataplane();
+    let desired = a.desired(&b);
+    assert_clean(&a.apply(&mut dp, &desired));
+    a.ns.ip(&["neigh", "del", "198.19.0.2", "dev", "cali0a"]);
+    a.ns.ip(&[
+        "neigh",
+        "add",
+        "198.19.0.77",
+        "lladdr",
+        "0a:58:c6:13:00:4d",
+        "dev",
+        "cali0a",
+        "nud",
+        "permanent",
+    ]);
+    let report = a.apply(&mut dp, &desired);
+    assert_clean(&report);
+    assert_eq!(
+        (report.neighbours_written, report.neighbours_removed),
+        (1, 1),
+        "{report:?}"
+    );
+    assert_eq!(
+        lines(&a.ns.ip(&["-4", "neigh", "show", "dev", "cali0a"])),
+        vec!["198.19.0.2 lladdr 0a:58:c6:13:00:02 PERMANENT".to_string()]
+    );
+    assert_eq!(a.apply(&mut dp, &desired).writes(), 0);
 }

@@ -20,6 +20,9 @@ use crate::config::Settings;
 use crate::startup::{self, Identity};
 use crate::status::Status;
 
+/// First re-check after an apply found an endpoint whose interface is not ready yet.
+const FIRST_MISSING_RETRY: Duration = Duration::from_millis(50);
+
 /// Run until `shutdown` completes. The dataplane is left as it is on exit: a restarted calico-node
 /// reconciles it rather than rebuilding it, so established traffic is never interrupted.
 pub async fn run(
@@ -47,6 +50,7 @@ pub async fn run(
     let mut check_tunnel = true;
     let mut retry_at: Option<Instant> = None;
     let mut written_mtu: Option<u32> = None;
+    let mut missing_delay = FIRST_MISSING_RETRY;
     let mut refresh = tokio::time::interval(settings.route_refresh());
     let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
     tokio::pin!(shutdown);
@@ -164,6 +168,15 @@ pub async fn run(
                 tracing::warn!(%failure, "a dataplane change failed; retrying");
             }
             retry_at.get_or_insert(Instant::now() + Duration::from_secs(1));
+        }
+        if report.workloads_missing > 0 {
+            // The CNI plugin is still wiring an endpoint we already know: look again soon, backing
+            // off in case the interface never comes (an endpoint left behind by a crashed runtime).
+            let at = Instant::now() + missing_delay;
+            retry_at = Some(retry_at.map_or(at, |r| r.min(at)));
+            missing_delay = (missing_delay * 2).min(Duration::from_secs(10));
+        } else {
+            missing_delay = FIRST_MISSING_RETRY;
         }
         if report.routes_deferred > 0 {
             // Look again once the grace period of those interfaces is over.

@@ -15,7 +15,7 @@ mod vxlan;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use calico_netlink::{Link, Netlink, NetlinkError, sysctl};
+use calico_netlink::{Link, Neighbour, Netlink, NetlinkError, sysctl};
 
 use crate::desired::Desired;
 use crate::nat;
@@ -47,9 +47,10 @@ pub struct ApplyReport {
     pub nft_applied: bool,
     /// Desired workload interfaces that do not exist (yet); their routes and sysctls were skipped.
     pub workloads_missing: usize,
-    /// Routes on workload interfaces that no endpoint names yet, kept for now: a CNI plugin writes its
-    /// pod's route before the endpoint reaches us. They are removed once the interface has existed for
-    /// [`Dataplane::route_grace`] and still has no endpoint; the caller should apply again by then.
+    /// Routes on workload interfaces the CNI plugin is most likely still wiring, kept for now: an
+    /// interface no endpoint names yet (the plugin writes its pod's route before the endpoint reaches
+    /// us; removed once the interface has existed for [`Dataplane::route_grace`] without an endpoint),
+    /// or one an endpoint names that is still down. The caller should apply again later.
     pub routes_deferred: usize,
     /// One line per object that could not be written, naming it and the kernel's error.
     pub failures: Vec<String>,
@@ -170,6 +171,7 @@ impl Dataplane {
             self.remove_vxlan(&links, &mut report);
         }
         self.ensure_workload_sysctls(desired, &links, &mut report);
+        self.ensure_workload_neighbours(desired, &links, &mut report)?;
         self.ensure_nat(desired, &mut report);
         Ok(report)
     }
@@ -211,6 +213,61 @@ impl Dataplane {
                 ensure_sysctl(&key, value, report);
             }
         }
+    }
+
+    /// A permanent neighbour (IPv4 address → MAC) for every local workload address whose MAC is known,
+    /// and no other permanent entries on those interfaces.
+    fn ensure_workload_neighbours(
+        &mut self,
+        desired: &Desired,
+        links: &HashMap<String, Link>,
+        report: &mut ApplyReport,
+    ) -> Result<(), DataplaneError> {
+        let mut wanted: Vec<Neighbour> = Vec::new();
+        for (iface, workload) in &desired.workloads {
+            let (Some(link), Some(mac)) = (links.get(iface).filter(|l| l.up), workload.mac) else {
+                continue;
+            };
+            wanted.extend(
+                workload
+                    .addresses
+                    .iter()
+                    .filter(|a| a.addr().is_ipv4())
+                    .map(|a| Neighbour {
+                        index: link.index,
+                        ip: a.addr(),
+                        mac,
+                        permanent: true,
+                    }),
+            );
+        }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let managed: Vec<u32> = wanted.iter().map(|n| n.index).collect();
+        let existing: Vec<Neighbour> = self
+            .netlink
+            .neighbours(None)?
+            .into_iter()
+            .filter(|n| managed.contains(&n.index) && n.ip.is_ipv4())
+            .collect();
+        for neighbour in &existing {
+            let stale = neighbour.permanent
+                && !wanted
+                    .iter()
+                    .any(|w| w.index == neighbour.index && w.ip == neighbour.ip);
+            if stale && note_failure(report, self.netlink.del_neighbour(neighbour)) {
+                report.neighbours_removed += 1;
+            }
+        }
+        for want in &wanted {
+            if !existing.contains(want)
+                && note_failure(report, self.netlink.replace_neighbour(want))
+            {
+                report.neighbours_written += 1;
+            }
+        }
+        Ok(())
     }
 
     /// Rewrites the nftables table when its text changed since this process last wrote it, or when it is

@@ -63,23 +63,28 @@ impl Dataplane {
         };
         let existing = self.netlink.routes(Family::All, Some(TABLE_MAIN))?;
 
-        // Workload interfaces no endpoint names yet, and still within their grace period: their routes
-        // were most likely just written by the CNI plugin, whose endpoint has not reached us yet.
+        // Routes left alone for now, on two kinds of workload interface the CNI plugin is most likely
+        // still wiring: one no endpoint names yet, within its grace period (the endpoint has not reached
+        // us), and one an endpoint names that was still down when the links were read (its route may have
+        // been added since).
         let now = Instant::now();
         self.first_seen
             .retain(|index, _| workload_indexes.contains(index));
         for index in &workload_indexes {
             self.first_seen.entry(*index).or_insert(now);
         }
-        let young_unknown: Vec<u32> = links
+        let being_wired: Vec<u32> = links
             .values()
             .filter(|link| {
-                link.name.starts_with(WORKLOAD_IFACE_PREFIX)
-                    && !desired.workloads.contains_key(&link.name)
-                    && self
-                        .first_seen
-                        .get(&link.index)
-                        .is_some_and(|seen| now.duration_since(*seen) < self.route_grace)
+                if !link.name.starts_with(WORKLOAD_IFACE_PREFIX) {
+                    return false;
+                }
+                if desired.workloads.contains_key(&link.name) {
+                    return !link.up;
+                }
+                self.first_seen
+                    .get(&link.index)
+                    .is_some_and(|seen| now.duration_since(*seen) < self.route_grace)
             })
             .map(|link| link.index)
             .collect();
@@ -94,7 +99,7 @@ impl Dataplane {
                 continue;
             }
             if route.protocol != FELIX_ROUTE_PROTOCOL
-                && route.oif.is_some_and(|oif| young_unknown.contains(&oif))
+                && route.oif.is_some_and(|oif| being_wired.contains(&oif))
             {
                 report.routes_deferred += 1;
                 continue;
