@@ -5,8 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use calico_netlink::{
-    Family, Neighbour, Netlink, NetlinkError, Netns, Route, RouteScope, TABLE_MAIN, format_mac,
-    sysctl,
+    Family, Netlink, NetlinkError, Netns, Route, RouteScope, TABLE_MAIN, format_mac, sysctl,
 };
 use ipnet::IpNet;
 
@@ -131,17 +130,6 @@ fn configure(spec: &WireSpec, ns: &Netns, host: &mut Netlink) -> Result<(), Stri
                 }
             }
             Err(e) => return Err(e.to_string()),
-        }
-        // A static ARP entry for the pod, as Felix keeps one: the first packet to a new pod needs no
-        // ARP exchange (whose retry is a full second if the first request goes unanswered).
-        if ip.addr().is_ipv4() {
-            let neighbour = Neighbour {
-                index: host_link.index,
-                ip: ip.addr(),
-                mac: spec.pod_mac,
-                permanent: true,
-            };
-            host.replace_neighbour(&neighbour).map_err(err)?;
         }
     }
     Ok(())
