@@ -779,3 +779,21 @@ fn workload_static_arp_entries_are_kept_exact() {
     );
     assert_eq!(a.apply(&mut dp, &desired).writes(), 0);
 }
+
+/// Workload sysctls are verified once per interface; the periodic full pass (`recheck_all`) reads
+/// them again and restores one changed behind Felix's back.
+#[test]
+fn workload_sysctls_are_verified_once_and_restored_on_a_full_pass() {
+    let (a, b) = two_hosts();
+    let mut dp = a.dataplane();
+    let desired = a.desired(&b);
+    assert_clean(&a.apply(&mut dp, &desired));
+    a.ns.exec_ok(&["sysctl", "-qw", "net.ipv4.conf.cali0a.proxy_arp=0"]);
+    let report = a.apply(&mut dp, &desired);
+    assert_eq!(report.sysctls_written, 0, "{report:?}");
+    assert_eq!(a.ns.sysctl("net/ipv4/conf/cali0a/proxy_arp"), "0");
+    dp.recheck_all();
+    let report = a.apply(&mut dp, &desired);
+    assert_eq!(report.sysctls_written, 1, "{report:?}");
+    assert_eq!(a.ns.sysctl("net/ipv4/conf/cali0a/proxy_arp"), "1");
+}

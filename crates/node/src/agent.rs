@@ -70,6 +70,7 @@ pub async fn run(
             }
             _ = refresh.tick() => {
                 // Periodic full reconciliation: the kernel may have been changed behind our back.
+                dataplane.recheck_all();
                 dirty = true;
                 check_tunnel = true;
             }

@@ -12,7 +12,7 @@
 mod routes;
 mod vxlan;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use calico_netlink::{Link, Neighbour, Netlink, NetlinkError, sysctl};
@@ -86,6 +86,9 @@ pub struct Dataplane {
     /// When each workload interface (by index) was first seen, for the route grace period.
     first_seen: HashMap<u32, Instant>,
     route_grace: Duration,
+    /// Workload interfaces (by index) whose sysctls were verified; checked again only after
+    /// [`Dataplane::recheck_all`], so an apply per datastore event does not re-read them all.
+    sysctls_verified: HashSet<u32>,
 }
 
 /// How long routes on a workload interface without an endpoint are kept (Felix has a similar grace).
@@ -101,6 +104,7 @@ impl Dataplane {
             ipip_supported: None,
             first_seen: HashMap::new(),
             route_grace: DEFAULT_ROUTE_GRACE,
+            sysctls_verified: HashSet::new(),
         })
     }
 
@@ -112,6 +116,12 @@ impl Dataplane {
 
     pub fn route_grace(&self) -> Duration {
         self.route_grace
+    }
+
+    /// Forget what was verified once (workload sysctls), so the next apply reads it all again: for the
+    /// periodic full resync, which also catches changes made behind our back.
+    pub fn recheck_all(&mut self) {
+        self.sysctls_verified.clear();
     }
 
     /// Whether the kernel can create an `ipip` link: probed once by creating and deleting a throw-away
@@ -200,17 +210,27 @@ impl Dataplane {
         links: &HashMap<String, Link>,
         report: &mut ApplyReport,
     ) {
+        let present: HashSet<u32> = links.values().map(|link| link.index).collect();
+        self.sysctls_verified
+            .retain(|index| present.contains(index));
         for iface in desired.workloads.keys() {
-            if !links.contains_key(iface) {
+            let Some(link) = links.get(iface) else {
+                continue;
+            };
+            if self.sysctls_verified.contains(&link.index) {
                 continue;
             }
+            let mut all_set = true;
             for (key, value) in [
                 (format!("net/ipv4/conf/{iface}/proxy_arp"), "1"),
                 (format!("net/ipv4/neigh/{iface}/proxy_delay"), "0"),
                 (format!("net/ipv4/conf/{iface}/forwarding"), "1"),
                 (format!("net/ipv4/conf/{iface}/route_localnet"), "1"),
             ] {
-                ensure_sysctl(&key, value, report);
+                all_set &= ensure_sysctl(&key, value, report);
+            }
+            if all_set {
+                self.sysctls_verified.insert(link.index);
             }
         }
     }
