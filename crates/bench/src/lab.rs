@@ -19,18 +19,17 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
-use std::io::{Read, Write as _};
+use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use calico_netlink::{Netlink, Netns};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use calico_process::{Finished, RunError};
 use serde_json::Value;
 use tokio::net::TcpSocket;
 use tokio::task::JoinSet;
@@ -318,96 +317,21 @@ impl Tools {
     }
 }
 
-/// What a finished command produced; `exited_at` is taken the moment `wait` returned.
-struct Finished {
-    status: ExitStatus,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-    exited_at: Instant,
-    elapsed: Duration,
-}
-
-impl Finished {
-    fn text(&self) -> String {
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&self.stdout).trim(),
-            String::from_utf8_lossy(&self.stderr).trim()
-        )
-    }
-}
-
-/// Runs `command` to the end with `input` on stdin. A watchdog kills it after `limit` or on Ctrl-C; the
-/// caller blocks in `wait`, so the exit time is exact (no polling delay).
+/// Runs `command` to the end with `input` on stdin, killed after `limit` or on Ctrl-C. The exit time
+/// (`exited_at`) is exact: the ADD → reachable clock starts there.
 fn run_bounded(mut command: Command, input: Option<&[u8]>, limit: Duration) -> Result<Finished> {
     check_cancelled()?;
-    let what = format!("{:?}", command.get_program());
-    let started = Instant::now();
-    let mut child = command
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {what}"))?;
-    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
-        // A child that exits without reading its input is reported by its status.
-        let _ = stdin.write_all(input);
+    match calico_process::run_cancellable(&mut command, input, limit, Some(&CANCELLED)) {
+        Ok(finished) => Ok(finished),
+        Err(RunError::TimedOut {
+            program, output, ..
+        }) => bail!(
+            "{program} did not finish within {limit:?} and was killed: {}",
+            tail(&output.text(), 10)
+        ),
+        Err(RunError::Cancelled { .. }) => bail!("interrupted"),
+        Err(e) => Err(e.into()),
     }
-    let stdout = spawn_reader(child.stdout.take());
-    let stderr = spawn_reader(child.stderr.take());
-    let (done, finished) = mpsc::channel::<()>();
-    let pid = child.id();
-    let watchdog = std::thread::spawn(move || {
-        let deadline = Instant::now() + limit;
-        loop {
-            match finished.recv_timeout(Duration::from_millis(100)) {
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if CANCELLED.load(Ordering::Relaxed) || Instant::now() >= deadline {
-                        if let Ok(raw) = i32::try_from(pid) {
-                            // It may have exited just now: then there is nothing to kill.
-                            let _ = kill(Pid::from_raw(raw), Signal::SIGKILL);
-                        }
-                        return true;
-                    }
-                }
-                _ => return false,
-            }
-        }
-    });
-    let status = child.wait();
-    let exited_at = Instant::now();
-    drop(done);
-    let killed = watchdog.join().unwrap_or(false);
-    let status = status.with_context(|| format!("waiting for {what}"))?;
-    let finished = Finished {
-        status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-        exited_at,
-        elapsed: exited_at - started,
-    };
-    if killed {
-        check_cancelled()?;
-        bail!(
-            "{what} did not finish within {limit:?} and was killed: {}",
-            tail(&finished.text(), 10)
-        );
-    }
-    Ok(finished)
-}
-
-fn spawn_reader(source: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(mut s) = source {
-            let _ = s.read_to_end(&mut buf);
-        }
-        buf
-    })
 }
 
 /// A long-running child (an iperf3 server) killed and reaped when dropped.

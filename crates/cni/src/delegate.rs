@@ -2,12 +2,12 @@
 //! `CNI_PATH`, run it with our `CNI_*` environment (verb overridable) and the complete network
 //! configuration on stdin, and read its result or error from stdout.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use calico_process::{Finished, RunError};
 use serde_json::Value;
 
 use crate::spec::env::{CniEnv, Command};
@@ -114,8 +114,15 @@ pub fn exec(
 ) -> Result<Vec<u8>, CniError> {
     let plugin = find_plugin(plugin_type, &env.path, command)?;
     let deadline = Instant::now() + timeout;
-    let mut child = spawn_with_retry(&plugin, command, env, deadline)?;
-    let output = collect_output(&mut child, config, deadline, plugin_type, timeout)?;
+    let output = run_with_retry(
+        &plugin,
+        plugin_type,
+        command,
+        config,
+        env,
+        deadline,
+        timeout,
+    )?;
     // Spec: the delegated plugin's stderr goes to the calling plugin's stderr.
     if !output.stderr.is_empty() {
         let _ = std::io::stderr().write_all(&output.stderr);
@@ -127,12 +134,17 @@ pub fn exec(
     }
 }
 
-fn spawn_with_retry(
+/// Runs the plugin with the config on stdin until it exits or `deadline`. A binary that is being
+/// replaced (an installer writing it: "text file busy") is retried, like libcni.
+fn run_with_retry(
     plugin: &Path,
+    plugin_type: &str,
     command: Command,
+    config: &[u8],
     env: &CniEnv,
     deadline: Instant,
-) -> Result<Child, CniError> {
+    timeout: Duration,
+) -> Result<Finished, CniError> {
     let mut attempt = 0;
     loop {
         let mut process = std::process::Command::new(plugin);
@@ -142,24 +154,36 @@ fn spawn_with_retry(
                 None => process.env_remove(name),
             };
         }
-        process
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        match process.spawn() {
-            Ok(child) => return Ok(child),
-            // The binary is being replaced (e.g. by an installer): wait and retry, like libcni.
+        let limit = deadline.saturating_duration_since(Instant::now());
+        match calico_process::run(&mut process, Some(config), limit) {
+            Ok(finished) => return Ok(finished),
             Err(error)
-                if error.kind() == std::io::ErrorKind::ExecutableFileBusy
+                if error.spawn_error_kind() == Some(std::io::ErrorKind::ExecutableFileBusy)
                     && attempt < BUSY_RETRIES
                     && Instant::now() + Duration::from_secs(1) < deadline =>
             {
                 attempt += 1;
                 thread::sleep(Duration::from_secs(1));
             }
-            Err(error) => {
+            Err(RunError::TimedOut { .. }) => {
+                return Err(CniError::new(
+                    CniError::TRY_AGAIN_LATER,
+                    format!(
+                        "plugin {plugin_type:?} did not finish within {}s and was killed",
+                        timeout.as_secs()
+                    ),
+                    "",
+                ));
+            }
+            Err(error @ RunError::Spawn { .. }) => {
                 return Err(CniError::io_failure(
                     format!("failed to run plugin {}", plugin.display()),
+                    error.to_string(),
+                ));
+            }
+            Err(error) => {
+                return Err(CniError::io_failure(
+                    format!("failed to wait for plugin {plugin_type:?}"),
                     error.to_string(),
                 ));
             }
@@ -167,96 +191,8 @@ fn spawn_with_retry(
     }
 }
 
-struct PluginOutput {
-    status: ExitStatus,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-}
-
-fn collect_output(
-    child: &mut Child,
-    config: &[u8],
-    deadline: Instant,
-    plugin_type: &str,
-    timeout: Duration,
-) -> Result<PluginOutput, CniError> {
-    // Feed stdin and drain stdout/stderr on their own threads so a chatty plugin cannot
-    // deadlock on a full pipe while we wait for it.
-    let stdin = child.stdin.take().map(|mut pipe| {
-        let config = config.to_vec();
-        // A plugin that exits without reading stdin gives EPIPE; its exit status tells more.
-        thread::spawn(move || {
-            let _ = pipe.write_all(&config);
-        })
-    });
-    let stdout = child.stdout.take().map(spawn_reader);
-    let stderr = child.stderr.take().map(spawn_reader);
-
-    let status = wait_until(child, deadline);
-    let status = match status {
-        Ok(Some(status)) => status,
-        Ok(None) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(CniError::new(
-                CniError::TRY_AGAIN_LATER,
-                format!(
-                    "plugin {plugin_type:?} did not finish within {}s and was killed",
-                    timeout.as_secs()
-                ),
-                "",
-            ));
-        }
-        Err(error) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(CniError::io_failure(
-                format!("failed to wait for plugin {plugin_type:?}"),
-                error.to_string(),
-            ));
-        }
-    };
-    if let Some(handle) = stdin {
-        let _ = handle.join();
-    }
-    let join = |handle: Option<thread::JoinHandle<Vec<u8>>>| {
-        handle
-            .map(|handle| handle.join().unwrap_or_default())
-            .unwrap_or_default()
-    };
-    Ok(PluginOutput {
-        status,
-        stdout: join(stdout),
-        stderr: join(stderr),
-    })
-}
-
-fn spawn_reader(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
-    thread::spawn(move || {
-        let mut buffer = Vec::new();
-        let _ = pipe.read_to_end(&mut buffer);
-        buffer
-    })
-}
-
-/// Polls the child until it exits or the deadline passes (`Ok(None)`).
-fn wait_until(child: &mut Child, deadline: Instant) -> std::io::Result<Option<ExitStatus>> {
-    let mut pause = Duration::from_millis(1);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(Some(status));
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return Ok(None);
-        }
-        thread::sleep(pause.min(deadline - now));
-        pause = (pause * 2).min(Duration::from_millis(50));
-    }
-}
-
 /// The error a failed plugin reported, or one describing its failure when it printed none.
-fn plugin_failure(plugin_type: &str, output: &PluginOutput) -> CniError {
+fn plugin_failure(plugin_type: &str, output: &Finished) -> CniError {
     let printed = serde_json::from_slice::<Value>(&output.stdout)
         .ok()
         .as_ref()

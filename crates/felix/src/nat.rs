@@ -10,10 +10,9 @@
 //! for the same packet wins; the first chain that NATs a connection decides its mapping.
 
 use std::fmt::Write as _;
-use std::io::{Read, Write as _};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use ipnet::Ipv4Net;
 
@@ -224,67 +223,22 @@ fn nft_binary() -> Option<PathBuf> {
 /// Runs nft with `args` (and `stdin`), returning its stdout; errors carry nft's stderr.
 fn run_nft(args: &[&str], stdin: Option<&str>, what: &str) -> Result<String, NatError> {
     let nft = nft_binary().ok_or(NatError::NftMissing)?;
-    let mut child = Command::new(&nft)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| NatError::Spawn(format!("{}: {e}", nft.display())))?;
-    // Readers on threads so a chatty nft can never block on a full pipe while we wait.
-    let read_all = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut bytes);
-            }
-            String::from_utf8_lossy(&bytes).into_owned()
-        })
-    };
-    let stdout = read_all(
-        child
-            .stdout
-            .take()
-            .map(|pipe| Box::new(pipe) as Box<dyn Read + Send>),
-    );
-    let stderr = read_all(
-        child
-            .stderr
-            .take()
-            .map(|pipe| Box::new(pipe) as Box<dyn Read + Send>),
-    );
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        // A write error means nft exited early; its status and stderr tell why.
-        let _ = pipe.write_all(text.as_bytes());
-    }
-    let deadline = Instant::now() + NFT_TIMEOUT;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(NatError::Timeout);
-            }
-            Err(e) => return Err(NatError::Spawn(format!("wait for nft: {e}"))),
-        }
-    };
-    let stdout = stdout.join().unwrap_or_default();
-    let stderr = stderr.join().unwrap_or_default();
-    if status.success() {
-        Ok(stdout)
+    let finished = calico_process::run(
+        Command::new(&nft).args(args),
+        stdin.map(str::as_bytes),
+        NFT_TIMEOUT,
+    )
+    .map_err(|e| match e {
+        calico_process::RunError::TimedOut { .. } => NatError::Timeout,
+        other => NatError::Spawn(other.to_string()),
+    })?;
+    if finished.status.success() {
+        Ok(finished.stdout_text())
     } else {
         Err(NatError::Failed {
             what: what.to_string(),
-            status: status.to_string(),
-            stderr: stderr.trim().to_string(),
+            status: finished.status.to_string(),
+            stderr: finished.stderr_text().trim().to_string(),
         })
     }
 }

@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 use crate::datastore;
 use crate::netns;
 use crate::paths::netns_path;
-use crate::procs;
 use crate::state::{DatastoreKind, DatastoreState, HostState, PodState};
 
 pub const NETWORK: &str = "k8s-pod-network";
@@ -73,7 +72,7 @@ fn invoke(
     container_id: &str,
     netns: &str,
     limit: Duration,
-) -> Result<procs::Finished> {
+) -> Result<calico_process::Finished> {
     let conf =
         std::fs::read(&host.cni_conf).with_context(|| format!("reading {}", host.cni_conf))?;
     let cni_path = plugin
@@ -97,11 +96,11 @@ fn invoke(
         .env_remove("DATASTORE_TYPE")
         .env_remove("ETCD_ENDPOINTS")
         .env_remove("CALICO_DATASTORE_PATH");
-    procs::run(command, Some(&conf), limit)
+    Ok(calico_process::run(&mut command, Some(&conf), limit)?)
 }
 
 /// The plugin's CNI error (`{"code":..,"msg":..,"details":..}`) or whatever it printed.
-fn plugin_error(out: &procs::Finished) -> String {
+fn plugin_error(out: &calico_process::Finished) -> String {
     match serde_json::from_slice::<Value>(&out.stdout) {
         Ok(v) if v.get("msg").is_some() => {
             let code = v.get("code").cloned().unwrap_or(Value::Null);

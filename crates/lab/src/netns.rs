@@ -8,7 +8,6 @@ use anyhow::{Context, Result, bail};
 use calico_netlink::Netns;
 
 use crate::paths::{NETNS_DIR, netns_path, system_binary};
-use crate::procs;
 
 fn ip_command() -> Result<Command> {
     Ok(Command::new(system_binary("ip", "iproute2")?))
@@ -25,7 +24,11 @@ fn ip_batch(lines: &[String], force: bool) -> Result<()> {
     }
     command.args(["-batch", "-"]);
     let input = lines.join("\n") + "\n";
-    let out = procs::run(command, Some(input.as_bytes()), Duration::from_secs(60))?;
+    let out = calico_process::run(
+        &mut command,
+        Some(input.as_bytes()),
+        Duration::from_secs(60),
+    )?;
     if !out.status.success() && !force {
         bail!("ip -batch failed: {}", out.stderr_text().trim());
     }
