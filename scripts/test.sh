@@ -9,6 +9,12 @@ bash scripts/setup.sh
 # A one-off build: incremental caches would only double the disk it needs.
 export CARGO_INCREMENTAL=0
 
+# A full test build takes about 2.3 GiB under target/; say so up front rather than fail mid-link.
+free_kib=$(df -Pk . | awk 'NR == 2 { print $4 }')
+if [ "${free_kib:-0}" -lt $((3 * 1024 * 1024)) ]; then
+    echo "warning: only $((free_kib / 1024)) MiB free here; the test build needs about 2.3 GiB under target/" >&2
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
