@@ -6,9 +6,10 @@
 //! 1. TCP throughput pod to pod across two hosts over VXLAN beside the raw underlay between the same two
 //!    hosts: iperf3 servers in node2's pod and in node2's host namespace, clients in node1's pod and host;
 //!    runs interleaved (the order alternates), median of the per-run ratio VXLAN / underlay.
-//! 2. CNI ADD → reachable from another host: pods added one at a time on node1 through the plugin (invoked
-//!    as calico-lab invokes it); from the moment ADD returns, a thread inside node2's pod sends a TCP SYN to
-//!    a closed port of the new pod every millisecond until a reset (or an accept) comes back.
+//! 2. CNI ADD → reachable from another host: pods added one at a time on node1 by calico-lab's own
+//!    add-pod code (the plugin run in the host's namespace); from the moment ADD returns, a thread inside
+//!    node2's pod sends a TCP SYN to a closed port of the new pod every millisecond until a reset (or an
+//!    accept) comes back.
 //! 3. calico-node memory and CPU on a 3-host lab: idle after `up`, then with `--pods-per-host` pods per
 //!    host once they all answer and calico-node has gone quiet.
 //! 4. `calico-lab up` wall time for 3 hosts × 2 pods and for 20 hosts × 10 pods, with calico-lab's own
@@ -19,7 +20,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
-use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -28,7 +28,8 @@ use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use calico_netlink::{Netlink, Netns};
+use calico_lab::cni::Added;
+use calico_lab::state::{HostState, PodState, STAGES, State};
 use calico_process::{Finished, RunError};
 use serde_json::Value;
 use tokio::net::TcpSocket;
@@ -37,7 +38,6 @@ use tokio::task::JoinSet;
 use crate::measure::percentile;
 use crate::report::{Goal, Table};
 
-const NETNS_DIR: &str = "/run/netns";
 const IPERF3: &str = "/usr/bin/iperf3";
 const IPERF_PORT: u16 = 5201;
 /// Nothing listens on it in a pod: a SYN there is answered by a reset once the path works.
@@ -49,7 +49,6 @@ const PROBES_IN_FLIGHT: usize = 256;
 /// How long one `calico-lab up` may take before it is killed.
 const UP_LIMIT: Duration = Duration::from_secs(400);
 const DOWN_LIMIT: Duration = Duration::from_secs(180);
-const PLUGIN_LIMIT: Duration = Duration::from_secs(60);
 /// Seconds per core-second in /proc/<pid>/stat: USER_HZ, 100 on every Linux architecture this runs on.
 const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 /// calico-node counts as quiet when it used less than this share of a core over one second.
@@ -372,11 +371,17 @@ fn median(mut values: Vec<f64>) -> f64 {
 // ---------------------------------------------------------------------------------------------------------
 // Labs.
 
-/// A lab brought up by `calico-lab up`; taken down with `calico-lab down` when dropped, whatever happened.
-struct Lab<'a> {
+/// Runs `calico-lab down --name <name>` when dropped, whatever happened (error, panic, Ctrl-C).
+struct DownOnDrop<'a> {
     tools: &'a Tools,
     name: String,
-    state: Value,
+}
+
+/// A lab brought up by `calico-lab up`.
+struct Lab<'a> {
+    down: DownOnDrop<'a>,
+    /// What `up --json` printed: calico-lab's own state file.
+    state: State,
 }
 
 /// What one `calico-lab up` took.
@@ -390,18 +395,17 @@ impl<'a> Lab<'a> {
     /// Brings up a lab with a fresh name; the guard exists before `up` starts, so a failed `up` is cleaned
     /// up too.
     fn up(tools: &'a Tools, nodes: usize, pods_per_node: usize) -> Result<(Lab<'a>, UpRun)> {
-        let mut lab = Lab {
+        let down = DownOnDrop {
             tools,
             name: format!(
                 "bench{}_{}",
                 std::process::id(),
                 LAB_COUNTER.fetch_add(1, Ordering::Relaxed)
             ),
-            state: Value::Null,
         };
         let mut command = Command::new(&tools.lab);
         command
-            .args(["up", "--json", "--timeout", "120", "--name", &lab.name])
+            .args(["up", "--json", "--timeout", "120", "--name", &down.name])
             .args(["--nodes", &nodes.to_string()])
             .args(["--pods-per-node", &pods_per_node.to_string()]);
         let out = run_bounded(command, None, UP_LIMIT)?;
@@ -412,109 +416,41 @@ impl<'a> Lab<'a> {
                 tail(&out.text(), 20)
             );
         }
-        lab.state = serde_json::from_slice(&out.stdout).with_context(|| {
+        let state: State = serde_json::from_slice(&out.stdout).with_context(|| {
             format!(
-                "calico-lab up --json printed no JSON: {}",
+                "calico-lab up --json printed no lab state: {}",
                 tail(&out.text(), 5)
             )
         })?;
-        let stages = lab
-            .state
-            .get("timings_ms")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok((
-            lab,
-            UpRun {
-                wall: out.elapsed,
-                stages,
-            },
-        ))
+        let up = UpRun {
+            wall: out.elapsed,
+            stages: state.timings_ms.clone(),
+        };
+        Ok((Lab { down, state }, up))
+    }
+
+    fn name(&self) -> &str {
+        &self.down.name
     }
 
     fn prefix(&self) -> String {
-        format!("clab-{}-", self.name)
+        format!("clab-{}-", self.name())
     }
 
-    fn host(&self, name: &str) -> Result<HostInfo> {
-        let host = self
-            .state
-            .get("hosts")
-            .and_then(Value::as_array)
-            .and_then(|hosts| {
-                hosts
-                    .iter()
-                    .find(|h| h.get("name").and_then(Value::as_str) == Some(name))
-            })
-            .with_context(|| format!("lab {} has no host {name}", self.name))?;
-        let field = |key: &str| -> Result<String> {
-            host.get(key)
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .with_context(|| format!("host {name} has no {key} in calico-lab's state"))
-        };
-        Ok(HostInfo {
-            name: name.to_string(),
-            namespace: field("namespace")?,
-            address: field("address")?,
-            cni_conf: field("cni_conf")?,
-            log: field("log")?,
-            calico_node_pid: host
-                .get("calico_node_pid")
-                .and_then(Value::as_u64)
-                .and_then(|p| u32::try_from(p).ok())
-                .with_context(|| format!("host {name} has no calico-node pid"))?,
-        })
-    }
-
-    fn hosts(&self) -> Result<Vec<HostInfo>> {
-        let names: Vec<String> = self
-            .state
-            .get("hosts")
-            .and_then(Value::as_array)
-            .map(|hosts| {
-                hosts
-                    .iter()
-                    .filter_map(|h| h.get("name").and_then(Value::as_str).map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.iter().map(|n| self.host(n)).collect()
-    }
-
-    fn pods(&self) -> Vec<PodInfo> {
+    fn host(&self, name: &str) -> Result<&HostState> {
         self.state
-            .get("pods")
-            .and_then(Value::as_array)
-            .map(|pods| {
-                pods.iter()
-                    .filter_map(|p| {
-                        Some(PodInfo {
-                            name: p.get("name")?.as_str()?.to_string(),
-                            host: p.get("host")?.as_str()?.to_string(),
-                            namespace: p.get("namespace")?.as_str()?.to_string(),
-                            ip: p.get("ip")?.as_str()?.parse().ok()?,
-                        })
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+            .host(name)
+            .with_context(|| format!("lab {} has no host {name}", self.name()))
     }
 
-    fn pod(&self, name: &str) -> Result<PodInfo> {
-        self.pods()
-            .into_iter()
-            .find(|p| p.name == name)
-            .with_context(|| format!("lab {} has no pod {name}", self.name))
+    fn pod(&self, name: &str) -> Result<&PodState> {
+        self.state
+            .pod(name)
+            .with_context(|| format!("lab {} has no pod {name}", self.name()))
     }
 }
 
-impl Lab<'_> {
+impl DownOnDrop<'_> {
     /// Copies the lab's `*.log` files (per host: calico-node's and the plugin's) to `into/<lab>/`.
     fn copy_logs(&self, into: &Path) -> std::io::Result<()> {
         let target = into.join(&self.name);
@@ -536,166 +472,34 @@ impl Lab<'_> {
     }
 }
 
-impl Drop for Lab<'_> {
+impl Drop for DownOnDrop<'_> {
     fn drop(&mut self) {
         if let Some(into) = &self.tools.keep_logs
             && let Err(e) = self.copy_logs(into)
         {
             eprintln!("warning: copying the logs of lab {}: {e}", self.name);
         }
-        // Down must run even after Ctrl-C, so this does not go through run_bounded's cancellation.
-        let spawned = Command::new(&self.tools.lab)
-            .args(["down", "--name", &self.name])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn();
-        let mut child = match spawned {
-            Ok(child) => child,
-            Err(e) => {
-                eprintln!("warning: calico-lab down --name {}: {e}", self.name);
-                return;
-            }
-        };
-        let deadline = Instant::now() + DOWN_LIMIT;
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) if status.success() => return,
-                Ok(Some(status)) => {
-                    eprintln!(
-                        "warning: calico-lab down --name {} failed ({status})",
-                        self.name
-                    );
-                    return;
-                }
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Ok(None) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    eprintln!(
-                        "warning: calico-lab down --name {} did not finish within {DOWN_LIMIT:?}",
-                        self.name
-                    );
-                    return;
-                }
-                Err(e) => {
-                    eprintln!("warning: calico-lab down --name {}: {e}", self.name);
-                    return;
-                }
-            }
+        // Not cancellable: down must run even after Ctrl-C.
+        let mut command = Command::new(&self.tools.lab);
+        command.args(["down", "--name", &self.name]);
+        match calico_process::run(&mut command, None, DOWN_LIMIT) {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => eprintln!(
+                "warning: calico-lab down --name {} failed ({}): {}",
+                self.name,
+                out.status,
+                tail(&out.text(), 10)
+            ),
+            Err(e) => eprintln!("warning: calico-lab down --name {}: {e}", self.name),
         }
     }
 }
 
-#[derive(Clone)]
-struct HostInfo {
-    name: String,
-    namespace: String,
-    address: String,
-    cni_conf: String,
-    log: String,
-    calico_node_pid: u32,
-}
-
-#[derive(Clone)]
-struct PodInfo {
-    name: String,
-    host: String,
-    namespace: String,
-    ip: IpAddr,
-}
-
-fn netns_path(ns: &str) -> PathBuf {
-    Path::new(NETNS_DIR).join(ns)
-}
-
-fn open_netns(ns: &str) -> Result<Netns> {
-    Netns::open(&netns_path(ns)).with_context(|| format!("opening network namespace {ns}"))
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Pods through the plugin, as calico-lab adds them.
-
-/// 64 random hex digits, like a runtime's container id.
-fn new_container_id() -> Result<String> {
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .context("reading /dev/urandom")?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// A pod added by ADD: its address and when the plugin returned.
-struct Added {
-    ip: IpAddr,
-    returned_at: Instant,
-    add_duration: Duration,
-}
-
-/// Creates pod `pod`'s namespace under the lab's prefix (so `calico-lab down` removes it), brings up its
-/// loopback and runs CNI ADD in `host`'s namespace with the host's network config, like calico-lab.
-fn add_pod(tools: &Tools, lab: &Lab, host: &HostInfo, pod: &str) -> Result<Added> {
-    let namespace = format!("{}{pod}", lab.prefix());
-    let mut command = Command::new(&tools.ip);
-    command.args(["netns", "add", &namespace]);
-    let out = run_bounded(command, None, Duration::from_secs(30))?;
-    if !out.status.success() {
-        bail!("ip netns add {namespace}: {}", out.text());
-    }
-    let ns = open_netns(&namespace)?;
-    let mut nl = Netlink::in_netns(&ns).with_context(|| format!("netlink in {namespace}"))?;
-    if let Some(lo) = nl.link_by_name("lo")? {
-        nl.set_link_up(lo.index)?;
-    }
-    let conf =
-        std::fs::read(&host.cni_conf).with_context(|| format!("reading {}", host.cni_conf))?;
-    let container_id = new_container_id()?;
-    let mut command = tools.in_netns(&host.namespace, &tools.plugin);
-    command
-        .env("CNI_COMMAND", "ADD")
-        .env("CNI_CONTAINERID", &container_id)
-        .env("CNI_NETNS", netns_path(&namespace))
-        .env("CNI_IFNAME", "eth0")
-        .env(
-            "CNI_PATH",
-            tools.plugin.parent().map(Path::as_os_str).unwrap_or_default(),
-        )
-        .env(
-            "CNI_ARGS",
-            format!(
-                "K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod};K8S_POD_INFRA_CONTAINER_ID={container_id}"
-            ),
-        )
-        .env_remove("DATASTORE_TYPE")
-        .env_remove("ETCD_ENDPOINTS")
-        .env_remove("CALICO_DATASTORE_PATH");
-    let out = run_bounded(command, Some(&conf), PLUGIN_LIMIT)?;
-    if !out.status.success() {
-        bail!(
-            "CNI ADD for {pod} on {} failed ({}): {}",
-            host.name,
-            out.status,
-            one_line(&out.text())
-        );
-    }
-    let result: Value = serde_json::from_slice(&out.stdout)
-        .with_context(|| format!("CNI ADD for {pod} printed no JSON: {}", out.text()))?;
-    let ip = result
-        .get("ips")
-        .and_then(Value::as_array)
-        .and_then(|ips| ips.first())
-        .and_then(|ip| ip.get("address"))
-        .and_then(Value::as_str)
-        .and_then(|a| a.split('/').next())
-        .and_then(|a| a.parse().ok())
-        .with_context(|| format!("CNI ADD for {pod}: no address in {result}"))?;
-    Ok(Added {
-        ip,
-        returned_at: out.exited_at,
-        add_duration: out.elapsed,
-    })
+/// Adds pod `pod` to `host` through the plugin, exactly as `calico-lab add-pod` does (the namespace is
+/// under the lab's prefix, so `calico-lab down` removes it).
+fn add_pod(tools: &Tools, lab: &Lab, host: &HostState, pod: &str) -> Result<Added> {
+    check_cancelled()?;
+    calico_lab::cni::add_pod(&tools.plugin, &lab.prefix(), host, pod)
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -755,7 +559,7 @@ struct Prober {
 
 impl Prober {
     fn start(ns: &str) -> Result<Prober> {
-        let netns = open_netns(ns)?;
+        let netns = calico_lab::netns::open(ns)?;
         let (requests, incoming) = mpsc::channel::<(IpAddr, Instant)>();
         let (reply, answers) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -809,41 +613,8 @@ impl Drop for Prober {
 
 /// Of `targets`, the ones that answer (within 700 ms) from inside namespace `ns`.
 fn answering_from(ns: &str, targets: Vec<IpAddr>) -> Result<BTreeSet<IpAddr>> {
-    let netns = open_netns(ns)?;
-    netns.run(move || -> Result<BTreeSet<IpAddr>> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
-        Ok(runtime.block_on(async move {
-            let mut reached = BTreeSet::new();
-            let mut queue: VecDeque<IpAddr> = targets.into();
-            let mut running = JoinSet::new();
-            loop {
-                while running.len() < 64
-                    && let Some(ip) = queue.pop_front()
-                {
-                    running.spawn(async move {
-                        let answered =
-                            tokio::time::timeout(Duration::from_millis(700), probe_once(ip))
-                                .await
-                                .ok()
-                                .flatten()
-                                .is_some();
-                        (ip, answered)
-                    });
-                }
-                match running.join_next().await {
-                    Some(Ok((ip, true))) => {
-                        reached.insert(ip);
-                    }
-                    Some(_) => {}
-                    None => break,
-                }
-            }
-            reached
-        }))
-    })?
+    let reached = calico_lab::reach::probe_from(ns, targets, Duration::from_millis(700))?;
+    Ok(reached.into_iter().collect())
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1111,12 +882,18 @@ fn reach(tools: &Tools, lab: &Lab, count: usize) -> Result<(Figure, Table)> {
     let prober = Prober::start(&observer.namespace)?;
     // Blocks node1 already owns (its first pod's); pods outside them made node1 claim a new block.
     let mut known_blocks: BTreeSet<Ipv4Addr> = lab
-        .pods()
+        .state
+        .pods
         .iter()
         .filter(|p| p.host == node1.name)
         .filter_map(|p| block_of(p.ip))
         .collect();
-    let existing = lab.pods().iter().filter(|p| p.host == node1.name).count();
+    let existing = lab
+        .state
+        .pods
+        .iter()
+        .filter(|p| p.host == node1.name)
+        .count();
     let mut all_ms = Vec::new();
     let mut new_block: Vec<(usize, f64)> = Vec::new();
     let mut same_block_ms = Vec::new();
@@ -1126,8 +903,8 @@ fn reach(tools: &Tools, lab: &Lab, count: usize) -> Result<(Figure, Table)> {
     for i in 1..=count {
         check_cancelled()?;
         let pod = format!("node1-pod{}", existing + i);
-        let added = add_pod(tools, lab, &node1, &pod)?;
-        let answer = prober.time(added.ip, added.returned_at)?;
+        let added = add_pod(tools, lab, node1, &pod)?;
+        let answer = prober.time(added.pod.ip, added.plugin_returned_at)?;
         let ms = match answer {
             Some(d) => d.as_secs_f64() * 1000.0,
             None => {
@@ -1137,10 +914,10 @@ fn reach(tools: &Tools, lab: &Lab, count: usize) -> Result<(Figure, Table)> {
         };
         all_ms.push(ms);
         if ms > REACH_P99_GOAL_MS {
-            slow.push((i, added.ip, ms));
+            slow.push((i, added.pod.ip, ms));
         }
-        add_ms.push(added.add_duration.as_secs_f64() * 1000.0);
-        match block_of(added.ip) {
+        add_ms.push(added.plugin_took.as_secs_f64() * 1000.0);
+        match block_of(added.pod.ip) {
             Some(block) if known_blocks.insert(block) => new_block.push((i, ms)),
             _ => same_block_ms.push(ms),
         }
@@ -1255,15 +1032,6 @@ fn up_series<'a>(
     }
     Ok((results, kept))
 }
-
-const STAGES: [&str; 6] = [
-    "underlay",
-    "datastore",
-    "calico_node",
-    "pods",
-    "reachability",
-    "total",
-];
 
 fn up_table(nodes: usize, pods: usize, runs: &[UpRun]) -> Table {
     let mut headers = vec!["run", "wall s"];
@@ -1410,21 +1178,22 @@ fn read_usage(pid: u32) -> Result<Usage> {
 }
 
 /// Checks the pids are calico-node processes (a recorded pid could be stale).
-fn calico_node_pids(hosts: &[HostInfo]) -> Result<Vec<u32>> {
+fn calico_node_pids(hosts: &[HostState]) -> Result<Vec<u32>> {
     hosts
         .iter()
         .map(|h| {
-            let comm = std::fs::read_to_string(format!("/proc/{}/comm", h.calico_node_pid))
-                .unwrap_or_default();
+            let pid = h.calico_node_pid.with_context(|| {
+                format!("calico-lab recorded no calico-node pid for {}", h.name)
+            })?;
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
             if comm.trim() != "calico-node" {
                 bail!(
-                    "calico-node of {} (pid {}) is not running (log {})",
+                    "calico-node of {} (pid {pid}) is not running (log {})",
                     h.name,
-                    h.calico_node_pid,
                     h.log
                 );
             }
-            Ok(h.calico_node_pid)
+            Ok(pid)
         })
         .collect()
 }
@@ -1451,8 +1220,8 @@ fn measure_window(pids: &[u32], window: Duration) -> Result<Vec<(f64, Usage)>> {
 }
 
 fn resources(tools: &Tools, lab: &Lab, args: &LabArgs, figures: &mut Vec<Figure>) -> Result<Table> {
-    let hosts = lab.hosts()?;
-    let pids = calico_node_pids(&hosts)?;
+    let hosts = &lab.state.hosts;
+    let pids = calico_node_pids(hosts)?;
     let window = Duration::from_secs(args.cpu_window);
     progress(format!(
         "resources: idle, waiting {} s then measuring {} s",
@@ -1485,7 +1254,7 @@ fn resources(tools: &Tools, lab: &Lab, args: &LabArgs, figures: &mut Vec<Figure>
     });
 
     // Pods up to --pods-per-host on every host, several plugin processes at once.
-    let existing = lab.pods();
+    let existing = &lab.state.pods;
     let mut wanted: Vec<(usize, String)> = Vec::new();
     for (h, host) in hosts.iter().enumerate() {
         let have = existing.iter().filter(|p| p.host == host.name).count();
@@ -1511,7 +1280,7 @@ fn resources(tools: &Tools, lab: &Lab, args: &LabArgs, figures: &mut Vec<Figure>
                     match add_pod(tools, lab, &hosts[h], &pod) {
                         Ok(a) => {
                             if let Ok(mut v) = added.lock() {
-                                v.push((h, a.ip));
+                                v.push((h, a.pod.ip));
                             }
                         }
                         Err(e) => {
@@ -1542,7 +1311,7 @@ fn resources(tools: &Tools, lab: &Lab, args: &LabArgs, figures: &mut Vec<Figure>
             .position(|h| h.name == p.host)
             .map(|h| (h, p.ip))
     }));
-    let observers: Vec<PodInfo> = hosts
+    let observers: Vec<&PodState> = hosts
         .iter()
         .take(2)
         .map(|h| lab.pod(&format!("{}-pod1", h.name)))

@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use calico_api::Kind;
+use calico_cni::spec::CniResult;
 use calico_datastore::client::Client;
 use serde_json::{Value, json};
 
@@ -124,8 +125,15 @@ fn plugin_error(out: &calico_process::Finished) -> String {
     }
 }
 
-/// Creates the pod's namespace (loopback up) and runs CNI ADD for it; returns the pod's state.
-pub fn add_pod(plugin: &Path, lab_prefix: &str, host: &HostState, pod: &str) -> Result<PodState> {
+/// A pod just added, and when the plugin's ADD returned (the lab benchmark times reachability from it).
+pub struct Added {
+    pub pod: PodState,
+    pub plugin_returned_at: Instant,
+    pub plugin_took: Duration,
+}
+
+/// Creates the pod's namespace (loopback up) and runs CNI ADD for it.
+pub fn add_pod(plugin: &Path, lab_prefix: &str, host: &HostState, pod: &str) -> Result<Added> {
     let namespace = format!("{lab_prefix}{pod}");
     netns::add(std::slice::from_ref(&namespace))?;
     let ns = netns::open(&namespace)?;
@@ -153,29 +161,31 @@ pub fn add_pod(plugin: &Path, lab_prefix: &str, host: &HostState, pod: &str) -> 
             host.state_dir
         );
     }
-    let result: Value = serde_json::from_slice(&out.stdout).with_context(|| {
+    let value: Value = serde_json::from_slice(&out.stdout).with_context(|| {
         format!(
             "CNI ADD for {pod} printed no JSON result: {}",
             out.stdout_text()
         )
     })?;
+    let result = CniResult::from_json(&value)
+        .with_context(|| format!("CNI ADD for {pod} printed no CNI result: {value}"))?;
     let ip = result
-        .get("ips")
-        .and_then(Value::as_array)
-        .and_then(|ips| ips.first())
-        .and_then(|ip| ip.get("address"))
-        .and_then(Value::as_str)
-        .and_then(|a| a.split('/').next())
-        .with_context(|| format!("CNI ADD for {pod}: no address in the result {result}"))?
-        .to_string();
-    Ok(PodState {
-        name: pod.to_string(),
-        host: host.name.clone(),
-        namespace,
-        netns: netns_file,
-        ip,
-        container_id,
-        labels: BTreeMap::new(),
+        .ips
+        .first()
+        .map(|ip| ip.address.addr())
+        .with_context(|| format!("CNI ADD for {pod}: no address in the result"))?;
+    Ok(Added {
+        pod: PodState {
+            name: pod.to_string(),
+            host: host.name.clone(),
+            namespace,
+            netns: netns_file,
+            ip,
+            container_id,
+            labels: BTreeMap::new(),
+        },
+        plugin_returned_at: out.exited_at,
+        plugin_took: out.elapsed,
     })
 }
 

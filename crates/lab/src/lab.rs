@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::paths::{self, Lab, find_binary, host_name, pod_name};
 use crate::state::{
-    DatastoreKind, DatastoreState, HostState, LabLock, Pids, PodState, State, UnderlayState,
+    DatastoreKind, DatastoreState, HostState, LabLock, Pids, PodState, STAGES, State, UnderlayState,
 };
 use crate::{DatastoreChoice, Encap, cni, datastore, netns, node, procs, reach, underlay};
 
@@ -322,7 +322,8 @@ fn add_pods(
                 loop {
                     let next = queue.lock().map(|mut q| q.pop()).unwrap_or(None);
                     let Some((h, pod)) = next else { break };
-                    let result = cni::add_pod(plugin, &prefix, &hosts[h], &pod);
+                    let result =
+                        cni::add_pod(plugin, &prefix, &hosts[h], &pod).map(|added| added.pod);
                     if let Ok(mut r) = results.lock() {
                         r.push(result);
                     }
@@ -394,20 +395,12 @@ fn print_summary(state: &State) {
         rows.push(vec![
             p.name.clone(),
             p.host.clone(),
-            p.ip.clone(),
+            p.ip.to_string(),
             p.namespace.clone(),
         ]);
     }
     say!("{}\n", table(&rows));
-    let order = [
-        "underlay",
-        "datastore",
-        "calico_node",
-        "pods",
-        "reachability",
-        "total",
-    ];
-    let timings: Vec<String> = order
+    let timings: Vec<String> = STAGES
         .iter()
         .filter_map(|k| {
             state
@@ -551,7 +544,7 @@ pub fn status(name: &str, json_out: bool) -> Result<ExitCode> {
         rows.push(vec![
             p.name.clone(),
             p.host.clone(),
-            p.ip.clone(),
+            p.ip.to_string(),
             labels.join(","),
         ]);
     }
@@ -645,7 +638,7 @@ pub fn ping(name: &str, from: &str, to: &str) -> Result<ExitCode> {
         dest.ip
     );
     let status = cmd
-        .args(["-c", "3", "-W", "2", &dest.ip])
+        .args(["-c", "3", "-W", "2", &dest.ip.to_string()])
         .status()
         .context("running ping")?;
     Ok(exit_code_of(status))
@@ -675,7 +668,7 @@ pub fn add_pod(name: &str, host: &str, labels: Option<&str>) -> Result<ExitCode>
         .map(|j| pod_name(host, j))
         .find(|p| state.pod(p).is_none() && !netns::exists(&lab.ns(p)))
         .context("no free pod name")?;
-    let mut pod = cni::add_pod(&plugin, &lab.prefix(), &host_state, &next)?;
+    let mut pod = cni::add_pod(&plugin, &lab.prefix(), &host_state, &next)?.pod;
     if !labels.is_empty() {
         cni::label_pod(&state.datastore, &pod, &labels)?;
         pod.labels = labels;

@@ -1,22 +1,10 @@
 //! `calico-lab`: a multi-host Calico cluster on one machine. Hosts are network namespaces on a shared
 //! underlay bridge, each running calico-node; pods are namespaces wired by the real `calico` CNI plugin.
 
-mod cni;
-mod datastore;
-mod http;
-mod lab;
-mod netns;
-mod node;
-mod paths;
-mod procs;
-mod reach;
-mod relay;
-mod state;
-mod underlay;
-
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use calico_lab::{DatastoreChoice, Encap, lab, paths, relay};
+use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -27,17 +15,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 struct Cli {
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum DatastoreChoice {
-    Embedded,
-    Etcd,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Encap {
-    Vxlan,
 }
 
 #[derive(Subcommand)]

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
+use std::net::IpAddr;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -77,7 +78,7 @@ pub struct PodState {
     pub host: String,
     pub namespace: String,
     pub netns: String,
-    pub ip: String,
+    pub ip: IpAddr,
     pub container_id: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
@@ -91,6 +92,16 @@ pub struct Pids {
     pub relay: Option<u32>,
 }
 
+/// The stages `up` times, in the order they run; the keys of [`State::timings_ms`].
+pub const STAGES: [&str; 6] = [
+    "underlay",
+    "datastore",
+    "calico_node",
+    "pods",
+    "reachability",
+    "total",
+];
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct State {
     pub name: String,
@@ -100,7 +111,7 @@ pub struct State {
     pub hosts: Vec<HostState>,
     pub pods: Vec<PodState>,
     pub pids: Pids,
-    /// Stage name → milliseconds (underlay, datastore, calico_node, pods, reachability, total).
+    /// Stage name ([`STAGES`]) → milliseconds.
     #[serde(default)]
     pub timings_ms: BTreeMap<String, u64>,
 }
