@@ -11,17 +11,17 @@ use calico_api::spec::ippool::EncapMode;
 use crate::model::{Model, NodeInfo, PoolInfo};
 
 /// Calico's VXLAN device name, VNI and UDP port.
-pub const VXLAN_IFACE: &str = "vxlan.calico";
+pub const VXLAN_IFACE: &str = calico_contracts::iface::VXLAN;
 pub const VXLAN_VNI: u32 = 4096;
 pub const VXLAN_PORT: u16 = 4789;
 /// Outer IPv4 + UDP + VXLAN + inner Ethernet headers.
 pub const VXLAN_OVERHEAD: u32 = 50;
 /// Route protocol Felix marks its non-workload routes with (blackholes, tunnel routes), as Calico does.
-pub const FELIX_ROUTE_PROTOCOL: u8 = 80;
+pub const FELIX_ROUTE_PROTOCOL: u8 = calico_contracts::route::PROTO_FELIX;
 /// Route protocol of the /32 routes to local workloads (`proto boot`), as the CNI plugin writes them.
-pub const WORKLOAD_ROUTE_PROTOCOL: u8 = 3;
+pub const WORKLOAD_ROUTE_PROTOCOL: u8 = calico_contracts::route::PROTO_CNI;
 /// Host-side workload interfaces start with this.
-pub const WORKLOAD_IFACE_PREFIX: &str = "cali";
+pub const WORKLOAD_IFACE_PREFIX: &str = calico_contracts::iface::WORKLOAD_PREFIX;
 /// The nftables table (family `ip`) Felix owns; policy will live here too.
 pub const NFT_TABLE: &str = "calico";
 

@@ -196,7 +196,7 @@ pub async fn run(
         if written_mtu != Some(desired.pod_mtu) {
             match startup::write_state_file(
                 &settings.state_dir,
-                "mtu",
+                calico_contracts::state::MTU_FILE,
                 &format!("{}\n", desired.pod_mtu),
             ) {
                 Ok(()) => written_mtu = Some(desired.pod_mtu),

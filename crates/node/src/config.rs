@@ -19,7 +19,7 @@ pub struct Settings {
     pub nodename: Option<String>,
 
     /// Where calico-node writes `nodename` and `mtu` for the CNI plugin.
-    #[arg(long, env = "CALICO_STATE_DIR", default_value = "/var/lib/calico")]
+    #[arg(long, env = "CALICO_STATE_DIR", default_value = calico_contracts::state::DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
 
     /// The node's IPv4 address: `autodetect`, `none`, or an address with prefix (`10.0.0.5/24`).

@@ -101,7 +101,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     status.set_ready(false, "starting");
     startup::write_state_file(
         &settings.state_dir,
-        "nodename",
+        calico_contracts::state::NODENAME_FILE,
         &format!("{}\n", identity.nodename),
     )
     .with_context(|| format!("writing {}/nodename", settings.state_dir.display()))?;

@@ -44,8 +44,11 @@ pub fn nodename(settings: &Settings) -> anyhow::Result<String> {
     {
         return Ok(name.to_string());
     }
-    if let Ok(text) = std::fs::read_to_string(settings.state_dir.join("nodename"))
-        && !text.trim().is_empty()
+    if let Ok(text) = std::fs::read_to_string(
+        settings
+            .state_dir
+            .join(calico_contracts::state::NODENAME_FILE),
+    ) && !text.trim().is_empty()
     {
         return Ok(text.trim().to_string());
     }

@@ -14,8 +14,8 @@ use crate::spec::{CniEnv, CniError, CniVersion, DatastoreType, NetConf};
 
 use super::names::{Workload, handle_id, host_iface_name, workload_endpoint_name};
 
-pub const DEFAULT_NODENAME_FILE: &str = "/var/lib/calico/nodename";
-pub const DEFAULT_MTU_FILE: &str = "/var/lib/calico/mtu";
+pub const DEFAULT_NODENAME_FILE: &str = calico_contracts::state::DEFAULT_NODENAME_PATH;
+pub const DEFAULT_MTU_FILE: &str = calico_contracts::state::DEFAULT_MTU_PATH;
 pub const DEFAULT_IPAM_LOCK_FILE: &str = "/var/run/calico/ipam.lock";
 pub const DEFAULT_MTU: u32 = 1500;
 /// How long an invocation waits for the host's IPAM lock before going ahead without it.

@@ -108,7 +108,8 @@ fn configure(spec: &WireSpec, ns: &Netns, host: &mut Netlink) -> Result<(), Stri
         .map_err(err)??;
 
     for ip in spec.ips {
-        let route = Route::link(*ip, host_link.index);
+        let route =
+            Route::link(*ip, host_link.index).with_protocol(calico_contracts::route::PROTO_CNI);
         match host.add_route(&route) {
             Ok(()) => {}
             Err(e) if e.is_exists() => {

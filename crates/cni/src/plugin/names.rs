@@ -4,7 +4,7 @@
 use sha1::{Digest, Sha1};
 
 /// Interface name prefix of host-side workload interfaces.
-pub const HOST_IFACE_PREFIX: &str = "cali";
+pub const HOST_IFACE_PREFIX: &str = calico_contracts::iface::WORKLOAD_PREFIX;
 
 /// Calico's default network name, used when the config has none.
 pub const DEFAULT_NETWORK: &str = "k8s-pod-network";

@@ -1,7 +1,8 @@
-//! Reconcile this namespace's kernel to a [`Desired`] dataplane.
+//! Reconcile this namespace's kernel to a [`Desired`] dataplane: observe, plan, execute.
 //!
-//! Every apply reads the kernel's actual state (links, routes, neighbours, FDB, sysctls) and writes only
-//! what differs, so applying the same `Desired` twice writes nothing, and a restarted process neither
+//! Every apply reads the kernel's actual state (links, routes, neighbours, FDB, sysctls) into typed
+//! values, hands them with the desired state and the time to the pure planners in [`plan`], and executes
+//! the ops they return. Applying the same `Desired` twice writes nothing, and a restarted process neither
 //! flushes nor rewrites working state. A failure on one object (a route the kernel refuses, a sysctl that
 //! cannot be written) is recorded in [`ApplyReport::failures`] and the rest is still applied.
 //!
@@ -9,19 +10,23 @@
 //! before the routes that use them, then routes, then stale VTEPs after the routes that used them are
 //! gone, and the VXLAN device is deleted last.
 
-mod routes;
-mod vxlan;
+pub mod plan;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use calico_netlink::{Link, Neighbour, Netlink, NetlinkError, sysctl};
+use calico_netlink::{Family, Netlink, NetlinkError, TABLE_MAIN, sysctl};
 
+use self::plan::{Links, Op, Plan};
 use crate::desired::Desired;
 use crate::nat;
 
 /// The throw-away link the IPIP probe creates (and deletes at once).
 const IPIP_PROBE_IFACE: &str = "cali-ipipprobe";
+
+/// How many times one apply plans the VXLAN device again after changing it (delete, create, then the
+/// address and up on the new device).
+const DEVICE_PASSES: usize = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
@@ -154,6 +159,15 @@ impl Dataplane {
 
     /// Reconciles the kernel to `desired`; see the module documentation.
     pub fn apply(&mut self, desired: &Desired) -> Result<ApplyReport, DataplaneError> {
+        self.apply_at(desired, Instant::now())
+    }
+
+    /// [`Dataplane::apply`] with the time the planners see.
+    pub fn apply_at(
+        &mut self,
+        desired: &Desired,
+        now: Instant,
+    ) -> Result<ApplyReport, DataplaneError> {
         let mut report = ApplyReport::default();
         self.ensure_ip_forward(&mut report);
         if !desired.ipip_pools.is_empty() && !self.ipip_supported() {
@@ -165,52 +179,118 @@ impl Dataplane {
             }
         }
 
-        let links = self.links_by_name()?;
-        let vxlan_index = match &desired.vxlan {
-            Some(device) => self.ensure_vxlan(device, &links, &mut report)?,
+        // The device first, planned again after each change until it is as desired (its index, and so
+        // its address, is only known once it exists).
+        let mut links = self.observe_links()?;
+        if desired.vxlan.is_some() {
+            for _ in 0..DEVICE_PASSES {
+                let addresses = match links.get(crate::desired::VXLAN_IFACE) {
+                    Some(link) => self.netlink.addresses(Some(link.index))?,
+                    None => Vec::new(),
+                };
+                let device = plan::vxlan::plan_device(desired.vxlan.as_ref(), &links, &addresses);
+                let done = device.ops.is_empty();
+                let changed = self.execute_plan(device, &mut report);
+                if done || !changed {
+                    break;
+                }
+                links = self.observe_links()?;
+            }
+        }
+        let vxlan_index = desired
+            .vxlan
+            .as_ref()
+            .and_then(|_| links.get(crate::desired::VXLAN_IFACE))
+            .map(|link| link.index);
+
+        // Remote VTEPs, then routes, then stale VTEPs.
+        let vteps = match vxlan_index {
+            Some(index) => {
+                let neighbours = self.netlink.neighbours(Some(index))?;
+                let fdb = self.netlink.fdb(index)?;
+                Some(plan::vxlan::plan_vteps(
+                    index,
+                    &desired.vteps,
+                    &neighbours,
+                    &fdb,
+                ))
+            }
             None => None,
         };
-        if let Some(index) = vxlan_index {
-            self.write_vteps(index, &desired.vteps, &mut report)?;
+        if let Some(vteps) = &vteps {
+            self.execute(&vteps.writes, &mut report);
         }
-        self.reconcile_routes(desired, &links, vxlan_index, &mut report)?;
-        if let Some(index) = vxlan_index {
-            self.remove_stale_vteps(index, &desired.vteps, &mut report)?;
+        self.note_first_seen(&links, now);
+        let routes = self.netlink.routes(Family::All, Some(TABLE_MAIN))?;
+        let route_plan = plan::routes::plan_routes(
+            desired,
+            &routes,
+            &plan::routes::RouteContext {
+                links: &links,
+                vxlan_index,
+                first_seen: &self.first_seen,
+                now,
+                grace: self.route_grace,
+            },
+        );
+        self.execute_plan(route_plan, &mut report);
+        if let Some(vteps) = &vteps {
+            self.execute(&vteps.removals, &mut report);
         }
         if desired.vxlan.is_none() {
-            self.remove_vxlan(&links, &mut report);
+            let device = plan::vxlan::plan_device(None, &links, &[]);
+            self.execute_plan(device, &mut report);
         }
+
         self.ensure_workload_sysctls(desired, &links, &mut report);
-        self.ensure_workload_neighbours(desired, &links, &mut report)?;
+        let wanted = plan::host::wanted_workload_neighbours(desired, &links);
+        if !wanted.is_empty() {
+            let observed = self.netlink.neighbours(None)?;
+            let neighbours = plan::host::plan_workload_neighbours(&wanted, &observed);
+            self.execute_plan(neighbours, &mut report);
+        }
         self.ensure_nat(desired, &mut report);
         Ok(report)
     }
 
-    fn links_by_name(&mut self) -> Result<HashMap<String, Link>, DataplaneError> {
-        Ok(self
-            .netlink
-            .links()?
-            .into_iter()
-            .map(|link| (link.name.clone(), link))
-            .collect())
+    fn observe_links(&mut self) -> Result<Links, DataplaneError> {
+        Ok(Links::new(self.netlink.links()?))
+    }
+
+    /// Records when each workload interface was first seen (for the route grace period) and forgets
+    /// interfaces that are gone.
+    fn note_first_seen(&mut self, links: &Links, now: Instant) {
+        let workloads: HashSet<u32> = links
+            .iter()
+            .filter(|link| calico_contracts::iface::is_workload(&link.name))
+            .map(|link| link.index)
+            .collect();
+        self.first_seen.retain(|index, _| workloads.contains(index));
+        for index in workloads {
+            self.first_seen.entry(index).or_insert(now);
+        }
     }
 
     fn ensure_ip_forward(&mut self, report: &mut ApplyReport) {
         if self.ip_forward_ensured {
             return;
         }
-        if ensure_sysctl("net/ipv4/ip_forward", "1", report) {
-            self.ip_forward_ensured = true;
-        }
+        let wanted = [(plan::host::IP_FORWARD.to_string(), "1")];
+        let observed = observe_sysctls(&wanted);
+        let failures_before = report.failures.len();
+        self.execute_plan(plan::host::plan_sysctls(&wanted, &observed), report);
+        self.ip_forward_ensured = report.failures.len() == failures_before;
     }
 
+    /// Workload interfaces' sysctls, read and planned only for interfaces not verified since the last
+    /// [`Dataplane::recheck_all`], so an apply per datastore event does not re-read them all.
     fn ensure_workload_sysctls(
         &mut self,
         desired: &Desired,
-        links: &HashMap<String, Link>,
+        links: &Links,
         report: &mut ApplyReport,
     ) {
-        let present: HashSet<u32> = links.values().map(|link| link.index).collect();
+        let present: HashSet<u32> = links.iter().map(|link| link.index).collect();
         self.sysctls_verified
             .retain(|index| present.contains(index));
         for iface in desired.workloads.keys() {
@@ -220,74 +300,59 @@ impl Dataplane {
             if self.sysctls_verified.contains(&link.index) {
                 continue;
             }
-            let mut all_set = true;
-            for (key, value) in [
-                (format!("net/ipv4/conf/{iface}/proxy_arp"), "1"),
-                (format!("net/ipv4/neigh/{iface}/proxy_delay"), "0"),
-                (format!("net/ipv4/conf/{iface}/forwarding"), "1"),
-                (format!("net/ipv4/conf/{iface}/route_localnet"), "1"),
-            ] {
-                all_set &= ensure_sysctl(&key, value, report);
-            }
-            if all_set {
+            let wanted = plan::host::workload_sysctls(iface);
+            let observed = observe_sysctls(&wanted);
+            let failures_before = report.failures.len();
+            self.execute_plan(plan::host::plan_sysctls(&wanted, &observed), report);
+            if report.failures.len() == failures_before {
                 self.sysctls_verified.insert(link.index);
             }
         }
     }
 
-    /// A permanent neighbour (IPv4 address → MAC) for every local workload address whose MAC is known,
-    /// and no other permanent entries on those interfaces.
-    fn ensure_workload_neighbours(
-        &mut self,
-        desired: &Desired,
-        links: &HashMap<String, Link>,
-        report: &mut ApplyReport,
-    ) -> Result<(), DataplaneError> {
-        let mut wanted: Vec<Neighbour> = Vec::new();
-        for (iface, workload) in &desired.workloads {
-            let (Some(link), Some(mac)) = (links.get(iface).filter(|l| l.up), workload.mac) else {
-                continue;
+    /// Executes `plan`'s ops and carries what it noticed into the report; true when any op was written.
+    fn execute_plan(&mut self, plan: Plan, report: &mut ApplyReport) -> bool {
+        report.workloads_missing += plan.workloads_missing;
+        report.routes_deferred += plan.routes_deferred;
+        report.failures.extend(plan.failures);
+        report.problems.extend(plan.problems);
+        self.execute(&plan.ops, report)
+    }
+
+    /// Executes `ops` in order. A failed op is reported and the rest still run; true when any op was
+    /// written.
+    fn execute(&mut self, ops: &[Op], report: &mut ApplyReport) -> bool {
+        let mut wrote = false;
+        for op in ops {
+            let result = match op {
+                Op::DeleteLink {
+                    index,
+                    name,
+                    reason,
+                } => {
+                    tracing::info!(device = %name, %reason, "deleting a link");
+                    self.netlink.delete_link(*index)
+                }
+                Op::CreateVxlan(spec) => self.netlink.add_vxlan(spec),
+                Op::SetLinkMac { index, mac } => self.netlink.set_link_mac(*index, *mac),
+                Op::SetLinkMtu { index, mtu } => self.netlink.set_link_mtu(*index, *mtu),
+                Op::SetLinkUp { index } => self.netlink.set_link_up(*index),
+                Op::AddAddress { index, net } => self.netlink.add_address(*index, *net),
+                Op::DelAddress { index, net } => self.netlink.del_address(*index, *net),
+                Op::ReplaceNeighbour(n) => self.netlink.replace_neighbour(n),
+                Op::DelNeighbour(n) => self.netlink.del_neighbour(n),
+                Op::ReplaceFdb(e) => self.netlink.replace_fdb(e),
+                Op::DelFdb(e) => self.netlink.del_fdb(e),
+                Op::ReplaceRoute(r) => self.netlink.replace_route(r),
+                Op::DelRoute(r) => self.netlink.del_route(r),
+                Op::SetSysctl { key, value } => sysctl::set(key, value),
             };
-            wanted.extend(
-                workload
-                    .addresses
-                    .iter()
-                    .filter(|a| a.addr().is_ipv4())
-                    .map(|a| Neighbour {
-                        index: link.index,
-                        ip: a.addr(),
-                        mac,
-                        permanent: true,
-                    }),
-            );
-        }
-        if wanted.is_empty() {
-            return Ok(());
-        }
-        let managed: Vec<u32> = wanted.iter().map(|n| n.index).collect();
-        let existing: Vec<Neighbour> = self
-            .netlink
-            .neighbours(None)?
-            .into_iter()
-            .filter(|n| managed.contains(&n.index) && n.ip.is_ipv4())
-            .collect();
-        for neighbour in &existing {
-            let stale = neighbour.permanent
-                && !wanted
-                    .iter()
-                    .any(|w| w.index == neighbour.index && w.ip == neighbour.ip);
-            if stale && note_failure(report, self.netlink.del_neighbour(neighbour)) {
-                report.neighbours_removed += 1;
+            if note_failure(report, result) {
+                wrote = true;
+                count(op, report);
             }
         }
-        for want in &wanted {
-            if !existing.contains(want)
-                && note_failure(report, self.netlink.replace_neighbour(want))
-            {
-                report.neighbours_written += 1;
-            }
-        }
-        Ok(())
+        wrote
     }
 
     /// Rewrites the nftables table when its text changed since this process last wrote it, or when it is
@@ -311,21 +376,31 @@ impl Dataplane {
     }
 }
 
-/// Writes `value` to sysctl `key` unless it already has it; false when it could not be read or written
-/// (the failure is in the report).
-fn ensure_sysctl(key: &str, value: &str, report: &mut ApplyReport) -> bool {
-    if sysctl::get(key).is_ok_and(|current| current == value) {
-        return true;
-    }
-    match sysctl::set(key, value) {
-        Ok(()) => {
-            report.sysctls_written += 1;
-            true
-        }
-        Err(error) => {
-            report.failures.push(error.to_string());
-            false
-        }
+/// Reads the current value of each wanted sysctl (None: unreadable).
+fn observe_sysctls(wanted: &[(String, &str)]) -> BTreeMap<String, Option<String>> {
+    wanted
+        .iter()
+        .map(|(key, _)| (key.clone(), sysctl::get(key).ok()))
+        .collect()
+}
+
+/// Counts a written op in the report.
+fn count(op: &Op, report: &mut ApplyReport) {
+    match op {
+        Op::DeleteLink { .. }
+        | Op::CreateVxlan(_)
+        | Op::SetLinkMac { .. }
+        | Op::SetLinkMtu { .. }
+        | Op::SetLinkUp { .. }
+        | Op::AddAddress { .. }
+        | Op::DelAddress { .. } => report.device_changes += 1,
+        Op::ReplaceNeighbour(_) => report.neighbours_written += 1,
+        Op::DelNeighbour(_) => report.neighbours_removed += 1,
+        Op::ReplaceFdb(_) => report.fdb_written += 1,
+        Op::DelFdb(_) => report.fdb_removed += 1,
+        Op::ReplaceRoute(_) => report.routes_added += 1,
+        Op::DelRoute(_) => report.routes_removed += 1,
+        Op::SetSysctl { .. } => report.sysctls_written += 1,
     }
 }
 
