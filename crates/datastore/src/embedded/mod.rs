@@ -21,7 +21,7 @@ mod tests;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -58,13 +58,27 @@ impl Default for EmbeddedOptions {
 }
 
 /// A [`Store`] in one SQLite file, safe to share between many processes.
+///
+/// SQLite calls block (a write waits up to the busy timeout while another process holds the file), so
+/// every [`Store`] method runs its SQLite work on tokio's blocking pool, never on an async worker: a
+/// locked file delays that call, not the runtime's other tasks. Clones share the connection.
+#[derive(Clone)]
 pub struct EmbeddedStore {
     path: PathBuf,
     display_path: String,
     options: EmbeddedOptions,
-    conn: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
     /// The newest revision this store committed: wakes this process's watches without waiting for inotify.
-    local_commits: tokio::sync::watch::Sender<Revision>,
+    local_commits: Arc<tokio::sync::watch::Sender<Revision>>,
+}
+
+/// Runs `work` (SQLite calls) on the blocking pool and waits for it.
+async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|err| StoreError::Other(format!("an embedded-store task failed: {err}")))?
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -99,8 +113,8 @@ impl EmbeddedStore {
             path,
             display_path,
             options,
-            conn: Mutex::new(conn),
-            local_commits,
+            conn: Arc::new(Mutex::new(conn)),
+            local_commits: Arc::new(local_commits),
         })
     }
 
@@ -189,10 +203,131 @@ impl EmbeddedStore {
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        self.read(|conn| ops::current_kv(conn, key))
+        let (this, key) = (self.clone(), key.to_string());
+        off_runtime(move || this.read(|conn| ops::current_kv(conn, &key))).await
     }
 
     async fn list(&self, prefix: &str, at: Option<Revision>) -> Result<ListResult, StoreError> {
+        let (this, prefix) = (self.clone(), prefix.to_string());
+        off_runtime(move || this.list_now(&prefix, at)).await
+    }
+
+    async fn create(&self, key: &str, value: Vec<u8>) -> Result<Revision, StoreError> {
+        let op = WriteOp::Create {
+            key: key.to_string(),
+            value,
+        };
+        Ok(self.commit_one_off_runtime(op).await?.0)
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expected_mod_revision: Revision,
+    ) -> Result<Revision, StoreError> {
+        let op = WriteOp::Update {
+            key: key.to_string(),
+            value,
+            expected_mod_revision,
+        };
+        Ok(self.commit_one_off_runtime(op).await?.0)
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<Revision, StoreError> {
+        let op = WriteOp::Put {
+            key: key.to_string(),
+            value,
+        };
+        Ok(self.commit_one_off_runtime(op).await?.0)
+    }
+
+    async fn delete(
+        &self,
+        key: &str,
+        expected_mod_revision: Option<Revision>,
+    ) -> Result<KeyValue, StoreError> {
+        let op = WriteOp::Delete {
+            key: key.to_string(),
+            expected_mod_revision,
+        };
+        match self.commit_one_off_runtime(op).await? {
+            (_, Some(deleted)) => Ok(deleted),
+            // `apply` fails a delete of a missing key, so a commit always has the prior value.
+            (_, None) => Err(StoreError::NotFound {
+                key: key.to_string(),
+            }),
+        }
+    }
+
+    async fn batch(&self, ops: Vec<WriteOp>) -> Result<Revision, StoreError> {
+        if ops.len() > MAX_BATCH_OPS {
+            return Err(StoreError::Invalid(format!(
+                "batch of {} ops exceeds the limit of {MAX_BATCH_OPS}",
+                ops.len()
+            )));
+        }
+        let mut seen = HashSet::with_capacity(ops.len());
+        for op in &ops {
+            if !seen.insert(op.key()) {
+                return Err(StoreError::Invalid(format!(
+                    "batch writes key {} more than once",
+                    op.key()
+                )));
+            }
+        }
+        if ops.is_empty() {
+            // Like an etcd transaction without writes: nothing changes, so the revision stays.
+            return self.current_revision().await;
+        }
+        let this = self.clone();
+        Ok(off_runtime(move || this.commit_ops(&ops)).await?.0)
+    }
+
+    fn max_batch_ops(&self) -> usize {
+        MAX_BATCH_OPS
+    }
+
+    async fn watch(
+        &self,
+        prefix: &str,
+        from_revision: Revision,
+    ) -> Result<WatchStream, StoreError> {
+        if from_revision < 0 {
+            return Err(StoreError::Invalid(format!(
+                "watch revision {from_revision} is negative"
+            )));
+        }
+        watch::start(
+            &self.path,
+            &self.options,
+            prefix,
+            from_revision,
+            self.local_commits.subscribe(),
+        )
+    }
+
+    async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
+        let this = self.clone();
+        off_runtime(move || this.compact_now(revision)).await
+    }
+
+    async fn current_revision(&self) -> Result<Revision, StoreError> {
+        let this = self.clone();
+        off_runtime(move || this.read(|conn| Ok(ops::revisions(conn)?.0))).await
+    }
+}
+
+impl EmbeddedStore {
+    async fn commit_one_off_runtime(
+        &self,
+        op: WriteOp,
+    ) -> Result<(Revision, Option<KeyValue>), StoreError> {
+        let this = self.clone();
+        off_runtime(move || this.commit_one(op)).await
+    }
+
+    fn list_now(&self, prefix: &str, at: Option<Revision>) -> Result<ListResult, StoreError> {
         self.read(|conn| {
             let (current, compacted) = ops::revisions(conn)?;
             match at {
@@ -224,101 +359,7 @@ impl Store for EmbeddedStore {
         })
     }
 
-    async fn create(&self, key: &str, value: Vec<u8>) -> Result<Revision, StoreError> {
-        let op = WriteOp::Create {
-            key: key.to_string(),
-            value,
-        };
-        Ok(self.commit_one(op)?.0)
-    }
-
-    async fn update(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        expected_mod_revision: Revision,
-    ) -> Result<Revision, StoreError> {
-        let op = WriteOp::Update {
-            key: key.to_string(),
-            value,
-            expected_mod_revision,
-        };
-        Ok(self.commit_one(op)?.0)
-    }
-
-    async fn put(&self, key: &str, value: Vec<u8>) -> Result<Revision, StoreError> {
-        let op = WriteOp::Put {
-            key: key.to_string(),
-            value,
-        };
-        Ok(self.commit_one(op)?.0)
-    }
-
-    async fn delete(
-        &self,
-        key: &str,
-        expected_mod_revision: Option<Revision>,
-    ) -> Result<KeyValue, StoreError> {
-        let op = WriteOp::Delete {
-            key: key.to_string(),
-            expected_mod_revision,
-        };
-        match self.commit_one(op)? {
-            (_, Some(deleted)) => Ok(deleted),
-            // `apply` fails a delete of a missing key, so a commit always has the prior value.
-            (_, None) => Err(StoreError::NotFound {
-                key: key.to_string(),
-            }),
-        }
-    }
-
-    async fn batch(&self, ops: Vec<WriteOp>) -> Result<Revision, StoreError> {
-        if ops.len() > MAX_BATCH_OPS {
-            return Err(StoreError::Invalid(format!(
-                "batch of {} ops exceeds the limit of {MAX_BATCH_OPS}",
-                ops.len()
-            )));
-        }
-        let mut seen = HashSet::with_capacity(ops.len());
-        for op in &ops {
-            if !seen.insert(op.key()) {
-                return Err(StoreError::Invalid(format!(
-                    "batch writes key {} more than once",
-                    op.key()
-                )));
-            }
-        }
-        if ops.is_empty() {
-            // Like an etcd transaction without writes: nothing changes, so the revision stays.
-            return self.current_revision().await;
-        }
-        Ok(self.commit_ops(&ops)?.0)
-    }
-
-    fn max_batch_ops(&self) -> usize {
-        MAX_BATCH_OPS
-    }
-
-    async fn watch(
-        &self,
-        prefix: &str,
-        from_revision: Revision,
-    ) -> Result<WatchStream, StoreError> {
-        if from_revision < 0 {
-            return Err(StoreError::Invalid(format!(
-                "watch revision {from_revision} is negative"
-            )));
-        }
-        watch::start(
-            &self.path,
-            &self.options,
-            prefix,
-            from_revision,
-            self.local_commits.subscribe(),
-        )
-    }
-
-    async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
+    fn compact_now(&self, revision: Revision) -> Result<(), StoreError> {
         self.write_locked(|conn| {
             let (current, compacted) = ops::revisions(conn)?;
             if revision > current {
@@ -337,9 +378,5 @@ impl Store for EmbeddedStore {
             }
             ops::compact_history(conn, revision, compacted)
         })
-    }
-
-    async fn current_revision(&self) -> Result<Revision, StoreError> {
-        self.read(|conn| Ok(ops::revisions(conn)?.0))
     }
 }
