@@ -8,6 +8,7 @@
 //! - [`dataplane`] reconciles the kernel to a `Desired` through netlink and one nft transaction,
 //!   touching only what differs, so a restart never flushes working state.
 
+pub mod activity;
 pub mod dataplane;
 pub mod desired;
 pub mod model;

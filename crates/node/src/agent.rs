@@ -1,27 +1,47 @@
-//! The Felix loop: fold datastore events into the model, compute this host's desired dataplane, and
-//! reconcile the kernel to it — on every change (batched) and every route-refresh interval.
+//! The Felix loop, one job per thread:
+//!
+//! - the **syncer** (an async task) lists and watches the datastore and sends events;
+//! - the **calculation** thread folds them into the model and computes this host's desired dataplane,
+//!   handing the newest one to the dataplane thread (coalesced: a newer one replaces one not applied yet);
+//! - the **dataplane** thread alone owns the netlink socket and runs `nft`: it plans and applies the
+//!   desired state, retries failures and reconciles everything again every route-refresh interval;
+//! - async tasks on the multi-thread runtime serve health and metrics, probe the datastore and keep the
+//!   VXLAN tunnel address assigned.
+//!
+//! A stalled `nft`, netlink call or datastore request therefore holds up only its own thread or task;
+//! `/liveness` and `/readiness` keep answering and say what is stuck.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use calico_api::Kind;
 use calico_datastore::Store;
 use calico_datastore::client::Client;
 use calico_datastore::keys::parse_resource_key;
 use calico_datastore::syncer::{SyncEvent, Syncer};
+use calico_felix::activity::Activity;
 use calico_felix::dataplane::Dataplane;
-use calico_felix::desired::{HostContext, compute};
+use calico_felix::desired::{Desired, HostContext, compute};
 use calico_felix::model::{Model, sync_prefixes};
 use calico_ipam::Ipam;
 use tokio::sync::mpsc;
 
 use crate::config::Settings;
+use crate::handoff::{Handoff, Taken};
 use crate::startup::{self, Identity};
 use crate::status::Status;
 
 /// First re-check after an apply found an endpoint whose interface is not ready yet.
 const FIRST_MISSING_RETRY: Duration = Duration::from_millis(50);
+/// How often the datastore is probed for reachability while the syncer waits on its watch.
+const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+/// A probe that takes longer than this counts as the datastore being unreachable.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Wait before assigning the VXLAN tunnel address again after a failure.
+const TUNNEL_RETRY: Duration = Duration::from_secs(2);
 
 /// Run until `shutdown` completes. The dataplane is left as it is on exit: a restarted calico-node
 /// reconciles it rather than rebuilding it, so established traffic is never interrupted.
@@ -34,114 +54,252 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let client = Client::new(store.clone());
     let ipam = Ipam::new(store.clone());
-    let (tx, mut rx) = mpsc::channel(4096);
-    let syncer = Syncer::new(store, sync_prefixes()).spawn(tx);
-    let mut dataplane = Dataplane::new()?;
+    let (events_tx, events_rx) = mpsc::channel(4096);
+    let syncer = Syncer::new(store.clone(), sync_prefixes()).spawn(events_tx);
+    let handoff: Arc<Handoff<Desired>> = Arc::new(Handoff::default());
+    let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<String>();
+    let (tunnel_tx, tunnel_rx) = mpsc::unbounded_channel::<()>();
+
+    start_dataplane(
+        DataplaneSettings {
+            state_dir: settings.state_dir.clone(),
+            refresh: settings.route_refresh(),
+        },
+        Arc::clone(&status),
+        Arc::clone(&handoff),
+        ended_tx.clone(),
+    )?;
     let host = HostContext {
         nodename: identity.nodename.clone(),
         address: identity.address,
         uplink: identity.uplink.clone(),
         uplink_mtu: identity.uplink_mtu,
     };
+    start_calculation(
+        host,
+        events_rx,
+        Arc::clone(&status),
+        Arc::clone(&handoff),
+        tunnel_tx.clone(),
+        ended_tx,
+    )?;
+    let tunnel = identity.address.is_some().then(|| {
+        tokio::spawn(keep_tunnel_address(
+            client,
+            ipam,
+            identity.nodename.clone(),
+            tunnel_tx,
+            tunnel_rx,
+        ))
+    });
+    let probe = tokio::spawn(probe_datastore(store, Arc::clone(&status)));
 
+    let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
+    tokio::pin!(shutdown);
+    let result = loop {
+        tokio::select! {
+            () = &mut shutdown => break Ok(()),
+            _ = heartbeat.tick() => status.heartbeat(),
+            ended = ended_rx.recv() => {
+                break Err(anyhow::anyhow!(
+                    ended.unwrap_or_else(|| "a worker thread ended".to_string())
+                ));
+            }
+        }
+    };
+    // The threads are not joined: the dataplane thread may be inside an nft run that takes up to its
+    // time limit, and the process is about to exit anyway.
+    handoff.close();
+    syncer.abort();
+    probe.abort();
+    if let Some(tunnel) = tunnel {
+        tunnel.abort();
+    }
+    result
+}
+
+fn start_calculation(
+    host: HostContext,
+    events: mpsc::Receiver<SyncEvent>,
+    status: Arc<Status>,
+    handoff: Arc<Handoff<Desired>>,
+    tunnel: mpsc::UnboundedSender<()>,
+    ended: mpsc::UnboundedSender<String>,
+) -> anyhow::Result<()> {
+    let activity = Arc::new(Activity::default());
+    status.watch_activity("the calculation", Arc::clone(&activity));
+    std::thread::Builder::new()
+        .name("calculation".into())
+        .spawn(move || {
+            let reason = calculate(host, events, &status, &handoff, &tunnel, &activity);
+            handoff.close();
+            let _ = ended.send(reason);
+        })
+        .context("cannot start the calculation thread")?;
+    Ok(())
+}
+
+/// Folds syncer events into the model and hands every new desired state to the dataplane thread, until
+/// the syncer stops; returns why it stopped.
+fn calculate(
+    host: HostContext,
+    mut events: mpsc::Receiver<SyncEvent>,
+    status: &Status,
+    handoff: &Handoff<Desired>,
+    tunnel: &mpsc::UnboundedSender<()>,
+    activity: &Activity,
+) -> String {
     let mut model = Model::default();
     let mut in_sync = false;
     let mut dirty = false;
+    // The first pass checks the tunnel address once whatever the events say.
     let mut check_tunnel = true;
-    let mut retry_at: Option<Instant> = None;
-    let mut written_mtu: Option<u32> = None;
-    let mut missing_delay = FIRST_MISSING_RETRY;
-    let mut refresh = tokio::time::interval(settings.route_refresh());
-    let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
-    tokio::pin!(shutdown);
-
-    let result = loop {
-        let retry = async {
-            match retry_at {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
-                None => std::future::pending().await,
-            }
+    loop {
+        let Some(first) = events.blocking_recv() else {
+            return "the datastore syncer stopped".to_string();
         };
-        tokio::select! {
-            () = &mut shutdown => break Ok(()),
-            _ = heartbeat.tick() => {
-                status.heartbeat();
-                continue;
-            }
-            _ = refresh.tick() => {
-                // Periodic full reconciliation: the kernel may have been changed behind our back.
-                dataplane.recheck_all();
-                dirty = true;
-                check_tunnel = true;
-            }
-            () = retry => {
-                retry_at = None;
-                dirty = true;
-            }
-            event = rx.recv() => {
-                let Some(event) = event else {
-                    break Err(anyhow::anyhow!("the datastore syncer stopped"));
-                };
-                let started = Instant::now();
-                let mut batch = vec![event];
-                while let Ok(more) = rx.try_recv() {
-                    batch.push(more);
+        let started = Instant::now();
+        let _busy = activity.begin("folding datastore events into the model");
+        let mut batch = vec![first];
+        while let Ok(more) = events.try_recv() {
+            batch.push(more);
+        }
+        for event in &batch {
+            match event {
+                SyncEvent::InSync { .. } => {
+                    in_sync = true;
+                    dirty = true;
+                    status.set_datastore_problem("syncer", None);
                 }
-                for event in &batch {
-                    match event {
-                        SyncEvent::InSync { .. } => {
-                            in_sync = true;
-                            dirty = true;
-                        }
-                        SyncEvent::Resyncing { reason } => {
-                            status.metrics.resyncs_started.inc();
-                            tracing::info!(%reason, "resyncing with the datastore");
-                        }
-                        SyncEvent::Put(kv) => {
-                            if model.apply(event) {
-                                dirty = true;
-                                check_tunnel |= affects_tunnel(&kv.key, &identity.nodename);
-                            }
-                        }
-                        SyncEvent::Delete { key, .. } => {
-                            if model.apply(event) {
-                                dirty = true;
-                                check_tunnel |= affects_tunnel(key, &identity.nodename);
-                            }
-                        }
+                SyncEvent::Resyncing { reason } => {
+                    status.metrics.resyncs_started.inc();
+                    status.set_datastore_problem(
+                        "syncer",
+                        Some(format!("cannot list or watch ({reason}); resyncing")),
+                    );
+                    tracing::info!(%reason, "resyncing with the datastore");
+                }
+                SyncEvent::Put(kv) => {
+                    if model.apply(event) {
+                        dirty = true;
+                        check_tunnel |= affects_tunnel(&kv.key, &host.nodename);
                     }
                 }
-                status.metrics.calc_graph_updates_processed.inc_by(batch.len() as u64);
-                status
-                    .metrics
-                    .calc_graph_update_time_seconds
-                    .observe(started.elapsed().as_secs_f64());
+                SyncEvent::Delete { key, .. } => {
+                    if model.apply(event) {
+                        dirty = true;
+                        check_tunnel |= affects_tunnel(key, &host.nodename);
+                    }
+                }
             }
         }
-        if !in_sync || !dirty {
-            continue;
-        }
-        dirty = false;
-
-        if check_tunnel && identity.address.is_some() {
+        status
+            .metrics
+            .calc_graph_updates_processed
+            .inc_by(batch.len() as u64);
+        if in_sync && check_tunnel {
             check_tunnel = false;
-            if let Err(e) =
-                startup::ensure_vxlan_tunnel_address(&client, &ipam, &identity.nodename).await
-            {
-                tracing::warn!(error = %format!("{e:#}"), "cannot ensure the VXLAN tunnel address; will retry");
-                check_tunnel = true;
-                retry_at.get_or_insert(Instant::now() + Duration::from_secs(2));
-            }
+            // The receiver only goes away at shutdown.
+            let _ = tunnel.send(());
         }
+        if in_sync && dirty {
+            dirty = false;
+            let desired = compute(&model, &host);
+            status
+                .metrics
+                .cluster_num_hosts
+                .set(model.nodes.len() as i64);
+            status
+                .metrics
+                .cluster_num_workload_endpoints
+                .set(model.endpoints.len() as i64);
+            handoff.offer(desired);
+        }
+        status
+            .metrics
+            .calc_graph_update_time_seconds
+            .observe(started.elapsed().as_secs_f64());
+    }
+}
 
-        let desired = compute(&model, &host);
+struct DataplaneSettings {
+    state_dir: PathBuf,
+    refresh: Duration,
+}
+
+/// Starts the dataplane thread; fails when the kernel cannot be talked to at all.
+fn start_dataplane(
+    settings: DataplaneSettings,
+    status: Arc<Status>,
+    handoff: Arc<Handoff<Desired>>,
+    ended: mpsc::UnboundedSender<String>,
+) -> anyhow::Result<()> {
+    let (opened_tx, opened_rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("dataplane".into())
+        .spawn(move || {
+            // The netlink socket is opened on this thread, which then owns it.
+            let dataplane = match Dataplane::new() {
+                Ok(dataplane) => {
+                    let _ = opened_tx.send(Ok(()));
+                    dataplane
+                }
+                Err(e) => {
+                    let _ = opened_tx.send(Err(e));
+                    return;
+                }
+            };
+            status.watch_activity("the dataplane", dataplane.activity());
+            apply_loop(dataplane, &settings, &status, &handoff);
+            let _ = ended.send("the dataplane thread ended".to_string());
+        })
+        .context("cannot start the dataplane thread")?;
+    match opened_rx.recv() {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e).context("cannot open the dataplane"),
+        Err(_) => anyhow::bail!("the dataplane thread ended while opening netlink"),
+    }
+}
+
+/// Applies the newest desired state, again after failures and every refresh interval, until the
+/// handoff is closed.
+fn apply_loop(
+    mut dataplane: Dataplane,
+    settings: &DataplaneSettings,
+    status: &Status,
+    handoff: &Handoff<Desired>,
+) {
+    let mut current: Option<Desired> = None;
+    let mut retry_at: Option<Instant> = None;
+    let mut refresh_at = Instant::now() + settings.refresh;
+    let mut missing_delay = FIRST_MISSING_RETRY;
+    let mut written_mtu: Option<u32> = None;
+    loop {
+        let deadline = retry_at.map_or(refresh_at, |at| at.min(refresh_at));
+        match handoff.take(Some(deadline)) {
+            Taken::Value(desired) => current = Some(desired),
+            Taken::Timeout => {
+                let now = Instant::now();
+                if now >= refresh_at {
+                    // Periodic full reconciliation: the kernel may have been changed behind our back.
+                    dataplane.recheck_all();
+                    refresh_at = now + settings.refresh;
+                }
+            }
+            Taken::Closed => return,
+        }
+        retry_at = None;
+        let Some(desired) = current.as_ref() else {
+            continue;
+        };
+
         let started = Instant::now();
-        let report = match dataplane.apply(&desired) {
-            Ok(r) => r,
+        let report = match dataplane.apply(desired) {
+            Ok(report) => report,
             Err(e) => {
                 status.metrics.int_dataplane_failures.inc();
                 tracing::error!(error = %e, "dataplane update failed; retrying");
-                retry_at.get_or_insert(Instant::now() + Duration::from_secs(1));
+                retry_at = Some(Instant::now() + Duration::from_secs(1));
                 continue;
             }
         };
@@ -163,27 +321,28 @@ pub async fn run(
             }
         }
         status.set_problems(problems);
+        let mut next: Option<Instant> = None;
+        let mut at = |when: Instant| next = Some(next.map_or(when, |n| n.min(when)));
         if !report.failures.is_empty() {
             status.metrics.int_dataplane_failures.inc();
             for failure in &report.failures {
                 tracing::warn!(%failure, "a dataplane change failed; retrying");
             }
-            retry_at.get_or_insert(Instant::now() + Duration::from_secs(1));
+            at(Instant::now() + Duration::from_secs(1));
         }
         if report.workloads_missing > 0 {
             // The CNI plugin is still wiring an endpoint we already know: look again soon, backing
             // off in case the interface never comes (an endpoint left behind by a crashed runtime).
-            let at = Instant::now() + missing_delay;
-            retry_at = Some(retry_at.map_or(at, |r| r.min(at)));
+            at(Instant::now() + missing_delay);
             missing_delay = (missing_delay * 2).min(Duration::from_secs(10));
         } else {
             missing_delay = FIRST_MISSING_RETRY;
         }
         if report.routes_deferred > 0 {
             // Look again once the grace period of those interfaces is over.
-            let at = Instant::now() + dataplane.route_grace() + Duration::from_millis(100);
-            retry_at = Some(retry_at.map_or(at, |r| r.min(at)));
+            at(Instant::now() + dataplane.route_grace() + Duration::from_millis(100));
         }
+        retry_at = next;
         if report.writes() > 0 {
             tracing::info!(
                 writes = report.writes(),
@@ -208,27 +367,55 @@ pub async fn run(
             .metrics
             .active_local_endpoints
             .set(desired.workloads.len() as i64);
-        status
-            .metrics
-            .cluster_num_hosts
-            .set(model.nodes.len() as i64);
-        status
-            .metrics
-            .cluster_num_workload_endpoints
-            .set(model.endpoints.len() as i64);
         status.metrics.vxlan_vteps.set(desired.vteps.len() as i64);
         status.metrics.routes.set(desired.routes.len() as i64);
         if !status.is_ready() {
-            tracing::info!(
-                nodes = model.nodes.len(),
-                endpoints = model.endpoints.len(),
-                "in sync with the datastore and the kernel"
-            );
+            tracing::info!("in sync with the datastore and the kernel");
             status.set_ready(true, "ok");
         }
-    };
-    syncer.abort();
-    result
+    }
+}
+
+/// Assigns this node's VXLAN tunnel address whenever the calculation asks (pools or this node changed),
+/// retrying after a failure.
+async fn keep_tunnel_address(
+    client: Client,
+    ipam: Ipam,
+    nodename: String,
+    again: mpsc::UnboundedSender<()>,
+    mut requests: mpsc::UnboundedReceiver<()>,
+) {
+    while requests.recv().await.is_some() {
+        // Requests that queued up while the last one ran are answered by this one.
+        while requests.try_recv().is_ok() {}
+        if let Err(e) = startup::ensure_vxlan_tunnel_address(&client, &ipam, &nodename).await {
+            tracing::warn!(error = %format!("{e:#}"), "cannot ensure the VXLAN tunnel address; will retry");
+            let again = again.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(TUNNEL_RETRY).await;
+                let _ = again.send(());
+            });
+        }
+    }
+}
+
+/// Reads the datastore's revision every [`PROBE_INTERVAL`]: a datastore that does not answer (an etcd
+/// that froze, a network partition) leaves the syncer waiting on a silent watch, so readiness learns of
+/// it here.
+async fn probe_datastore(store: Arc<dyn Store>, status: Arc<Status>) {
+    let mut interval = tokio::time::interval(PROBE_INTERVAL);
+    loop {
+        interval.tick().await;
+        let problem = match tokio::time::timeout(PROBE_TIMEOUT, store.current_revision()).await {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(format!("unreachable: {e}")),
+            Err(_) => Some(format!(
+                "no answer within {} s",
+                PROBE_TIMEOUT.as_secs_f64()
+            )),
+        };
+        status.set_datastore_problem("probe", problem);
+    }
 }
 
 /// Pools and this node's own Node decide whether it needs a VXLAN tunnel address.

@@ -3,5 +3,7 @@
 pub mod agent;
 pub mod autodetect;
 pub mod config;
+pub mod handoff;
 pub mod startup;
 pub mod status;
+pub mod tracked_store;

@@ -12,19 +12,42 @@ use calico_datastore::config::DatastoreConfig;
 use calico_ipam::Ipam;
 use calico_node::config::Settings;
 use calico_node::status::{self, Status};
+use calico_node::tracked_store::TrackedStore;
 use calico_node::{agent, startup};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{Layer, layer};
+
+/// Counts every error logged, for `felix_log_errors` (whatever the log level shown).
+struct CountErrors;
+
+impl<S: tracing::Subscriber> Layer<S> for CountErrors {
+    fn on_event(&self, event: &tracing::Event<'_>, _: layer::Context<'_, S>) {
+        if *event.metadata().level() == tracing::Level::ERROR {
+            status::LOG_ERRORS.inc();
+        }
+    }
+}
 
 fn main() -> ExitCode {
     let settings = Settings::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::new(settings.log_filter()))
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_filter(EnvFilter::new(settings.log_filter())),
+        )
+        .with(CountErrors.with_filter(tracing_subscriber::filter::LevelFilter::ERROR))
         .init();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    // Health, metrics, the syncer and the datastore tasks share two workers, so one task stuck in a
+    // slow call never silences the others; the calculation and the dataplane have threads of their own.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("calico-node-async")
         .enable_all()
         .build()
     {
@@ -113,6 +136,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         () = &mut shutdown => return Ok(()),
     };
     tracing::info!(datastore = %datastore.describe(), "connected to the datastore");
+    let store = TrackedStore::wrap(store, status.clone());
     let client = Client::new(store.clone());
 
     // Cluster objects: retried with backoff while the datastore is flaky; a genuine conflict (another

@@ -5,10 +5,13 @@
 //! and Felix's counters (`felix_resyncs_started`, ...) have none. Dashboards written for Felix therefore
 //! work unchanged.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
+
+use calico_felix::activity::Activity;
 
 use axum::Router;
 use axum::extract::State;
@@ -26,6 +29,13 @@ pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8
 
 const NOT_SYNCED_YET: &str = "not ready: the first datastore sync has not been applied yet";
 
+/// How long one piece of work (an `nft` run, a netlink call, a datastore request) may take before
+/// `/readiness` reports it as stuck.
+pub const STALL_AFTER: Duration = Duration::from_secs(2);
+
+/// Errors logged since start, counted by the logging layer for `felix_log_errors`.
+pub static LOG_ERRORS: Counter = Counter(AtomicU64::new(0));
+
 /// Readiness, liveness and metrics of one calico-node, shared (in an `Arc`) between the main loop,
 /// which updates it, and the HTTP servers, which report it.
 #[derive(Debug)]
@@ -37,7 +47,49 @@ pub struct Status {
     problems: Mutex<Vec<String>>,
     last_heartbeat: Mutex<Instant>,
     liveness_timeout: Duration,
+    /// The worker threads' current work, by component ("dataplane", "calculation").
+    activities: Mutex<Vec<(&'static str, Arc<Activity>)>>,
+    /// Why the datastore cannot be used right now, by source (the syncer, the reachability probe).
+    datastore_problems: Mutex<BTreeMap<&'static str, String>>,
+    /// Datastore requests under way.
+    pub datastore_requests: InFlight,
     pub metrics: Metrics,
+}
+
+/// Requests under way, each with what it is and when it started.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    next_id: AtomicU64,
+    requests: Mutex<HashMap<u64, (String, Instant)>>,
+}
+
+/// Removes its request from [`InFlight`] when dropped.
+#[must_use = "the request counts as under way until the guard is dropped"]
+pub struct InFlightGuard<'a> {
+    registry: &'a InFlight,
+    id: u64,
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.registry.requests).remove(&self.id);
+    }
+}
+
+impl InFlight {
+    pub fn begin(&self, what: String) -> InFlightGuard<'_> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        lock(&self.requests).insert(id, (what, Instant::now()));
+        InFlightGuard { registry: self, id }
+    }
+
+    /// The longest-running request and how long it has run, as of `now`.
+    pub fn oldest(&self, now: Instant) -> Option<(String, Duration)> {
+        lock(&self.requests)
+            .values()
+            .min_by_key(|(_, since)| *since)
+            .map(|(what, since)| (what.clone(), now.saturating_duration_since(*since)))
+    }
 }
 
 impl Default for Status {
@@ -58,6 +110,9 @@ impl Status {
             problems: Mutex::new(Vec::new()),
             last_heartbeat: Mutex::new(Instant::now()),
             liveness_timeout,
+            activities: Mutex::new(Vec::new()),
+            datastore_problems: Mutex::new(BTreeMap::new()),
+            datastore_requests: InFlight::default(),
             metrics: Metrics::default(),
         }
     }
@@ -71,11 +126,63 @@ impl Status {
         lock(&self.not_ready_reason).is_none()
     }
 
-    /// `Ok` when ready, else the reason.
+    /// `Ok` when ready, else the reasons, one per line: not synced or started yet, a datastore the syncer
+    /// cannot list or watch, and work that has been running for longer than [`STALL_AFTER`].
     pub fn readiness(&self) -> Result<(), String> {
-        match &*lock(&self.not_ready_reason) {
-            None => Ok(()),
-            Some(reason) => Err(reason.clone()),
+        let mut reasons: Vec<String> = Vec::new();
+        if let Some(reason) = &*lock(&self.not_ready_reason) {
+            reasons.push(reason.clone());
+        }
+        for problem in lock(&self.datastore_problems).values() {
+            reasons.push(format!("not ready: datastore: {problem}"));
+        }
+        reasons.extend(self.stalls(Instant::now(), STALL_AFTER));
+        if reasons.is_empty() {
+            Ok(())
+        } else {
+            Err(reasons.join("\n"))
+        }
+    }
+
+    /// Work under way for at least `limit`, as lines naming the component, the work and how long.
+    fn stalls(&self, now: Instant, limit: Duration) -> Vec<String> {
+        let mut stalls = Vec::new();
+        for (component, activity) in lock(&self.activities).iter() {
+            if let Some((what, running)) = activity.current(now)
+                && running >= limit
+            {
+                stalls.push(format!(
+                    "not ready: {component} is stuck: {what} has been running for {:.1} s",
+                    running.as_secs_f64()
+                ));
+            }
+        }
+        if let Some((what, running)) = self.datastore_requests.oldest(now)
+            && running >= limit
+        {
+            stalls.push(format!(
+                "not ready: datastore: {what} has been waiting for {:.1} s",
+                running.as_secs_f64()
+            ));
+        }
+        stalls
+    }
+
+    /// Lets the health endpoints see what `component`'s thread is doing.
+    pub fn watch_activity(&self, component: &'static str, activity: Arc<Activity>) {
+        lock(&self.activities).push((component, activity));
+    }
+
+    /// Records (Some) or clears (None) why the datastore cannot be used, as seen by `source`.
+    pub fn set_datastore_problem(&self, source: &'static str, problem: Option<String>) {
+        let mut problems = lock(&self.datastore_problems);
+        match problem {
+            Some(problem) => {
+                problems.insert(source, problem);
+            }
+            None => {
+                problems.remove(source);
+            }
         }
     }
 
@@ -93,17 +200,22 @@ impl Status {
         *lock(&self.last_heartbeat) = Instant::now();
     }
 
-    /// `Ok` when the main loop has beaten within the liveness timeout, else why not.
+    /// `Ok` when the main loop has beaten within the liveness timeout and no worker has been stuck in
+    /// one piece of work for longer than that, else why not.
     pub fn liveness(&self) -> Result<(), String> {
         let silent_for = lock(&self.last_heartbeat).elapsed();
-        if silent_for <= self.liveness_timeout {
-            Ok(())
-        } else {
-            Err(format!(
+        if silent_for > self.liveness_timeout {
+            return Err(format!(
                 "not live: the main loop has not reported for {:.1} s (limit {:.1} s)",
                 silent_for.as_secs_f64(),
                 self.liveness_timeout.as_secs_f64()
-            ))
+            ));
+        }
+        let stuck = self.stalls(Instant::now(), self.liveness_timeout);
+        if stuck.is_empty() {
+            Ok(())
+        } else {
+            Err(stuck.join("\n").replace("not ready:", "not live:"))
         }
     }
 }
@@ -270,7 +382,6 @@ pub struct Metrics {
     pub int_dataplane_messages: Counter,
     pub calc_graph_update_time_seconds: Histogram,
     pub calc_graph_updates_processed: Counter,
-    pub log_errors: Counter,
     pub vxlan_vteps: Gauge,
     pub routes: Gauge,
 }
@@ -332,7 +443,7 @@ impl Metrics {
             (
                 "felix_log_errors",
                 "Number of errors encountered while logging.",
-                Family::Counter(&self.log_errors),
+                Family::Counter(&LOG_ERRORS),
             ),
             (
                 "calico_node_vxlan_vteps",

@@ -13,11 +13,13 @@
 pub mod plan;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use calico_netlink::{Family, Netlink, NetlinkError, TABLE_MAIN, sysctl};
 
 use self::plan::{Links, Op, Plan};
+use crate::activity::Activity;
 use crate::desired::Desired;
 use crate::nat;
 
@@ -94,6 +96,8 @@ pub struct Dataplane {
     /// Workload interfaces (by index) whose sysctls were verified; checked again only after
     /// [`Dataplane::recheck_all`], so an apply per datastore event does not re-read them all.
     sysctls_verified: HashSet<u32>,
+    /// What this driver is doing right now, for health reports from other threads.
+    activity: Arc<Activity>,
 }
 
 /// How long routes on a workload interface without an endpoint are kept (Felix has a similar grace).
@@ -110,6 +114,7 @@ impl Dataplane {
             first_seen: HashMap::new(),
             route_grace: DEFAULT_ROUTE_GRACE,
             sysctls_verified: HashSet::new(),
+            activity: Arc::default(),
         })
     }
 
@@ -121,6 +126,11 @@ impl Dataplane {
 
     pub fn route_grace(&self) -> Duration {
         self.route_grace
+    }
+
+    /// What this driver is doing right now (netlink or nft), readable from any thread.
+    pub fn activity(&self) -> Arc<Activity> {
+        Arc::clone(&self.activity)
     }
 
     /// Forget what was verified once (workload sysctls), so the next apply reads it all again: for the
@@ -169,7 +179,29 @@ impl Dataplane {
         now: Instant,
     ) -> Result<ApplyReport, DataplaneError> {
         let mut report = ApplyReport::default();
-        self.ensure_ip_forward(&mut report);
+        let activity = Arc::clone(&self.activity);
+        {
+            let _busy =
+                activity.begin("reading and changing routes, links and neighbours (netlink)");
+            self.apply_kernel_objects(desired, now, &mut report)?;
+        }
+        let _busy = activity.begin(format!(
+            "loading the nftables table {} {} (nft -f)",
+            nat::NFT_FAMILY,
+            crate::desired::NFT_TABLE
+        ));
+        self.ensure_nat(desired, &mut report);
+        Ok(report)
+    }
+
+    /// Everything but nftables: sysctls, the VXLAN device, VTEPs, routes, neighbours.
+    fn apply_kernel_objects(
+        &mut self,
+        desired: &Desired,
+        now: Instant,
+        report: &mut ApplyReport,
+    ) -> Result<(), DataplaneError> {
+        self.ensure_ip_forward(report);
         if !desired.ipip_pools.is_empty() && !self.ipip_supported() {
             for pool in &desired.ipip_pools {
                 report.problems.push(format!(
@@ -190,7 +222,7 @@ impl Dataplane {
                 };
                 let device = plan::vxlan::plan_device(desired.vxlan.as_ref(), &links, &addresses);
                 let done = device.ops.is_empty();
-                let changed = self.execute_plan(device, &mut report);
+                let changed = self.execute_plan(device, report);
                 if done || !changed {
                     break;
                 }
@@ -218,7 +250,7 @@ impl Dataplane {
             None => None,
         };
         if let Some(vteps) = &vteps {
-            self.execute(&vteps.writes, &mut report);
+            self.execute(&vteps.writes, report);
         }
         self.note_first_seen(&links, now);
         let routes = self.netlink.routes(Family::All, Some(TABLE_MAIN))?;
@@ -233,24 +265,23 @@ impl Dataplane {
                 grace: self.route_grace,
             },
         );
-        self.execute_plan(route_plan, &mut report);
+        self.execute_plan(route_plan, report);
         if let Some(vteps) = &vteps {
-            self.execute(&vteps.removals, &mut report);
+            self.execute(&vteps.removals, report);
         }
         if desired.vxlan.is_none() {
             let device = plan::vxlan::plan_device(None, &links, &[]);
-            self.execute_plan(device, &mut report);
+            self.execute_plan(device, report);
         }
 
-        self.ensure_workload_sysctls(desired, &links, &mut report);
+        self.ensure_workload_sysctls(desired, &links, report);
         let wanted = plan::host::wanted_workload_neighbours(desired, &links);
         if !wanted.is_empty() {
             let observed = self.netlink.neighbours(None)?;
             let neighbours = plan::host::plan_workload_neighbours(&wanted, &observed);
-            self.execute_plan(neighbours, &mut report);
+            self.execute_plan(neighbours, report);
         }
-        self.ensure_nat(desired, &mut report);
-        Ok(report)
+        Ok(())
     }
 
     fn observe_links(&mut self) -> Result<Links, DataplaneError> {
