@@ -191,7 +191,16 @@ impl DatastoreConfig {
     pub async fn connect(&self) -> Result<Arc<dyn Store>, StoreError> {
         match self {
             DatastoreConfig::Etcd(cfg) => Ok(Arc::new(EtcdStore::connect(cfg).await?)),
-            DatastoreConfig::Embedded { path } => Ok(Arc::new(EmbeddedStore::open(path)?)),
+            DatastoreConfig::Embedded { path } => {
+                // Opening may wait for the file's lock (up to the busy timeout): not on an async worker.
+                let path = path.clone();
+                let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(path))
+                    .await
+                    .map_err(|err| {
+                        StoreError::Other(format!("opening the store failed: {err}"))
+                    })??;
+                Ok(Arc::new(store))
+            }
         }
     }
 

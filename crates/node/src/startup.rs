@@ -192,7 +192,13 @@ pub fn default_pool(
 pub async fn connect_with_backoff(config: &DatastoreConfig, status: &Status) -> Arc<dyn Store> {
     let mut delay = Duration::from_secs(1);
     loop {
-        match config.connect().await {
+        let connected = {
+            let _request = status
+                .datastore_requests
+                .begin(format!("open {}", config.describe()));
+            config.connect().await
+        };
+        match connected {
             Ok(store) => return store,
             Err(e) => {
                 let reason = format!("datastore {} unreachable: {e}", config.describe());
