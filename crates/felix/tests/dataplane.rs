@@ -574,6 +574,70 @@ fn stale_and_stray_routes_go_foreign_routes_stay() {
 }
 
 #[test]
+fn with_routes_of_every_owner_present_only_the_dataplane_s_own_are_changed() {
+    let (a, b) = two_hosts();
+    let mut dp = a.dataplane();
+    let mut desired = a.desired(&b);
+    assert_clean(&a.apply(&mut dp, &desired));
+
+    // Every owner of the ownership table at once: the BGP speaker (proto bird, 12) on the uplink and on a
+    // workload interface, an administrator (proto static), the kernel (an address's link route), a
+    // stale Felix route (proto 80) and a stray CNI route (proto boot) on a workload interface.
+    for route in [
+        "198.19.8.0/26 via 198.18.0.2 proto bird",
+        "198.19.9.0/26 dev cali0a proto bird",
+        "198.19.6.0/24 via 198.18.0.2 proto static",
+        "198.19.5.0/26 via 198.18.0.2 proto 80",
+        "198.19.0.9/32 dev cali0a proto boot",
+    ] {
+        let mut args = vec!["route", "add"];
+        args.extend(route.split(' '));
+        a.ns.ip(&args);
+    }
+    a.ns.ip(&["addr", "add", "198.18.9.1/30", "dev", "cali0a"]);
+    let others = || {
+        let mut routes = lines(&a.ns.ip(&["-4", "route", "show", "proto", "bird"]));
+        routes.extend(lines(&a.ns.ip(&["-4", "route", "show", "proto", "static"])));
+        routes
+            .extend(lines(&a.ns.ip(&[
+                "-4", "route", "show", "proto", "kernel", "dev", "cali0a",
+            ])));
+        routes
+    };
+    let before = others();
+    assert_eq!(before.len(), 4, "{before:?}");
+
+    let report = a.apply(&mut dp, &desired);
+    assert_clean(&report);
+    assert_eq!(
+        (report.routes_removed, report.writes()),
+        (2, 2),
+        "only the stale Felix route and the stray CNI route go: {report:?}"
+    );
+    assert_eq!(others(), before, "routes of other owners are untouched");
+    assert!(
+        lines(&a.ns.ip(&["route", "show", "198.19.5.0/26"])).is_empty()
+            && lines(&a.ns.ip(&["route", "show", "198.19.0.9"])).is_empty()
+    );
+
+    // A desired route whose slot a BGP route holds is reported, and the BGP route stays as it was.
+    desired.routes.insert(DesiredRoute {
+        dst: net("198.19.8.0/26"),
+        target: RouteTarget::Blackhole,
+    });
+    let report = a.apply(&mut dp, &desired);
+    assert_eq!(report.writes(), 0, "{report:?}");
+    assert!(
+        report
+            .failures
+            .iter()
+            .any(|f| f.contains("198.19.8.0/26") && f.contains("protocol 12")),
+        "{report:?}"
+    );
+    assert_eq!(others(), before);
+}
+
+#[test]
 fn vxlan_mac_and_mtu_change_in_place_a_wrong_vni_recreates_and_none_deletes() {
     let (a, b) = two_hosts();
     let mut dp = a.dataplane();
