@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::{Host, Running, host, open_store, runtime};
+use support::{Host, Running, etcd_in, host, open_store, runtime};
 
 /// Polls `/readiness` until its body contains every one of `needles`; returns the body.
 fn wait_readiness_saying(host: &Host, needles: &[&str], within: Duration) -> String {
@@ -105,6 +105,55 @@ fn a_locked_datastore_file_leaves_liveness_answering_and_readiness_names_the_wai
     assert!(
         host.wait_ready(Duration::from_secs(30)),
         "not ready after the lock was released: {:?}",
+        host.http_get("/readiness")
+    );
+    drop(node);
+}
+
+/// Sends `signal` (STOP or CONT) to `pid`.
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// Continues a stopped process when dropped, so a failed assertion never leaves etcd frozen.
+struct Thaw(u32);
+
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
+    }
+}
+
+#[test]
+fn a_frozen_etcd_makes_readiness_say_so_and_it_recovers_when_etcd_returns() {
+    let host = host(63);
+    let endpoint = format!("http://127.0.0.1:{}", calico_testutil::free_port());
+    let (etcd, _data) = etcd_in(&host, &endpoint);
+    let node = Running::spawn(
+        host.command(&[("DATASTORE_TYPE", "etcdv3"), ("ETCD_ENDPOINTS", &endpoint)]),
+    );
+    assert!(
+        host.wait_ready(Duration::from_secs(30)),
+        "not ready on etcd: {:?}",
+        host.http_get("/readiness")
+    );
+    let pid = etcd.pid().expect("etcd pid");
+    signal(pid, "STOP");
+    let thaw = Thaw(pid);
+    // The probe runs every 5 s and gives up after 3 s.
+    let body = wait_readiness_saying(&host, &["not ready: datastore:"], Duration::from_secs(20));
+    let took = liveness_answers(&host);
+    eprintln!("readiness while etcd is frozen:\n{body}/liveness answered in {took:?}");
+    drop(thaw);
+    assert!(
+        host.wait_ready(Duration::from_secs(20)),
+        "not ready after etcd continued: {:?}",
         host.http_get("/readiness")
     );
     drop(node);

@@ -15,7 +15,7 @@ use calico_testutil::free_port;
 
 mod support;
 
-use support::{Running, host, open_store, runtime};
+use support::{Running, etcd_in, host, open_store, runtime};
 
 #[test]
 fn no_usable_address_stops_with_a_clear_message_and_writes_nothing() {
@@ -110,27 +110,7 @@ fn unreachable_datastore_is_retried_with_backoff_until_it_appears() {
     assert!(!h.links().iter().any(|l| l == "vxlan.calico"));
 
     // The datastore appears (inside the host namespace, where calico-node can reach it).
-    let data = tempfile::tempdir().expect("etcd dir");
-    let peer_port = free_port();
-    let mut etcd = Command::new("ip");
-    etcd.args(["netns", "exec", h.ns.name(), "etcd", "--name", "t"])
-        .arg("--data-dir")
-        .arg(data.path())
-        .args([
-            "--listen-client-urls",
-            &endpoint,
-            "--advertise-client-urls",
-            &endpoint,
-            "--listen-peer-urls",
-            &format!("http://127.0.0.1:{peer_port}"),
-            "--initial-advertise-peer-urls",
-            &format!("http://127.0.0.1:{peer_port}"),
-            "--initial-cluster",
-            &format!("t=http://127.0.0.1:{peer_port}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let etcd = Running::spawn(etcd);
+    let (etcd, _data) = etcd_in(&h, &endpoint);
     // Backoff doubles from 1 s; after 4 s the next attempt comes within 8 s more.
     assert!(
         h.wait_ready(Duration::from_secs(30)),

@@ -176,3 +176,36 @@ pub fn runtime() -> tokio::runtime::Runtime {
 pub fn open_store(path: &Path) -> Arc<dyn Store> {
     Arc::new(EmbeddedStore::open(path).expect("open embedded store"))
 }
+
+/// A real etcd inside `host`'s namespace serving `endpoint` (`http://127.0.0.1:PORT`), where calico-node
+/// can reach it; killed on drop, its data directory removed with the returned guard.
+pub fn etcd_in(host: &Host, endpoint: &str) -> (Running, tempfile::TempDir) {
+    let data = tempfile::tempdir().expect("etcd dir");
+    let peer_port = calico_testutil::free_port();
+    let mut etcd = Command::new("ip");
+    etcd.args(["netns", "exec", host.ns.name(), "etcd", "--name", "t"])
+        .arg("--data-dir")
+        .arg(data.path())
+        .args([
+            "--listen-client-urls",
+            endpoint,
+            "--advertise-client-urls",
+            endpoint,
+            "--listen-peer-urls",
+            &format!("http://127.0.0.1:{peer_port}"),
+            "--initial-advertise-peer-urls",
+            &format!("http://127.0.0.1:{peer_port}"),
+            "--initial-cluster",
+            &format!("t=http://127.0.0.1:{peer_port}"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    (Running::spawn(etcd), data)
+}
+
+impl Running {
+    /// The process id (`ip netns exec` execs into the program, so this is the program itself).
+    pub fn pid(&self) -> Option<u32> {
+        self.0.as_ref().map(ReadChild::id)
+    }
+}
