@@ -2,7 +2,7 @@
 //! message before anything is written; an unreachable datastore is retried with backoff (no crash loop)
 //! until it appears; a restart reconciles the kernel without deleting anything.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
