@@ -107,7 +107,11 @@ mod tests {
             (186, false, Owner::Foreign),
         ];
         for (protocol, workload, want) in cases {
-            assert_eq!(owner(protocol, workload), want, "proto {protocol} workload {workload}");
+            assert_eq!(
+                owner(protocol, workload),
+                want,
+                "proto {protocol} workload {workload}"
+            );
         }
     }
 

@@ -281,11 +281,8 @@ pub fn compute(model: &Model, host: &HostContext) -> Desired {
         }
         // Borrowed addresses: an address used by a node other than the block's owner gets its own
         // host route to that node (more specific than the block's route or blackhole).
-        for (ip, user) in &block.allocations {
-            let Some(user) = user.as_deref() else {
-                continue;
-            };
-            if Some(user) == block.affinity.as_deref() || user == host.nodename {
+        for (ip, user) in &block.borrowed {
+            if *user == host.nodename {
                 continue;
             }
             if let Some(target) = route_to(user, pool) {

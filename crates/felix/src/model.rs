@@ -4,7 +4,7 @@
 //! dropped from the model (with the reason kept in [`Model::decode_errors`]) rather than stopping the
 //! host: one bad object must not take the dataplane down.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 use calico_api::spec::ippool::EncapMode;
@@ -44,13 +44,15 @@ pub struct PoolInfo {
     pub disabled: bool,
 }
 
-/// An IPAM block: who it is affine to and which node each allocated address belongs to.
+/// An IPAM block as routing sees it: who it is affine to, and the addresses in it that another node
+/// borrowed (each needs its own route to that node). Other allocations do not change any route, so a
+/// pod added or removed in a block changes nothing here and wakes no calculation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct BlockInfo {
     pub cidr: IpNet,
     pub affinity: Option<String>,
-    /// Allocated addresses with the node recorded in their allocation attributes (if any).
-    pub allocations: Vec<(IpAddr, Option<String>)>,
+    /// Allocated addresses whose allocation names a node other than the block's owner, with that node.
+    pub borrowed: Vec<(IpAddr, String)>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -67,12 +69,31 @@ pub struct Model {
     pub nodes: BTreeMap<String, NodeInfo>,
     pub pools: BTreeMap<String, PoolInfo>,
     pub blocks: BTreeMap<String, BlockInfo>,
+    /// Workload endpoints this model keeps: all of them, or with [`Model::for_host`] only the host's own.
     pub endpoints: BTreeMap<String, EndpointInfo>,
     /// Keys whose values could not be decoded, with the reason.
     pub decode_errors: BTreeMap<String, String>,
+    /// The host whose dataplane this model serves (None: every endpoint is kept).
+    host: Option<String>,
+    /// Keys of other hosts' endpoints: counted, not kept, since they change nothing on this host.
+    remote_endpoints: BTreeSet<String>,
 }
 
 impl Model {
+    /// A model for `host`'s dataplane: other hosts' workload endpoints are counted but not kept, and
+    /// their events report no change.
+    pub fn for_host(host: &str) -> Model {
+        Model {
+            host: Some(host.to_string()),
+            ..Model::default()
+        }
+    }
+
+    /// Workload endpoints in the cluster, this host's and others'.
+    pub fn endpoint_count(&self) -> usize {
+        self.endpoints.len() + self.remote_endpoints.len()
+    }
+
     /// Fold one syncer event in. Returns whether anything the dataplane depends on changed.
     pub fn apply(&mut self, event: &SyncEvent) -> bool {
         match event {
@@ -135,8 +156,15 @@ impl Model {
                 replace(&mut self.pools, &kv.key, Some(info))
             }
             Spec::WorkloadEndpoint(spec) => {
+                let node = spec.node.clone().unwrap_or_default();
+                if self.host.as_ref().is_some_and(|host| *host != node) {
+                    self.remote_endpoints.insert(kv.key.clone());
+                    // An endpoint that moved away from this host takes its routes with it.
+                    return self.endpoints.remove(&kv.key).is_some();
+                }
+                self.remote_endpoints.remove(&kv.key);
                 let info = EndpointInfo {
-                    node: spec.node.clone().unwrap_or_default(),
+                    node,
                     interface: spec.interface_name.clone().unwrap_or_default(),
                     addresses: spec
                         .ip_networks
@@ -156,6 +184,7 @@ impl Model {
 
     pub fn delete(&mut self, key: &str) -> bool {
         self.decode_errors.remove(key);
+        self.remote_endpoints.remove(key);
         replace(&mut self.blocks, key, None)
             | replace(&mut self.nodes, key, None)
             | replace(&mut self.pools, key, None)
@@ -191,13 +220,18 @@ fn replace<T: PartialEq>(map: &mut BTreeMap<String, T>, key: &str, value: Option
 }
 
 fn block_info(cidr: IpNet, block: &Block) -> BlockInfo {
+    let affinity = block.host().map(str::to_string);
+    let borrowed = block
+        .allocated()
+        .filter_map(|(ip, attr)| {
+            let user = attr.secondary.get(ATTR_NODE)?;
+            (Some(user) != affinity.as_ref()).then(|| (ip, user.clone()))
+        })
+        .collect();
     BlockInfo {
         cidr,
-        affinity: block.host().map(str::to_string),
-        allocations: block
-            .allocated()
-            .map(|(ip, attr)| (ip, attr.secondary.get(ATTR_NODE).cloned()))
-            .collect(),
+        affinity,
+        borrowed,
     }
 }
 
@@ -287,5 +321,91 @@ mod tests {
         );
         assert_eq!(parse_v4_net_keeping_host("198.18.0.11/33"), None);
         assert_eq!(parse_v4_net_keeping_host("nonsense"), None);
+    }
+
+    /// A /30 block affine to node1 with the given allocations, one attribute per allocated address
+    /// (`Some(node)` names the node in the attribute), written as Calico stores it.
+    fn block_json(allocated: &[Option<&str>]) -> String {
+        let mut allocations = Vec::new();
+        let mut unallocated = Vec::new();
+        let mut attributes = Vec::new();
+        for ordinal in 0..4 {
+            match allocated.get(ordinal) {
+                Some(node) => {
+                    allocations.push(attributes.len().to_string());
+                    attributes.push(match node {
+                        Some(node) => format!(
+                            r#"{{"handle_id":"h{ordinal}","secondary":{{"node":"{node}"}}}}"#
+                        ),
+                        None => format!(r#"{{"handle_id":"h{ordinal}"}}"#),
+                    });
+                }
+                None => {
+                    allocations.push("null".to_string());
+                    unallocated.push(ordinal.to_string());
+                }
+            }
+        }
+        format!(
+            r#"{{"cidr":"198.19.0.0/30","affinity":"host:node1","allocations":[{}],"unallocated":[{}],"attributes":[{}],"sequenceNumber":1}}"#,
+            allocations.join(","),
+            unallocated.join(","),
+            attributes.join(",")
+        )
+    }
+
+    const BLOCK_KEY: &str = "/calico/ipam/v2/assignment/ipv4/block/198.19.0.0-30";
+
+    #[test]
+    fn pods_coming_and_going_in_a_block_change_nothing_but_a_borrowed_address_does() {
+        let mut model = Model::for_host("node3");
+        assert!(model.apply(&SyncEvent::Put(kv(
+            BLOCK_KEY,
+            &block_json(&[Some("node1")])
+        ))));
+        // More of the owner's own pods, and an allocation without a node: no route changes.
+        assert!(!model.apply(&SyncEvent::Put(kv(
+            BLOCK_KEY,
+            &block_json(&[Some("node1"), Some("node1"), None])
+        ))));
+        // node2 borrows an address: it needs its own route.
+        assert!(model.apply(&SyncEvent::Put(kv(
+            BLOCK_KEY,
+            &block_json(&[Some("node1"), Some("node1"), Some("node2")])
+        ))));
+        let block = model.blocks.get(BLOCK_KEY).expect("block");
+        assert_eq!(block.affinity.as_deref(), Some("node1"));
+        assert_eq!(
+            block.borrowed,
+            vec![("198.19.0.2".parse().expect("ip"), "node2".to_string())]
+        );
+    }
+
+    fn endpoint_json(node: &str) -> String {
+        format!(
+            r#"{{"apiVersion":"projectcalico.org/v3","kind":"WorkloadEndpoint","metadata":{{"name":"ep","namespace":"default"}},"spec":{{"node":"{node}","interfaceName":"cali0123456789a","ipNetworks":["198.19.0.5/32"]}}}}"#
+        )
+    }
+
+    #[test]
+    fn other_hosts_endpoints_are_counted_but_change_nothing_here() {
+        const EP: &str = "/calico/resources/v3/projectcalico.org/workloadendpoints/default/ep";
+        let mut model = Model::for_host("node1");
+        assert!(!model.apply(&SyncEvent::Put(kv(EP, &endpoint_json("node2")))));
+        assert_eq!((model.endpoints.len(), model.endpoint_count()), (0, 1));
+        // It moves here: a change; and away again: a change (its route goes).
+        assert!(model.apply(&SyncEvent::Put(kv(EP, &endpoint_json("node1")))));
+        assert_eq!((model.endpoints.len(), model.endpoint_count()), (1, 1));
+        assert!(model.apply(&SyncEvent::Put(kv(EP, &endpoint_json("node2")))));
+        assert_eq!((model.endpoints.len(), model.endpoint_count()), (0, 1));
+        assert!(!model.apply(&SyncEvent::Delete {
+            key: EP.into(),
+            revision: 9
+        }));
+        assert_eq!(model.endpoint_count(), 0);
+        // Without a host, every endpoint is kept.
+        let mut all = Model::default();
+        assert!(all.apply(&SyncEvent::Put(kv(EP, &endpoint_json("node2")))));
+        assert_eq!(all.endpoints.len(), 1);
     }
 }

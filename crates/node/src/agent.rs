@@ -149,7 +149,7 @@ fn calculate(
     tunnel: &mpsc::UnboundedSender<()>,
     activity: &Activity,
 ) -> String {
-    let mut model = Model::default();
+    let mut model = Model::for_host(&host.nodename);
     let mut in_sync = false;
     let mut dirty = false;
     // The first pass checks the tunnel address once whatever the events say.
@@ -212,7 +212,7 @@ fn calculate(
             status
                 .metrics
                 .cluster_num_workload_endpoints
-                .set(model.endpoints.len() as i64);
+                .set(model.endpoint_count() as i64);
             handoff.offer(desired);
         }
         status
