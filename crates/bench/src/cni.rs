@@ -1135,6 +1135,16 @@ impl Store for CountingStore {
         self.inner.put(key, value).await
     }
 
+    async fn put_with_ttl(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: std::time::Duration,
+    ) -> Result<Revision, StoreError> {
+        bump(&self.counts.writes);
+        self.inner.put_with_ttl(key, value, ttl).await
+    }
+
     async fn delete(
         &self,
         key: &str,

@@ -508,6 +508,31 @@ impl Store for EtcdStore {
         header_revision(response.header())
     }
 
+    async fn put_with_ttl(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: std::time::Duration,
+    ) -> Result<Revision, StoreError> {
+        if key.is_empty() {
+            return Err(StoreError::Invalid("empty key".into()));
+        }
+        // etcd counts lease TTLs in whole seconds; round up so a key never expires early.
+        let seconds = i64::try_from(ttl.as_millis().div_ceil(1000))
+            .map_err(|_| StoreError::Invalid(format!("TTL {ttl:?} is too long")))?
+            .max(1);
+        let mut lease_client = self.client.lease_client();
+        let lease = self
+            .call("grant a lease", lease_client.grant(seconds, None))
+            .await?;
+        let mut kv_client = self.client.kv_client();
+        let options = etcd_client::PutOptions::new().with_lease(lease.id());
+        let response = self
+            .call("put", kv_client.put(key, value, Some(options)))
+            .await?;
+        header_revision(response.header())
+    }
+
     async fn delete(
         &self,
         key: &str,

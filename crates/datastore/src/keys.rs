@@ -9,6 +9,14 @@ pub const IPAM_PREFIX: &str = "/calico/ipam/v2/";
 /// Where the IPAMConfiguration singleton is stored, in IPAM's own JSON form.
 pub const IPAM_CONFIG_KEY: &str = "/calico/ipam/v2/config";
 
+/// Where Felix reports each host's status (Calico's layout; the region is always `no-region`).
+pub const FELIX_HOST_STATUS_PREFIX: &str = "/calico/felix/v2/no-region/host/";
+
+/// `/calico/felix/v2/no-region/host/<node>/status`: the node's last status report.
+pub fn felix_status_key(node: &str) -> String {
+    format!("{FELIX_HOST_STATUS_PREFIX}{node}/status")
+}
+
 /// Prefix of every object of `kind`, or of one namespace of a namespaced kind.
 pub fn kind_prefix(kind: Kind, namespace: Option<&str>) -> String {
     let mut key = format!("{RESOURCES_PREFIX}{}/{}/", kind.group(), kind.plural());

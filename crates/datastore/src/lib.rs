@@ -148,6 +148,17 @@ pub trait Store: Send + Sync + 'static {
     /// Unconditional write (create or overwrite). Returns the new mod revision.
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<Revision, StoreError>;
 
+    /// Unconditional write that expires: unless written again, the key is deleted (and watchers see the
+    /// delete) once `ttl` has passed, as with an etcd lease. A later write without a TTL keeps the key.
+    /// Status reports use it, so a dead host's report disappears. The embedded store deletes expired
+    /// keys in the next write any process makes to the file.
+    async fn put_with_ttl(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: std::time::Duration,
+    ) -> Result<Revision, StoreError>;
+
     /// Delete `key`, optionally only if its mod revision matches. Returns the deleted key-value
     /// (as it was just before the delete).
     async fn delete(

@@ -150,6 +150,7 @@ conformance!(
     create_of_existing_key_fails_without_writing,
     update_is_compare_and_swap,
     put_creates_and_overwrites,
+    a_key_written_with_a_ttl_expires_unless_rewritten_without_one,
     delete_with_and_without_cas,
     revisions_advance_by_one_per_write_and_batch,
     list_is_by_prefix_in_key_order,
@@ -316,6 +317,44 @@ async fn put_creates_and_overwrites(fixture: &Fixture) {
     assert_eq!(kv.mod_revision, third);
     assert_eq!(kv.version, 3);
     assert_eq!(kv.value, bytes("b"));
+}
+
+async fn a_key_written_with_a_ttl_expires_unless_rewritten_without_one(fixture: &Fixture) {
+    let store = fixture.store();
+    let ttl = Duration::from_secs(1);
+    let first = store
+        .put_with_ttl("/t/ttl/gone", bytes("a"), ttl)
+        .await
+        .unwrap();
+    let mut watch = store.watch("/t/ttl/", first).await.unwrap();
+    store
+        .put_with_ttl("/t/ttl/kept", bytes("b"), ttl)
+        .await
+        .unwrap();
+    // A plain write detaches the lease: this key stays.
+    store.put("/t/ttl/kept", bytes("c")).await.unwrap();
+    assert!(store.get("/t/ttl/gone").await.unwrap().is_some());
+
+    // Past the TTL the key goes. The embedded store deletes expired keys in the next write to the file,
+    // so keep writing another key while waiting (etcd expires it by itself).
+    tokio::time::sleep(ttl).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while store.get("/t/ttl/gone").await.unwrap().is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a key with a 1 s TTL still exists after 11 s"
+        );
+        store.put("/t/other", bytes("tick")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        store.get("/t/ttl/kept").await.unwrap().map(|kv| kv.value),
+        Some(bytes("c"))
+    );
+    // Watchers see the expiry as a delete, after the three writes.
+    let events = collect_events(&mut watch, 4).await;
+    assert_eq!(events[3].kind, EventKind::Delete, "{events:?}");
+    assert_eq!(events[3].kv.key, "/t/ttl/gone");
 }
 
 async fn delete_with_and_without_cas(fixture: &Fixture) {

@@ -59,6 +59,14 @@ impl Store for CuttableStore {
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<Revision, StoreError> {
         self.inner.put(key, value).await
     }
+    async fn put_with_ttl(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: std::time::Duration,
+    ) -> Result<Revision, StoreError> {
+        self.inner.put_with_ttl(key, value, ttl).await
+    }
     async fn delete(&self, key: &str, rev: Option<Revision>) -> Result<KeyValue, StoreError> {
         self.inner.delete(key, rev).await
     }

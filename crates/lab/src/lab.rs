@@ -429,6 +429,36 @@ fn print_summary(state: &State) {
     say!("  calico-lab status{name_flag}\n  calico-lab down{name_flag}");
 }
 
+/// Each host's last status report (Felix's `time`, `uptime`, `first_update`), by host name; hosts
+/// without one (never reported, or dead for longer than the report's TTL) are absent. A datastore that
+/// cannot be read gives no reports and a warning, not a failed status.
+fn last_status_reports(state: &State) -> BTreeMap<String, Value> {
+    let cfg = datastore::config(&state.datastore);
+    let read = || -> Result<BTreeMap<String, Value>> {
+        datastore::runtime()?.block_on(async {
+            let store = cfg.connect().await.context("connecting to the datastore")?;
+            let mut reports = BTreeMap::new();
+            for host in &state.hosts {
+                let key = calico_datastore::keys::felix_status_key(&host.name);
+                if let Some(kv) = store
+                    .get(&key)
+                    .await
+                    .with_context(|| format!("reading {key}"))?
+                {
+                    let report: Value = serde_json::from_slice(&kv.value)
+                        .with_context(|| format!("{key} is not JSON"))?;
+                    reports.insert(host.name.clone(), report);
+                }
+            }
+            Ok(reports)
+        })
+    };
+    read().unwrap_or_else(|e| {
+        eprintln!("warning: cannot read the hosts' status reports: {e:#}");
+        BTreeMap::new()
+    })
+}
+
 pub fn status(name: &str, json_out: bool) -> Result<ExitCode> {
     let lab = Lab::new(name)?;
     let state = State::load_required(&lab)?;
@@ -453,6 +483,7 @@ pub fn status(name: &str, json_out: bool) -> Result<ExitCode> {
     });
     let alive =
         |pid: Option<u32>| pid.is_some_and(|p| procs::alive(p) && procs::belongs_to(p, &lab.name));
+    let reports = last_status_reports(&state);
     if json_out {
         let mut value = serde_json::to_value(&state)?;
         if let Some(hosts) = value.get_mut("hosts").and_then(Value::as_array_mut) {
@@ -460,6 +491,9 @@ pub fn status(name: &str, json_out: bool) -> Result<ExitCode> {
                 if let Value::Object(map) = h {
                     map.insert("calico_node_running".into(), json!(running));
                     map.insert("calico_node_ready".into(), json!(ready));
+                    let name = map.get("name").and_then(Value::as_str).unwrap_or_default();
+                    let report = reports.get(name).cloned().unwrap_or(Value::Null);
+                    map.insert("last_status_report".into(), report);
                 }
             }
         }
@@ -497,6 +531,7 @@ pub fn status(name: &str, json_out: bool) -> Result<ExitCode> {
         "ADDRESS".into(),
         "CALICO-NODE".into(),
         "READY".into(),
+        "LAST REPORT".into(),
         "NAMESPACE".into(),
     ]];
     for (h, (running, ready)) in state.hosts.iter().zip(&checks) {
@@ -509,6 +544,12 @@ pub fn status(name: &str, json_out: bool) -> Result<ExitCode> {
                 "not running".into()
             },
             yes_no(*ready),
+            reports
+                .get(&h.name)
+                .and_then(|r| r.get("time"))
+                .and_then(Value::as_str)
+                .unwrap_or("none")
+                .to_string(),
             h.namespace.clone(),
         ]);
     }

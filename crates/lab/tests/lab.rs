@@ -251,6 +251,15 @@ fn assert_hosts_ready(status: &Value, count: usize) {
             "calico-node not running: {h}"
         );
         assert_eq!(h["calico_node_ready"], true, "calico-node not ready: {h}");
+        // Each calico-node reports its status to the datastore as Felix does, from its start.
+        let report = &h["last_status_report"];
+        assert!(
+            report["time"].as_str().is_some_and(|t| t.contains('T'))
+                && report["uptime"].as_f64().is_some_and(|u| u >= 0.0)
+                && report["first_update"].is_boolean(),
+            "no status report for {}: {report}",
+            h["name"]
+        );
     }
 }
 

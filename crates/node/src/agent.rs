@@ -92,6 +92,14 @@ pub async fn run(
             tunnel_rx,
         ))
     });
+    let reports = (settings.reporting_interval_secs > 0).then(|| {
+        tokio::spawn(report_status(
+            Arc::clone(&store),
+            calico_datastore::keys::felix_status_key(&identity.nodename),
+            Duration::from_secs(settings.reporting_interval_secs),
+            Duration::from_secs(settings.reporting_ttl_secs.max(1)),
+        ))
+    });
     let probe = tokio::spawn(probe_datastore(store, Arc::clone(&status)));
 
     let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
@@ -112,8 +120,8 @@ pub async fn run(
     handoff.close();
     syncer.abort();
     probe.abort();
-    if let Some(tunnel) = tunnel {
-        tunnel.abort();
+    for task in [tunnel, reports].into_iter().flatten() {
+        task.abort();
     }
     result
 }
@@ -415,6 +423,41 @@ async fn probe_datastore(store: Arc<dyn Store>, status: Arc<Status>) {
             )),
         };
         status.set_datastore_problem("probe", problem);
+    }
+}
+
+/// Felix's status report: `{"time": <RFC 3339>, "uptime": <seconds>, "first_update": <bool>}` under
+/// [`calico_datastore::keys::felix_status_key`] every `every`, living `ttl` unless renewed, so the
+/// report of a host that died disappears.
+async fn report_status(store: Arc<dyn Store>, key: String, every: Duration, ttl: Duration) {
+    let started = Instant::now();
+    let mut first = true;
+    let mut interval = tokio::time::interval(every);
+    loop {
+        interval.tick().await;
+        let time = match time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+        {
+            Ok(time) => time,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot format the time for the status report");
+                continue;
+            }
+        };
+        let report = serde_json::json!({
+            "time": time,
+            "uptime": started.elapsed().as_secs_f64(),
+            "first_update": first,
+        });
+        match store
+            .put_with_ttl(&key, report.to_string().into_bytes(), ttl)
+            .await
+        {
+            Ok(_) => first = false,
+            Err(e) => {
+                tracing::warn!(error = %e, %key, "cannot write the status report; will retry")
+            }
+        }
     }
 }
 

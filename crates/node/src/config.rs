@@ -86,6 +86,14 @@ pub struct Settings {
     #[arg(long, env = "FELIX_ROUTEREFRESHINTERVAL", default_value = "90")]
     pub route_refresh_interval: f64,
 
+    /// Seconds between status reports written to the datastore (0: no reports), as Felix.
+    #[arg(long, env = "FELIX_REPORTINGINTERVALSECS", default_value = "30")]
+    pub reporting_interval_secs: u64,
+
+    /// Seconds a status report lives without being renewed, so a dead host's report disappears.
+    #[arg(long, env = "FELIX_REPORTINGTTLSECS", default_value = "90")]
+    pub reporting_ttl_secs: u64,
+
     /// trace, debug, info, warning, error (Felix's names; `none` silences).
     #[arg(long, env = "FELIX_LOGSEVERITYSCREEN", default_value = "info")]
     pub log_severity: String,

@@ -61,6 +61,16 @@ impl Store for TrackedStore {
         self.inner.put(key, value).await
     }
 
+    async fn put_with_ttl(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: std::time::Duration,
+    ) -> Result<Revision, StoreError> {
+        let _request = self.status.datastore_requests.begin(format!("put {key}"));
+        self.inner.put_with_ttl(key, value, ttl).await
+    }
+
     async fn delete(
         &self,
         key: &str,

@@ -271,3 +271,58 @@ fn restart_reconciles_without_deleting_anything() {
         "vxlan.calico was recreated or changed"
     );
 }
+
+#[test]
+fn status_reports_are_renewed_and_disappear_when_the_host_dies() {
+    let h = host(38);
+    let store_path = h.datastore();
+    let node = Running::spawn(h.command(&[
+        ("FELIX_REPORTINGINTERVALSECS", "1"),
+        ("FELIX_REPORTINGTTLSECS", "2"),
+    ]));
+    assert!(h.wait_ready(Duration::from_secs(20)), "not ready");
+    let rt = runtime();
+    let store = open_store(&store_path);
+    let key = "/calico/felix/v2/no-region/host/testnode/status";
+    let report = |store: &Arc<dyn Store>| -> Option<serde_json::Value> {
+        let kv = rt.block_on(store.get(key)).expect("read the report")?;
+        Some(serde_json::from_slice(&kv.value).expect("the report is JSON"))
+    };
+    // Renewed: a later report is no longer the first and has a larger uptime.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let renewed = loop {
+        if let Some(r) = report(&store)
+            && r["first_update"] == false
+        {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no renewed report: {:?}",
+            report(&store)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        renewed["uptime"].as_f64().is_some_and(|u| u > 0.5),
+        "{renewed}"
+    );
+    assert!(
+        renewed["time"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{renewed}"
+    );
+
+    // The host dies: its report outlives it by the TTL at most (expired keys go with the next write to
+    // the file, so another writer keeps writing, as the other hosts' reports do in a cluster).
+    drop(node);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while report(&store).is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the dead host's report is still there"
+        );
+        rt.block_on(store.put("/calico/felix/v2/no-region/host/other/x", b"1".to_vec()))
+            .expect("another write");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}

@@ -72,6 +72,15 @@ pub struct EmbeddedStore {
     local_commits: Arc<tokio::sync::watch::Sender<Revision>>,
 }
 
+/// Milliseconds since the Unix epoch (lease expiry times are shared between processes).
+fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
 /// Runs `work` (SQLite calls) on the blocking pool and waits for it.
 async fn off_runtime<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
@@ -168,18 +177,47 @@ impl EmbeddedStore {
 
     /// Apply `ops` at one new revision, all or nothing. Returns the revision and each key's prior value.
     fn commit_ops(&self, ops: &[WriteOp]) -> Result<(Revision, Vec<Option<KeyValue>>), StoreError> {
+        self.commit_ops_with_lease(ops, None)
+    }
+
+    /// [`Self::commit_ops`], then (Some) a lease on the single op's key expiring after the TTL. Keys
+    /// whose lease has expired are deleted first, at a revision of their own, as etcd does when a lease
+    /// runs out; every write detaches the lease of the keys it writes.
+    fn commit_ops_with_lease(
+        &self,
+        ops: &[WriteOp],
+        ttl: Option<Duration>,
+    ) -> Result<(Revision, Vec<Option<KeyValue>>), StoreError> {
         for op in ops {
             if op.key().is_empty() {
                 return Err(StoreError::Invalid("a key must not be empty".into()));
             }
         }
         let options = &self.options;
+        let now_ms = unix_millis();
         let (revision, previous) = self.write_locked(|conn| {
-            let (current, compacted) = ops::revisions(conn)?;
+            let (mut current, compacted) = ops::revisions(conn)?;
+            ops::ensure_leases_table(conn)?;
+            let expired = ops::expired_keys(conn, now_ms)?;
+            if !expired.is_empty() {
+                current += 1;
+                for (seq, key) in (0_i64..).zip(&expired) {
+                    let delete = WriteOp::Delete {
+                        key: key.clone(),
+                        expected_mod_revision: None,
+                    };
+                    ops::apply(conn, current, seq, &delete)?;
+                    ops::set_lease(conn, key, None)?;
+                }
+            }
             let revision = current + 1;
             let mut previous = Vec::with_capacity(ops.len());
             for (seq, op) in (0_i64..).zip(ops) {
                 previous.push(ops::apply(conn, revision, seq, op)?);
+                let expires = ttl.map(|ttl| {
+                    now_ms.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
+                });
+                ops::set_lease(conn, op.key(), expires)?;
             }
             ops::set_meta_counter(conn, "revision", revision)?;
             if options.auto_compact_interval > 0 && revision % options.auto_compact_interval == 0 {
@@ -240,6 +278,24 @@ impl Store for EmbeddedStore {
             value,
         };
         Ok(self.commit_one_off_runtime(op).await?.0)
+    }
+
+    async fn put_with_ttl(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<Revision, StoreError> {
+        let op = WriteOp::Put {
+            key: key.to_string(),
+            value,
+        };
+        let this = self.clone();
+        Ok(
+            off_runtime(move || this.commit_ops_with_lease(&[op], Some(ttl)))
+                .await?
+                .0,
+        )
     }
 
     async fn delete(

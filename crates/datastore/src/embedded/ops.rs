@@ -382,3 +382,46 @@ pub(super) fn read_events(
     }
     Ok(WatchChunk { events, caught_up })
 }
+
+/// Creates the lease table in a file made before it existed (a no-op otherwise).
+pub(super) fn ensure_leases_table(conn: &Connection) -> Result<(), TxError> {
+    conn.execute_batch(LEASES_SCHEMA)?;
+    Ok(())
+}
+
+/// Keys with a TTL and when they expire (ms since the Unix epoch).
+pub(super) const LEASES_SCHEMA: &str =
+    "CREATE TABLE IF NOT EXISTS leases (key BLOB PRIMARY KEY, expires_at_ms INTEGER NOT NULL);";
+
+/// Keys whose lease expired at `now_ms`, in key order.
+pub(super) fn expired_keys(conn: &Connection, now_ms: i64) -> Result<Vec<String>, TxError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT key FROM leases WHERE expires_at_ms <= ?1 ORDER BY key")?;
+    let keys = stmt
+        .query_map([now_ms], |row| row.get::<_, Vec<u8>>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(keys
+        .into_iter()
+        .map(|key| String::from_utf8_lossy(&key).into_owned())
+        .collect())
+}
+
+/// Attaches a lease to `key` (Some) or detaches any (None).
+pub(super) fn set_lease(
+    conn: &Connection,
+    key: &str,
+    expires_at_ms: Option<i64>,
+) -> Result<(), TxError> {
+    match expires_at_ms {
+        Some(at) => conn
+            .prepare_cached(
+                "INSERT INTO leases (key, expires_at_ms) VALUES (?1, ?2) \
+                 ON CONFLICT(key) DO UPDATE SET expires_at_ms = excluded.expires_at_ms",
+            )?
+            .execute(rusqlite::params![key.as_bytes(), at])?,
+        None => conn
+            .prepare_cached("DELETE FROM leases WHERE key = ?1")?
+            .execute([key.as_bytes()])?,
+    };
+    Ok(())
+}
