@@ -100,7 +100,15 @@ impl Nft {
     pub fn read_table(&self, family: Family, name: &Name) -> Result<Option<Table>, NftError> {
         let table = format!("{} {name}", family.nft_name());
         let listed = self.run(
-            &["-j", "list", "table", family.nft_name(), name.as_str()],
+            // -p: protocols as numbers, not names from /etc/protocols (which we could not map back).
+            &[
+                "-j",
+                "-p",
+                "list",
+                "table",
+                family.nft_name(),
+                name.as_str(),
+            ],
             None,
             &format!("-j list table {table}"),
         );

@@ -325,3 +325,355 @@ fn incremental(desired: &Table, observed: &Table) -> Option<Vec<Op>> {
     ops.extend(object_deletes);
     Some(ops)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rule::{Field, Match, Statement, Verdict};
+    use crate::table::{
+        BaseChain, ChainType, Hook, MapData, Policy, Priority, PriorityName, SetFlags,
+    };
+    use crate::value::{DataType, Value};
+    use proptest::prelude::*;
+
+    fn name(s: &str) -> Name {
+        Name::new(s).unwrap()
+    }
+
+    fn addr_key(last: u8) -> Key {
+        Key::one(Value::addr(std::net::IpAddr::from([198, 18, 0, last])))
+    }
+
+    fn accept_from(last: u8) -> Rule {
+        Rule::new(
+            vec![
+                Match::eq(
+                    Field::IpSaddr,
+                    Value::addr(std::net::IpAddr::from([198, 18, 0, last])),
+                )
+                .unwrap(),
+            ],
+            vec![Statement::Verdict(Verdict::Accept)],
+            None,
+        )
+        .unwrap()
+    }
+
+    fn jump(chain: &str) -> MapValue {
+        MapValue::Verdict(Verdict::Jump(name(chain)))
+    }
+
+    fn ifkey(s: &str) -> Key {
+        Key::one(Value::ifname(s).unwrap())
+    }
+
+    /// A table with one set, one verdict map, a base chain and two regular chains.
+    fn table(set: &[u8], map: &[(&str, &str)], rules_a: &[u8]) -> Table {
+        let set = Set::new(name("s"), vec![DataType::Ipv4Addr], SetFlags::default())
+            .unwrap()
+            .with_elements(set.iter().map(|n| addr_key(*n)))
+            .unwrap();
+        let map = Map::new(name("m"), vec![DataType::Ifname], MapData::Verdict, false)
+            .unwrap()
+            .with_entries(map.iter().map(|(k, v)| (ifkey(k), jump(v))))
+            .unwrap();
+        let base = BaseChain {
+            chain_type: ChainType::Filter,
+            hook: Hook::Forward,
+            priority: Priority::Named(PriorityName::Filter, 0),
+            policy: Policy::Accept,
+        };
+        Table::new(Family::Ip, name("calico"))
+            .with_set(set)
+            .unwrap()
+            .with_map(map)
+            .unwrap()
+            .with_chain(Chain::base(
+                name("fwd"),
+                base,
+                vec![
+                    Rule::new(
+                        vec![],
+                        vec![Statement::Vmap {
+                            key: Field::Iifname,
+                            map: name("m"),
+                        }],
+                        None,
+                    )
+                    .unwrap(),
+                ],
+            ))
+            .unwrap()
+            .with_chain(Chain::regular(
+                name("a"),
+                rules_a.iter().map(|n| accept_from(*n)).collect(),
+            ))
+            .unwrap()
+            .with_chain(Chain::regular(name("b"), vec![]))
+            .unwrap()
+    }
+
+    #[test]
+    fn equal_tables_need_no_ops() {
+        let t = table(&[1, 2], &[("cali1", "a")], &[1]);
+        assert!(plan(&t, Some(&t.clone())).is_empty());
+    }
+
+    #[test]
+    fn a_missing_table_is_loaded_whole() {
+        let t = table(&[1], &[], &[]);
+        assert_eq!(plan(&t, None).ops, vec![Op::LoadTable(t.clone())]);
+    }
+
+    #[test]
+    fn element_and_entry_changes_only_touch_what_changed() {
+        let old = table(&[1, 2], &[("cali1", "a"), ("cali2", "a")], &[1]);
+        let new = table(
+            &[2, 3],
+            &[("cali1", "a"), ("cali2", "b"), ("cali3", "b")],
+            &[1],
+        );
+        let tx = plan(&new, Some(&old));
+        assert_eq!(
+            tx.ops,
+            vec![
+                Op::DeleteElements {
+                    set: name("s"),
+                    elements: vec![addr_key(1)]
+                },
+                Op::DeleteEntries {
+                    map: name("m"),
+                    keys: vec![ifkey("cali2")]
+                },
+                Op::AddElements {
+                    set: name("s"),
+                    elements: vec![addr_key(3)]
+                },
+                Op::AddEntries {
+                    map: name("m"),
+                    entries: vec![(ifkey("cali2"), jump("b")), (ifkey("cali3"), jump("b"))]
+                },
+            ]
+        );
+        assert_eq!(
+            tx.render(),
+            "delete element ip calico s { 198.18.0.1 }\n\
+             delete element ip calico m { \"cali2\" }\n\
+             add element ip calico s { 198.18.0.3 }\n\
+             add element ip calico m { \"cali2\" : jump b, \"cali3\" : jump b }\n"
+        );
+    }
+
+    #[test]
+    fn only_chains_whose_rules_differ_are_rewritten() {
+        let old = table(&[], &[], &[1, 2]);
+        let new = table(&[], &[], &[2, 1]);
+        let tx = plan(&new, Some(&old));
+        assert_eq!(
+            tx.render(),
+            "flush chain ip calico a\n\
+             add rule ip calico a ip saddr 198.18.0.2 accept\n\
+             add rule ip calico a ip saddr 198.18.0.1 accept\n"
+        );
+    }
+
+    #[test]
+    fn new_objects_come_first_and_removed_ones_last() {
+        let old = table(&[], &[], &[]);
+        let extra_set = Set::new(
+            name("t"),
+            vec![DataType::InetService],
+            SetFlags {
+                interval: true,
+                ..SetFlags::default()
+            },
+        )
+        .unwrap()
+        .with_elements([Key::one(Value::port_range(1, 9).unwrap())])
+        .unwrap();
+        let new = table(&[], &[("cali9", "c")], &[])
+            .with_set(extra_set)
+            .unwrap()
+            .with_chain(Chain::regular(name("c"), vec![accept_from(7)]))
+            .unwrap();
+        let tx = plan(&new, Some(&old));
+        assert_eq!(
+            tx.render(),
+            "add set ip calico t { type inet_service; flags interval; elements = { 1-9 }; }\n\
+             add chain ip calico c\n\
+             add element ip calico m { \"cali9\" : jump c }\n\
+             flush chain ip calico c\n\
+             add rule ip calico c ip saddr 198.18.0.7 accept\n"
+        );
+        // And back: the entry goes before the chain it jumps to, the set after the rules.
+        let back = plan(&old, Some(&new));
+        assert_eq!(
+            back.render(),
+            "delete element ip calico m { \"cali9\" }\n\
+             flush chain ip calico c\n\
+             delete chain ip calico c\n\
+             delete set ip calico t\n"
+        );
+    }
+
+    #[test]
+    fn changes_no_small_op_can_make_load_the_table_whole() {
+        let old = table(&[1], &[], &[]);
+        // The set's flags change.
+        let interval = Set::new(
+            name("s"),
+            vec![DataType::Ipv4Addr],
+            SetFlags {
+                interval: true,
+                ..SetFlags::default()
+            },
+        )
+        .unwrap();
+        let mut new = table(&[1], &[], &[]);
+        new.sets[0] = interval;
+        assert_eq!(plan(&new, Some(&old)).ops, vec![Op::LoadTable(new.clone())]);
+        // The base chain's policy changes.
+        let mut new = table(&[1], &[], &[]);
+        if let Some(base) = new.chains[0].base.as_mut() {
+            base.policy = Policy::Drop;
+        }
+        assert_eq!(plan(&new, Some(&old)).ops, vec![Op::LoadTable(new.clone())]);
+        // A constant set's elements change.
+        let constant = |els: &[u8]| {
+            Set::new(
+                name("k"),
+                vec![DataType::Ipv4Addr],
+                SetFlags {
+                    constant: true,
+                    ..SetFlags::default()
+                },
+            )
+            .unwrap()
+            .with_elements(els.iter().map(|n| addr_key(*n)))
+            .unwrap()
+        };
+        let old = table(&[], &[], &[]).with_set(constant(&[1])).unwrap();
+        let new = table(&[], &[], &[]).with_set(constant(&[2])).unwrap();
+        assert_eq!(plan(&new, Some(&old)).ops, vec![Op::LoadTable(new.clone())]);
+    }
+
+    #[test]
+    fn priorities_compare_by_value() {
+        assert_eq!(
+            Priority::Named(PriorityName::Srcnat, 10),
+            Priority::Number(110)
+        );
+        assert_ne!(
+            Priority::Named(PriorityName::Srcnat, 10),
+            Priority::Number(100)
+        );
+    }
+
+    /// Applies ops to a table the way nft would (for the property below).
+    fn simulate(table: &Table, tx: &Transaction) -> Table {
+        let mut t = table.clone();
+        for op in &tx.ops {
+            match op {
+                Op::LoadTable(new) => t = new.clone(),
+                Op::DeleteTable => unreachable!("plan never deletes the table"),
+                Op::AddSet(s) => t.sets.push(s.clone()),
+                Op::DeleteSet(n) => t.sets.retain(|s| s.name() != n),
+                Op::AddMap(m) => t.maps.push(m.clone()),
+                Op::DeleteMap(n) => t.maps.retain(|m| m.name() != n),
+                Op::AddElements { set, elements } => {
+                    let s = t
+                        .sets
+                        .iter_mut()
+                        .find(|s| s.name() == set)
+                        .expect("set exists");
+                    for e in elements {
+                        assert!(s.elements.insert(e.clone()), "element added twice");
+                    }
+                }
+                Op::DeleteElements { set, elements } => {
+                    let s = t
+                        .sets
+                        .iter_mut()
+                        .find(|s| s.name() == set)
+                        .expect("set exists");
+                    for e in elements {
+                        assert!(s.elements.remove(e), "deleted a missing element");
+                    }
+                }
+                Op::AddEntries { map, entries } => {
+                    let m = t
+                        .maps
+                        .iter_mut()
+                        .find(|m| m.name() == map)
+                        .expect("map exists");
+                    for (k, v) in entries {
+                        assert!(
+                            m.entries.insert(k.clone(), v.clone()).is_none(),
+                            "entry exists"
+                        );
+                    }
+                }
+                Op::DeleteEntries { map, keys } => {
+                    let m = t
+                        .maps
+                        .iter_mut()
+                        .find(|m| m.name() == map)
+                        .expect("map exists");
+                    for k in keys {
+                        assert!(m.entries.remove(k).is_some(), "deleted a missing entry");
+                    }
+                }
+                Op::AddChain(c) => t.chains.push(c.clone()),
+                Op::DeleteChain(n) => t.chains.retain(|c| &c.name != n),
+                Op::ReplaceRules { chain, rules } => {
+                    let c = t
+                        .chains
+                        .iter_mut()
+                        .find(|c| &c.name == chain)
+                        .expect("chain exists");
+                    c.rules = rules.clone();
+                }
+            }
+        }
+        t
+    }
+
+    fn arb_table() -> impl Strategy<Value = Table> {
+        (
+            proptest::collection::btree_set(0u8..12, 0..6),
+            proptest::collection::btree_map(0u8..6, 0u8..2, 0..4),
+            proptest::collection::vec(0u8..4, 0..4),
+            any::<bool>(),
+        )
+            .prop_map(|(set, map, rules, extra)| {
+                let set: Vec<u8> = set.into_iter().collect();
+                let names: Vec<(String, &str)> = map
+                    .into_iter()
+                    .map(|(k, v)| (format!("cali{k}"), if v == 0 { "a" } else { "b" }))
+                    .collect();
+                let map: Vec<(&str, &str)> = names.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+                let t = table(&set, &map, &rules);
+                if extra {
+                    t.with_chain(Chain::regular(name("extra"), vec![accept_from(9)]))
+                        .unwrap()
+                } else {
+                    t
+                }
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn applying_the_plan_yields_the_desired_table_and_planning_again_yields_nothing(
+            desired in arb_table(),
+            observed in arb_table(),
+        ) {
+            let tx = plan(&desired, Some(&observed));
+            let result = simulate(&observed, &tx);
+            prop_assert_eq!(&result, &desired);
+            prop_assert!(plan(&desired, Some(&result)).is_empty());
+            prop_assert!(!tx.ops.iter().any(|op| matches!(op, Op::LoadTable(_))));
+            prop_assert_eq!(tx.is_empty(), desired == observed);
+        }
+    }
+}

@@ -63,7 +63,7 @@ pub struct Set {
     name: Name,
     key: Vec<DataType>,
     flags: SetFlags,
-    elements: BTreeSet<Key>,
+    pub(crate) elements: BTreeSet<Key>,
 }
 
 impl Set {
@@ -155,7 +155,7 @@ pub struct Map {
     data: MapData,
     /// Keys may be prefixes and ranges.
     interval: bool,
-    entries: BTreeMap<Key, MapValue>,
+    pub(crate) entries: BTreeMap<Key, MapValue>,
 }
 
 impl Map {
@@ -396,9 +396,9 @@ impl Chain {
 pub struct Table {
     family: Family,
     name: Name,
-    sets: Vec<Set>,
-    maps: Vec<Map>,
-    chains: Vec<Chain>,
+    pub(crate) sets: Vec<Set>,
+    pub(crate) maps: Vec<Map>,
+    pub(crate) chains: Vec<Chain>,
 }
 
 impl Table {
