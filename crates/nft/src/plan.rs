@@ -41,7 +41,8 @@ pub enum Op {
     },
     /// Declare a chain (a base chain with its hook); its rules come with [`Op::ReplaceRules`].
     AddChain(Chain),
-    /// Flush the chain and delete it.
+    /// Delete a chain. It must hold no rules by then: [`plan`] empties it first with
+    /// [`Op::ReplaceRules`] in the same transaction.
     DeleteChain(Name),
     /// Flush the chain and add these rules: the chain then holds exactly them.
     ReplaceRules {
@@ -162,10 +163,7 @@ impl Transaction {
                     out.push('\n');
                 }
                 Op::DeleteChain(name) => {
-                    let _ = writeln!(
-                        out,
-                        "flush chain {table} {name}\ndelete chain {table} {name}"
-                    );
+                    let _ = writeln!(out, "delete chain {table} {name}");
                 }
                 Op::ReplaceRules { chain, rules } => {
                     let _ = writeln!(out, "flush chain {table} {chain}");
@@ -185,10 +183,10 @@ impl Transaction {
 /// (a set's or map's type or flags, a constant set's elements, a base chain's hook) loads the table
 /// whole.
 ///
-/// Order within the transaction: new sets, maps and chains first (rules and verdict-map entries may
-/// refer to them), then element deletions before additions (an interval may be replaced by an
-/// overlapping one), then chain rewrites, then deleted chains, then deleted sets and maps (nothing
-/// refers to them any more).
+/// Order within the transaction: new chains first (verdict-map entries may jump to them), then new
+/// sets and maps (rules may refer to them), then element deletions before additions (an interval may be replaced by an
+/// overlapping one), then chain rewrites (chains to be deleted are emptied here), then deleted sets and
+/// maps (no rule refers to them any more), then deleted chains (no rule or map entry jumps to them).
 pub fn plan(desired: &Table, observed: Option<&Table>) -> Transaction {
     let mut tx = Transaction::new(desired.family(), desired.name().clone());
     let Some(observed) = observed else {
@@ -208,6 +206,7 @@ pub fn plan(desired: &Table, observed: Option<&Table>) -> Transaction {
 
 /// The incremental ops, or None when only a whole-table load can make the change.
 fn incremental(desired: &Table, observed: &Table) -> Option<Vec<Op>> {
+    let mut chain_creates = Vec::new();
     let mut creates = Vec::new();
     let mut element_deletes = Vec::new();
     let mut element_adds = Vec::new();
@@ -276,7 +275,7 @@ fn incremental(desired: &Table, observed: &Table) -> Option<Vec<Op>> {
     for chain in desired.chains() {
         match observed.chain(&chain.name) {
             None => {
-                creates.push(Op::AddChain(Chain {
+                chain_creates.push(Op::AddChain(Chain {
                     name: chain.name.clone(),
                     base: chain.base,
                     rules: Vec::new(),
@@ -298,6 +297,12 @@ fn incremental(desired: &Table, observed: &Table) -> Option<Vec<Op>> {
     }
     for old in observed.chains() {
         if desired.chain(&old.name).is_none() {
+            if !old.rules.is_empty() {
+                rewrites.push(Op::ReplaceRules {
+                    chain: old.name.clone(),
+                    rules: Vec::new(),
+                });
+            }
             chain_deletes.push(Op::DeleteChain(old.name.clone()));
         }
     }
@@ -317,12 +322,13 @@ fn incremental(desired: &Table, observed: &Table) -> Option<Vec<Op>> {
             object_deletes.push(Op::DeleteMap(old.name().clone()));
         }
     }
-    let mut ops = creates;
+    let mut ops = chain_creates;
+    ops.extend(creates);
     ops.extend(element_deletes);
     ops.extend(element_adds);
     ops.extend(rewrites);
-    ops.extend(chain_deletes);
     ops.extend(object_deletes);
+    ops.extend(chain_deletes);
     Some(ops)
 }
 
@@ -499,20 +505,20 @@ mod tests {
         let tx = plan(&new, Some(&old));
         assert_eq!(
             tx.render(),
-            "add set ip calico t { type inet_service; flags interval; elements = { 1-9 }; }\n\
-             add chain ip calico c\n\
+            "add chain ip calico c\n\
+             add set ip calico t { type inet_service; flags interval; elements = { 1-9 }; }\n\
              add element ip calico m { \"cali9\" : jump c }\n\
              flush chain ip calico c\n\
              add rule ip calico c ip saddr 198.18.0.7 accept\n"
         );
-        // And back: the entry goes before the chain it jumps to, the set after the rules.
+        // And back: the entry and the rules go before the chain, the set after the rules.
         let back = plan(&old, Some(&new));
         assert_eq!(
             back.render(),
             "delete element ip calico m { \"cali9\" }\n\
              flush chain ip calico c\n\
-             delete chain ip calico c\n\
-             delete set ip calico t\n"
+             delete set ip calico t\n\
+             delete chain ip calico c\n"
         );
     }
 
@@ -624,7 +630,15 @@ mod tests {
                     }
                 }
                 Op::AddChain(c) => t.chains.push(c.clone()),
-                Op::DeleteChain(n) => t.chains.retain(|c| &c.name != n),
+                Op::DeleteChain(n) => {
+                    let c = t
+                        .chains
+                        .iter()
+                        .find(|c| &c.name == n)
+                        .expect("chain exists");
+                    assert!(c.rules.is_empty(), "deleting chain {n} with rules");
+                    t.chains.retain(|c| &c.name != n);
+                }
                 Op::ReplaceRules { chain, rules } => {
                     let c = t
                         .chains
