@@ -511,3 +511,161 @@ fn parse_statement(json: &Json) -> Result<Statement, ParseError> {
         _ => Err(unexpected("a statement we do not model", json)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rule::{Field, Match, Operand, Statement, Verdict};
+    use crate::table::{BaseChain, ChainType, Hook, Policy, PriorityName};
+
+    fn name(s: &str) -> Name {
+        Name::new(s).unwrap()
+    }
+
+    /// What nft 1.0.6 printed for a small table (`nft -j -p list table ip t`), trimmed to one line each.
+    const LISTED: &str = r#"{"nftables": [
+        {"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}},
+        {"table": {"family": "ip", "name": "t", "handle": 6}},
+        {"set": {"family": "ip", "name": "s4", "table": "t", "type": "ipv4_addr", "handle": 5, "flags": ["interval"],
+                 "elem": ["198.18.0.1", {"prefix": {"addr": "198.18.0.4", "len": 30}}]}},
+        {"set": {"family": "ip", "name": "c", "table": "t", "type": ["ipv4_addr", "inet_service"], "handle": 6,
+                 "elem": [{"concat": ["198.18.0.1", 80]}]}},
+        {"map": {"family": "ip", "name": "vm", "table": "t", "type": "ifname", "handle": 10, "map": "verdict",
+                 "elem": [["cali1", {"jump": {"target": "b"}}], ["cali2", {"drop": null}]]}},
+        {"chain": {"family": "ip", "table": "t", "name": "a", "handle": 1, "type": "filter", "hook": "forward", "prio": 5, "policy": "drop"}},
+        {"chain": {"family": "ip", "table": "t", "name": "b", "handle": 2}},
+        {"rule": {"family": "ip", "table": "t", "chain": "a", "handle": 12, "expr": [{"vmap": {"key": {"meta": {"key": "iifname"}}, "data": "@vm"}}]}},
+        {"rule": {"family": "ip", "table": "t", "chain": "a", "handle": 13, "comment": "hello world",
+                  "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "cali*"}}, {"counter": {"packets": 0, "bytes": 0}}, {"goto": {"target": "b"}}]}},
+        {"rule": {"family": "ip", "table": "t", "chain": "b", "handle": 37,
+                  "expr": [{"match": {"op": "!=", "left": {"ct": {"key": "state"}}, "right": {"|": ["established", "related"]}}},
+                           {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": {"set": [6, 47]}}},
+                           {"match": {"op": "==", "left": {"concat": [{"payload": {"protocol": "ip", "field": "daddr"}}, {"payload": {"protocol": "tcp", "field": "dport"}}]}, "right": "@c"}},
+                           {"mangle": {"key": {"meta": {"key": "nftrace"}}, "value": 1}}, {"accept": null}]}}
+    ]}"#;
+
+    #[test]
+    fn a_listing_parses_into_the_typed_table() {
+        let parsed = parse_table(LISTED).unwrap();
+        let s4 = Set::new(
+            name("s4"),
+            vec![DataType::Ipv4Addr],
+            SetFlags {
+                interval: true,
+                ..SetFlags::default()
+            },
+        )
+        .unwrap()
+        .with_elements([
+            Key::one(Value::addr("198.18.0.1".parse().unwrap())),
+            Key::one(Value::net("198.18.0.4/30".parse().unwrap())),
+        ])
+        .unwrap();
+        let c = Set::new(
+            name("c"),
+            vec![DataType::Ipv4Addr, DataType::InetService],
+            SetFlags::default(),
+        )
+        .unwrap()
+        .with_elements([Key::concat(vec![
+            Value::addr("198.18.0.1".parse().unwrap()),
+            Value::port(80),
+        ])
+        .unwrap()])
+        .unwrap();
+        let vm = Map::new(name("vm"), vec![DataType::Ifname], MapData::Verdict, false)
+            .unwrap()
+            .with_entries([
+                (
+                    Key::one(Value::ifname("cali1").unwrap()),
+                    MapValue::Verdict(Verdict::Jump(name("b"))),
+                ),
+                (
+                    Key::one(Value::ifname("cali2").unwrap()),
+                    MapValue::Verdict(Verdict::Drop),
+                ),
+            ])
+            .unwrap();
+        let a = Chain::base(
+            name("a"),
+            BaseChain {
+                chain_type: ChainType::Filter,
+                hook: Hook::Forward,
+                priority: Priority::Named(PriorityName::Filter, 5),
+                policy: Policy::Drop,
+            },
+            vec![
+                Rule::new(
+                    vec![],
+                    vec![Statement::Vmap {
+                        key: Field::Iifname,
+                        map: name("vm"),
+                    }],
+                    None,
+                )
+                .unwrap(),
+                Rule::new(
+                    vec![Match::eq(Field::Iifname, Value::ifname_prefix("cali").unwrap()).unwrap()],
+                    vec![
+                        Statement::Counter,
+                        Statement::Verdict(Verdict::Goto(name("b"))),
+                    ],
+                    Some(Comment::new("hello world").unwrap()),
+                )
+                .unwrap(),
+            ],
+        );
+        let b = Chain::regular(
+            name("b"),
+            vec![
+                Rule::new(
+                    vec![
+                        Match::ne(
+                            Field::CtState,
+                            Value::ct_states(&[CtState::Related, CtState::Established]).unwrap(),
+                        )
+                        .unwrap(),
+                        Match::in_set(
+                            Field::L4Proto,
+                            false,
+                            vec![Value::Proto(L4Proto::Tcp), Value::Proto(L4Proto::Other(47))],
+                        )
+                        .unwrap(),
+                        Match::new(
+                            vec![Field::IpDaddr, Field::Port(PortProto::Tcp, PortEnd::Dport)],
+                            false,
+                            Operand::Named(name("c")),
+                        )
+                        .unwrap(),
+                    ],
+                    vec![Statement::Nftrace, Statement::Verdict(Verdict::Accept)],
+                    None,
+                )
+                .unwrap(),
+            ],
+        );
+        let expected = Table::new(Family::Ip, name("t"))
+            .with_set(s4)
+            .and_then(|t| t.with_set(c))
+            .and_then(|t| t.with_map(vm))
+            .and_then(|t| t.with_chain(a))
+            .and_then(|t| t.with_chain(b))
+            .unwrap();
+        assert_eq!(parsed, expected);
+    }
+
+    #[test]
+    fn what_we_do_not_model_is_an_error() {
+        let foreign = r#"{"nftables": [{"table": {"family": "ip", "name": "t"}},
+            {"chain": {"family": "ip", "table": "t", "name": "c"}},
+            {"rule": {"family": "ip", "table": "t", "chain": "c", "expr": [{"limit": {"rate": 5}}]}}]}"#;
+        let error = parse_table(foreign).unwrap_err().to_string();
+        assert!(error.contains("limit"), "{error}");
+        let flowtable = r#"{"nftables": [{"table": {"family": "ip", "name": "t"}}, {"flowtable": {"name": "f"}}]}"#;
+        assert!(parse_table(flowtable).is_err());
+        assert!(parse_table(r#"{"other": []}"#).is_err());
+        assert!(parse_table("not json").is_err());
+        let bad_name = r#"{"nftables": [{"table": {"family": "ip", "name": "9t"}}]}"#;
+        assert!(matches!(parse_table(bad_name), Err(ParseError::Invalid(_))));
+    }
+}

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use crate::rule::{Rule, Verdict};
+use crate::rule::{Operand, Rule, Statement, Verdict};
 use crate::value::{DataType, InvalidError, Key, Name, Value};
 
 /// The address family of a table.
@@ -475,6 +475,71 @@ impl Table {
 
     pub fn chain(&self, name: &Name) -> Option<&Chain> {
         self.chains.iter().find(|c| &c.name == name)
+    }
+
+    /// Checks what only the whole table can tell: every `@set` a rule matches against is a set of
+    /// this table with the fields' types, every `vmap @map` a verdict map keyed by the field's type,
+    /// and every jump or goto (in rules and verdict maps) names a chain of this table. nft would
+    /// refuse the transaction otherwise; this says which rule, before nft runs.
+    pub fn check_references(&self) -> Result<(), InvalidError> {
+        let chain_exists = |verdict: &Verdict, place: &dyn Fn() -> String| match verdict {
+            Verdict::Jump(target) | Verdict::Goto(target) if self.chain(target).is_none() => Err(
+                InvalidError::Table(format!("{}: no chain {target}", place())),
+            ),
+            _ => Ok(()),
+        };
+        for map in &self.maps {
+            for value in map.entries.values() {
+                if let MapValue::Verdict(verdict) = value {
+                    chain_exists(verdict, &|| format!("map {}", map.name))?;
+                }
+            }
+        }
+        for chain in &self.chains {
+            for (index, rule) in chain.rules.iter().enumerate() {
+                let place = || format!("chain {} rule {}", chain.name, index + 1);
+                for m in rule.matches() {
+                    if let Operand::Named(set) = m.operand() {
+                        let types: Vec<DataType> =
+                            m.fields().iter().map(|f| f.data_type()).collect();
+                        match self.set(set) {
+                            Some(found) if found.key == types => {}
+                            Some(_) => {
+                                return Err(InvalidError::Table(format!(
+                                    "{}: set {set} has another key type",
+                                    place()
+                                )));
+                            }
+                            None => {
+                                return Err(InvalidError::Table(format!(
+                                    "{}: no set {set}",
+                                    place()
+                                )));
+                            }
+                        }
+                    }
+                }
+                for statement in rule.statements() {
+                    match statement {
+                        Statement::Verdict(verdict) => chain_exists(verdict, &place)?,
+                        Statement::Vmap { key, map } => match self.map(map) {
+                            Some(found)
+                                if found.data == MapData::Verdict
+                                    && found.key == [key.data_type()] => {}
+                            _ => {
+                                return Err(InvalidError::Table(format!(
+                                    "{}: no verdict map {map} keyed by {}",
+                                    place(),
+                                    key.data_type().nft_name()
+                                )));
+                            }
+                        },
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The table's definition block (`table F N { ... }`), as in a whole-table load.

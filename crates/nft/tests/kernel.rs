@@ -211,3 +211,46 @@ fn timings_of_a_large_load_and_a_one_element_change_are_printed() {
         "10,000-rule table: load {load:?}, read back and parse {read:?}; one-element change {change:?}"
     );
 }
+
+#[test]
+fn broken_references_are_found_before_nft_runs_and_nft_agrees() {
+    let ns = NftNs::new("nft-refs");
+    let good = sample_table("calico", 0);
+    assert_eq!(good.check_references(), Ok(()));
+    let broken = [
+        Rule::new(
+            vec![Match::in_named(Field::IpSaddr, false, &name("no-such-set")).expect("match")],
+            vec![Statement::Verdict(Verdict::Accept)],
+            None,
+        ),
+        Rule::new(
+            vec![Match::in_named(Field::Mark, false, &name("pools")).expect("match")],
+            vec![Statement::Verdict(Verdict::Accept)],
+            None,
+        ),
+        Rule::new(
+            vec![],
+            vec![Statement::Verdict(Verdict::Goto(name("nowhere")))],
+            None,
+        ),
+        Rule::new(
+            vec![],
+            vec![Statement::Vmap {
+                key: Field::Iifname,
+                map: name("mark-by-net"),
+            }],
+            None,
+        ),
+    ];
+    for rule in broken {
+        let rule = rule.expect("rule");
+        let table = good
+            .clone()
+            .with_chain(Chain::regular(name("broken"), vec![rule.clone()]))
+            .expect("table");
+        let error = table.check_references().expect_err("a broken reference");
+        assert!(error.to_string().contains("chain broken rule 1"), "{error}");
+        let refused = ns.run(|nft| nft.check_script(&Transaction::load(&table).render()));
+        assert!(refused.is_err(), "nft accepted {}", rule.render());
+    }
+}
