@@ -395,7 +395,7 @@ mod tests {
             .with_map(map)
             .unwrap()
             .with_chain(Chain::base(
-                name("fwd"),
+                name("forward"),
                 base,
                 vec![
                     Rule::new(

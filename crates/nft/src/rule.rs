@@ -384,10 +384,23 @@ impl Rule {
                 statements[i]
             )));
         }
-        let implied: Vec<L4Proto> = matches
+        let mut implied: Vec<L4Proto> = matches
             .iter()
             .flat_map(|m| m.fields.iter().filter_map(|f| f.implied_proto()))
             .collect();
+        implied.dedup();
+        // nft refuses a rule whose matches imply different protocols ("conflicting protocols").
+        let stated = matches.iter().filter_map(Match::plain_proto);
+        if let Some(other) = implied
+            .iter()
+            .chain(stated.collect::<Vec<_>>().iter())
+            .find(|p| implied.first().is_some_and(|first| first != *p))
+        {
+            return Err(InvalidError::Rule(format!(
+                "matches on {:?} and {other:?} conflict",
+                implied[0]
+            )));
+        }
         let matches = matches
             .into_iter()
             .filter(|m| !m.plain_proto().is_some_and(|p| implied.contains(&p)))
@@ -484,14 +497,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(rule.render(), "udp dport 53 accept");
-        // A different protocol stays (the rule can never match, but that is the caller's rule).
-        let rule = Rule::new(
-            vec![proto(L4Proto::Tcp), dport],
-            vec![Statement::Verdict(Verdict::Accept)],
-            None,
-        )
-        .unwrap();
-        assert_eq!(rule.render(), "meta l4proto tcp udp dport 53 accept");
+        // Matches implying different protocols conflict (nft refuses them too).
+        let tcp_port =
+            Match::eq(Field::Port(PortProto::Tcp, PortEnd::Sport), Value::port(1)).unwrap();
+        for matches in [
+            vec![proto(L4Proto::Tcp), dport.clone()],
+            vec![dport, tcp_port],
+        ] {
+            assert!(Rule::new(matches, vec![Statement::Verdict(Verdict::Accept)], None).is_err());
+        }
     }
 
     #[test]

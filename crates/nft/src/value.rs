@@ -45,6 +45,153 @@ pub const MAX_LOG_PREFIX_LEN: usize = 127;
 /// Longest interface name (IFNAMSIZ less the NUL).
 pub const MAX_IFNAME_LEN: usize = 15;
 
+/// Words nft 1.0 reads as keywords where a table, chain, set or map name stands, so it refuses them
+/// as names (nft has no quoting for names). Checked against nft by a test; not every keyword of every
+/// nft version, so names with a `-` (as Calico's `cali-…`) are the safe choice.
+pub const RESERVED_WORDS: &[&str] = &[
+    "accept",
+    "add",
+    "ah",
+    "all",
+    "and",
+    "arp",
+    "auto-merge",
+    "bridge",
+    "cgroup",
+    "chain",
+    "comment",
+    "comp",
+    "constant",
+    "continue",
+    "counter",
+    "cpu",
+    "create",
+    "ct",
+    "day",
+    "dccp",
+    "define",
+    "delete",
+    "describe",
+    "device",
+    "devices",
+    "dnat",
+    "drop",
+    "dst",
+    "dup",
+    "dynamic",
+    "ecn",
+    "element",
+    "elements",
+    "esp",
+    "ether",
+    "expires",
+    "export",
+    "exthdr",
+    "fib",
+    "flags",
+    "flow",
+    "flowtable",
+    "flush",
+    "frag",
+    "fwd",
+    "gc-interval",
+    "get",
+    "goto",
+    "handle",
+    "hbh",
+    "hook",
+    "hour",
+    "ibriport",
+    "ibrname",
+    "icmp",
+    "icmpv6",
+    "igmp",
+    "iif",
+    "iifgroup",
+    "iifname",
+    "iiftype",
+    "import",
+    "include",
+    "index",
+    "inet",
+    "insert",
+    "interval",
+    "ip",
+    "ip6",
+    "ipsec",
+    "jhash",
+    "jump",
+    "limit",
+    "list",
+    "log",
+    "map",
+    "mark",
+    "masquerade",
+    "meta",
+    "meter",
+    "mh",
+    "monitor",
+    "netdev",
+    "nftrace",
+    "not",
+    "notrack",
+    "numgen",
+    "obriport",
+    "obrname",
+    "offload",
+    "oif",
+    "oifgroup",
+    "oifname",
+    "oiftype",
+    "or",
+    "osf",
+    "pkttype",
+    "policy",
+    "position",
+    "priority",
+    "queue",
+    "quota",
+    "random",
+    "redefine",
+    "redirect",
+    "reject",
+    "rename",
+    "replace",
+    "reset",
+    "return",
+    "rt",
+    "rt0",
+    "rt2",
+    "rtclassid",
+    "rule",
+    "ruleset",
+    "sctp",
+    "secmark",
+    "set",
+    "size",
+    "skgid",
+    "skuid",
+    "snat",
+    "srh",
+    "symhash",
+    "synproxy",
+    "table",
+    "tcp",
+    "th",
+    "time",
+    "timeout",
+    "tproxy",
+    "type",
+    "typeof",
+    "udp",
+    "udplite",
+    "undefine",
+    "update",
+    "vlan",
+    "xor",
+    "xt",
+];
+
 /// A table, chain, set or map name: an ASCII letter, then letters, digits, `_`, `-`, `.` or `/`, as
 /// nft's scanner reads an unquoted identifier.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -77,6 +224,9 @@ impl Name {
             return Err(bad(
                 "only ASCII letters, digits, '_', '-', '.' and '/' are allowed",
             ));
+        }
+        if RESERVED_WORDS.contains(&name) {
+            return Err(bad("an nft keyword, which nft cannot read as a name"));
         }
         Ok(Name(name.to_string()))
     }
@@ -552,7 +702,9 @@ mod tests {
         for good in ["calico", "nat-POSTROUTING", "a", "cali.fw/x_1"] {
             assert!(Name::new(good).is_ok(), "{good}");
         }
-        for bad in ["", "1abc", "-x", "a b", "a\"b", "a;b", "a{", "ä"] {
+        for bad in [
+            "", "1abc", "-x", "a b", "a\"b", "a;b", "a{", "ä", "counter", "fwd", "ip6",
+        ] {
             assert!(Name::new(bad).is_err(), "{bad:?}");
         }
         assert!(Name::new(&"a".repeat(255)).is_ok());
@@ -620,5 +772,37 @@ mod tests {
         let range = Key::one(Value::port_range(1, 9).unwrap());
         assert!(range.check(&[DataType::InetService], false).is_err());
         assert!(range.check(&[DataType::InetService], true).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Name::new accepts exactly nft's unquoted identifiers up to the kernel's length.
+        #[test]
+        fn names_are_accepted_exactly_when_they_are_identifiers(name in "[a-zA-Z0-9_./ \"{};@*-]{0,8}") {
+            let identifier = regex::Regex::new(r"^[A-Za-z][A-Za-z0-9_./-]*$").expect("regex");
+            let expected = identifier.is_match(&name) && !RESERVED_WORDS.contains(&name.as_str());
+            prop_assert_eq!(Name::new(&name).is_ok(), expected);
+        }
+
+        /// A prefix is canonical: an address when full length, otherwise the network without host bits.
+        #[test]
+        fn prefixes_are_canonical(octets in any::<[u8; 4]>(), len in 0u8..=32) {
+            let net = IpNet::new(IpAddr::from(octets), len).expect("valid length");
+            let value = Value::net(net);
+            let mut rendered = String::new();
+            value.render(&mut rendered);
+            if len == 32 {
+                prop_assert_eq!(rendered, format!("{}.{}.{}.{}", octets[0], octets[1], octets[2], octets[3]));
+            } else {
+                let mask = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+                let network = std::net::Ipv4Addr::from(u32::from_be_bytes(octets) & mask);
+                prop_assert_eq!(rendered, format!("{network}/{len}"));
+            }
+        }
     }
 }

@@ -254,3 +254,26 @@ fn broken_references_are_found_before_nft_runs_and_nft_agrees() {
         assert!(refused.is_err(), "nft accepted {}", rule.render());
     }
 }
+
+#[test]
+fn every_reserved_word_is_one_nft_refuses_as_a_name_and_our_names_are_not() {
+    let ns = NftNs::new("nft-words");
+    let declare = |word: &str| format!("add table ip words\nadd chain ip words {word}\n");
+    for word in calico_nft::value::RESERVED_WORDS {
+        assert!(
+            ns.run(|nft| nft.check_script(&declare(word))).is_err(),
+            "nft accepts {word} as a name: it need not be reserved"
+        );
+    }
+    for ours in [
+        "calico",
+        "nat-POSTROUTING",
+        "masq-ipam-pools",
+        "cali-fw-cali1234",
+        "filter",
+        "input",
+    ] {
+        ns.run(|nft| nft.check_script(&declare(ours)))
+            .unwrap_or_else(|e| panic!("{ours}: {e}"));
+    }
+}
