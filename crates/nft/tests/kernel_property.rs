@@ -79,7 +79,7 @@ fn a_match(kind: u8, n: u8, extra: bool) -> Match {
         9 => Match::eq(Field::L4Proto, Value::Proto(L4Proto::from_number(n))),
         10 => Match::eq(
             Field::IcmpType,
-            Value::Icmp(if n % 2 == 0 {
+            Value::Icmp(if n.is_multiple_of(2) {
                 IcmpType::EchoRequest
             } else {
                 IcmpType::DestinationUnreachable
@@ -88,7 +88,7 @@ fn a_match(kind: u8, n: u8, extra: bool) -> Match {
         11 => Match::ne(Field::Mark, Value::Mark(u32::from(n) << 4)),
         _ if extra => Match::new(
             vec![Field::IpDaddr, Field::Port(PortProto::Tcp, PortEnd::Dport)],
-            n % 2 == 0,
+            n.is_multiple_of(2),
             Operand::Named(name("svc")),
         ),
         _ => Match::eq(
@@ -227,7 +227,7 @@ prop_compose! {
                     priority: Priority::Named(PriorityName::Srcnat, i32::from(n)),
                     policy: Policy::Accept,
                 };
-                let action = if n % 2 == 0 {
+                let action = if n.is_multiple_of(2) {
                     Statement::Masquerade
                 } else {
                     Statement::Snat { addr: [198, 18, 0, n].into(), port: None }
