@@ -13,7 +13,7 @@
 //! construction (a `/32` is an address, a one-port range a port, a one-element anonymous set a plain
 //! value, protocol 6 is `tcp`, a `meta l4proto` a port match implies is left out), priorities compare
 //! by number, counters compare without their values, and tables, sets and maps compare without
-//! order. So render → load → `nft -j -p list table` → parse gives an equal [`Table`], and [`plan`]
+//! order. So render → load → `nft -j -p list table` → parse gives an equal [`Table`], and [`plan()`]
 //! against it yields no ops; the kernel tests check this for every kind of object and for random
 //! tables.
 //!
