@@ -209,6 +209,29 @@ pub fn sample_table(table: &str, variant: u8) -> Table {
     )])
     .expect("entries");
 
+    let by_service = Map::new(
+        name("by-service"),
+        vec![DataType::Ipv4Addr, DataType::InetService],
+        MapData::Verdict,
+        false,
+    )
+    .expect("map")
+    .with_entries([
+        (
+            Key::concat(vec![Value::addr(ip("198.18.0.10")), Value::port(80)]).expect("key"),
+            MapValue::Verdict(Verdict::Jump(name("to-wl-1"))),
+        ),
+        (
+            Key::concat(vec![
+                Value::addr(ip("198.18.0.11")),
+                Value::port(53 + u16::from(v)),
+            ])
+            .expect("key"),
+            MapValue::Verdict(Verdict::Drop),
+        ),
+    ])
+    .expect("entries");
+
     let forward = BaseChain {
         chain_type: ChainType::Filter,
         hook: Hook::Forward,
@@ -401,6 +424,7 @@ pub fn sample_table(table: &str, variant: u8) -> Table {
         .and_then(|t| t.with_set(protos))
         .and_then(|t| t.with_map(to_wl))
         .and_then(|t| t.with_map(marks_by_net))
+        .and_then(|t| t.with_map(by_service))
         .and_then(|t| t.with_chain(Chain::base(name("filter-FORWARD"), forward, forward_rules)))
         .and_then(|t| t.with_chain(Chain::regular(name("from-wl"), from_wl_rules)))
         .and_then(|t| {
