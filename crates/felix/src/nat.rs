@@ -1,246 +1,139 @@
-//! The `calico` nftables table: rendering (pure) and applying it in one `nft -f -` transaction.
+//! The `calico` nftables table for NAT-outgoing, built as typed [`calico_nft`] objects.
 //!
-//! The whole table is rewritten in one transaction: `table ip calico {}` (creates it if missing, a no-op
-//! otherwise), `delete table ip calico`, then the full definition. nft applies a file atomically, so
-//! packets see either the old table or the new one, never a half-built one, and connections already
-//! tracked keep their NAT mapping (conntrack entries outlive the rules that created them).
+//! [`sync_table`] reads the table back, plans the fewest changes and applies them in one `nft -f -`
+//! transaction: nothing when it already matches (also after a restart), set elements when pools
+//! change, and a whole-table load when it is missing. nft applies a transaction atomically, so packets
+//! see either the old table or the new one, and connections already tracked keep their NAT mapping
+//! (conntrack entries outlive the rules that created them).
 //!
 //! NAT-outgoing runs in the `nat-POSTROUTING` base chain at priority `srcnat + 10` (110): after the
 //! usual source-NAT chains at `srcnat`, so an explicit SNAT another program (or an administrator) set up
 //! for the same packet wins; the first chain that NATs a connection decides its mapping.
 
-use std::fmt::Write as _;
-use std::path::PathBuf;
-use std::process::Command;
-use std::time::Duration;
-
-use ipnet::Ipv4Net;
+use calico_nft::{
+    BaseChain, Chain, ChainType, DataType, Family, Field, Hook, Key, Match, Name, Nft, NftError,
+    Policy, Priority, PriorityName, Rule, Set, SetFlags, Statement, Table, Transaction, Value,
+};
+use ipnet::{IpNet, Ipv4Net};
 
 use crate::desired::{NFT_TABLE, NatOutgoing};
 
 /// The nftables family of the `calico` table.
-pub const NFT_FAMILY: &str = "ip";
+pub const NFT_FAMILY: Family = Family::Ip;
 /// Pools whose traffic is masqueraded when it leaves the pools.
 pub const MASQ_POOLS_SET: &str = "masq-ipam-pools";
 /// Every pool: destinations inside these are never masqueraded.
 pub const ALL_POOLS_SET: &str = "all-ipam-pools";
 /// The NAT-outgoing base chain.
 pub const NAT_POSTROUTING_CHAIN: &str = "nat-POSTROUTING";
-/// Priority of [`NAT_POSTROUTING_CHAIN`], in nft's symbolic form.
-pub const NAT_POSTROUTING_PRIORITY: &str = "srcnat + 10";
-
-/// How long one `nft` run may take before it is killed and reported as hung.
-const NFT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Priority of [`NAT_POSTROUTING_CHAIN`]: `srcnat + 10`.
+pub const NAT_POSTROUTING_PRIORITY: Priority = Priority::Named(PriorityName::Srcnat, 10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum NatError {
-    #[error("nft not found on $PATH or in /usr/sbin, /sbin: install the nftables package")]
-    NftMissing,
-    #[error("run nft: {0}")]
-    Spawn(String),
-    #[error("nft -f - did not finish within {}s", NFT_TIMEOUT.as_secs())]
-    Timeout,
-    #[error("nft {what} failed ({status}): {stderr}")]
-    Failed {
-        what: String,
-        status: String,
-        stderr: String,
-    },
+    #[error(transparent)]
+    Nft(#[from] NftError),
 }
 
-/// A named set.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Set {
-    pub name: String,
-    /// nft data type, e.g. `ipv4_addr`.
-    pub data_type: String,
-    /// `flags interval`: elements may be prefixes/ranges.
-    pub interval: bool,
-    /// Elements in nft syntax (`198.19.0.0/16`); none renders an empty set.
-    pub elements: Vec<String>,
+/// A name of ours; the constants above are valid nft names, which the tests check.
+fn name(constant: &str) -> Name {
+    Name::new(constant).expect("our constant names are valid nft names")
 }
 
-/// The hook of a base chain.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BaseChain {
-    /// `filter`, `nat` or `route`.
-    pub chain_type: String,
-    /// `prerouting`, `input`, `forward`, `output`, `postrouting`.
-    pub hook: String,
-    /// nft priority expression, e.g. `srcnat + 10` or `0`.
-    pub priority: String,
-    /// `accept` or `drop`.
-    pub policy: String,
-}
-
-/// A chain: a base chain when `base` is set, otherwise a regular chain reached by jump/goto.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Chain {
-    pub name: String,
-    pub base: Option<BaseChain>,
-    /// Rules in nft syntax, in order.
-    pub rules: Vec<String>,
-}
-
-/// One nftables table, rendered as a transaction that replaces it whole.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Table {
-    pub family: String,
-    pub name: String,
-    pub sets: Vec<Set>,
-    pub chains: Vec<Chain>,
-}
-
-impl Table {
-    pub fn new(family: &str, name: &str) -> Table {
-        Table {
-            family: family.to_string(),
-            name: name.to_string(),
-            sets: Vec::new(),
-            chains: Vec::new(),
-        }
-    }
-
-    pub fn with_set(mut self, set: Set) -> Table {
-        self.sets.push(set);
-        self
-    }
-
-    pub fn with_chain(mut self, chain: Chain) -> Table {
-        self.chains.push(chain);
-        self
-    }
-
-    /// `table F N {}` + `delete table F N` + the definition: valid input for `nft -f -` whether or not
-    /// the table exists, replacing it atomically.
-    pub fn render(&self) -> String {
-        let (family, name) = (&self.family, &self.name);
-        let mut text = format!("table {family} {name} {{}}\ndelete table {family} {name}\n");
-        let _ = writeln!(text, "table {family} {name} {{");
-        for set in &self.sets {
-            let _ = writeln!(text, "\tset {} {{", set.name);
-            let _ = writeln!(text, "\t\ttype {}", set.data_type);
-            if set.interval {
-                text.push_str("\t\tflags interval\n");
-            }
-            if !set.elements.is_empty() {
-                let _ = writeln!(text, "\t\telements = {{ {} }}", set.elements.join(", "));
-            }
-            text.push_str("\t}\n");
-        }
-        for chain in &self.chains {
-            let _ = writeln!(text, "\tchain {} {{", chain.name);
-            if let Some(base) = &chain.base {
-                let _ = writeln!(
-                    text,
-                    "\t\ttype {} hook {} priority {}; policy {};",
-                    base.chain_type, base.hook, base.priority, base.policy
-                );
-            }
-            for rule in &chain.rules {
-                let _ = writeln!(text, "\t\t{rule}");
-            }
-            text.push_str("\t}\n");
-        }
-        text.push_str("}\n");
-        text
-    }
+/// The `calico` table's name.
+pub fn table_name() -> Name {
+    name(NFT_TABLE)
 }
 
 /// The elements of an interval set holding `nets`: overlapping or adjacent prefixes merged (nft refuses
 /// overlapping intervals in one set), in address order.
-fn prefix_elements(nets: &std::collections::BTreeSet<Ipv4Net>) -> Vec<String> {
+fn prefix_elements(nets: &std::collections::BTreeSet<Ipv4Net>) -> Vec<Key> {
     let nets: Vec<Ipv4Net> = nets.iter().map(|net| net.trunc()).collect();
     Ipv4Net::aggregate(&nets)
         .into_iter()
-        .map(|net| net.to_string())
+        .map(|net| Key::one(Value::net(IpNet::V4(net))))
         .collect()
 }
 
 /// The `calico` table for `nat`: the two pool sets and the NAT-outgoing chain.
 pub fn nat_table(nat: &NatOutgoing) -> Table {
-    let set = |name: &str, nets| Set {
-        name: name.to_string(),
-        data_type: "ipv4_addr".to_string(),
+    let interval = SetFlags {
         interval: true,
-        elements: prefix_elements(nets),
+        ..SetFlags::default()
     };
-    Table::new(NFT_FAMILY, NFT_TABLE)
+    let set = |set_name: &str, nets| {
+        Set::new(name(set_name), vec![DataType::Ipv4Addr], interval)
+            .and_then(|set| set.with_elements(prefix_elements(nets)))
+            .expect("IPv4 prefixes fit an interval set of ipv4_addr")
+    };
+    let masquerade = Rule::new(
+        vec![
+            Match::in_named(Field::IpSaddr, false, &name(MASQ_POOLS_SET)),
+            Match::in_named(Field::IpDaddr, true, &name(ALL_POOLS_SET)),
+        ]
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .expect("set matches are valid"),
+        vec![Statement::Masquerade],
+        None,
+    )
+    .expect("masquerade ends the rule");
+    let chain = Chain::base(
+        name(NAT_POSTROUTING_CHAIN),
+        BaseChain {
+            chain_type: ChainType::Nat,
+            hook: Hook::Postrouting,
+            priority: NAT_POSTROUTING_PRIORITY,
+            policy: Policy::Accept,
+        },
+        vec![masquerade],
+    );
+    Table::new(NFT_FAMILY, table_name())
         .with_set(set(MASQ_POOLS_SET, &nat.masquerade_from))
-        .with_set(set(ALL_POOLS_SET, &nat.all_pools))
-        .with_chain(Chain {
-            name: NAT_POSTROUTING_CHAIN.to_string(),
-            base: Some(BaseChain {
-                chain_type: "nat".to_string(),
-                hook: "postrouting".to_string(),
-                priority: NAT_POSTROUTING_PRIORITY.to_string(),
-                policy: "accept".to_string(),
-            }),
-            rules: vec![format!(
-                "ip saddr @{MASQ_POOLS_SET} ip daddr != @{ALL_POOLS_SET} masquerade"
-            )],
-        })
+        .and_then(|table| table.with_set(set(ALL_POOLS_SET, &nat.all_pools)))
+        .and_then(|table| table.with_chain(chain))
+        .expect("the set and chain names differ")
 }
 
-/// The nft transaction that (re)creates the `calico` table for `nat`.
+/// The nft transaction that (re)creates the `calico` table for `nat` whole.
 pub fn render_table(nat: &NatOutgoing) -> String {
-    nat_table(nat).render()
+    Transaction::load(&nat_table(nat)).render()
 }
 
 /// Runs `nft -f -` with `text` on stdin (in the calling thread's network namespace).
 pub fn apply_table(text: &str) -> Result<(), NatError> {
-    run_nft(&["-f", "-"], Some(text), "-f -").map(drop)
+    Ok(Nft::find()?.run_script(text)?)
 }
 
-/// Whether the `calico` table exists in this network namespace.
+/// Reads the `calico` table back; `None` when it does not exist.
+pub fn read_table() -> Result<Option<Table>, NatError> {
+    Ok(Nft::find()?.read_table(NFT_FAMILY, &table_name())?)
+}
+
+/// Makes the `calico` table match `nat`: reads it back, plans the changes and applies them in one
+/// transaction. Returns whether anything was written (nothing when it already matches).
+pub fn sync_table(nat: &NatOutgoing) -> Result<bool, NatError> {
+    let nft = Nft::find()?;
+    let desired = nat_table(nat);
+    let observed = nft.read_table(NFT_FAMILY, desired.name())?;
+    let transaction = calico_nft::plan(&desired, observed.as_ref());
+    nft.apply(&transaction)?;
+    Ok(!transaction.is_empty())
+}
+
+/// Whether the `calico` table exists in this network namespace (false also when it cannot be read).
 pub fn table_exists() -> bool {
-    run_nft(
-        &["list", "table", NFT_FAMILY, NFT_TABLE],
-        None,
-        "list table",
-    )
-    .is_ok()
+    matches!(read_table(), Ok(Some(_)))
 }
 
 /// Deletes the `calico` table; succeeds when it does not exist.
 pub fn delete_table() -> Result<(), NatError> {
-    let text =
-        format!("table {NFT_FAMILY} {NFT_TABLE} {{}}\ndelete table {NFT_FAMILY} {NFT_TABLE}\n");
-    run_nft(&["-f", "-"], Some(&text), "delete table").map(drop)
-}
-
-fn nft_binary() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .unwrap_or_default();
-    on_path
-        .into_iter()
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
-        .map(|dir| dir.join("nft"))
-        .find(|candidate| candidate.is_file())
-}
-
-/// Runs nft with `args` (and `stdin`), returning its stdout; errors carry nft's stderr.
-fn run_nft(args: &[&str], stdin: Option<&str>, what: &str) -> Result<String, NatError> {
-    let nft = nft_binary().ok_or(NatError::NftMissing)?;
-    let finished = calico_process::run(
-        Command::new(&nft).args(args),
-        stdin.map(str::as_bytes),
-        NFT_TIMEOUT,
-    )
-    .map_err(|e| match e {
-        calico_process::RunError::TimedOut { .. } => NatError::Timeout,
-        other => NatError::Spawn(other.to_string()),
-    })?;
-    if finished.status.success() {
-        Ok(finished.stdout_text())
-    } else {
-        Err(NatError::Failed {
-            what: what.to_string(),
-            status: finished.status.to_string(),
-            stderr: finished.stderr_text().trim().to_string(),
-        })
-    }
+    let delete = Transaction {
+        family: NFT_FAMILY,
+        table: table_name(),
+        ops: vec![calico_nft::Op::DeleteTable],
+    };
+    Ok(Nft::find()?.apply(&delete)?)
 }
 
 #[cfg(test)]
@@ -321,37 +214,32 @@ mod tests {
     }
 
     #[test]
-    fn more_chains_and_sets_render_in_order() {
-        let table = Table::new("ip", "t")
-            .with_set(Set {
-                name: "s".into(),
-                data_type: "ipv4_addr".into(),
-                interval: false,
-                elements: vec!["198.18.0.1".into(), "198.18.0.2".into()],
-            })
-            .with_chain(Chain {
-                name: "filter-FORWARD".into(),
-                base: Some(BaseChain {
-                    chain_type: "filter".into(),
-                    hook: "forward".into(),
-                    priority: "0".into(),
-                    policy: "accept".into(),
-                }),
-                rules: vec!["jump policy".into()],
-            })
-            .with_chain(Chain {
-                name: "policy".into(),
-                base: None,
-                rules: vec!["ip saddr @s drop".into(), "counter".into()],
-            });
+    fn our_constant_names_are_valid() {
+        for constant in [
+            NFT_TABLE,
+            MASQ_POOLS_SET,
+            ALL_POOLS_SET,
+            NAT_POSTROUTING_CHAIN,
+        ] {
+            assert!(Name::new(constant).is_ok(), "{constant}");
+        }
+        assert_eq!(NAT_POSTROUTING_PRIORITY.value(), 110);
+    }
+
+    #[test]
+    fn a_pool_change_is_an_element_change_and_no_change_is_nothing() {
+        let before = nat_table(&NatOutgoing {
+            masquerade_from: nets(&["198.19.0.0/16"]),
+            all_pools: nets(&["198.19.0.0/16"]),
+        });
+        let after = nat_table(&NatOutgoing {
+            masquerade_from: nets(&["198.19.0.0/16"]),
+            all_pools: nets(&["198.19.0.0/16", "198.18.128.0/20"]),
+        });
+        assert!(calico_nft::plan(&before, Some(&before)).is_empty());
         assert_eq!(
-            table.render(),
-            "table ip t {}\ndelete table ip t\ntable ip t {\n\
-             \tset s {\n\t\ttype ipv4_addr\n\t\telements = { 198.18.0.1, 198.18.0.2 }\n\t}\n\
-             \tchain filter-FORWARD {\n\t\ttype filter hook forward priority 0; policy accept;\n\
-             \t\tjump policy\n\t}\n\
-             \tchain policy {\n\t\tip saddr @s drop\n\t\tcounter\n\t}\n\
-             }\n"
+            calico_nft::plan(&after, Some(&before)).render(),
+            "add element ip calico all-ipam-pools { 198.18.128.0/20 }\n"
         );
     }
 }

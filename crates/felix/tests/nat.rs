@@ -146,3 +146,41 @@ fn nft_errors_name_nft_and_its_complaint() {
         "a failed transaction leaves nothing"
     );
 }
+
+#[test]
+fn sync_writes_the_table_once_then_only_what_changed() {
+    let ns = Ns::new("fx-nat-sync");
+    let one = NatOutgoing {
+        masquerade_from: pools(&["198.19.0.0/16"]),
+        all_pools: pools(&["198.19.0.0/16"]),
+    };
+    assert!(
+        ns.run(|| nat::sync_table(&one)).expect("first sync"),
+        "written"
+    );
+    assert!(
+        !ns.run(|| nat::sync_table(&one)).expect("second sync"),
+        "nothing written"
+    );
+    let read = ns.run(nat::read_table).expect("read back");
+    assert_eq!(read, Some(nat::nat_table(&one)));
+
+    // A new pool is one element added; the rule and the other set are left alone.
+    let two = NatOutgoing {
+        masquerade_from: pools(&["198.19.0.0/16"]),
+        all_pools: pools(&["198.19.0.0/16", "198.18.128.0/20"]),
+    };
+    assert!(
+        ns.run(|| nat::sync_table(&two)).expect("pool added"),
+        "written"
+    );
+    let listed = ns.exec_ok(&["nft", "list", "set", "ip", "calico", "all-ipam-pools"]);
+    assert!(
+        listed.contains("198.18.128.0/20, 198.19.0.0/16"),
+        "{listed}"
+    );
+    assert!(
+        !ns.run(|| nat::sync_table(&two)).expect("again"),
+        "nothing written"
+    );
+}

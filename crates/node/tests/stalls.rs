@@ -69,7 +69,11 @@ fn a_hanging_nft_leaves_liveness_answering_and_readiness_names_it() {
     let node = Running::spawn(host.command(&[("PATH", &path)]));
     let body = wait_readiness_saying(
         &host,
-        &["the dataplane is stuck", "nft -f", "has been running for"],
+        &[
+            "the dataplane is stuck",
+            "the nftables table ip calico",
+            "has been running for",
+        ],
         Duration::from_secs(20),
     );
     let took = liveness_answers(&host);

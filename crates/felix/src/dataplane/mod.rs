@@ -86,8 +86,6 @@ impl ApplyReport {
 /// that calls [`Dataplane::apply`], so call it from the same namespace.
 pub struct Dataplane {
     netlink: Netlink,
-    /// The nft text this process last applied successfully.
-    last_nft: Option<String>,
     ip_forward_ensured: bool,
     ipip_supported: Option<bool>,
     /// When each workload interface (by index) was first seen, for the route grace period.
@@ -108,7 +106,6 @@ impl Dataplane {
     pub fn new() -> Result<Dataplane, DataplaneError> {
         Ok(Dataplane {
             netlink: Netlink::new()?,
-            last_nft: None,
             ip_forward_ensured: false,
             ipip_supported: None,
             first_seen: HashMap::new(),
@@ -186,8 +183,8 @@ impl Dataplane {
             self.apply_kernel_objects(desired, now, &mut report)?;
         }
         let _busy = activity.begin(format!(
-            "loading the nftables table {} {} (nft -f)",
-            nat::NFT_FAMILY,
+            "syncing the nftables table {} {} (nft)",
+            nat::NFT_FAMILY.nft_name(),
             crate::desired::NFT_TABLE
         ));
         self.ensure_nat(desired, &mut report);
@@ -386,21 +383,14 @@ impl Dataplane {
         wrote
     }
 
-    /// Rewrites the nftables table when its text changed since this process last wrote it, or when it is
-    /// missing (so a restarted process writes it once, and a table someone deleted comes back).
+    /// Reads the nftables table back and applies only what differs from the desired one (nothing
+    /// when it matches, also after a restart; the whole table when someone deleted it).
     fn ensure_nat(&mut self, desired: &Desired, report: &mut ApplyReport) {
-        let text = nat::render_table(&desired.nat);
-        if self.last_nft.as_deref() == Some(text.as_str()) && nat::table_exists() {
-            return;
-        }
-        match nat::apply_table(&text) {
-            Ok(()) => {
-                self.last_nft = Some(text);
-                report.nft_applied = true;
-            }
+        match nat::sync_table(&desired.nat) {
+            Ok(written) => report.nft_applied = written,
             Err(error) => report.failures.push(format!(
                 "nftables table {} {}: {error}",
-                nat::NFT_FAMILY,
+                nat::NFT_FAMILY.nft_name(),
                 crate::desired::NFT_TABLE
             )),
         }
