@@ -160,6 +160,18 @@ pub fn compute(model: &Model, host: &HostContext) -> Desired {
         }
         if pool.ipip != EncapMode::Never {
             desired.ipip_pools.push(pool.name.clone());
+            // Whatever the kernel can do: without this, such a pool's remote blocks would silently
+            // have no route.
+            desired.problems.push(format!(
+                "IP pool {} ({cidr}) asks for IPIP ({:?}): calico-rs programs no IPIP tunnel routes, so its blocks on other hosts get {} from this host; use vxlanMode instead",
+                pool.name,
+                pool.ipip,
+                if pool.ipip == EncapMode::CrossSubnet {
+                    "plain routes only within this host's subnet"
+                } else {
+                    "no route"
+                }
+            ));
         }
         pools.push(pool);
     }
