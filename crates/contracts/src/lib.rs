@@ -5,5 +5,6 @@
 //! No dependencies and no I/O.
 
 pub mod iface;
+pub mod mac;
 pub mod route;
 pub mod state;

@@ -306,6 +306,12 @@ pub fn compute(model: &Model, host: &HostContext) -> Desired {
         }
     }
 
+    for (key, reason) in &model.decode_errors {
+        desired
+            .problems
+            .push(format!("datastore object {key}: {reason}"));
+    }
+
     for endpoint in model.endpoints.values() {
         if endpoint.node != host.nodename || endpoint.interface.is_empty() {
             continue;
@@ -334,7 +340,7 @@ impl Desired {
             for a in &w.addresses {
                 let _ = writeln!(out, "route {a} dev {iface} scope link proto boot");
                 if let (Some(mac), IpNet::V4(_)) = (w.mac, a) {
-                    let mac = calico_netlink::format_mac(mac);
+                    let mac = calico_contracts::mac::format(mac);
                     let _ = writeln!(out, "neigh {} lladdr {mac} dev {iface} permanent", a.addr());
                 }
             }
@@ -363,13 +369,13 @@ impl Desired {
                 v.port,
                 v.local,
                 v.parent,
-                calico_netlink::format_mac(v.mac),
+                calico_contracts::mac::format(v.mac),
                 v.mtu,
                 v.address
             );
         }
         for t in &self.vteps {
-            let mac = calico_netlink::format_mac(t.mac);
+            let mac = calico_contracts::mac::format(t.mac);
             let _ = writeln!(
                 out,
                 "vtep {}: neigh {} lladdr {mac}; fdb {mac} dst {}",

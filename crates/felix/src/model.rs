@@ -130,14 +130,44 @@ impl Model {
         match resource.spec {
             Spec::Node(spec) => {
                 let bgp = spec.bgp.unwrap_or_default();
+                // Empty means unset; anything else must parse, or the node is reported, not guessed at.
+                let address = match bgp.ipv4_address.as_deref().filter(|a| !a.is_empty()) {
+                    None => None,
+                    Some(text) => match parse_v4_net_keeping_host(text) {
+                        Some(net) => Some(net),
+                        None => {
+                            return self.reject(
+                                kv,
+                                format!("spec.bgp.ipv4Address {text:?} is not an IPv4 address"),
+                            );
+                        }
+                    },
+                };
+                let tunnel = spec.ipv4_vxlan_tunnel_addr.as_str();
+                let vxlan_tunnel_address = match tunnel {
+                    "" => None,
+                    text => match text.parse() {
+                        Ok(ip) => Some(ip),
+                        Err(_) => {
+                            return self.reject(
+                                kv,
+                                format!("spec.ipv4VXLANTunnelAddr {text:?} is not an IPv4 address"),
+                            );
+                        }
+                    },
+                };
+                let vxlan_mac = match spec.vxlan_tunnel_mac_addr.as_str() {
+                    "" => None,
+                    text => match calico_contracts::mac::parse(text) {
+                        Ok(mac) => Some(mac),
+                        Err(e) => return self.reject(kv, format!("spec.vxlanTunnelMACAddr: {e}")),
+                    },
+                };
                 let info = NodeInfo {
                     name,
-                    address: bgp
-                        .ipv4_address
-                        .as_deref()
-                        .and_then(parse_v4_net_keeping_host),
-                    vxlan_tunnel_address: spec.ipv4_vxlan_tunnel_addr.parse().ok(),
-                    vxlan_mac: calico_netlink::parse_mac(&spec.vxlan_tunnel_mac_addr).ok(),
+                    address,
+                    vxlan_tunnel_address,
+                    vxlan_mac,
                 };
                 replace(&mut self.nodes, &kv.key, Some(info))
             }
@@ -163,18 +193,37 @@ impl Model {
                     return self.endpoints.remove(&kv.key).is_some();
                 }
                 self.remote_endpoints.remove(&kv.key);
+                let mut addresses = Vec::with_capacity(spec.ip_networks.len());
+                for (i, text) in spec.ip_networks.iter().enumerate() {
+                    match text.parse::<IpNet>() {
+                        Ok(net) => addresses.push(net),
+                        Err(_) => {
+                            return self.reject(
+                                kv,
+                                format!("spec.ipNetworks[{i}] {text:?} is not a CIDR"),
+                            );
+                        }
+                    }
+                }
+                // A bad MAC costs the pod only its static ARP entry: keep the endpoint, report it.
+                let mac = match spec.mac.as_deref().filter(|m| !m.is_empty()) {
+                    None => None,
+                    Some(text) => match calico_contracts::mac::parse(text) {
+                        Ok(mac) => Some(mac),
+                        Err(e) => {
+                            self.decode_errors.insert(
+                                kv.key.clone(),
+                                format!("spec.mac: {e}; the pod gets no static ARP entry"),
+                            );
+                            None
+                        }
+                    },
+                };
                 let info = EndpointInfo {
                     node,
                     interface: spec.interface_name.clone().unwrap_or_default(),
-                    addresses: spec
-                        .ip_networks
-                        .iter()
-                        .filter_map(|n| n.parse::<IpNet>().ok())
-                        .collect(),
-                    mac: spec
-                        .mac
-                        .as_deref()
-                        .and_then(|m| calico_netlink::parse_mac(m).ok()),
+                    addresses,
+                    mac,
                 };
                 replace(&mut self.endpoints, &kv.key, Some(info))
             }
@@ -407,5 +456,61 @@ mod tests {
         let mut all = Model::default();
         assert!(all.apply(&SyncEvent::Put(kv(EP, &endpoint_json("node2")))));
         assert_eq!(all.endpoints.len(), 1);
+    }
+
+    #[test]
+    fn malformed_fields_are_reported_with_their_path_not_guessed() {
+        let mut model = Model::default();
+        let node = |field: &str| {
+            format!(
+                r#"{{"apiVersion":"projectcalico.org/v3","kind":"Node","metadata":{{"name":"node1"}},"spec":{{{field}}}}}"#
+            )
+        };
+        for (field, path) in [
+            (
+                r#""bgp":{"ipv4Address":"198.18.0.300/24"}"#,
+                "spec.bgp.ipv4Address",
+            ),
+            (
+                r#""ipv4VXLANTunnelAddr":"not-an-ip""#,
+                "spec.ipv4VXLANTunnelAddr",
+            ),
+            (
+                r#""vxlanTunnelMACAddr":"66:00:00""#,
+                "spec.vxlanTunnelMACAddr",
+            ),
+        ] {
+            model.apply(&SyncEvent::Put(kv(NODE_KEY, &node(field))));
+            assert!(model.node("node1").is_none(), "{field}");
+            let reason = model.decode_errors.get(NODE_KEY).expect("reason");
+            assert!(reason.starts_with(path), "{reason}");
+        }
+        // Empty values mean unset.
+        assert!(model.apply(&SyncEvent::Put(kv(
+            NODE_KEY,
+            &node(r#""ipv4VXLANTunnelAddr":"","vxlanTunnelMACAddr":"""#)
+        ))));
+        assert!(model.decode_errors.is_empty());
+
+        // An endpoint with a bad address is dropped; one with a bad MAC is kept without it.
+        const EP: &str = "/calico/resources/v3/projectcalico.org/workloadendpoints/default/ep";
+        let endpoint = |extra: &str| {
+            format!(
+                r#"{{"apiVersion":"projectcalico.org/v3","kind":"WorkloadEndpoint","metadata":{{"name":"ep","namespace":"default"}},"spec":{{"node":"node1","interfaceName":"cali0123456789a",{extra}}}}}"#
+            )
+        };
+        model.apply(&SyncEvent::Put(kv(
+            EP,
+            &endpoint(r#""ipNetworks":["198.19.0.5/33"]"#),
+        )));
+        assert!(model.endpoints.is_empty());
+        assert!(model.decode_errors[EP].starts_with("spec.ipNetworks[0]"));
+        model.apply(&SyncEvent::Put(kv(
+            EP,
+            &endpoint(r#""ipNetworks":["198.19.0.5/32"],"mac":"zz:00:00:00:00:00""#),
+        )));
+        assert_eq!(model.endpoints[EP].addresses.len(), 1);
+        assert_eq!(model.endpoints[EP].mac, None);
+        assert!(model.decode_errors[EP].starts_with("spec.mac"));
     }
 }

@@ -95,33 +95,12 @@ impl NetlinkError {
 
 /// Formats a MAC address as `aa:bb:cc:dd:ee:ff`.
 pub fn format_mac(mac: [u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    calico_contracts::mac::format(mac)
 }
 
 /// Parses `aa:bb:cc:dd:ee:ff` (case-insensitive, exactly six two-digit hex groups).
 pub fn parse_mac(s: &str) -> Result<[u8; 6], NetlinkError> {
-    let invalid = || {
-        NetlinkError::Invalid(format!(
-            "parse MAC address {s:?}: expected six hex pairs like 02:00:c0:a8:01:02"
-        ))
-    };
-    let mut mac = [0u8; 6];
-    let mut groups = s.split(':');
-    for byte in &mut mac {
-        let group = groups.next().ok_or_else(invalid)?;
-        // from_str_radix alone would also accept a sign ("+a").
-        if group.len() != 2 || !group.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(invalid());
-        }
-        *byte = u8::from_str_radix(group, 16).map_err(|_| invalid())?;
-    }
-    if groups.next().is_some() {
-        return Err(invalid());
-    }
-    Ok(mac)
+    calico_contracts::mac::parse(s).map_err(|e| NetlinkError::Invalid(format!("parse {e}")))
 }
 
 /// Interface names are at most 15 bytes (IFNAMSIZ - 1) and may not contain '/', whitespace or ':'.

@@ -18,12 +18,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use calico_api::Kind;
+use calico_dataplane::Dataplane;
+use calico_dataplane::activity::Activity;
 use calico_datastore::Store;
 use calico_datastore::client::Client;
 use calico_datastore::keys::parse_resource_key;
 use calico_datastore::syncer::{SyncEvent, Syncer};
-use calico_felix::activity::Activity;
-use calico_felix::dataplane::Dataplane;
 use calico_felix::desired::{Desired, HostContext, compute};
 use calico_felix::model::{Model, sync_prefixes};
 use calico_ipam::Ipam;

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use calico_felix::activity::Activity;
+use calico_dataplane::activity::Activity;
 
 use axum::Router;
 use axum::extract::State;

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use calico_felix::dataplane::{ApplyReport, Dataplane};
+use calico_dataplane::{ApplyReport, Dataplane};
 use calico_felix::desired::{
     Desired, DesiredRoute, NatOutgoing, RouteTarget, VXLAN_IFACE, Vtep, VxlanDevice, WorkloadIface,
 };

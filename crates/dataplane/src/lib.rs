@@ -1,4 +1,4 @@
-//! Reconcile this namespace's kernel to a [`Desired`] dataplane: observe, plan, execute.
+//! calico-dataplane: reconcile this namespace's kernel to a [`Desired`] dataplane: observe, plan, execute.
 //!
 //! Every apply reads the kernel's actual state (links, routes, neighbours, FDB, sysctls) into typed
 //! values, hands them with the desired state and the time to the pure planners in [`plan`], and executes
@@ -10,6 +10,7 @@
 //! before the routes that use them, then routes, then stale VTEPs after the routes that used them are
 //! gone, and the VXLAN device is deleted last.
 
+pub mod activity;
 pub mod plan;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -20,8 +21,8 @@ use calico_netlink::{Family, Netlink, NetlinkError, TABLE_MAIN, sysctl};
 
 use self::plan::{Links, Op, Plan};
 use crate::activity::Activity;
-use crate::desired::Desired;
-use crate::nat;
+use calico_felix::desired::Desired;
+use calico_felix::nat;
 
 /// The throw-away link the IPIP probe creates (and deletes at once).
 const IPIP_PROBE_IFACE: &str = "cali-ipipprobe";
@@ -185,7 +186,7 @@ impl Dataplane {
         let _busy = activity.begin(format!(
             "syncing the nftables table {} {} (nft)",
             nat::NFT_FAMILY.nft_name(),
-            crate::desired::NFT_TABLE
+            calico_felix::desired::NFT_TABLE
         ));
         self.ensure_nat(desired, &mut report);
         Ok(report)
@@ -213,7 +214,7 @@ impl Dataplane {
         let mut links = self.observe_links()?;
         if desired.vxlan.is_some() {
             for _ in 0..DEVICE_PASSES {
-                let addresses = match links.get(crate::desired::VXLAN_IFACE) {
+                let addresses = match links.get(calico_felix::desired::VXLAN_IFACE) {
                     Some(link) => self.netlink.addresses(Some(link.index))?,
                     None => Vec::new(),
                 };
@@ -229,7 +230,7 @@ impl Dataplane {
         let vxlan_index = desired
             .vxlan
             .as_ref()
-            .and_then(|_| links.get(crate::desired::VXLAN_IFACE))
+            .and_then(|_| links.get(calico_felix::desired::VXLAN_IFACE))
             .map(|link| link.index);
 
         // Remote VTEPs, then routes, then stale VTEPs.
@@ -391,7 +392,7 @@ impl Dataplane {
             Err(error) => report.failures.push(format!(
                 "nftables table {} {}: {error}",
                 nat::NFT_FAMILY.nft_name(),
-                crate::desired::NFT_TABLE
+                calico_felix::desired::NFT_TABLE
             )),
         }
     }

@@ -14,7 +14,7 @@ use calico_netlink::{Route, RouteScope};
 use ipnet::IpNet;
 
 use super::{Links, Op, Plan};
-use crate::desired::{
+use calico_felix::desired::{
     Desired, FELIX_ROUTE_PROTOCOL, RouteTarget, VXLAN_IFACE, WORKLOAD_ROUTE_PROTOCOL,
 };
 
@@ -184,8 +184,8 @@ mod tests {
     use calico_contracts::route::{PROTO_BGP, PROTO_CNI, PROTO_KERNEL, PROTO_STATIC};
 
     use super::*;
-    use crate::dataplane::plan::fixtures::{down, link};
-    use crate::desired::DesiredRoute;
+    use crate::plan::fixtures::{down, link};
+    use calico_felix::desired::DesiredRoute;
 
     fn net(text: &str) -> IpNet {
         text.parse().expect("prefix")

@@ -8,7 +8,7 @@ use calico_netlink::{Address, FdbEntry, Link, Neighbour, VxlanSpec};
 use ipnet::{IpNet, Ipv4Net};
 
 use super::{Links, Op, Plan};
-use crate::desired::{VXLAN_IFACE, Vtep, VxlanDevice};
+use calico_felix::desired::{VXLAN_IFACE, Vtep, VxlanDevice};
 
 /// Why an existing `vxlan.calico` must be recreated (settings the kernel cannot change in place), or
 /// None when it can be kept and modified.
@@ -197,7 +197,7 @@ mod tests {
     use calico_netlink::VxlanInfo;
 
     use super::*;
-    use crate::dataplane::plan::fixtures::{link, vxlan_link};
+    use crate::plan::fixtures::{link, vxlan_link};
 
     const ETH0: u32 = 2;
     const DEV: u32 = 7;

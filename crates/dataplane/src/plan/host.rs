@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use calico_netlink::Neighbour;
 
 use super::{Links, Op, Plan};
-use crate::desired::Desired;
+use calico_felix::desired::Desired;
 
 /// Routing between interfaces: the host forwards pod traffic.
 pub const IP_FORWARD: &str = "net/ipv4/ip_forward";
@@ -96,8 +96,8 @@ mod tests {
     use std::net::IpAddr;
 
     use super::*;
-    use crate::dataplane::plan::fixtures::{down, link};
-    use crate::desired::WorkloadIface;
+    use crate::plan::fixtures::{down, link};
+    use calico_felix::desired::WorkloadIface;
 
     #[test]
     fn only_sysctls_observed_with_another_value_are_written() {
