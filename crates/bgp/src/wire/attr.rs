@@ -273,18 +273,19 @@ fn merge_as4_path(as_path: &AsPath, as4_path: &AsPath) -> AsPath {
             }
         }
     }
-    for seg in &as4_path.segments {
-        match out.last_mut() {
-            Some(last)
-                if last.kind == SegmentKind::Sequence
-                    && seg.kind == SegmentKind::Sequence
-                    && last.asns.len() + seg.asns.len() <= 255 =>
-            {
-                last.asns.extend_from_slice(&seg.asns)
-            }
-            _ => out.push(seg.clone()),
-        }
+    // Drop an empty sequence left by taking nothing from it.
+    out.retain(|s| !s.asns.is_empty());
+    let mut rest = as4_path.segments.iter();
+    // Join the two parts where a sequence meets a sequence; AS4_PATH is kept as it came.
+    if let (Some(last), Some(first)) = (out.last_mut(), as4_path.segments.first())
+        && last.kind == SegmentKind::Sequence
+        && first.kind == SegmentKind::Sequence
+        && last.asns.len() + first.asns.len() <= 255
+    {
+        last.asns.extend_from_slice(&first.asns);
+        rest.next();
     }
+    out.extend(rest.cloned());
     AsPath { segments: out }
 }
 
