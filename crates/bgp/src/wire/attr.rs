@@ -352,8 +352,9 @@ pub(crate) fn decode(buf: &[u8], ctx: &Context) -> Result<ParsedAttributes, Deco
                 ));
             }
             if flags & FLAG_TRANSITIVE != 0 {
+                // The extended-length bit describes this encoding only.
                 out.attrs.unknown.push(RawAttribute {
-                    flags,
+                    flags: flags & !FLAG_EXTENDED_LENGTH,
                     type_code,
                     value: value.to_vec(),
                 });
