@@ -17,7 +17,11 @@ pub use attr::{
     AS_TRANS, Aggregator, AsPath, AsSegment, LargeCommunity, Origin, PathAttributes, RawAttribute,
     SegmentKind,
 };
-pub use capability::{AddPathFamily, AddPathMode, Capability, GrFamily, GracefulRestart};
+pub use capability::{
+    AddPathFamily, AddPathMode, CAP_ADD_PATH, CAP_EXTENDED_MESSAGE, CAP_FOUR_OCTET_AS,
+    CAP_GRACEFUL_RESTART, CAP_MULTIPROTOCOL, CAP_ROUTE_REFRESH, Capability, GrFamily,
+    GracefulRestart,
+};
 pub use notification::{Notification, code};
 pub use open::Open;
 pub use update::{MpReach, MpUnreach, NextHop, Nlri, Update};
