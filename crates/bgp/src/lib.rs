@@ -12,5 +12,7 @@
 //! A later layer drives these over TCP with tokio; the RIB and decision process build on the
 //! same types.
 
+pub mod policy;
+pub mod rib;
 pub mod session;
 pub mod wire;

@@ -1,0 +1,847 @@
+//! Decision process, Adj-RIB-In/Loc-RIB and export rules, each asserted on hand-built paths.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
+use super::*;
+use crate::policy::{FilterRule, MatchOperator, RuleAction};
+use crate::wire::{AsPath, AsSegment, Origin, SegmentKind};
+
+const LOCAL_AS: u32 = 64512;
+const ROUTER_ID: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn peer(n: u8, asn: u32) -> PeerInfo {
+    PeerInfo {
+        address: IpAddr::V4(Ipv4Addr::new(198, 18, 1, n)),
+        router_id: Ipv4Addr::new(198, 18, 2, n),
+        asn,
+        ibgp: asn == LOCAL_AS,
+        rr_client: false,
+        next_hop: NextHopMode::Auto,
+        self_v4: Some(ROUTER_ID),
+        self_v6: None,
+        import: Filter::default(),
+        export: Filter::default(),
+    }
+}
+
+fn attrs(as_path: &[u32]) -> PathAttributes {
+    PathAttributes {
+        origin: Some(Origin::Igp),
+        as_path: Some(AsPath::sequence(as_path.to_vec())),
+        ..PathAttributes::default()
+    }
+}
+
+fn path(source: Source, a: PathAttributes, next_hop: &str) -> Path {
+    Path {
+        source,
+        path_id: 0,
+        attrs: Arc::new(a),
+        next_hop: ip(next_hop),
+        stale: false,
+    }
+}
+
+fn peers(list: &[(PeerId, PeerInfo)]) -> BTreeMap<PeerId, PeerInfo> {
+    list.iter().cloned().collect()
+}
+
+/// Index of the best of `paths`.
+fn best_of(paths: &[Path], peers: &BTreeMap<PeerId, PeerInfo>) -> usize {
+    select(paths, peers).expect("a selection").best
+}
+
+// ---- decision process ----
+
+#[test]
+fn higher_local_pref_wins_over_a_shorter_path() {
+    let ps = peers(&[(1, peer(1, LOCAL_AS)), (2, peer(2, LOCAL_AS))]);
+    let a = path(
+        Source::Peer(1),
+        PathAttributes {
+            local_pref: Some(200),
+            ..attrs(&[1, 2, 3])
+        },
+        "198.18.1.1",
+    );
+    let b = path(
+        Source::Peer(2),
+        PathAttributes {
+            local_pref: Some(100),
+            ..attrs(&[1])
+        },
+        "198.18.1.2",
+    );
+    assert_eq!(best_of(&[b.clone(), a.clone()], &ps), 1);
+    assert_eq!(best_of(&[a, b], &ps), 0);
+}
+
+#[test]
+fn shorter_as_path_wins_with_sets_counting_one_and_confeds_nothing() {
+    let ps = peers(&[(1, peer(1, LOCAL_AS)), (2, peer(2, LOCAL_AS))]);
+    // [1 {2 3 4 5}] counts 2; [ (confed 9 9 9) 1 2 3 ] counts 3.
+    let with_set = AsPath {
+        segments: vec![
+            AsSegment {
+                kind: SegmentKind::Sequence,
+                asns: vec![1],
+            },
+            AsSegment {
+                kind: SegmentKind::Set,
+                asns: vec![2, 3, 4, 5],
+            },
+        ],
+    };
+    let with_confed = AsPath {
+        segments: vec![
+            AsSegment {
+                kind: SegmentKind::ConfedSequence,
+                asns: vec![9, 9, 9],
+            },
+            AsSegment {
+                kind: SegmentKind::Sequence,
+                asns: vec![1, 2, 3],
+            },
+        ],
+    };
+    let a = path(
+        Source::Peer(1),
+        PathAttributes {
+            as_path: Some(with_confed),
+            ..attrs(&[])
+        },
+        "198.18.1.1",
+    );
+    let b = path(
+        Source::Peer(2),
+        PathAttributes {
+            as_path: Some(with_set),
+            ..attrs(&[])
+        },
+        "198.18.1.2",
+    );
+    assert_eq!(best_of(&[a, b], &ps), 1);
+}
+
+#[test]
+fn lower_origin_wins() {
+    let ps = peers(&[(1, peer(1, LOCAL_AS)), (2, peer(2, LOCAL_AS))]);
+    let a = path(
+        Source::Peer(1),
+        PathAttributes {
+            origin: Some(Origin::Incomplete),
+            ..attrs(&[1])
+        },
+        "198.18.1.1",
+    );
+    let b = path(
+        Source::Peer(2),
+        PathAttributes {
+            origin: Some(Origin::Egp),
+            ..attrs(&[1])
+        },
+        "198.18.1.2",
+    );
+    assert_eq!(best_of(&[a, b], &ps), 1);
+}
+
+#[test]
+fn med_is_compared_only_within_a_neighbouring_as() {
+    let ps = peers(&[
+        (1, peer(1, LOCAL_AS)),
+        (2, peer(2, LOCAL_AS)),
+        (3, peer(3, LOCAL_AS)),
+    ]);
+    // Same neighbour AS 7: the lower MED wins although its router id is higher.
+    let a = path(
+        Source::Peer(1),
+        PathAttributes {
+            med: Some(50),
+            ..attrs(&[7])
+        },
+        "198.18.1.1",
+    );
+    let b = path(
+        Source::Peer(2),
+        PathAttributes {
+            med: Some(10),
+            ..attrs(&[7])
+        },
+        "198.18.1.2",
+    );
+    assert_eq!(best_of(&[a.clone(), b.clone()], &ps), 1);
+    // A missing MED is the lowest.
+    let c = path(Source::Peer(2), attrs(&[7]), "198.18.1.2");
+    assert_eq!(best_of(&[a.clone(), c], &ps), 1);
+    // Different neighbour ASes: MED is ignored; the lower router id (peer 1) wins.
+    let d = path(
+        Source::Peer(2),
+        PathAttributes {
+            med: Some(10),
+            ..attrs(&[8])
+        },
+        "198.18.1.2",
+    );
+    assert_eq!(best_of(&[a, d], &ps), 0);
+}
+
+#[test]
+fn med_elimination_is_not_fooled_by_pairwise_cycles() {
+    // A (AS 1, MED 100, id .1), B (AS 2, MED 50, id .2), C (AS 1, MED 10, id .3).
+    // Pairwise, A beats B (router id), C beats A (MED), B beats C (router id): a cycle.
+    // RFC 4271: C removes A within AS 1; then B beats C on router id.
+    let ps = peers(&[
+        (1, peer(1, LOCAL_AS)),
+        (2, peer(2, LOCAL_AS)),
+        (3, peer(3, LOCAL_AS)),
+    ]);
+    let a = path(
+        Source::Peer(1),
+        PathAttributes {
+            med: Some(100),
+            ..attrs(&[1])
+        },
+        "198.18.1.1",
+    );
+    let b = path(
+        Source::Peer(2),
+        PathAttributes {
+            med: Some(50),
+            ..attrs(&[2])
+        },
+        "198.18.1.2",
+    );
+    let c = path(
+        Source::Peer(3),
+        PathAttributes {
+            med: Some(10),
+            ..attrs(&[1])
+        },
+        "198.18.1.3",
+    );
+    for order in [[0, 1, 2], [2, 1, 0], [1, 0, 2], [1, 2, 0]] {
+        let all = [a.clone(), b.clone(), c.clone()];
+        let paths: Vec<Path> = order.iter().map(|&i| all[i].clone()).collect();
+        let best = best_of(&paths, &ps);
+        assert_eq!(paths[best].source, Source::Peer(2), "order {order:?}");
+    }
+}
+
+#[test]
+fn ebgp_wins_over_ibgp() {
+    let ps = peers(&[(1, peer(1, LOCAL_AS)), (2, peer(2, 65000))]);
+    let a = path(Source::Peer(1), attrs(&[65000]), "198.18.1.1");
+    let b = path(Source::Peer(2), attrs(&[65000]), "198.18.1.2");
+    let s = select(&[a, b], &ps).unwrap();
+    assert_eq!(
+        s,
+        Selection {
+            best: 1,
+            multipath: vec![1]
+        },
+        "the iBGP path is not even a multipath"
+    );
+}
+
+#[test]
+fn router_id_then_originator_id_then_cluster_list_then_address() {
+    let ps = peers(&[(1, peer(1, LOCAL_AS)), (2, peer(2, LOCAL_AS))]);
+    let a = path(Source::Peer(1), attrs(&[]), "198.18.1.1");
+    let b = path(Source::Peer(2), attrs(&[]), "198.18.1.2");
+    // Peer 1's router id 198.18.2.1 is lower.
+    assert_eq!(best_of(&[b.clone(), a.clone()], &ps), 1);
+    // ORIGINATOR_ID replaces the router id: 198.18.2.0 beats peer 1.
+    let b_reflected = path(
+        Source::Peer(2),
+        PathAttributes {
+            originator_id: Some(Ipv4Addr::new(198, 18, 2, 0)),
+            ..attrs(&[])
+        },
+        "198.18.1.2",
+    );
+    assert_eq!(best_of(&[a.clone(), b_reflected], &ps), 1);
+    // Same originator: the shorter CLUSTER_LIST wins.
+    let o = Some(Ipv4Addr::new(198, 18, 9, 9));
+    let long = path(
+        Source::Peer(1),
+        PathAttributes {
+            originator_id: o,
+            cluster_list: vec![Ipv4Addr::new(1, 1, 1, 1), Ipv4Addr::new(2, 2, 2, 2)],
+            ..attrs(&[])
+        },
+        "198.18.1.1",
+    );
+    let short = path(
+        Source::Peer(2),
+        PathAttributes {
+            originator_id: o,
+            cluster_list: vec![Ipv4Addr::new(3, 3, 3, 3)],
+            ..attrs(&[])
+        },
+        "198.18.1.2",
+    );
+    assert_eq!(best_of(&[long, short], &ps), 1);
+    // Everything equal but the peer address.
+    let mut p3 = peer(3, LOCAL_AS);
+    p3.router_id = Ipv4Addr::new(198, 18, 2, 1);
+    p3.address = ip("198.18.1.0");
+    let ps = peers(&[(1, peer(1, LOCAL_AS)), (3, p3)]);
+    let c = path(Source::Peer(3), attrs(&[]), "198.18.1.3");
+    assert_eq!(best_of(&[a, c], &ps), 1);
+}
+
+#[test]
+fn local_origination_and_freshness_come_first() {
+    let ps = peers(&[(1, peer(1, LOCAL_AS))]);
+    let learned = path(
+        Source::Peer(1),
+        PathAttributes {
+            local_pref: Some(1000),
+            ..attrs(&[])
+        },
+        "198.18.1.1",
+    );
+    let local = path(Source::Local, attrs(&[]), "0.0.0.0");
+    assert_eq!(best_of(&[learned.clone(), local], &ps), 1);
+    let ps = peers(&[(1, peer(1, LOCAL_AS)), (2, peer(2, LOCAL_AS))]);
+    let stale = Path {
+        stale: true,
+        ..learned
+    };
+    let fresh = path(Source::Peer(2), attrs(&[1, 2, 3]), "198.18.1.2");
+    assert_eq!(best_of(&[stale, fresh], &ps), 1);
+}
+
+#[test]
+fn equal_ebgp_paths_form_the_multipath_set() {
+    let ps = peers(&[
+        (1, peer(1, 65001)),
+        (2, peer(2, 65002)),
+        (3, peer(3, 65003)),
+    ]);
+    let a = path(Source::Peer(2), attrs(&[65002, 9]), "198.18.1.2");
+    let b = path(Source::Peer(1), attrs(&[65001, 9]), "198.18.1.1");
+    let longer = path(Source::Peer(3), attrs(&[65003, 8, 9]), "198.18.1.3");
+    let s = select(&[a, b, longer], &ps).unwrap();
+    assert_eq!(
+        s,
+        Selection {
+            best: 1,
+            multipath: vec![1, 0]
+        }
+    );
+}
+
+#[test]
+fn paths_from_unknown_peers_are_not_candidates() {
+    let ps = peers(&[]);
+    assert_eq!(
+        select(&[path(Source::Peer(9), attrs(&[]), "198.18.1.9")], &ps),
+        None
+    );
+    assert_eq!(select(&[], &ps), None);
+}
+
+// ---- Adj-RIB-In and Loc-RIB ----
+
+fn rib() -> Rib {
+    Rib::new(RibConfig {
+        local_as: LOCAL_AS,
+        router_id: ROUTER_ID,
+        cluster_id: None,
+    })
+}
+
+fn announce(prefixes: &[&str], a: PathAttributes, next_hop: &str) -> Update {
+    Update {
+        attributes: PathAttributes {
+            next_hop: Some(next_hop.parse().unwrap()),
+            ..a
+        },
+        nlri: prefixes.iter().map(|p| Nlri::new(net(p))).collect(),
+        ..Update::default()
+    }
+}
+
+fn withdrawal(prefixes: &[&str]) -> Update {
+    Update {
+        withdrawn: prefixes.iter().map(|p| Nlri::new(net(p))).collect(),
+        ..Update::default()
+    }
+}
+
+#[test]
+fn announcements_and_withdrawals_move_the_best_path() {
+    let mut r = rib();
+    r.set_peer(1, peer(1, LOCAL_AS));
+    r.set_peer(2, peer(2, LOCAL_AS));
+    let c = r.apply_update(1, &announce(&["198.19.0.0/26"], attrs(&[]), "198.18.1.1"));
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].next_hops, vec![ip("198.18.1.1")]);
+    // A better path (higher LOCAL_PREF) from peer 2 takes over.
+    let better = PathAttributes {
+        local_pref: Some(200),
+        ..attrs(&[])
+    };
+    let c = r.apply_update(2, &announce(&["198.19.0.0/26"], better, "198.18.1.2"));
+    assert_eq!(c[0].best.as_ref().map(|p| p.source), Some(Source::Peer(2)));
+    // The same again changes nothing.
+    let better = PathAttributes {
+        local_pref: Some(200),
+        ..attrs(&[])
+    };
+    assert!(
+        r.apply_update(2, &announce(&["198.19.0.0/26"], better, "198.18.1.2"))
+            .is_empty()
+    );
+    // Withdrawn: back to peer 1's path, then gone.
+    let c = r.apply_update(2, &withdrawal(&["198.19.0.0/26"]));
+    assert_eq!(c[0].best.as_ref().map(|p| p.source), Some(Source::Peer(1)));
+    let c = r.apply_update(1, &withdrawal(&["198.19.0.0/26"]));
+    assert_eq!(
+        c,
+        vec![BestChange {
+            prefix: net("198.19.0.0/26"),
+            best: None,
+            next_hops: vec![]
+        }]
+    );
+    assert!(r.best(&net("198.19.0.0/26")).is_none());
+    assert_eq!(r.received_count(1), 0);
+}
+
+#[test]
+fn loops_and_bad_first_as_are_refused_and_withdraw_the_old_path() {
+    let mut r = rib();
+    r.set_peer(1, peer(1, 65001));
+    r.apply_update(
+        1,
+        &announce(&["198.19.0.0/26"], attrs(&[65001]), "198.18.1.1"),
+    );
+    assert!(r.best(&net("198.19.0.0/26")).is_some());
+    // Our own AS in the path: the new announcement is refused and the old path goes.
+    let c = r.apply_update(
+        1,
+        &announce(&["198.19.0.0/26"], attrs(&[65001, LOCAL_AS]), "198.18.1.1"),
+    );
+    assert_eq!(c[0].best, None);
+    assert_eq!(
+        r.check_import(&peer(1, 65001), &attrs(&[65001, LOCAL_AS])),
+        Some(Rejected::AsPathLoop)
+    );
+    // An eBGP path must start with the peer's AS.
+    assert_eq!(
+        r.check_import(&peer(1, 65001), &attrs(&[65002])),
+        Some(Rejected::FirstAsNotPeer)
+    );
+    assert!(
+        r.apply_update(
+            1,
+            &announce(&["198.19.0.0/26"], attrs(&[65002]), "198.18.1.1")
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn reflection_loops_are_refused() {
+    let r = rib();
+    let ibgp = peer(1, LOCAL_AS);
+    let from_us = PathAttributes {
+        originator_id: Some(ROUTER_ID),
+        ..attrs(&[])
+    };
+    assert_eq!(
+        r.check_import(&ibgp, &from_us),
+        Some(Rejected::OriginatorIsUs)
+    );
+    let through_us = PathAttributes {
+        cluster_list: vec![Ipv4Addr::new(9, 9, 9, 9), ROUTER_ID],
+        ..attrs(&[])
+    };
+    assert_eq!(
+        r.check_import(&ibgp, &through_us),
+        Some(Rejected::ClusterLoop)
+    );
+    let mut r = Rib::new(RibConfig {
+        cluster_id: Some(Ipv4Addr::new(198, 18, 255, 1)),
+        ..r.config().clone()
+    });
+    r.set_peer(1, ibgp.clone());
+    let through_cluster = PathAttributes {
+        cluster_list: vec![Ipv4Addr::new(198, 18, 255, 1)],
+        ..attrs(&[])
+    };
+    assert!(
+        r.apply_update(
+            1,
+            &announce(&["198.19.0.0/26"], through_cluster, "198.18.1.1")
+        )
+        .is_empty()
+    );
+    assert_eq!(r.check_import(&ibgp, &attrs(&[])), None);
+}
+
+#[test]
+fn import_filter_and_ebgp_local_pref() {
+    let mut r = rib();
+    let mut p = peer(1, 65001);
+    p.import = Filter {
+        rules: vec![FilterRule {
+            cidr: net("198.19.0.0/24"),
+            operator: MatchOperator::In,
+            action: RuleAction::Reject,
+        }],
+    };
+    r.set_peer(1, p);
+    let a = PathAttributes {
+        local_pref: Some(900),
+        ..attrs(&[65001])
+    };
+    let c = r.apply_update(
+        1,
+        &announce(&["198.19.0.0/26", "198.19.1.0/26"], a, "198.18.1.1"),
+    );
+    assert_eq!(
+        c.iter().map(|c| c.prefix).collect::<Vec<_>>(),
+        vec![net("198.19.1.0/26")]
+    );
+    // LOCAL_PREF from an eBGP peer is not kept.
+    assert_eq!(
+        r.best(&net("198.19.1.0/26")).unwrap().attrs.local_pref,
+        None
+    );
+}
+
+#[test]
+fn add_path_keeps_each_path_identifier() {
+    let mut r = rib();
+    r.set_peer(1, peer(1, LOCAL_AS));
+    let mut u = announce(&[], attrs(&[]), "198.18.1.1");
+    u.nlri = vec![
+        Nlri {
+            prefix: net("198.19.0.0/26"),
+            path_id: Some(1),
+        },
+        Nlri {
+            prefix: net("198.19.0.0/26"),
+            path_id: Some(2),
+        },
+    ];
+    r.apply_update(1, &u);
+    assert_eq!(r.paths(&net("198.19.0.0/26")).len(), 2);
+    assert_eq!(r.received_count(1), 2);
+    let w = Update {
+        withdrawn: vec![Nlri {
+            prefix: net("198.19.0.0/26"),
+            path_id: Some(1),
+        }],
+        ..Update::default()
+    };
+    r.apply_update(1, &w);
+    assert_eq!(
+        r.paths(&net("198.19.0.0/26"))
+            .iter()
+            .map(|p| p.path_id)
+            .collect::<Vec<_>>(),
+        vec![2]
+    );
+}
+
+#[test]
+fn ecmp_next_hops_are_reported_once_each() {
+    let mut r = rib();
+    r.set_peer(1, peer(1, 65001));
+    r.set_peer(2, peer(2, 65002));
+    r.set_peer(3, peer(3, 65003));
+    r.apply_update(
+        1,
+        &announce(&["198.19.0.0/26"], attrs(&[65001]), "198.18.1.1"),
+    );
+    let c = r.apply_update(
+        2,
+        &announce(&["198.19.0.0/26"], attrs(&[65002]), "198.18.1.2"),
+    );
+    assert_eq!(c[0].next_hops, vec![ip("198.18.1.1"), ip("198.18.1.2")]);
+    // Peer 3 uses the same next hop as peer 2: one next hop, and no change to report.
+    let c = r.apply_update(
+        3,
+        &announce(&["198.19.0.0/26"], attrs(&[65003]), "198.18.1.2"),
+    );
+    assert!(c.is_empty());
+}
+
+#[test]
+fn peer_down_removes_its_paths() {
+    let mut r = rib();
+    r.set_peer(1, peer(1, LOCAL_AS));
+    r.set_peer(2, peer(2, LOCAL_AS));
+    r.apply_update(
+        1,
+        &announce(
+            &["198.19.0.0/26", "198.19.1.0/26"],
+            attrs(&[]),
+            "198.18.1.1",
+        ),
+    );
+    r.apply_update(2, &announce(&["198.19.0.0/26"], attrs(&[]), "198.18.1.2"));
+    let mut c = r.peer_down(1);
+    c.sort_by_key(|c| c.prefix);
+    assert_eq!(c.len(), 2);
+    assert_eq!(c[0].best.as_ref().map(|p| p.source), Some(Source::Peer(2)));
+    assert_eq!(c[1].best, None);
+}
+
+#[test]
+fn graceful_restart_stale_paths_stay_until_end_of_rib() {
+    let mut r = rib();
+    r.set_peer(1, peer(1, LOCAL_AS));
+    r.apply_update(
+        1,
+        &announce(
+            &["198.19.0.0/26", "198.19.1.0/26"],
+            attrs(&[]),
+            "198.18.1.1",
+        ),
+    );
+    let v6 = Update {
+        attributes: attrs(&[]),
+        mp_reach: Some(crate::wire::MpReach {
+            family: Family::IPV6_UNICAST,
+            next_hop: NextHop::V6 {
+                global: "2001:db8::1".parse().unwrap(),
+                link_local: None,
+            },
+            nlri: vec![Nlri::new(net("2001:db8:1::/48"))],
+        }),
+        ..Update::default()
+    };
+    r.apply_update(1, &v6);
+    // The peer kept IPv4 forwarding only: IPv6 goes now, IPv4 stays (stale).
+    let c = r.mark_stale(1, &[Family::IPV4_UNICAST]);
+    assert!(
+        c.iter()
+            .any(|c| c.prefix == net("2001:db8:1::/48") && c.best.is_none())
+    );
+    assert!(r.best(&net("198.19.0.0/26")).is_some_and(|p| p.stale));
+    // After the restart it re-announces one prefix, then End-of-RIB: the other goes.
+    r.apply_update(1, &announce(&["198.19.0.0/26"], attrs(&[]), "198.18.1.1"));
+    assert!(r.best(&net("198.19.0.0/26")).is_some_and(|p| !p.stale));
+    let c = r.sweep_stale(1, Family::IPV4_UNICAST);
+    assert_eq!(
+        c,
+        vec![BestChange {
+            prefix: net("198.19.1.0/26"),
+            best: None,
+            next_hops: vec![]
+        }]
+    );
+    assert!(r.best(&net("198.19.0.0/26")).is_some());
+}
+
+#[test]
+fn local_origination() {
+    let mut r = rib();
+    let c = r.originate(
+        net("198.19.0.0/26"),
+        PathAttributes::default(),
+        ip("0.0.0.0"),
+    );
+    let best = c[0].best.as_ref().unwrap();
+    assert_eq!(best.source, Source::Local);
+    assert_eq!(best.attrs.origin, Some(Origin::Igp));
+    assert_eq!(best.attrs.as_path, Some(AsPath::default()));
+    let c = r.withdraw_local(net("198.19.0.0/26"));
+    assert_eq!(c[0].best, None);
+    assert!(r.withdraw_local(net("198.19.0.0/26")).is_empty());
+}
+
+// ---- export ----
+
+fn exported(r: &Rib, prefix: &str, best: &Path, to_id: PeerId, to: &PeerInfo) -> Option<Exported> {
+    export(r.config(), &net(prefix), best, r.peers(), to_id, to)
+}
+
+#[test]
+fn never_back_to_the_sender_and_no_ibgp_to_ibgp_without_reflection() {
+    let mut r = rib();
+    r.set_peer(1, peer(1, LOCAL_AS));
+    r.set_peer(2, peer(2, LOCAL_AS));
+    let p = path(Source::Peer(1), attrs(&[]), "198.18.1.1");
+    assert_eq!(
+        exported(&r, "198.19.0.0/26", &p, 1, &peer(1, LOCAL_AS)),
+        None
+    );
+    assert_eq!(
+        exported(&r, "198.19.0.0/26", &p, 2, &peer(2, LOCAL_AS)),
+        None
+    );
+}
+
+#[test]
+fn reflection_follows_rfc_4456() {
+    let mut r = Rib::new(RibConfig {
+        cluster_id: Some(Ipv4Addr::new(198, 18, 255, 1)),
+        ..rib().config().clone()
+    });
+    let client = |n| PeerInfo {
+        rr_client: true,
+        ..peer(n, LOCAL_AS)
+    };
+    r.set_peer(1, client(1));
+    r.set_peer(2, client(2));
+    r.set_peer(3, peer(3, LOCAL_AS));
+    r.set_peer(4, peer(4, LOCAL_AS));
+    let from_client = path(Source::Peer(1), attrs(&[]), "198.18.1.1");
+    // Client -> client and client -> non-client: reflected, next hop unchanged.
+    for (id, to) in [(2, client(2)), (3, peer(3, LOCAL_AS))] {
+        let e = exported(&r, "198.19.0.0/26", &from_client, id, &to).expect("reflected");
+        assert_eq!(e.next_hop, ip("198.18.1.1"));
+        assert_eq!(e.attrs.originator_id, Some(Ipv4Addr::new(198, 18, 2, 1)));
+        assert_eq!(e.attrs.cluster_list, vec![Ipv4Addr::new(198, 18, 255, 1)]);
+        assert_eq!(e.attrs.local_pref, Some(100));
+    }
+    // Non-client -> client only.
+    let from_non_client = PathAttributes {
+        originator_id: Some(Ipv4Addr::new(10, 0, 0, 1)),
+        cluster_list: vec![Ipv4Addr::new(10, 9, 9, 9)],
+        ..attrs(&[])
+    };
+    let p = path(Source::Peer(3), from_non_client, "198.18.1.3");
+    let e = exported(&r, "198.19.0.0/26", &p, 2, &client(2)).expect("to a client");
+    assert_eq!(
+        e.attrs.originator_id,
+        Some(Ipv4Addr::new(10, 0, 0, 1)),
+        "an existing ORIGINATOR_ID stays"
+    );
+    assert_eq!(
+        e.attrs.cluster_list,
+        vec![Ipv4Addr::new(198, 18, 255, 1), Ipv4Addr::new(10, 9, 9, 9)]
+    );
+    assert_eq!(
+        exported(&r, "198.19.0.0/26", &p, 4, &peer(4, LOCAL_AS)),
+        None
+    );
+    // Not back to the originator.
+    let to_origin = PathAttributes {
+        originator_id: Some(Ipv4Addr::new(198, 18, 2, 2)),
+        ..attrs(&[])
+    };
+    let p = path(Source::Peer(1), to_origin, "198.18.1.1");
+    assert_eq!(exported(&r, "198.19.0.0/26", &p, 2, &client(2)), None);
+}
+
+#[test]
+fn ebgp_export_prepends_sets_next_hop_and_drops_internal_attributes() {
+    let mut r = rib();
+    r.set_peer(1, peer(1, LOCAL_AS));
+    let a = PathAttributes {
+        local_pref: Some(300),
+        med: Some(5),
+        originator_id: Some(Ipv4Addr::new(10, 0, 0, 1)),
+        cluster_list: vec![Ipv4Addr::new(10, 0, 0, 2)],
+        ..attrs(&[65010])
+    };
+    let p = path(Source::Peer(1), a, "198.18.1.1");
+    let e = exported(&r, "198.19.0.0/26", &p, 7, &peer(7, 65007)).unwrap();
+    assert_eq!(e.attrs.as_path, Some(AsPath::sequence([LOCAL_AS, 65010])));
+    assert_eq!(e.next_hop, IpAddr::V4(ROUTER_ID));
+    assert_eq!(
+        (e.attrs.local_pref, e.attrs.med, e.attrs.originator_id),
+        (None, None, None)
+    );
+    assert!(e.attrs.cluster_list.is_empty());
+    // next hop keep.
+    let keep = PeerInfo {
+        next_hop: NextHopMode::Keep,
+        ..peer(7, 65007)
+    };
+    assert_eq!(
+        exported(&r, "198.19.0.0/26", &p, 7, &keep)
+            .unwrap()
+            .next_hop,
+        ip("198.18.1.1")
+    );
+    // Our own MED goes out.
+    let local = path(
+        Source::Local,
+        PathAttributes {
+            med: Some(5),
+            ..attrs(&[])
+        },
+        "0.0.0.0",
+    );
+    let e = exported(&r, "198.19.0.0/26", &local, 7, &peer(7, 65007)).unwrap();
+    assert_eq!(
+        (e.attrs.med, e.attrs.as_path),
+        (Some(5), Some(AsPath::sequence([LOCAL_AS])))
+    );
+}
+
+#[test]
+fn ibgp_export_next_hop_modes() {
+    let mut r = rib();
+    r.set_peer(1, peer(1, 65001));
+    let learned = path(Source::Peer(1), attrs(&[65001]), "198.18.1.1");
+    let e = exported(&r, "198.19.0.0/26", &learned, 2, &peer(2, LOCAL_AS)).unwrap();
+    assert_eq!(e.next_hop, ip("198.18.1.1"));
+    assert_eq!(
+        e.attrs.as_path,
+        Some(AsPath::sequence([65001])),
+        "no prepend inside the AS"
+    );
+    let self_mode = PeerInfo {
+        next_hop: NextHopMode::OurAddress,
+        ..peer(2, LOCAL_AS)
+    };
+    assert_eq!(
+        exported(&r, "198.19.0.0/26", &learned, 2, &self_mode)
+            .unwrap()
+            .next_hop,
+        IpAddr::V4(ROUTER_ID)
+    );
+    // Our own route without a next hop gets our address; with no address for the family, it
+    // cannot be sent.
+    let local = path(Source::Local, attrs(&[]), "0.0.0.0");
+    assert_eq!(
+        exported(&r, "198.19.0.0/26", &local, 2, &peer(2, LOCAL_AS))
+            .unwrap()
+            .next_hop,
+        IpAddr::V4(ROUTER_ID)
+    );
+    let no_v4 = PeerInfo {
+        self_v4: None,
+        ..peer(2, LOCAL_AS)
+    };
+    assert_eq!(exported(&r, "198.19.0.0/26", &local, 2, &no_v4), None);
+}
+
+#[test]
+fn export_filter() {
+    let r = rib();
+    let to = PeerInfo {
+        export: Filter {
+            rules: vec![FilterRule {
+                cidr: net("198.19.0.0/16"),
+                operator: MatchOperator::NotIn,
+                action: RuleAction::Reject,
+            }],
+        },
+        ..peer(2, LOCAL_AS)
+    };
+    let local = path(Source::Local, attrs(&[]), "198.18.0.1");
+    assert!(exported(&r, "198.19.0.0/26", &local, 2, &to).is_some());
+    assert_eq!(exported(&r, "10.0.0.0/26", &local, 2, &to), None);
+}
