@@ -845,3 +845,258 @@ fn export_filter() {
     assert!(exported(&r, "198.19.0.0/26", &local, 2, &to).is_some());
     assert_eq!(exported(&r, "10.0.0.0/26", &local, 2, &to), None);
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    /// Attributes from a small domain, so that ties happen often.
+    fn small_attrs() -> impl Strategy<Value = PathAttributes> {
+        (
+            prop::sample::select(vec![None, Some(100u32), Some(200)]),
+            prop::collection::vec(prop::sample::select(vec![65001u32, 65002, 65003]), 0..3),
+            prop::sample::select(vec![Origin::Igp, Origin::Egp, Origin::Incomplete]),
+            prop::sample::select(vec![None, Some(0u32), Some(10), Some(20)]),
+            prop::sample::select(vec![
+                None,
+                Some(Ipv4Addr::new(198, 18, 7, 1)),
+                Some(Ipv4Addr::new(198, 18, 7, 2)),
+            ]),
+            0usize..3,
+        )
+            .prop_map(|(local_pref, path, origin, med, originator_id, clusters)| {
+                PathAttributes {
+                    local_pref,
+                    as_path: Some(AsPath::sequence(path)),
+                    origin: Some(origin),
+                    med,
+                    originator_id,
+                    cluster_list: (0..clusters)
+                        .map(|i| Ipv4Addr::new(10, 0, 0, i as u8))
+                        .collect(),
+                    ..PathAttributes::default()
+                }
+            })
+    }
+
+    /// Peers 1-3 iBGP, 4-6 eBGP (AS 65001-65003).
+    fn test_peers() -> BTreeMap<PeerId, PeerInfo> {
+        (1u8..=6)
+            .map(|n| {
+                (
+                    PeerId::from(n),
+                    peer(
+                        n,
+                        if n <= 3 {
+                            LOCAL_AS
+                        } else {
+                            65000 + u32::from(n) - 3
+                        },
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    fn candidate() -> impl Strategy<Value = Path> {
+        (1u32..=6, small_attrs(), any::<bool>(), 0u32..2).prop_map(|(p, mut a, stale, path_id)| {
+            if p > 3 {
+                // An eBGP path starts with its peer's AS.
+                let asn = 65000 + p - 3;
+                a.as_path.get_or_insert_with(AsPath::default).prepend(asn);
+            }
+            Path {
+                source: Source::Peer(p),
+                path_id,
+                attrs: Arc::new(a),
+                next_hop: IpAddr::V4(Ipv4Addr::new(198, 18, 1, p as u8)),
+                stale,
+            }
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn selection_does_not_depend_on_candidate_order(
+            paths in prop::collection::vec(candidate(), 1..8),
+            seed in any::<prop::sample::Index>(),
+        ) {
+            let ps = test_peers();
+            let s = select(&paths, &ps).unwrap();
+            let mut rotated = paths.clone();
+            rotated.rotate_left(seed.index(paths.len()));
+            rotated.reverse();
+            let r = select(&rotated, &ps).unwrap();
+            prop_assert_eq!(&rotated[r.best], &paths[s.best]);
+            let mut a: Vec<&Path> = s.multipath.iter().map(|&i| &paths[i]).collect();
+            let mut b: Vec<&Path> = r.multipath.iter().map(|&i| &rotated[i]).collect();
+            a.sort_by_key(|p| (p.source, p.path_id, p.next_hop));
+            b.sort_by_key(|p| (p.source, p.path_id, p.next_hop));
+            prop_assert_eq!(a, b);
+            prop_assert_eq!(s.multipath[0], s.best);
+        }
+
+        #[test]
+        fn the_best_has_the_highest_preference_among_fresh_paths(paths in prop::collection::vec(candidate(), 1..8)) {
+            let ps = test_peers();
+            let s = select(&paths, &ps).unwrap();
+            let best = &paths[s.best];
+            let pref = |p: &Path| p.attrs.local_pref.unwrap_or(100);
+            let any_fresh = paths.iter().any(|p| !p.stale);
+            prop_assert_eq!(best.stale, !any_fresh);
+            let top = paths.iter().filter(|p| p.stale == best.stale).map(pref).max().unwrap();
+            prop_assert_eq!(pref(best), top);
+            let shortest = paths
+                .iter()
+                .filter(|p| p.stale == best.stale && pref(p) == top)
+                .map(|p| p.attrs.as_path.as_ref().unwrap().decision_len())
+                .min()
+                .unwrap();
+            prop_assert_eq!(best.attrs.as_path.as_ref().unwrap().decision_len(), shortest);
+            // Every multipath member ties with the best up to the eBGP/iBGP step.
+            for &i in &s.multipath {
+                let p = &paths[i];
+                prop_assert_eq!(pref(p), pref(best));
+                prop_assert_eq!(p.attrs.origin, best.attrs.origin);
+                prop_assert_eq!(p.stale, best.stale);
+            }
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Announce {
+            peer: PeerId,
+            prefix: usize,
+            attrs: PathAttributes,
+            hop: u8,
+        },
+        Withdraw {
+            peer: PeerId,
+            prefix: usize,
+        },
+        PeerDown(PeerId),
+        Originate(usize),
+        WithdrawLocal(usize),
+    }
+
+    const PREFIXES: [&str; 4] = [
+        "198.19.0.0/26",
+        "198.19.0.64/26",
+        "198.19.1.0/24",
+        "2001:db8:1::/48",
+    ];
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (1u32..=6, 0usize..4, small_attrs(), 1u8..4).prop_map(|(peer, prefix, mut attrs, hop)| {
+                if peer > 3 {
+                    attrs.as_path.get_or_insert_with(AsPath::default).prepend(65000 + peer - 3);
+                }
+                Op::Announce { peer, prefix, attrs, hop }
+            }),
+            3 => (1u32..=6, 0usize..4).prop_map(|(peer, prefix)| Op::Withdraw { peer, prefix }),
+            1 => (1u32..=6).prop_map(Op::PeerDown),
+            1 => (0usize..4).prop_map(Op::Originate),
+            1 => (0usize..4).prop_map(Op::WithdrawLocal),
+        ]
+    }
+
+    fn update_for(prefix: IpNet, attrs: PathAttributes, hop: u8) -> Update {
+        match prefix {
+            IpNet::V4(_) => Update {
+                attributes: PathAttributes {
+                    next_hop: Some(Ipv4Addr::new(198, 18, 3, hop)),
+                    ..attrs
+                },
+                nlri: vec![Nlri::new(prefix)],
+                ..Update::default()
+            },
+            IpNet::V6(_) => Update {
+                attributes: attrs,
+                mp_reach: Some(crate::wire::MpReach {
+                    family: Family::IPV6_UNICAST,
+                    next_hop: NextHop::V6 {
+                        global: format!("2001:db8::{hop}").parse().unwrap(),
+                        link_local: None,
+                    },
+                    nlri: vec![Nlri::new(prefix)],
+                }),
+                ..Update::default()
+            },
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+        /// After any sequence of operations the RIB holds exactly the paths a plain model
+        /// holds, and replaying the reported changes gives the RIB's own best paths.
+        #[test]
+        fn rib_matches_a_model_and_its_change_stream(ops in prop::collection::vec(op(), 1..40)) {
+            let mut r = rib();
+            for (id, info) in test_peers() {
+                r.set_peer(id, info);
+            }
+            let mut model: HashMap<(Source, IpNet), ()> = HashMap::new();
+            let mut view: HashMap<IpNet, (Path, Vec<IpAddr>)> = HashMap::new();
+            for op in ops {
+                let changes = match op {
+                    Op::Announce { peer, prefix, attrs, hop } => {
+                        let prefix = net(PREFIXES[prefix]);
+                        model.insert((Source::Peer(peer), prefix), ());
+                        r.apply_update(peer, &update_for(prefix, attrs, hop))
+                    }
+                    Op::Withdraw { peer, prefix } => {
+                        let prefix = net(PREFIXES[prefix]);
+                        model.remove(&(Source::Peer(peer), prefix));
+                        r.withdraw(peer, &[Nlri::new(prefix)])
+                    }
+                    Op::PeerDown(peer) => {
+                        model.retain(|(s, _), _| *s != Source::Peer(peer));
+                        r.peer_down(peer)
+                    }
+                    Op::Originate(prefix) => {
+                        let prefix = net(PREFIXES[prefix]);
+                        model.insert((Source::Local, prefix), ());
+                        r.originate(prefix, PathAttributes::default(), ip("198.18.0.1"))
+                    }
+                    Op::WithdrawLocal(prefix) => {
+                        let prefix = net(PREFIXES[prefix]);
+                        model.remove(&(Source::Local, prefix));
+                        r.withdraw_local(prefix)
+                    }
+                };
+                for c in changes {
+                    match c.best {
+                        Some(best) => {
+                            prop_assert!(!c.next_hops.is_empty());
+                            prop_assert_eq!(c.next_hops[0], best.next_hop);
+                            view.insert(c.prefix, (best, c.next_hops));
+                        }
+                        None => {
+                            prop_assert!(view.remove(&c.prefix).is_some(), "withdrawal of an unknown prefix");
+                        }
+                    }
+                }
+                for p in PREFIXES {
+                    let prefix = net(p);
+                    let mut held: Vec<Source> = r.paths(&prefix).iter().map(|p| p.source).collect();
+                    held.sort();
+                    let mut expected: Vec<Source> =
+                        model.keys().filter(|(_, q)| *q == prefix).map(|(s, _)| *s).collect();
+                    expected.sort();
+                    prop_assert_eq!(held, expected);
+                    prop_assert_eq!(r.best(&prefix), view.get(&prefix).map(|(p, _)| p));
+                    // A local origination always wins.
+                    if model.contains_key(&(Source::Local, prefix)) {
+                        prop_assert_eq!(r.best(&prefix).map(|p| p.source), Some(Source::Local));
+                    }
+                }
+            }
+        }
+    }
+}

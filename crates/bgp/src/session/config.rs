@@ -52,6 +52,8 @@ pub enum ConfigError {
     NoFamily,
     #[error("router id 0.0.0.0 is not valid")]
     RouterId,
+    #[error("{0} must be between 1 ms and 1 day")]
+    Timer(&'static str),
 }
 
 impl PeerConfig {
@@ -92,6 +94,18 @@ impl PeerConfig {
         }
         if self.local_id.is_unspecified() {
             return Err(ConfigError::RouterId);
+        }
+        // Zero would spin; very long ones could overflow a deadline.
+        for (name, d) in [
+            ("connect_retry", self.connect_retry),
+            ("connect_retry_max", self.connect_retry_max),
+            ("idle_hold", self.idle_hold),
+            ("idle_hold_max", self.idle_hold_max),
+            ("error_forget", self.error_forget),
+        ] {
+            if d < Duration::from_millis(1) || d > Duration::from_secs(86400) {
+                return Err(ConfigError::Timer(name));
+            }
         }
         Ok(())
     }

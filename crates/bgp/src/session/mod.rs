@@ -380,6 +380,10 @@ impl Session {
     }
 
     fn on_connected(&mut self, id: ConnId, inbound: bool, now: Instant, out: &mut Vec<Action>) {
+        if self.index(id).is_some() {
+            // The driver reused a live connection's id; nothing sensible can be done with it.
+            return;
+        }
         if !self.enabled || self.in_idle_hold || (!inbound && !self.connecting) {
             out.push(Action::Close {
                 conn: id,

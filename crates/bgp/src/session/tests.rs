@@ -1167,3 +1167,146 @@ fn events_for_unknown_connections_are_ignored() {
     assert!(s.handle(Event::TimerExpired(Timer::Hold(42)), t).is_empty());
     assert_eq!(s.state(), State::Established);
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn message() -> impl Strategy<Value = Message> {
+        prop_oneof![
+            // The peer's OPEN with one of a few identifiers (ours included), hold times and
+            // ASes (one of them wrong).
+            (
+                prop::sample::select(vec![[198, 18, 0, 1], [198, 18, 0, 5], [198, 18, 0, 9]]),
+                prop::sample::select(vec![0u16, 3, 90, 240]),
+                prop::sample::select(vec![64512u32, 64513]),
+                any::<bool>(),
+            )
+                .prop_map(|(id, hold, asn, gr)| {
+                    let mut open = Open::new(
+                        asn,
+                        hold,
+                        Ipv4Addr::from(id),
+                        vec![
+                            Capability::Multiprotocol(Family::IPV4_UNICAST),
+                            Capability::FourOctetAs(asn),
+                        ],
+                    );
+                    if gr {
+                        open.capabilities
+                            .push(Capability::GracefulRestart(GracefulRestart {
+                                restarting: false,
+                                notification: false,
+                                restart_time: 30,
+                                families: vec![GrFamily {
+                                    family: Family::IPV4_UNICAST,
+                                    forwarding_preserved: true,
+                                }],
+                            }));
+                    }
+                    Message::Open(open)
+                }),
+            Just(Message::Keepalive),
+            Just(Message::Update(Update::end_of_rib(Family::IPV4_UNICAST))),
+            Just(Message::Notification(Notification::new(6, 2, []))),
+            Just(Message::RouteRefresh(RouteRefresh {
+                family: Family::IPV4_UNICAST,
+                subtype: 0
+            })),
+        ]
+    }
+
+    fn event() -> impl Strategy<Value = Event> {
+        let conn = 1u64..4;
+        prop_oneof![
+            1 => Just(Event::Start),
+            1 => Just(Event::Stop),
+            3 => (conn.clone(), any::<bool>()).prop_map(|(conn, inbound)| Event::Connected { conn, inbound }),
+            1 => Just(Event::ConnectFailed),
+            2 => conn.clone().prop_map(|conn| Event::Closed { conn }),
+            8 => (conn.clone(), message()).prop_map(|(conn, message)| Event::Message { conn, message }),
+            1 => (conn.clone(), any::<bool>()).prop_map(|(conn, reset)| Event::Malformed {
+                conn,
+                error: if reset {
+                    DecodeError::Reset(Notification::new(3, 1, []))
+                } else {
+                    DecodeError::TreatAsWithdraw { withdrawn: vec![], reason: Notification::new(3, 6, []) }
+                },
+            }),
+            3 => prop_oneof![
+                Just(Timer::ConnectRetry),
+                Just(Timer::IdleHold),
+                conn.clone().prop_map(Timer::Hold),
+                conn.prop_map(Timer::Keepalive),
+            ]
+            .prop_map(Event::TimerExpired),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+        /// Any sequence of events keeps the machine consistent: at most one connection each
+        /// way, Up and Down alternate and match the Established state, actions only name
+        /// connections that exist, and deadlines are never in the past.
+        #[test]
+        fn random_event_sequences_keep_the_invariants(
+            passive in any::<bool>(),
+            gr in any::<bool>(),
+            events in prop::collection::vec((event(), 0u64..100), 1..60),
+        ) {
+            let cfg = PeerConfig {
+                passive,
+                graceful_restart: gr.then_some(GracefulRestartConfig {
+                    restart_time: 120,
+                    restarting: false,
+                    forwarding_preserved: true,
+                }),
+                ..ibgp()
+            };
+            let mut s = Session::new(cfg).unwrap();
+            let mut now = Instant::now();
+            let mut up = false;
+            for (event, step) in events {
+                now += Duration::from_millis(step * 100);
+                let mut live: Vec<ConnId> = s.conns.iter().map(|c| c.id).collect();
+                if let Event::Connected { conn, .. } = &event {
+                    live.push(*conn);
+                }
+                let actions = s.handle(event, now);
+                for a in &actions {
+                    match a {
+                        Action::Up { .. } => {
+                            prop_assert!(!up, "Up twice");
+                            up = true;
+                        }
+                        Action::Down { .. } => {
+                            prop_assert!(up, "Down without Up");
+                            up = false;
+                        }
+                        Action::Send { conn, .. } | Action::Close { conn, .. } => {
+                            prop_assert!(live.contains(conn), "action on unknown connection {conn}");
+                        }
+                        Action::ArmTimer { at, .. } => prop_assert!(*at >= now),
+                        _ => {}
+                    }
+                }
+                prop_assert!(s.conns.len() <= 2);
+                prop_assert!(s.conns.len() < 2 || s.conns[0].id != s.conns[1].id);
+                prop_assert!(s.conns.iter().filter(|c| c.inbound).count() <= 1);
+                prop_assert!(s.conns.iter().filter(|c| !c.inbound).count() <= 1);
+                let established = s.conns.iter().filter(|c| c.state == State::Established).count();
+                prop_assert!(established <= 1);
+                prop_assert_eq!(up, s.state() == State::Established);
+                prop_assert_eq!(established == 1, s.negotiated().is_some());
+                if !s.enabled {
+                    prop_assert!(s.conns.is_empty());
+                    prop_assert_eq!(s.state(), State::Idle);
+                }
+                if s.cfg.passive {
+                    prop_assert!(!actions.contains(&Action::Connect));
+                }
+            }
+        }
+    }
+}
