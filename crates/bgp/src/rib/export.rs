@@ -20,8 +20,9 @@ pub enum NextHopMode {
     Keep,
 }
 
-/// Attributes and next hop to advertise.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Attributes and next hop to advertise. `attrs.next_hop` is left empty: the next hop goes in
+/// NEXT_HOP or MP_REACH_NLRI according to the prefix's family.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Exported {
     pub attrs: PathAttributes,
     pub next_hop: IpAddr,

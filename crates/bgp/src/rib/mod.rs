@@ -7,6 +7,7 @@
 
 pub mod decision;
 pub mod export;
+pub mod out;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -16,6 +17,7 @@ use ipnet::IpNet;
 
 pub use decision::{DEFAULT_LOCAL_PREF, Selection, select};
 pub use export::{Exported, NextHopMode, export};
+pub use out::{AdjRibOut, OutChange, Packed, pack};
 
 use crate::policy::Filter;
 use crate::wire::{Family, NextHop, Nlri, PathAttributes, Update};

@@ -1100,3 +1100,184 @@ mod properties {
         }
     }
 }
+
+// ---- Adj-RIB-Out and packing ----
+
+fn exp(a: PathAttributes, nh: &str) -> Exported {
+    Exported {
+        attrs: a,
+        next_hop: ip(nh),
+    }
+}
+
+#[test]
+fn adj_rib_out_sends_only_differences() {
+    let mut out = AdjRibOut::default();
+    let e = exp(attrs(&[LOCAL_AS]), "198.18.0.1");
+    assert_eq!(
+        out.set(net("198.19.0.0/26"), Some(e.clone())),
+        Some(OutChange::Announce(net("198.19.0.0/26"), e.clone()))
+    );
+    assert_eq!(out.set(net("198.19.0.0/26"), Some(e.clone())), None);
+    let e2 = exp(attrs(&[LOCAL_AS, 1]), "198.18.0.1");
+    assert!(out.set(net("198.19.0.0/26"), Some(e2)).is_some());
+    assert_eq!(
+        out.set(net("198.19.1.0/26"), None),
+        None,
+        "nothing to withdraw"
+    );
+    assert_eq!(
+        out.set(net("198.19.0.0/26"), None),
+        Some(OutChange::Withdraw(net("198.19.0.0/26")))
+    );
+    assert!(out.is_empty());
+}
+
+#[test]
+fn packing_splits_at_the_message_size() {
+    // 1000 host routes withdrawn: 5 bytes each, 4073 bytes of room per UPDATE -> 2 UPDATEs.
+    let changes: Vec<OutChange> = (0..1000u32)
+        .map(|i| {
+            OutChange::Withdraw(IpNet::V4(
+                ipnet::Ipv4Net::new(Ipv4Addr::from(0xc613_0000 + i), 32).unwrap(),
+            ))
+        })
+        .collect();
+    let ctx = crate::wire::Context::default();
+    let p = pack(&changes, &ctx);
+    assert_eq!(p.updates.len(), 2);
+    for u in &p.updates {
+        let bytes = crate::wire::Message::Update(u.clone())
+            .to_bytes(&ctx)
+            .unwrap();
+        assert!(bytes.len() <= 4096);
+    }
+    assert_eq!(
+        p.updates.iter().map(|u| u.withdrawn.len()).sum::<usize>(),
+        1000
+    );
+    // With extended messages one is enough.
+    let ext = crate::wire::Context {
+        extended_message: true,
+        ..ctx
+    };
+    assert_eq!(pack(&changes, &ext).updates.len(), 1);
+}
+
+#[test]
+fn packing_groups_by_attributes_and_reports_what_cannot_be_sent() {
+    let a = exp(attrs(&[LOCAL_AS]), "198.18.0.1");
+    let b = exp(attrs(&[LOCAL_AS, 7]), "198.18.0.1");
+    let v6_hop = exp(attrs(&[LOCAL_AS]), "2001:db8::1");
+    let changes = vec![
+        OutChange::Announce(net("198.19.0.0/26"), a.clone()),
+        OutChange::Announce(net("198.19.1.0/26"), b),
+        OutChange::Announce(net("198.19.2.0/26"), a),
+        OutChange::Announce(net("2001:db8:1::/48"), v6_hop.clone()),
+        OutChange::Announce(net("198.19.3.0/26"), v6_hop),
+    ];
+    let p = pack(&changes, &crate::wire::Context::default());
+    assert_eq!(p.updates.len(), 3);
+    assert_eq!(
+        p.updates[0].nlri,
+        vec![
+            Nlri::new(net("198.19.0.0/26")),
+            Nlri::new(net("198.19.2.0/26"))
+        ]
+    );
+    assert_eq!(
+        p.updates[0].attributes.next_hop,
+        Some(Ipv4Addr::new(198, 18, 0, 1))
+    );
+    assert_eq!(
+        p.updates[2].mp_reach.as_ref().unwrap().nlri,
+        vec![Nlri::new(net("2001:db8:1::/48"))]
+    );
+    assert_eq!(p.unsendable, vec![net("198.19.3.0/26")]);
+}
+
+mod packing_properties {
+    use super::*;
+    use crate::wire::{Context, Message, RawAttribute, decode};
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    fn prefix() -> impl Strategy<Value = IpNet> {
+        prop_oneof![
+            (any::<u32>(), 8u8..=32).prop_map(|(a, l)| IpNet::V4(
+                ipnet::Ipv4Net::new(Ipv4Addr::from(a), l).unwrap().trunc()
+            )),
+            (any::<u128>(), 16u8..=128)
+                .prop_map(|(a, l)| IpNet::V6(ipnet::Ipv6Net::new(a.into(), l).unwrap().trunc())),
+        ]
+    }
+
+    fn exported() -> impl Strategy<Value = Exported> {
+        (0u32..4, 0usize..3000, any::<bool>()).prop_map(|(asn, filler, v6)| {
+            let mut a = attrs(&[LOCAL_AS, asn]);
+            if filler > 0 {
+                // Large attributes leave little room for prefixes.
+                a.unknown = vec![RawAttribute {
+                    flags: 0xe0,
+                    type_code: 99,
+                    value: vec![7; filler],
+                }];
+            }
+            exp(a, if v6 { "2001:db8::1" } else { "198.18.0.1" })
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        #[test]
+        fn packed_updates_fit_and_carry_exactly_the_changes(
+            announced in prop::collection::btree_map(prefix(), exported(), 0..300),
+            withdrawn in prop::collection::btree_set(prefix(), 0..300),
+            ext in any::<bool>(),
+            ap4 in any::<bool>(),
+            ap6 in any::<bool>(),
+        ) {
+            let mut add_path = Vec::new();
+            if ap4 { add_path.push(Family::IPV4_UNICAST); }
+            if ap6 { add_path.push(Family::IPV6_UNICAST); }
+            let ctx = Context { four_octet_as: true, extended_message: ext, add_path };
+            let withdrawn: BTreeSet<IpNet> = withdrawn.into_iter().filter(|p| !announced.contains_key(p)).collect();
+            let mut changes: Vec<OutChange> =
+                announced.iter().map(|(p, e)| OutChange::Announce(*p, e.clone())).collect();
+            changes.extend(withdrawn.iter().map(|p| OutChange::Withdraw(*p)));
+            let packed = pack(&changes, &ctx);
+
+            let mut got_announced = std::collections::BTreeMap::new();
+            let mut got_withdrawn = BTreeSet::new();
+            for u in &packed.updates {
+                let bytes = Message::Update(u.clone()).to_bytes(&ctx).expect("packed UPDATEs encode");
+                prop_assert!(bytes.len() <= ctx.max_message_len());
+                let Message::Update(d) = decode(&bytes, &ctx).expect("and decode").message else {
+                    panic!("not an UPDATE")
+                };
+                got_withdrawn.extend(d.withdrawn.iter().map(|n| n.prefix));
+                if let Some(mp) = &d.mp_unreach { got_withdrawn.extend(mp.nlri.iter().map(|n| n.prefix)); }
+                let bare = PathAttributes { next_hop: None, ..d.attributes.clone() };
+                if let Some(nh) = d.attributes.next_hop {
+                    for n in &d.nlri {
+                        got_announced.insert(n.prefix, Exported { attrs: bare.clone(), next_hop: IpAddr::V4(nh) });
+                    }
+                }
+                if let Some(mp) = &d.mp_reach {
+                    let NextHop::V6 { global, .. } = mp.next_hop else { panic!("IPv6 next hop expected") };
+                    for n in &mp.nlri {
+                        got_announced.insert(n.prefix, Exported { attrs: bare.clone(), next_hop: IpAddr::V6(global) });
+                    }
+                }
+            }
+            prop_assert_eq!(got_withdrawn, withdrawn);
+            let mut expected = announced.clone();
+            for p in &packed.unsendable {
+                let e = expected.remove(p).expect("only announced prefixes are unsendable");
+                prop_assert_ne!(e.next_hop.is_ipv4(), p.addr().is_ipv4(), "left out although sendable");
+            }
+            prop_assert_eq!(got_announced, expected);
+        }
+    }
+}
