@@ -25,6 +25,9 @@ pub struct PeerConfig {
     /// A session that stayed up this long resets the idle-hold backoff when it goes down
     /// (BIRD's `error forget time`).
     pub error_forget: Duration,
+    /// Graceful restart helper: after a restarted peer is back, how long its stale routes
+    /// wait for its End-of-RIB.
+    pub stale_time: Duration,
     pub families: Vec<Family>,
     pub add_path: Vec<AddPathFamily>,
     pub graceful_restart: Option<GracefulRestartConfig>,
@@ -58,7 +61,8 @@ pub enum ConfigError {
 
 impl PeerConfig {
     /// A peer with Calico's usual timers: hold 90 s (keepalive 30 s), connect retry 5 s
-    /// (capped at 60 s), idle hold 5 s growing to 30 s, error forget 300 s; IPv4 unicast,
+    /// (capped at 60 s), idle hold 5 s growing to 30 s, error forget 300 s, stale time
+    /// 360 s; IPv4 unicast,
     /// route refresh and extended messages on.
     pub fn new(local_as: u32, local_id: Ipv4Addr, peer_as: u32) -> Self {
         PeerConfig {
@@ -72,6 +76,7 @@ impl PeerConfig {
             idle_hold: Duration::from_secs(5),
             idle_hold_max: Duration::from_secs(30),
             error_forget: Duration::from_secs(300),
+            stale_time: Duration::from_secs(360),
             families: vec![Family::IPV4_UNICAST],
             add_path: Vec::new(),
             graceful_restart: None,
@@ -102,6 +107,7 @@ impl PeerConfig {
             ("idle_hold", self.idle_hold),
             ("idle_hold_max", self.idle_hold_max),
             ("error_forget", self.error_forget),
+            ("stale_time", self.stale_time),
         ] {
             if d < Duration::from_millis(1) || d > Duration::from_secs(86400) {
                 return Err(ConfigError::Timer(name));

@@ -38,6 +38,8 @@ pub enum Timer {
     IdleHold,
     Hold(ConnId),
     Keepalive(ConnId),
+    /// Graceful restart helper: how long a restarting peer's stale routes are kept.
+    Stale,
 }
 
 // Carries UPDATEs unboxed, as `Message` does (see there).
@@ -133,6 +135,12 @@ pub enum Action {
     Withdraw(Vec<Nlri>),
     /// The peer asks us to re-send our routes of this family (RFC 2918).
     RouteRefresh(Family),
+    /// The peer's End-of-RIB for this family: its initial routes are complete, and its stale
+    /// routes of the family that were not refreshed go (RFC 4724 §4.2).
+    EndOfRib(Family),
+    /// Drop the peer's remaining stale routes of these families: the restart or stale time
+    /// ran out, or the restarted peer did not keep their forwarding state.
+    StaleExpired(Vec<Family>),
 }
 
 #[derive(Clone, Debug)]
@@ -155,6 +163,8 @@ pub struct Session {
     failures: u32,
     established_at: Option<Instant>,
     last_error: Option<Reason>,
+    /// Families whose routes from the peer are held as stale (graceful restart helper).
+    stale: Vec<Family>,
 }
 
 /// `base` doubled `n` times, at most `max`.
@@ -179,6 +189,7 @@ impl Session {
             failures: 0,
             established_at: None,
             last_error: None,
+            stale: Vec::new(),
         })
     }
 
@@ -300,6 +311,10 @@ impl Session {
         }
         out.push(Action::CancelTimer(Timer::ConnectRetry));
         out.push(Action::CancelTimer(Timer::IdleHold));
+        if !self.stale.is_empty() {
+            out.push(Action::StaleExpired(std::mem::take(&mut self.stale)));
+            out.push(Action::CancelTimer(Timer::Stale));
+        }
         self.in_idle_hold = false;
         self.connect_retries = 0;
         self.last_error = Some(Reason::Stopped);
@@ -349,6 +364,21 @@ impl Session {
                     families,
                 })
             });
+            match &stale {
+                Some(st) => {
+                    self.stale = st.families.clone();
+                    let at = now + Duration::from_secs(st.restart_time.into());
+                    out.push(Action::ArmTimer {
+                        timer: Timer::Stale,
+                        at,
+                    });
+                }
+                None => {
+                    // Everything from the peer goes now; nothing stays stale.
+                    self.stale.clear();
+                    out.push(Action::CancelTimer(Timer::Stale));
+                }
+            }
             out.push(Action::Down {
                 reason: reason.clone(),
                 stale,
@@ -478,7 +508,16 @@ impl Session {
             (State::Established, Message::Keepalive) => self.rearm_hold(i, now, out),
             (State::Established, Message::Update(update)) => {
                 self.rearm_hold(i, now, out);
+                let eor = update.end_of_rib_family();
                 out.push(Action::Received(update));
+                if let Some(family) = eor {
+                    out.push(Action::EndOfRib(family));
+                    let was_stale = !self.stale.is_empty();
+                    self.stale.retain(|f| *f != family);
+                    if was_stale && self.stale.is_empty() {
+                        out.push(Action::CancelTimer(Timer::Stale));
+                    }
+                }
             }
             (State::Established, Message::RouteRefresh(rr)) => {
                 self.rearm_hold(i, now, out);
@@ -570,6 +609,40 @@ impl Session {
             });
         }
         self.rearm_hold(i, now, out);
+        if !self.stale.is_empty() {
+            // RFC 4724 §4.2: stale routes survive only for families the restarted peer lists
+            // again with its forwarding state preserved; the rest wait for End-of-RIB.
+            let kept: Vec<Family> = self.conns[i]
+                .negotiated
+                .as_ref()
+                .and_then(|n| n.peer_graceful_restart.as_ref())
+                .map(|gr| {
+                    gr.families
+                        .iter()
+                        .filter(|f| f.forwarding_preserved && self.stale.contains(&f.family))
+                        .map(|f| f.family)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let expired: Vec<Family> = self
+                .stale
+                .iter()
+                .copied()
+                .filter(|f| !kept.contains(f))
+                .collect();
+            if !expired.is_empty() {
+                out.push(Action::StaleExpired(expired));
+            }
+            self.stale = kept;
+            if self.stale.is_empty() {
+                out.push(Action::CancelTimer(Timer::Stale));
+            } else {
+                out.push(Action::ArmTimer {
+                    timer: Timer::Stale,
+                    at: now + self.cfg.stale_time,
+                });
+            }
+        }
         // Any other connection still opening collides with this established one.
         while let Some(j) = self.conns.iter().position(|c| c.id != id) {
             self.drop_conn(
@@ -619,6 +692,11 @@ impl Session {
                     let n = Notification::new(code::HOLD_TIMER_EXPIRED, 0, []);
                     self.drop_conn(i, Reason::HoldTimerExpired, Some(n), now, out);
                     self.after_drop(now, out);
+                }
+            }
+            Timer::Stale => {
+                if !self.stale.is_empty() {
+                    out.push(Action::StaleExpired(std::mem::take(&mut self.stale)));
                 }
             }
             Timer::Keepalive(id) => {

@@ -397,7 +397,10 @@ fn keepalives_and_updates_restart_the_hold_timer_and_updates_reach_the_rib() {
             at: secs(t, 140)
         }]
     );
-    let u = Update::end_of_rib(Family::IPV4_UNICAST);
+    let u = Update {
+        withdrawn: vec![Nlri::new("198.19.0.0/26".parse().unwrap())],
+        ..Update::default()
+    };
     let a = s.handle(
         Event::Message {
             conn: 1,
@@ -1010,6 +1013,113 @@ fn graceful_restart_helper_keeps_routes_stale_when_the_connection_drops() {
     let (mut s, _) = established(ibgp(), gr_open(false), t);
     let a = s.handle(Event::Closed { conn: 1 }, t);
     assert_eq!(down(&a), Some((Reason::ConnectionClosed, None)));
+}
+
+/// Peer GR-established on connection `conn` at `t` after a graceful drop of connection 1.
+fn reestablish(s: &mut Session, conn: ConnId, open: Open, t: Instant) -> Vec<Action> {
+    s.handle(Event::TimerExpired(Timer::IdleHold), t);
+    s.handle(
+        Event::Connected {
+            conn,
+            inbound: false,
+        },
+        t,
+    );
+    s.handle(
+        Event::Message {
+            conn,
+            message: Message::Open(open),
+        },
+        t,
+    );
+    s.handle(
+        Event::Message {
+            conn,
+            message: Message::Keepalive,
+        },
+        t,
+    )
+}
+
+#[test]
+fn stale_routes_expire_after_the_peers_restart_time() {
+    let t = Instant::now();
+    let (mut s, _) = established(gr_config(), gr_open(false), t);
+    let a = s.handle(Event::Closed { conn: 1 }, t);
+    assert_eq!(armed(&a, Timer::Stale), Some(secs(t, 60)));
+    let a = s.handle(Event::TimerExpired(Timer::Stale), secs(t, 60));
+    assert_eq!(a, vec![Action::StaleExpired(vec![Family::IPV4_UNICAST])]);
+    // Once only.
+    assert!(
+        s.handle(Event::TimerExpired(Timer::Stale), secs(t, 61))
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_restarted_peer_keeping_forwarding_state_has_until_end_of_rib() {
+    let t = Instant::now();
+    let (mut s, _) = established(gr_config(), gr_open(false), t);
+    s.handle(Event::Closed { conn: 1 }, t);
+    let back = secs(t, 20);
+    let a = reestablish(&mut s, 2, gr_open(true), back);
+    assert!(a.iter().any(|a| matches!(a, Action::Up { .. })));
+    assert!(!a.iter().any(|a| matches!(a, Action::StaleExpired(_))));
+    // The stale timer now runs for the stale time (360 s).
+    assert_eq!(armed(&a, Timer::Stale), Some(secs(back, 360)));
+    let eor = Update::end_of_rib(Family::IPV4_UNICAST);
+    let a = s.handle(
+        Event::Message {
+            conn: 2,
+            message: Message::Update(eor.clone()),
+        },
+        back,
+    );
+    assert_eq!(
+        a,
+        vec![
+            Action::ArmTimer {
+                timer: Timer::Hold(2),
+                at: secs(back, 90)
+            },
+            Action::Received(eor),
+            Action::EndOfRib(Family::IPV4_UNICAST),
+            Action::CancelTimer(Timer::Stale),
+        ]
+    );
+    assert!(
+        s.handle(Event::TimerExpired(Timer::Stale), secs(back, 360))
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_restarted_peer_without_forwarding_state_loses_its_stale_routes_at_once() {
+    let t = Instant::now();
+    let (mut s, _) = established(gr_config(), gr_open(false), t);
+    s.handle(Event::Closed { conn: 1 }, t);
+    let mut no_forwarding = gr_open(true);
+    for c in &mut no_forwarding.capabilities {
+        if let Capability::GracefulRestart(gr) = c {
+            gr.families[0].forwarding_preserved = false;
+        }
+    }
+    let a = reestablish(&mut s, 2, no_forwarding, secs(t, 20));
+    let up = a
+        .iter()
+        .position(|a| matches!(a, Action::Up { .. }))
+        .unwrap();
+    let expired = a
+        .iter()
+        .position(|a| *a == Action::StaleExpired(vec![Family::IPV4_UNICAST]))
+        .unwrap();
+    assert!(up < expired, "the RIB hears of the new session first");
+    assert!(a.contains(&Action::CancelTimer(Timer::Stale)));
+    // Without graceful restart at all: the same.
+    let (mut s, _) = established(gr_config(), gr_open(false), t);
+    s.handle(Event::Closed { conn: 1 }, t);
+    let a = reestablish(&mut s, 2, peer_open([198, 18, 0, 9], 90), secs(t, 20));
+    assert!(a.contains(&Action::StaleExpired(vec![Family::IPV4_UNICAST])));
 }
 
 #[test]
