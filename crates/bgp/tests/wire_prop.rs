@@ -377,3 +377,38 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    /// A stream of messages cut into arbitrary pieces comes out whole and in order.
+    #[test]
+    fn framing_a_stream_cut_anywhere(
+        (ctx, msgs) in context().prop_flat_map(|ctx| {
+            let m = vec(message(&ctx), 1..6);
+            (Just(ctx), m)
+        }),
+        cuts in vec(any::<prop::sample::Index>(), 0..10),
+    ) {
+        let mut stream = Vec::new();
+        for m in &msgs {
+            stream.extend_from_slice(&m.to_bytes(&ctx).expect("generated messages fit"));
+        }
+        let mut points: Vec<usize> = cuts.iter().map(|c| c.index(stream.len() + 1)).collect();
+        points.push(stream.len());
+        points.sort_unstable();
+        let mut buf: Vec<u8> = Vec::new();
+        let mut out = Vec::new();
+        let mut from = 0;
+        for to in points {
+            buf.extend_from_slice(&stream[from..to]);
+            from = to;
+            while let Some(len) = frame(&buf, &ctx).expect("valid stream") {
+                out.push(decode(&buf[..len], &ctx).expect("valid message").message);
+                buf.drain(..len);
+            }
+        }
+        prop_assert!(buf.is_empty());
+        prop_assert_eq!(out, msgs);
+    }
+}
