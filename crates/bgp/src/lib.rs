@@ -9,8 +9,14 @@
 //!   connection changes, decoded messages, timer expiries) go in with the current time; actions
 //!   (send, arm or cancel a timer, close, session up/down, routes received) come out.
 //!
-//! A later layer drives these over TCP with tokio; the RIB and decision process build on the
-//! same types.
+//! - [`rib`]: Adj-RIB-In per peer, the Loc-RIB with the RFC 4271 decision process and ECMP,
+//!   graceful-restart stale handling, and per-peer export (iBGP split horizon, RFC 4456 route
+//!   reflection, next-hop and AS-path rules) with an Adj-RIB-Out and UPDATE packing.
+//! - [`policy`]: prefix filters of the kind Calico's `BGPFilter` expresses.
+//!
+//! A later layer drives these over TCP with tokio: it frames and decodes bytes with the
+//! negotiated [`wire::Context`], feeds [`session::Session`], passes received routes to
+//! [`rib::Rib`], and sends what [`rib::export`] and [`rib::pack`] produce.
 
 pub mod policy;
 pub mod rib;

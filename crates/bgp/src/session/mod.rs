@@ -165,6 +165,10 @@ pub struct Session {
     last_error: Option<Reason>,
     /// Families whose routes from the peer are held as stale (graceful restart helper).
     stale: Vec<Family>,
+    /// Capability codes the peer refused (NOTIFICATION 2/7), left out of later OPENs.
+    refused_capabilities: Vec<u8>,
+    /// The peer refused optional parameters altogether (2/4): send OPENs without any.
+    no_optional_parameters: bool,
 }
 
 /// `base` doubled `n` times, at most `max`.
@@ -190,6 +194,8 @@ impl Session {
             established_at: None,
             last_error: None,
             stale: Vec::new(),
+            refused_capabilities: Vec::new(),
+            no_optional_parameters: false,
         })
     }
 
@@ -270,6 +276,38 @@ impl Session {
             Event::TimerExpired(timer) => self.on_timer(timer, now, &mut out),
         }
         out
+    }
+
+    /// The OPEN we send now: the configured one, less what the peer refused before
+    /// (RFC 5492 §3: a speaker may retry without the capabilities a peer does not support).
+    pub fn open(&self) -> crate::wire::Open {
+        let mut open = self.cfg.open();
+        if self.no_optional_parameters {
+            open.capabilities.clear();
+        } else {
+            open.capabilities
+                .retain(|c| !self.refused_capabilities.contains(&c.code()));
+        }
+        open
+    }
+
+    fn learn_refusal(&mut self, n: &Notification) {
+        match (n.code, n.subcode) {
+            (code::OPEN_MESSAGE, code::UNSUPPORTED_CAPABILITY) => {
+                // The data lists the refused capabilities as code, length, value.
+                let mut rest = n.data.as_slice();
+                while let [cap, len, tail @ ..] = rest {
+                    if !self.refused_capabilities.contains(cap) {
+                        self.refused_capabilities.push(*cap);
+                    }
+                    rest = tail.get(usize::from(*len)..).unwrap_or_default();
+                }
+            }
+            (code::OPEN_MESSAGE, code::UNSUPPORTED_OPTIONAL_PARAMETER) => {
+                self.no_optional_parameters = true
+            }
+            _ => {}
+        }
     }
 
     fn index(&self, conn: ConnId) -> Option<usize> {
@@ -467,7 +505,7 @@ impl Session {
         });
         out.push(Action::Send {
             conn: id,
-            message: Message::Open(self.cfg.open()),
+            message: Message::Open(self.open()),
         });
         out.push(Action::ArmTimer {
             timer: Timer::Hold(id),
@@ -500,6 +538,9 @@ impl Session {
         let state = self.conns[i].state;
         match (state, message) {
             (_, Message::Notification(n)) => {
+                if state == State::OpenSent {
+                    self.learn_refusal(&n);
+                }
                 self.drop_conn(i, Reason::Received(n), None, now, out);
                 self.after_drop(now, out);
             }

@@ -634,6 +634,62 @@ fn a_peer_offering_hold_time_1_is_refused_2_6() {
 }
 
 #[test]
+fn capabilities_the_peer_refused_are_left_out_next_time() {
+    let t = Instant::now();
+    let mut s = Session::new(ibgp()).unwrap();
+    s.handle(Event::Start, t);
+    s.handle(
+        Event::Connected {
+            conn: 1,
+            inbound: false,
+        },
+        t,
+    );
+    // 2/7 naming the 4-octet AS capability (65, length 4) and extended messages (6, length 0).
+    let refusal = Notification::new(2, 7, [65, 4, 0, 0, 0xfc, 0, 6, 0]);
+    s.handle(
+        Event::Message {
+            conn: 1,
+            message: Message::Notification(refusal),
+        },
+        t,
+    );
+    s.handle(Event::TimerExpired(Timer::IdleHold), secs(t, 5));
+    let a = s.handle(
+        Event::Connected {
+            conn: 2,
+            inbound: false,
+        },
+        secs(t, 5),
+    );
+    let Some(Action::Send {
+        message: Message::Open(open),
+        ..
+    }) = a.iter().find(|a| matches!(a, Action::Send { .. }))
+    else {
+        panic!("no OPEN in {a:?}")
+    };
+    assert_eq!(
+        open.capabilities,
+        vec![
+            Capability::Multiprotocol(Family::IPV4_UNICAST),
+            Capability::RouteRefresh
+        ]
+    );
+    // 2/4: no optional parameters at all.
+    s.handle(
+        Event::Message {
+            conn: 2,
+            message: Message::Notification(Notification::new(2, 4, [])),
+        },
+        t,
+    );
+    assert!(s.open().capabilities.is_empty());
+    // A truncated 2/7 list does no harm.
+    s.learn_refusal(&Notification::new(2, 7, [64, 9, 1]));
+}
+
+#[test]
 fn config_refuses_hold_time_1_and_2() {
     assert_eq!(
         Session::new(PeerConfig {
