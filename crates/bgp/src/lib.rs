@@ -16,7 +16,7 @@
 //!
 //! A later layer drives these over TCP with tokio: it frames and decodes bytes with the
 //! negotiated [`wire::Context`], feeds [`session::Session`], passes received routes to
-//! [`rib::Rib`], and sends what [`rib::export`] and [`rib::pack`] produce.
+//! [`rib::Rib`], and sends what [`rib::export()`] and [`rib::pack()`] produce.
 
 pub mod policy;
 pub mod rib;

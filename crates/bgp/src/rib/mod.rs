@@ -2,7 +2,7 @@
 //!
 //! [`Rib`] takes what sessions received (UPDATEs, treat-as-withdraw lists, session down, End-of-
 //! RIB) and local originations, keeps every usable path per prefix, and reports each change of
-//! a prefix's best path or equal-cost next-hop set as a [`BestChange`]. [`export`] decides
+//! a prefix's best path or equal-cost next-hop set as a [`BestChange`]. [`export()`] decides
 //! what one peer is sent for a best path (split horizon, route reflection, next hop, AS path).
 
 pub mod decision;
