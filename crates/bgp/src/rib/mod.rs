@@ -363,6 +363,52 @@ impl Rib {
         }
     }
 
+    /// What peer `to_id` should have for `prefix` now.
+    pub fn exported(&self, to_id: PeerId, prefix: &IpNet) -> Option<Exported> {
+        let to = self.peers.get(&to_id)?;
+        let best = self.best(prefix)?;
+        export(&self.cfg, prefix, best, &self.peers, to_id, to)
+    }
+
+    /// Brings `out` (what peer `to_id` was sent) in line with the best paths of `prefixes`;
+    /// the changes to send. Feed it the prefixes of each batch of [`BestChange`]s.
+    pub fn sync_peer(
+        &self,
+        to_id: PeerId,
+        prefixes: impl IntoIterator<Item = IpNet>,
+        out: &mut AdjRibOut,
+    ) -> Vec<OutChange> {
+        prefixes
+            .into_iter()
+            .filter_map(|p| out.set(p, self.exported(to_id, &p)))
+            .collect()
+    }
+
+    /// The first UPDATEs of a new session with `to_id`: every best path it should have in
+    /// `families`, then an End-of-RIB for each family (RFC 4724 §2).
+    pub fn initial_updates(
+        &self,
+        to_id: PeerId,
+        families: &[Family],
+        out: &mut AdjRibOut,
+        ctx: &crate::wire::Context,
+    ) -> Packed {
+        out.clear();
+        let mut prefixes: Vec<IpNet> = self
+            .dests
+            .iter()
+            .filter(|(p, d)| d.chosen.is_some() && families.contains(&Nlri::new(**p).family()))
+            .map(|(p, _)| *p)
+            .collect();
+        prefixes.sort_unstable();
+        let changes = self.sync_peer(to_id, prefixes, out);
+        let mut packed = pack(&changes, ctx);
+        packed
+            .updates
+            .extend(families.iter().map(|f| Update::end_of_rib(*f)));
+        packed
+    }
+
     fn path_mut(&mut self, peer: PeerId, prefix: IpNet, path_id: u32) -> Option<&mut Path> {
         self.dests
             .get_mut(&prefix)?

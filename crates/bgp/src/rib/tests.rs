@@ -924,6 +924,10 @@ mod properties {
             paths in prop::collection::vec(candidate(), 1..8),
             seed in any::<prop::sample::Index>(),
         ) {
+            // A prefix holds one path per source and path identifier.
+            let mut paths = paths;
+            let mut seen = std::collections::HashSet::new();
+            paths.retain(|p| seen.insert((p.source, p.path_id)));
             let ps = test_peers();
             let s = select(&paths, &ps).unwrap();
             let mut rotated = paths.clone();
@@ -1194,6 +1198,72 @@ fn packing_groups_by_attributes_and_reports_what_cannot_be_sent() {
         vec![Nlri::new(net("2001:db8:1::/48"))]
     );
     assert_eq!(p.unsendable, vec![net("198.19.3.0/26")]);
+}
+
+#[test]
+fn a_new_session_gets_the_table_then_end_of_rib_and_later_only_changes() {
+    let mut r = rib();
+    r.set_peer(1, peer(1, 65001));
+    r.set_peer(2, peer(2, LOCAL_AS));
+    r.set_peer(3, peer(3, LOCAL_AS));
+    r.apply_update(
+        1,
+        &announce(
+            &["198.19.0.0/26", "198.19.1.0/26"],
+            attrs(&[65001]),
+            "198.18.1.1",
+        ),
+    );
+    r.apply_update(3, &announce(&["198.19.2.0/26"], attrs(&[]), "198.18.1.3"));
+    r.originate(
+        net("198.19.9.0/26"),
+        PathAttributes::default(),
+        ip("0.0.0.0"),
+    );
+    let ctx = crate::wire::Context {
+        four_octet_as: true,
+        ..Default::default()
+    };
+    let mut out = AdjRibOut::default();
+    let p = r.initial_updates(
+        2,
+        &[Family::IPV4_UNICAST, Family::IPV6_UNICAST],
+        &mut out,
+        &ctx,
+    );
+    // Peer 3's iBGP route is not for iBGP peer 2 (no reflection).
+    let announced: Vec<IpNet> = p
+        .updates
+        .iter()
+        .flat_map(|u| u.nlri.iter().map(|n| n.prefix))
+        .collect();
+    assert_eq!(announced.len(), 3);
+    for want in ["198.19.0.0/26", "198.19.1.0/26", "198.19.9.0/26"] {
+        assert!(announced.contains(&net(want)), "{want} missing");
+    }
+    let n = p.updates.len();
+    assert_eq!(
+        p.updates[n - 2].end_of_rib_family(),
+        Some(Family::IPV4_UNICAST)
+    );
+    assert_eq!(
+        p.updates[n - 1].end_of_rib_family(),
+        Some(Family::IPV6_UNICAST)
+    );
+    assert_eq!(out.len(), 3);
+    // Later: peer 1 withdraws one prefix; peer 2 is told exactly that.
+    let changes = r.apply_update(1, &withdrawal(&["198.19.1.0/26"]));
+    let sent = r.sync_peer(2, changes.iter().map(|c| c.prefix), &mut out);
+    assert_eq!(sent, vec![OutChange::Withdraw(net("198.19.1.0/26"))]);
+    // Peer 1 itself never hears its own routes back.
+    let mut out1 = AdjRibOut::default();
+    let p = r.initial_updates(1, &[Family::IPV4_UNICAST], &mut out1, &ctx);
+    let to_1: Vec<IpNet> = p
+        .updates
+        .iter()
+        .flat_map(|u| u.nlri.iter().map(|n| n.prefix))
+        .collect();
+    assert_eq!(to_1, vec![net("198.19.2.0/26"), net("198.19.9.0/26")]);
 }
 
 mod packing_properties {
