@@ -335,7 +335,8 @@ impl Rib {
         self.reselect(touched)
     }
 
-    /// Originates `prefix` with `attrs` (ORIGIN and AS_PATH are filled in if absent).
+    /// Originates `prefix` with `attrs` (ORIGIN and AS_PATH are filled in if absent). With an
+    /// unspecified `next_hop` (0.0.0.0 or ::) each peer is sent our own address on its session.
     pub fn originate(
         &mut self,
         prefix: IpNet,

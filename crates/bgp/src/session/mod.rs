@@ -171,6 +171,29 @@ pub struct Session {
     no_optional_parameters: bool,
 }
 
+/// Drops the parts of an UPDATE for families the session did not negotiate: the peer should
+/// not send them, and the RIB must not see them (RFC 4760 §6 leaves them to be ignored).
+fn keep_negotiated_families(update: &mut Update, families: &[Family]) {
+    if !families.contains(&Family::IPV4_UNICAST) {
+        update.withdrawn.clear();
+        update.nlri.clear();
+    }
+    if update
+        .mp_reach
+        .as_ref()
+        .is_some_and(|mp| !families.contains(&mp.family))
+    {
+        update.mp_reach = None;
+    }
+    if update
+        .mp_unreach
+        .as_ref()
+        .is_some_and(|mp| !families.contains(&mp.family))
+    {
+        update.mp_unreach = None;
+    }
+}
+
 /// `base` doubled `n` times, at most `max`.
 fn backoff(base: Duration, max: Duration, n: u32) -> Duration {
     base.saturating_mul(1u32 << n.min(16)).min(max)
@@ -547,9 +570,19 @@ impl Session {
             (State::OpenSent, Message::Open(open)) => self.on_open(i, &open, now, out),
             (State::OpenConfirm, Message::Keepalive) => self.establish(i, now, out),
             (State::Established, Message::Keepalive) => self.rearm_hold(i, now, out),
-            (State::Established, Message::Update(update)) => {
+            (State::Established, Message::Update(mut update)) => {
                 self.rearm_hold(i, now, out);
                 let eor = update.end_of_rib_family();
+                if let Some(n) = &self.conns[i].negotiated {
+                    if eor.is_some_and(|f| !n.families.contains(&f)) {
+                        return;
+                    }
+                    keep_negotiated_families(&mut update, &n.families);
+                    // Nothing left that the RIB could use (and it must not look like End-of-RIB).
+                    if eor.is_none() && update.all_prefixes().is_empty() {
+                        return;
+                    }
+                }
                 out.push(Action::Received(update));
                 if let Some(family) = eor {
                     out.push(Action::EndOfRib(family));

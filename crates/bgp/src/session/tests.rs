@@ -1239,6 +1239,88 @@ fn a_restarted_peer_reconnecting_replaces_the_old_session() {
 }
 
 #[test]
+fn parts_of_updates_for_families_not_negotiated_are_ignored() {
+    let t = Instant::now();
+    let (mut s, _) = established(ibgp(), peer_open([198, 18, 0, 9], 90), t);
+    let v6 = crate::wire::MpReach {
+        family: Family::IPV6_UNICAST,
+        next_hop: crate::wire::NextHop::V6 {
+            global: "2001:db8::1".parse().unwrap(),
+            link_local: None,
+        },
+        nlri: vec![Nlri::new("2001:db8:1::/48".parse().unwrap())],
+    };
+    let v4 = vec![Nlri::new("198.19.0.0/26".parse().unwrap())];
+    let u = Update {
+        withdrawn: v4.clone(),
+        mp_reach: Some(v6),
+        ..Update::default()
+    };
+    let a = s.handle(
+        Event::Message {
+            conn: 1,
+            message: Message::Update(u),
+        },
+        t,
+    );
+    assert!(a.contains(&Action::Received(Update {
+        withdrawn: v4,
+        ..Update::default()
+    })));
+    // An IPv6-only session ignores the IPv4 fields.
+    let cfg = PeerConfig {
+        families: vec![Family::IPV6_UNICAST],
+        ..ibgp()
+    };
+    let mut open = peer_open([198, 18, 0, 9], 90);
+    open.capabilities[0] = Capability::Multiprotocol(Family::IPV6_UNICAST);
+    let (mut s, _) = established(cfg, open, t);
+    let u = Update {
+        withdrawn: vec![Nlri::new("198.19.0.0/26".parse().unwrap())],
+        ..Update::default()
+    };
+    let a = s.handle(
+        Event::Message {
+            conn: 1,
+            message: Message::Update(u),
+        },
+        t,
+    );
+    assert_eq!(
+        a,
+        vec![Action::ArmTimer {
+            timer: Timer::Hold(1),
+            at: secs(t, 90)
+        }]
+    );
+    // Nor is an IPv4 End-of-RIB anything to it.
+    let eor = Message::Update(Update::end_of_rib(Family::IPV4_UNICAST));
+    let a = s.handle(
+        Event::Message {
+            conn: 1,
+            message: eor,
+        },
+        t,
+    );
+    assert_eq!(
+        a,
+        vec![Action::ArmTimer {
+            timer: Timer::Hold(1),
+            at: secs(t, 90)
+        }]
+    );
+    let eor6 = Message::Update(Update::end_of_rib(Family::IPV6_UNICAST));
+    let a = s.handle(
+        Event::Message {
+            conn: 1,
+            message: eor6,
+        },
+        t,
+    );
+    assert!(a.contains(&Action::EndOfRib(Family::IPV6_UNICAST)));
+}
+
+#[test]
 fn route_refresh_only_for_negotiated_families() {
     let t = Instant::now();
     let (mut s, _) = established(ibgp(), peer_open([198, 18, 0, 9], 90), t);
