@@ -619,8 +619,9 @@ impl Session {
             }
         };
         let id = self.conns[i].id;
-        // RFC 4271 §6.8: with another connection in OpenConfirm, the higher BGP identifier's
-        // connection wins: keep the one the peer opened if its identifier is higher.
+        // RFC 4271 §6.8: with another connection in OpenConfirm, the connection opened by the
+        // side with the higher BGP identifier survives (keep the peer's if its identifier is
+        // higher, else ours), so both ends keep the same one whichever OPEN arrives last.
         if let Some(j) = self
             .conns
             .iter()
