@@ -117,6 +117,8 @@ pub struct Rib {
     dests: HashMap<IpNet, Dest>,
     /// Adj-RIB-In index: the keys each peer has paths under.
     adj_in: HashMap<PeerId, HashSet<(IpNet, u32)>>,
+    /// Paths per peer and family (IPv4, IPv6), for prefix limits and status.
+    counts: HashMap<PeerId, [usize; 2]>,
 }
 
 impl Rib {
@@ -126,6 +128,7 @@ impl Rib {
             peers: BTreeMap::new(),
             dests: HashMap::new(),
             adj_in: HashMap::new(),
+            counts: HashMap::new(),
         }
     }
 
@@ -171,6 +174,12 @@ impl Rib {
     /// Paths (all sources) for `prefix`.
     pub fn paths(&self, prefix: &IpNet) -> &[Path] {
         self.dests.get(prefix).map_or(&[], |d| &d.paths)
+    }
+
+    /// Number of paths of `family` `peer` has in the Adj-RIB-In.
+    pub fn received_count_of(&self, peer: PeerId, family: Family) -> usize {
+        let i = usize::from(family == Family::IPV6_UNICAST);
+        self.counts.get(&peer).map_or(0, |c| c[i])
     }
 
     /// Number of paths `peer` has in the Adj-RIB-In.
@@ -275,6 +284,7 @@ impl Rib {
     /// The session with `peer` ended without graceful restart: all its paths go.
     pub fn peer_down(&mut self, peer: PeerId) -> Vec<BestChange> {
         let keys = self.adj_in.remove(&peer).unwrap_or_default();
+        self.counts.remove(&peer);
         let mut touched = Vec::with_capacity(keys.len());
         for (prefix, path_id) in keys {
             if let Some(d) = self.dests.get_mut(&prefix) {
@@ -419,11 +429,14 @@ impl Rib {
     }
 
     fn insert(&mut self, prefix: IpNet, path: Path) {
-        if let Source::Peer(peer) = path.source {
-            self.adj_in
+        if let Source::Peer(peer) = path.source
+            && self
+                .adj_in
                 .entry(peer)
                 .or_default()
-                .insert((prefix, path.path_id));
+                .insert((prefix, path.path_id))
+        {
+            self.counts.entry(peer).or_default()[usize::from(prefix.addr().is_ipv6())] += 1;
         }
         let d = self.dests.entry(prefix).or_default();
         match d
@@ -440,8 +453,11 @@ impl Rib {
     fn remove(&mut self, source: Source, prefix: IpNet, path_id: u32) -> bool {
         if let Source::Peer(peer) = source
             && let Some(keys) = self.adj_in.get_mut(&peer)
+            && keys.remove(&(prefix, path_id))
+            && let Some(c) = self.counts.get_mut(&peer)
         {
-            keys.remove(&(prefix, path_id));
+            let i = usize::from(prefix.addr().is_ipv6());
+            c[i] = c[i].saturating_sub(1);
         }
         let Some(d) = self.dests.get_mut(&prefix) else {
             return false;

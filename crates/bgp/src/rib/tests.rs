@@ -1086,6 +1086,15 @@ mod properties {
                         }
                     }
                 }
+                                for peer in 1..=6 {
+                    for family in [Family::IPV4_UNICAST, Family::IPV6_UNICAST] {
+                        let in_model = model
+                            .keys()
+                            .filter(|(s, p)| *s == Source::Peer(peer) && Nlri::new(*p).family() == family)
+                            .count();
+                        prop_assert_eq!(r.received_count_of(peer, family), in_model);
+                    }
+                }
                 for p in PREFIXES {
                     let prefix = net(p);
                     let mut held: Vec<Source> = r.paths(&prefix).iter().map(|p| p.source).collect();

@@ -33,6 +33,8 @@ pub struct PeerConfig {
     pub graceful_restart: Option<GracefulRestartConfig>,
     pub route_refresh: bool,
     pub extended_message: bool,
+    /// Most prefixes (per family) accepted from the peer before the session is reset.
+    pub max_prefixes: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,6 +84,7 @@ impl PeerConfig {
             graceful_restart: None,
             route_refresh: true,
             extended_message: true,
+            max_prefixes: None,
         }
     }
 

@@ -50,6 +50,15 @@ pub enum Event {
     Start,
     /// Administrative stop: NOTIFICATION Cease, no automatic restart.
     Stop,
+    /// End the session now with this NOTIFICATION (say Cease/administrative reset after a
+    /// configuration change); it starts again after the idle hold.
+    Reset(Notification),
+    /// How many prefixes of `family` the peer has in our Adj-RIB-In now; above the
+    /// configured maximum the session is reset with Cease 6/1 (RFC 4486).
+    PrefixCount {
+        family: Family,
+        count: usize,
+    },
     /// A TCP connection is up: our outbound attempt succeeded, or the peer connected to us.
     Connected {
         conn: ConnId,
@@ -272,6 +281,22 @@ impl Session {
                     self.stop_all(now, &mut out);
                 }
             }
+            Event::Reset(n) => self.reset(n, now, &mut out),
+            Event::PrefixCount { family, count } => {
+                if let Some(limit) = self.cfg.max_prefixes
+                    && count > limit as usize
+                {
+                    // Data: AFI, SAFI and the limit (RFC 4486 §4).
+                    let mut data = family.afi.to_be_bytes().to_vec();
+                    data.push(family.safi);
+                    data.extend_from_slice(&limit.to_be_bytes());
+                    self.reset(
+                        Notification::new(code::CEASE, code::CEASE_MAX_PREFIXES, data),
+                        now,
+                        &mut out,
+                    );
+                }
+            }
             Event::Connected { conn, inbound } => self.on_connected(conn, inbound, now, &mut out),
             Event::ConnectFailed => {
                 if self.connecting {
@@ -448,6 +473,16 @@ impl Session {
         if reason != Reason::Collision {
             self.last_error = Some(reason);
         }
+    }
+
+    fn reset(&mut self, n: Notification, now: Instant, out: &mut Vec<Action>) {
+        if self.conns.is_empty() {
+            return;
+        }
+        while !self.conns.is_empty() {
+            self.drop_conn(0, Reason::Sent(n.clone()), Some(n.clone()), now, out);
+        }
+        self.after_drop(now, out);
     }
 
     /// After a failure: with no connection left, wait in Idle (growing backoff), then start

@@ -690,6 +690,81 @@ fn capabilities_the_peer_refused_are_left_out_next_time() {
 }
 
 #[test]
+fn too_many_prefixes_reset_the_session_with_cease_6_1() {
+    let t = Instant::now();
+    let cfg = PeerConfig {
+        max_prefixes: Some(1000),
+        ..ibgp()
+    };
+    let (mut s, _) = established(cfg, peer_open([198, 18, 0, 9], 90), t);
+    let at_limit = Event::PrefixCount {
+        family: Family::IPV4_UNICAST,
+        count: 1000,
+    };
+    assert!(s.handle(at_limit, t).is_empty());
+    let a = s.handle(
+        Event::PrefixCount {
+            family: Family::IPV4_UNICAST,
+            count: 1001,
+        },
+        t,
+    );
+    // AFI 1, SAFI 1, limit 1000.
+    let n = Notification::new(6, 1, [0, 1, 1, 0, 0, 0x03, 0xe8]);
+    assert_eq!(notification(&a, 1), Some(n.clone()));
+    assert_eq!(down(&a), Some((Reason::Sent(n), None)));
+    assert_eq!(
+        armed(&a, Timer::IdleHold),
+        Some(secs(t, 5)),
+        "it comes back after the idle hold"
+    );
+    // Without a limit, any count is fine.
+    let (mut s, _) = established(ibgp(), peer_open([198, 18, 0, 9], 90), t);
+    assert!(
+        s.handle(
+            Event::PrefixCount {
+                family: Family::IPV4_UNICAST,
+                count: 10_000_000
+            },
+            t
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn reset_ends_every_connection_and_restarts_later() {
+    let t = Instant::now();
+    let mut s = Session::new(ibgp()).unwrap();
+    s.handle(Event::Start, t);
+    // Nothing to reset yet.
+    assert!(
+        s.handle(Event::Reset(Notification::new(6, 4, [])), t)
+            .is_empty()
+    );
+    s.handle(
+        Event::Connected {
+            conn: 1,
+            inbound: false,
+        },
+        t,
+    );
+    s.handle(
+        Event::Connected {
+            conn: 2,
+            inbound: true,
+        },
+        t,
+    );
+    let a = s.handle(Event::Reset(Notification::new(6, 4, [])), t);
+    assert_eq!(notification(&a, 1), Some(Notification::new(6, 4, [])));
+    assert_eq!(notification(&a, 2), Some(Notification::new(6, 4, [])));
+    assert_eq!(s.state(), State::Idle);
+    let a = s.handle(Event::TimerExpired(Timer::IdleHold), secs(t, 5));
+    assert_eq!(a[0], Action::Connect);
+}
+
+#[test]
 fn config_refuses_hold_time_1_and_2() {
     assert_eq!(
         Session::new(PeerConfig {
@@ -1470,7 +1545,9 @@ mod properties {
             1 => Just(Event::Start),
             1 => Just(Event::Stop),
             3 => (conn.clone(), any::<bool>()).prop_map(|(conn, inbound)| Event::Connected { conn, inbound }),
-            1 => Just(Event::ConnectFailed),
+                        1 => Just(Event::ConnectFailed),
+            1 => Just(Event::Reset(Notification::new(6, 4, []))),
+            1 => (0usize..3).prop_map(|count| Event::PrefixCount { family: Family::IPV4_UNICAST, count }),
             2 => conn.clone().prop_map(|conn| Event::Closed { conn }),
             8 => (conn.clone(), message()).prop_map(|(conn, message)| Event::Message { conn, message }),
             1 => (conn.clone(), any::<bool>()).prop_map(|(conn, reset)| Event::Malformed {
@@ -1510,6 +1587,7 @@ mod properties {
                     restarting: false,
                     forwarding_preserved: true,
                 }),
+                                max_prefixes: Some(1),
                 ..ibgp()
             };
             let mut s = Session::new(cfg).unwrap();

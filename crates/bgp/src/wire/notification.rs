@@ -54,6 +54,7 @@ pub mod code {
     pub const FSM_UNEXPECTED_IN_ESTABLISHED: u8 = 3;
 
     // Cease subcodes (RFC 4486).
+    pub const CEASE_MAX_PREFIXES: u8 = 1;
     pub const CEASE_ADMINISTRATIVE_SHUTDOWN: u8 = 2;
     pub const CEASE_PEER_DECONFIGURED: u8 = 3;
     pub const CEASE_ADMINISTRATIVE_RESET: u8 = 4;
@@ -103,6 +104,7 @@ impl Notification {
             (FSM, FSM_UNEXPECTED_IN_OPEN_CONFIRM) => "unexpected message in OpenConfirm",
             (FSM, FSM_UNEXPECTED_IN_ESTABLISHED) => "unexpected message in Established",
             (FSM, _) => "finite state machine error",
+            (CEASE, CEASE_MAX_PREFIXES) => "maximum number of prefixes reached",
             (CEASE, CEASE_ADMINISTRATIVE_SHUTDOWN) => "administrative shutdown",
             (CEASE, CEASE_PEER_DECONFIGURED) => "peer de-configured",
             (CEASE, CEASE_ADMINISTRATIVE_RESET) => "administrative reset",
