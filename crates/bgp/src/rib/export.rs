@@ -8,6 +8,11 @@ use ipnet::IpNet;
 use super::{DEFAULT_LOCAL_PREF, Path, PeerId, PeerInfo, RibConfig, Source};
 use crate::wire::PathAttributes;
 
+/// RFC 1997 well-known communities.
+pub const NO_EXPORT: u32 = 0xFFFF_FF01;
+pub const NO_ADVERTISE: u32 = 0xFFFF_FF02;
+pub const NO_EXPORT_SUBCONFED: u32 = 0xFFFF_FF03;
+
 /// How a peer's next hop is set.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum NextHopMode {
@@ -46,6 +51,15 @@ pub fn export(
         Source::Peer(id) => Some(peers.get(&id)?),
     };
     if !to.export.accepts(prefix, true) {
+        return None;
+    }
+    // RFC 1997 well-known communities: NO_ADVERTISE goes to nobody, NO_EXPORT and
+    // NO_EXPORT_SUBCONFED stay inside the AS (we run no confederation).
+    let communities = &best.attrs.communities;
+    if communities.contains(&NO_ADVERTISE)
+        || (!to.ibgp
+            && (communities.contains(&NO_EXPORT) || communities.contains(&NO_EXPORT_SUBCONFED)))
+    {
         return None;
     }
     let mut attrs = (*best.attrs).clone();

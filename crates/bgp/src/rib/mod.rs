@@ -16,7 +16,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 pub use decision::{DEFAULT_LOCAL_PREF, Selection, select};
-pub use export::{Exported, NextHopMode, export};
+pub use export::{Exported, NO_ADVERTISE, NO_EXPORT, NO_EXPORT_SUBCONFED, NextHopMode, export};
 pub use out::{AdjRibOut, OutChange, Packed, pack};
 
 use crate::policy::Filter;

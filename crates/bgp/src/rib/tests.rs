@@ -829,6 +829,47 @@ fn ibgp_export_next_hop_modes() {
 }
 
 #[test]
+fn well_known_communities_limit_export() {
+    let r = rib();
+    let with = |c: u32| {
+        path(
+            Source::Local,
+            PathAttributes {
+                communities: vec![1, c],
+                ..attrs(&[])
+            },
+            "198.18.0.1",
+        )
+    };
+    // NO_EXPORT (65535:65281) and NO_EXPORT_SUBCONFED (65535:65283): inside the AS only.
+    for c in [0xFFFF_FF01, 0xFFFF_FF03] {
+        assert!(exported(&r, "198.19.0.0/26", &with(c), 2, &peer(2, LOCAL_AS)).is_some());
+        assert_eq!(
+            exported(&r, "198.19.0.0/26", &with(c), 7, &peer(7, 65007)),
+            None
+        );
+    }
+    // NO_ADVERTISE (65535:65282): to nobody.
+    assert_eq!(
+        exported(
+            &r,
+            "198.19.0.0/26",
+            &with(0xFFFF_FF02),
+            2,
+            &peer(2, LOCAL_AS)
+        ),
+        None
+    );
+    assert_eq!(
+        exported(&r, "198.19.0.0/26", &with(0xFFFF_FF02), 7, &peer(7, 65007)),
+        None
+    );
+    // Other communities travel.
+    let e = exported(&r, "198.19.0.0/26", &with(7), 7, &peer(7, 65007)).unwrap();
+    assert_eq!(e.attrs.communities, vec![1, 7]);
+}
+
+#[test]
 fn export_filter() {
     let r = rib();
     let to = PeerInfo {
