@@ -103,12 +103,20 @@ pub fn select(paths: &[Path], peers: &BTreeMap<PeerId, PeerInfo>) -> Option<Sele
     keep_min(&mut c, |x| x.as_path_len());
     keep_min(&mut c, |x| x.origin());
     // MED: within each neighbouring AS, only the lowest survives.
-    let mut lowest: BTreeMap<Option<u32>, u32> = BTreeMap::new();
+    // (Few neighbour ASes per prefix: a small list beats a map.)
+    let mut lowest: Vec<(Option<u32>, u32)> = Vec::new();
     for x in &c {
-        let e = lowest.entry(x.neighbour_as()).or_insert(u32::MAX);
-        *e = (*e).min(x.med());
+        let asn = x.neighbour_as();
+        match lowest.iter_mut().find(|(a, _)| *a == asn) {
+            Some((_, m)) => *m = (*m).min(x.med()),
+            None => lowest.push((asn, x.med())),
+        }
     }
-    c.retain(|x| lowest.get(&x.neighbour_as()).is_some_and(|&m| x.med() == m));
+    c.retain(|x| {
+        lowest
+            .iter()
+            .any(|&(a, m)| a == x.neighbour_as() && m == x.med())
+    });
     // eBGP-learned over iBGP-learned.
     if c.iter().any(|x| x.ebgp()) {
         c.retain(|x| x.ebgp() || x.peer.is_none());
