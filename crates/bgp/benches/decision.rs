@@ -48,6 +48,13 @@ fn prefix(i: u32) -> IpNet {
     IpNet::V4(Ipv4Net::new(Ipv4Addr::from(0x6440_0000 + (i << 6)), 26).expect("valid /26"))
 }
 
+/// Resident memory of this process in bytes (Linux), for a rough bytes-per-route figure.
+fn rss() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
 fn main() {
     let mut rib = Rib::new(RibConfig {
         local_as: 64512,
@@ -75,6 +82,7 @@ fn main() {
         })
         .collect();
 
+    let before = rss();
     let start = Instant::now();
     let mut changes = 0usize;
     for (n, u) in &updates {
@@ -89,6 +97,15 @@ fn main() {
         ingest.as_secs_f64() * 1e6 / f64::from(PREFIXES),
     );
 
+    if let (Some(b), Some(a)) = (before, rss()) {
+        println!(
+            "resident memory: +{} KiB for {} paths, {:.0} B per path, {:.0} B per prefix",
+            a.saturating_sub(b) / 1024,
+            PREFIXES * PEERS,
+            a.saturating_sub(b) as f64 / paths,
+            a.saturating_sub(b) as f64 / f64::from(PREFIXES),
+        );
+    }
     let start = Instant::now();
     for i in 0..PREFIXES {
         changes += rib.withdraw(1, &[Nlri::new(prefix(i))]).len();
