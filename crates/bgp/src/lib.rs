@@ -18,6 +18,7 @@
 //! negotiated [`wire::Context`], feeds [`session::Session`], passes received routes to
 //! [`rib::Rib`], and sends what [`rib::export()`] and [`rib::pack()`] produce.
 
+pub mod net;
 pub mod policy;
 pub mod rib;
 pub mod session;
