@@ -5,7 +5,8 @@
 //! exchange is already read with the session's 4-octet AS and ADD-PATH settings), feeds the
 //! state machine, and carries out its actions. Not here yet: the shared listener that hands
 //! accepted connections to the right peer (the caller passes them in), TCP-MD5, TTL and
-//! source-address settings.
+//! source-address settings, and a writer that cannot stall the task (a peer that stops reading
+//! blocks this session's writes, and with them its timers, until TCP gives up).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
