@@ -1,0 +1,378 @@
+//! The first, thin I/O layer: one task drives one [`Session`] over TCP with tokio.
+//!
+//! Reader tasks only cut the byte stream into messages; the session task decodes each with the
+//! context negotiated so far (so an UPDATE right behind the KEEPALIVE that completes the OPEN
+//! exchange is already read with the session's 4-octet AS and ADD-PATH settings), feeds the
+//! state machine, and carries out its actions. Not here yet: the shared listener that hands
+//! accepted connections to the right peer (the caller passes them in), TCP-MD5, TTL and
+//! source-address settings, and a writer that cannot stall the task (a peer that stops reading
+//! blocks this session's writes, and with them its timers, until TCP gives up).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::session::{
+    Action, ConfigError, ConnId, Event, Negotiated, PeerConfig, Reason, Session, Stale, Timer,
+};
+use crate::wire::{self, Context, DecodeError, Family, Message, Nlri, Notification, Update};
+
+/// What the session reports to its owner.
+// UPDATEs unboxed, as in `wire::Message`.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionEvent {
+    Up(Negotiated),
+    Down {
+        reason: Reason,
+        stale: Option<Stale>,
+    },
+    Update(Update),
+    Withdraw(Vec<Nlri>),
+    EndOfRib(Family),
+    StaleExpired(Vec<Family>),
+    RouteRefresh(Family),
+    /// A message could not be encoded for this session (an UPDATE larger than the peer
+    /// takes); it was not sent.
+    NotSent(wire::EncodeError),
+}
+
+/// What the owner asks of the session.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Send an UPDATE on the established session (dropped when there is none).
+    Send(Update),
+    Start,
+    Stop,
+    /// Stop and end the task.
+    Shutdown,
+}
+
+pub struct SessionHandle {
+    pub events: mpsc::UnboundedReceiver<SessionEvent>,
+    pub commands: mpsc::UnboundedSender<Command>,
+    /// Connections the peer opened to us, accepted by the caller's listener.
+    pub inbound: mpsc::UnboundedSender<TcpStream>,
+    pub task: JoinHandle<()>,
+}
+
+enum NetIn {
+    Frame(Vec<u8>),
+    FrameError(Notification),
+    Closed,
+    Connected(TcpStream),
+    ConnectFailed,
+}
+
+struct ConnIo {
+    writer: OwnedWriteHalf,
+    reader: JoinHandle<()>,
+    decode: Context,
+    encode: Context,
+}
+
+/// Starts a task running a session with the peer at `remote` (started at once).
+pub fn spawn(cfg: PeerConfig, remote: SocketAddr) -> Result<SessionHandle, ConfigError> {
+    let session = Session::new(cfg)?;
+    let (event_tx, events) = mpsc::unbounded_channel();
+    let (commands, command_rx) = mpsc::unbounded_channel();
+    let (inbound, inbound_rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(run(session, remote, event_tx, command_rx, inbound_rx));
+    Ok(SessionHandle {
+        events,
+        commands,
+        inbound,
+        task,
+    })
+}
+
+struct Driver {
+    session: Session,
+    remote: SocketAddr,
+    events: mpsc::UnboundedSender<SessionEvent>,
+    /// Bounded: a peer sending faster than its session task decodes waits in TCP, not in
+    /// our memory.
+    net_tx: mpsc::Sender<(ConnId, NetIn)>,
+    conns: HashMap<ConnId, ConnIo>,
+    timers: HashMap<Timer, Instant>,
+    connect: Option<(ConnId, JoinHandle<()>)>,
+    next_id: ConnId,
+    established: Option<ConnId>,
+}
+
+async fn run(
+    session: Session,
+    remote: SocketAddr,
+    events: mpsc::UnboundedSender<SessionEvent>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    mut inbound: mpsc::UnboundedReceiver<TcpStream>,
+) {
+    let (net_tx, mut net_rx) = mpsc::channel(64);
+    let mut d = Driver {
+        session,
+        remote,
+        events,
+        net_tx,
+        conns: HashMap::new(),
+        timers: HashMap::new(),
+        connect: None,
+        next_id: 1,
+        established: None,
+    };
+    d.feed(Event::Start).await;
+    loop {
+        let next_timer = d.timers.values().min().copied();
+        tokio::select! {
+            cmd = commands.recv() => match cmd {
+                Some(Command::Send(u)) => {
+                    if let Some(id) = d.established {
+                        d.send(id, Message::Update(u)).await;
+                    }
+                }
+                Some(Command::Start) => d.feed(Event::Start).await,
+                Some(Command::Stop) => d.feed(Event::Stop).await,
+                Some(Command::Shutdown) | None => {
+                    d.feed(Event::Stop).await;
+                    break;
+                }
+            },
+            Some(stream) = inbound.recv() => {
+                let id = d.attach(stream);
+                d.feed(Event::Connected { conn: id, inbound: true }).await;
+            }
+            Some((id, input)) = net_rx.recv() => d.on_net(id, input).await,
+            _ = sleep_until(next_timer), if next_timer.is_some() => {
+                let now = Instant::now();
+                let due: Vec<Timer> = d.timers.iter().filter(|(_, at)| **at <= now).map(|(t, _)| *t).collect();
+                for t in due {
+                    d.timers.remove(&t);
+                    d.feed(Event::TimerExpired(t)).await;
+                }
+            }
+        }
+    }
+    for (_, c) in d.conns.drain() {
+        c.reader.abort();
+    }
+    if let Some((_, task)) = d.connect.take() {
+        task.abort();
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+/// The session's state machine works with std time; tokio's `Instant` converts both ways.
+fn std_now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+impl Driver {
+    fn attach(&mut self, stream: TcpStream) -> ConnId {
+        let id = self.next_id;
+        self.next_id += 1;
+        let (mut read, writer) = stream.into_split();
+        let tx = self.net_tx.clone();
+        let reader = tokio::spawn(async move {
+            // Framing only; decoding happens in the session task with the current context.
+            let framing = Context {
+                extended_message: true,
+                ..Context::default()
+            };
+            let mut buf: Vec<u8> = Vec::with_capacity(8192);
+            let mut chunk = vec![0u8; 65536];
+            loop {
+                match read.read(&mut chunk).await {
+                    Ok(0) | Err(_) => {
+                        let _ = tx.send((id, NetIn::Closed)).await;
+                        return;
+                    }
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+                loop {
+                    match wire::frame(&buf, &framing) {
+                        Ok(Some(len)) => {
+                            let msg: Vec<u8> = buf.drain(..len).collect();
+                            if tx.send((id, NetIn::Frame(msg))).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(n) => {
+                            let _ = tx.send((id, NetIn::FrameError(n))).await;
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        self.conns.insert(
+            id,
+            ConnIo {
+                writer,
+                reader,
+                decode: Context::default(),
+                encode: Context::default(),
+            },
+        );
+        id
+    }
+
+    async fn on_net(&mut self, id: ConnId, input: NetIn) {
+        match input {
+            NetIn::Frame(bytes) => {
+                let Some(ctx) = self.conns.get(&id).map(|c| c.decode.clone()) else {
+                    return;
+                };
+                let event = match wire::decode(&bytes, &ctx) {
+                    Ok(d) => Event::Message {
+                        conn: id,
+                        message: d.message,
+                    },
+                    Err(error) => Event::Malformed { conn: id, error },
+                };
+                self.feed(event).await;
+            }
+            NetIn::FrameError(n) => {
+                self.feed(Event::Malformed {
+                    conn: id,
+                    error: DecodeError::Reset(n),
+                })
+                .await;
+            }
+            NetIn::Closed => {
+                if self.conns.contains_key(&id) {
+                    self.feed(Event::Closed { conn: id }).await;
+                }
+            }
+            NetIn::Connected(stream) => {
+                // Only the attempt still wanted counts.
+                if self.connect.as_ref().is_some_and(|(c, _)| *c == id) {
+                    self.connect = None;
+                    let conn = self.attach(stream);
+                    self.feed(Event::Connected {
+                        conn,
+                        inbound: false,
+                    })
+                    .await;
+                }
+            }
+            NetIn::ConnectFailed => {
+                if self.connect.as_ref().is_some_and(|(c, _)| *c == id) {
+                    self.connect = None;
+                    self.feed(Event::ConnectFailed).await;
+                }
+            }
+        }
+    }
+
+    /// Feeds one event and carries out the actions, including those that follow from them
+    /// (a failed write closes the connection).
+    async fn feed(&mut self, event: Event) {
+        let mut pending = vec![event];
+        while let Some(event) = pending.pop() {
+            let actions = self.session.handle(event, std_now());
+            for action in actions {
+                if let Some(follow) = self.act(action).await {
+                    pending.push(follow);
+                }
+            }
+        }
+    }
+
+    async fn send(&mut self, id: ConnId, message: Message) -> Option<Event> {
+        let c = self.conns.get_mut(&id)?;
+        let bytes = match message.to_bytes(&c.encode) {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = self.events.send(SessionEvent::NotSent(e));
+                return None;
+            }
+        };
+        match c.writer.write_all(&bytes).await {
+            Ok(()) => None,
+            Err(_) => Some(Event::Closed { conn: id }),
+        }
+    }
+
+    async fn act(&mut self, action: Action) -> Option<Event> {
+        match action {
+            Action::Connect => {
+                if let Some((_, task)) = self.connect.take() {
+                    task.abort();
+                }
+                let attempt = self.next_id;
+                self.next_id += 1;
+                let tx = self.net_tx.clone();
+                let remote = self.remote;
+                let task = tokio::spawn(async move {
+                    let input = match TcpStream::connect(remote).await {
+                        Ok(s) => NetIn::Connected(s),
+                        Err(_) => NetIn::ConnectFailed,
+                    };
+                    let _ = tx.send((attempt, input)).await;
+                });
+                self.connect = Some((attempt, task));
+            }
+            Action::AbortConnect => {
+                if let Some((_, task)) = self.connect.take() {
+                    task.abort();
+                }
+            }
+            Action::Send { conn, message } => return self.send(conn, message).await,
+            Action::Close { conn, .. } => {
+                if let Some(mut c) = self.conns.remove(&conn) {
+                    c.reader.abort();
+                    let _ = c.writer.shutdown().await;
+                }
+                if self.established == Some(conn) {
+                    self.established = None;
+                }
+            }
+            Action::ArmTimer { timer, at } => {
+                self.timers.insert(timer, Instant::from_std(at));
+            }
+            Action::CancelTimer(timer) => {
+                self.timers.remove(&timer);
+            }
+            Action::Up { conn, negotiated } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.decode = negotiated.decode.clone();
+                    c.encode = negotiated.encode.clone();
+                }
+                self.established = Some(conn);
+                let _ = self.events.send(SessionEvent::Up(negotiated));
+            }
+            Action::Down { reason, stale } => {
+                self.established = None;
+                let _ = self.events.send(SessionEvent::Down { reason, stale });
+            }
+            Action::Received(u) => {
+                let _ = self.events.send(SessionEvent::Update(u));
+            }
+            Action::Withdraw(w) => {
+                let _ = self.events.send(SessionEvent::Withdraw(w));
+            }
+            Action::RouteRefresh(f) => {
+                let _ = self.events.send(SessionEvent::RouteRefresh(f));
+            }
+            Action::EndOfRib(f) => {
+                let _ = self.events.send(SessionEvent::EndOfRib(f));
+            }
+            Action::StaleExpired(f) => {
+                let _ = self.events.send(SessionEvent::StaleExpired(f));
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,141 @@
+//! The decision process (RFC 4271 §9.1.2, RFC 4456 §9): which of a prefix's paths is best,
+//! and which are equal enough to share traffic (ECMP).
+//!
+//! MED is only comparable between paths from the same neighbouring AS, which makes a pairwise
+//! comparison non-transitive; so, as RFC 4271 §9.1.2.2 describes, the rules are applied as
+//! successive eliminations over the whole candidate set.
+
+use std::collections::BTreeMap;
+
+use super::{Path, PeerId, PeerInfo, Source};
+use crate::wire::Origin;
+
+/// LOCAL_PREF assumed when a path has none (the usual default; RFC 4271 leaves it to policy).
+pub const DEFAULT_LOCAL_PREF: u32 = 100;
+
+/// The outcome for one prefix: the best path and the equal-cost set it belongs to (indices into
+/// the candidates, best first).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Selection {
+    pub best: usize,
+    pub multipath: Vec<usize>,
+}
+
+struct Candidate<'a> {
+    index: usize,
+    path: &'a Path,
+    peer: Option<&'a PeerInfo>,
+}
+
+impl Candidate<'_> {
+    fn local_pref(&self) -> u32 {
+        self.path.attrs.local_pref.unwrap_or(DEFAULT_LOCAL_PREF)
+    }
+    fn as_path_len(&self) -> usize {
+        self.path
+            .attrs
+            .as_path
+            .as_ref()
+            .map_or(0, |p| p.decision_len())
+    }
+    fn origin(&self) -> Origin {
+        self.path.attrs.origin.unwrap_or(Origin::Incomplete)
+    }
+    /// A missing MED counts as the lowest value (RFC 4271 §9.1.2.2 c).
+    fn med(&self) -> u32 {
+        self.path.attrs.med.unwrap_or(0)
+    }
+    fn neighbour_as(&self) -> Option<u32> {
+        self.path.attrs.as_path.as_ref().and_then(|p| p.first_asn())
+    }
+    fn ebgp(&self) -> bool {
+        self.peer.is_some_and(|p| !p.ibgp)
+    }
+    /// ORIGINATOR_ID stands in for the peer's identifier when present (RFC 4456 §9).
+    fn router_id(&self) -> u32 {
+        match (self.path.attrs.originator_id, self.peer) {
+            (Some(id), _) => u32::from(id),
+            (None, Some(p)) => u32::from(p.router_id),
+            (None, None) => 0,
+        }
+    }
+    fn cluster_len(&self) -> usize {
+        self.path.attrs.cluster_list.len()
+    }
+}
+
+/// Keeps the candidates whose `key` is the minimum.
+fn keep_min<K: Ord>(c: &mut Vec<Candidate<'_>>, key: impl Fn(&Candidate<'_>) -> K) {
+    if let Some(min) = c.iter().map(&key).min() {
+        c.retain(|x| key(x) == min);
+    }
+}
+
+/// Chooses among `paths` (all for one prefix). Paths from peers unknown to `peers` are not
+/// candidates. `None` when nothing is usable.
+pub fn select(paths: &[Path], peers: &BTreeMap<PeerId, PeerInfo>) -> Option<Selection> {
+    let mut c: Vec<Candidate<'_>> = paths
+        .iter()
+        .enumerate()
+        .filter_map(|(index, path)| match path.source {
+            Source::Local => Some(Candidate {
+                index,
+                path,
+                peer: None,
+            }),
+            Source::Peer(id) => peers.get(&id).map(|peer| Candidate {
+                index,
+                path,
+                peer: Some(peer),
+            }),
+        })
+        .collect();
+    if c.is_empty() {
+        return None;
+    }
+    // Our own originations come first.
+    if c.iter().any(|x| x.peer.is_none()) {
+        c.retain(|x| x.peer.is_none());
+    }
+    // Stale paths (graceful restart) lose to fresh ones.
+    keep_min(&mut c, |x| x.path.stale);
+    keep_min(&mut c, |x| std::cmp::Reverse(x.local_pref()));
+    keep_min(&mut c, |x| x.as_path_len());
+    keep_min(&mut c, |x| x.origin());
+    // MED: within each neighbouring AS, only the lowest survives.
+    // (Few neighbour ASes per prefix: a small list beats a map.)
+    let mut lowest: Vec<(Option<u32>, u32)> = Vec::new();
+    for x in &c {
+        let asn = x.neighbour_as();
+        match lowest.iter_mut().find(|(a, _)| *a == asn) {
+            Some((_, m)) => *m = (*m).min(x.med()),
+            None => lowest.push((asn, x.med())),
+        }
+    }
+    c.retain(|x| {
+        lowest
+            .iter()
+            .any(|&(a, m)| a == x.neighbour_as() && m == x.med())
+    });
+    // eBGP-learned over iBGP-learned.
+    if c.iter().any(|x| x.ebgp()) {
+        c.retain(|x| x.ebgp() || x.peer.is_none());
+    }
+    // (No IGP metric to compare: next hops are directly connected or equal.) What is left is
+    // the equal-cost set; the tie-breakers below only choose the best among it.
+    let mut ordered: Vec<&Candidate<'_>> = c.iter().collect();
+    ordered.sort_by_key(|x| {
+        (
+            x.router_id(),
+            x.cluster_len(),
+            x.peer.map(|p| p.address),
+            x.path.path_id,
+            x.index,
+        )
+    });
+    let multipath: Vec<usize> = ordered.iter().map(|x| x.index).collect();
+    Some(Selection {
+        best: multipath[0],
+        multipath,
+    })
+}
