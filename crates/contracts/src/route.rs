@@ -12,8 +12,6 @@
 //! | any other | a workload interface (`cali…`) | [`Owner::Cni`] | written by the CNI plugin (`proto boot`), adopted by the dataplane, which removes it once no endpoint names the interface |
 //! | any other | any other | [`Owner::Foreign`] | nobody: an administrator's or another program's |
 
-use crate::iface;
-
 /// `proto kernel`: routes the kernel made for an address.
 pub const PROTO_KERNEL: u8 = 2;
 /// `proto boot`: the CNI plugin's routes to its pods (the kernel's default for a route added without
@@ -61,12 +59,6 @@ pub fn owner(protocol: u8, on_workload_iface: bool) -> Owner {
         _ if on_workload_iface => Owner::Cni,
         _ => Owner::Foreign,
     }
-}
-
-/// The owner of a route with `protocol` on the interface named `iface` (None: no device, such as a
-/// blackhole).
-pub fn owner_on(protocol: u8, iface: Option<&str>) -> Owner {
-    owner(protocol, iface.is_some_and(iface::is_workload))
 }
 
 impl Owner {
@@ -127,13 +119,5 @@ mod tests {
             assert!(!nobody.managed_by(Manager::Dataplane));
             assert!(!nobody.managed_by(Manager::Bgp));
         }
-    }
-
-    #[test]
-    fn owner_on_names_the_interface() {
-        assert_eq!(owner_on(3, Some("cali12345678901")), Owner::Cni);
-        assert_eq!(owner_on(3, Some("eth0")), Owner::Foreign);
-        assert_eq!(owner_on(3, None), Owner::Foreign);
-        assert_eq!(owner_on(80, None), Owner::Felix);
     }
 }

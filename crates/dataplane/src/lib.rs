@@ -234,9 +234,15 @@ impl Dataplane {
             .map(|link| link.index);
 
         // Remote VTEPs, then routes, then stale VTEPs.
+        // One neighbour dump serves both the VTEPs and the workloads' static ARP entries.
+        let wanted_arp = plan::host::wanted_workload_neighbours(desired, &links);
+        let neighbours = if vxlan_index.is_some() || !wanted_arp.is_empty() {
+            self.netlink.neighbours(None)?
+        } else {
+            Vec::new()
+        };
         let vteps = match vxlan_index {
             Some(index) => {
-                let neighbours = self.netlink.neighbours(Some(index))?;
                 let fdb = self.netlink.fdb(index)?;
                 Some(plan::vxlan::plan_vteps(
                     index,
@@ -273,11 +279,9 @@ impl Dataplane {
         }
 
         self.ensure_workload_sysctls(desired, &links, report);
-        let wanted = plan::host::wanted_workload_neighbours(desired, &links);
-        if !wanted.is_empty() {
-            let observed = self.netlink.neighbours(None)?;
-            let neighbours = plan::host::plan_workload_neighbours(&wanted, &observed);
-            self.execute_plan(neighbours, report);
+        if !wanted_arp.is_empty() {
+            let arp = plan::host::plan_workload_neighbours(&wanted_arp, &neighbours);
+            self.execute_plan(arp, report);
         }
         Ok(())
     }

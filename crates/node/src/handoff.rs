@@ -15,8 +15,6 @@ pub struct Handoff<T> {
 struct Slot<T> {
     latest: Option<T>,
     closed: bool,
-    /// Values replaced before they were taken.
-    coalesced: u64,
 }
 
 /// What [`Handoff::take`] found.
@@ -35,7 +33,6 @@ impl<T> Default for Handoff<T> {
             slot: Mutex::new(Slot {
                 latest: None,
                 closed: false,
-                coalesced: 0,
             }),
             changed: Condvar::new(),
         }
@@ -49,11 +46,7 @@ impl<T> Handoff<T> {
 
     /// Offers `value`, replacing one not taken yet; true when it replaced one.
     pub fn offer(&self, value: T) -> bool {
-        let mut slot = self.lock();
-        let replaced = slot.latest.replace(value).is_some();
-        if replaced {
-            slot.coalesced += 1;
-        }
+        let replaced = self.lock().latest.replace(value).is_some();
         self.changed.notify_all();
         replaced
     }
@@ -62,11 +55,6 @@ impl<T> Handoff<T> {
     pub fn close(&self) {
         self.lock().closed = true;
         self.changed.notify_all();
-    }
-
-    /// How many offered values were replaced before they were taken.
-    pub fn coalesced(&self) -> u64 {
-        self.lock().coalesced
     }
 
     /// The newest value, waiting until one is offered, the handoff is closed, or `deadline` passes
@@ -114,7 +102,6 @@ mod tests {
         assert!(handoff.offer(2));
         assert!(handoff.offer(3));
         assert_eq!(handoff.take(Some(Instant::now())), Taken::Value(3));
-        assert_eq!(handoff.coalesced(), 2);
         assert_eq!(handoff.take(Some(Instant::now())), Taken::Timeout);
     }
 

@@ -197,7 +197,6 @@ impl EmbeddedStore {
         let now_ms = unix_millis();
         let (revision, previous) = self.write_locked(|conn| {
             let (mut current, compacted) = ops::revisions(conn)?;
-            ops::ensure_leases_table(conn)?;
             let expired = ops::expired_keys(conn, now_ms)?;
             if !expired.is_empty() {
                 current += 1;

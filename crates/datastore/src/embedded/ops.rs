@@ -383,12 +383,6 @@ pub(super) fn read_events(
     Ok(WatchChunk { events, caught_up })
 }
 
-/// Creates the lease table in a file made before it existed (a no-op otherwise).
-pub(super) fn ensure_leases_table(conn: &Connection) -> Result<(), TxError> {
-    conn.execute_batch(LEASES_SCHEMA)?;
-    Ok(())
-}
-
 /// Keys with a TTL and when they expire (ms since the Unix epoch).
 pub(super) const LEASES_SCHEMA: &str =
     "CREATE TABLE IF NOT EXISTS leases (key BLOB PRIMARY KEY, expires_at_ms INTEGER NOT NULL);";

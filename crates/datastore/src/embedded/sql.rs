@@ -178,6 +178,9 @@ pub(super) fn open_store(path: &Path, busy_timeout: Duration) -> Result<Connecti
         } else {
             validate(&tx, path, &tables)?;
         }
+        // Files made before leases existed gain the table here, once per open rather than per write.
+        tx.execute_batch(super::ops::LEASES_SCHEMA)
+            .map_err(|err| classify(&display, err))?;
         tx.commit().map_err(|err| classify(&display, err))?;
     }
     enable_wal(&conn, path, busy_timeout)?;
