@@ -194,9 +194,15 @@ pub fn decode_documents(text: &str) -> Result<Vec<Document>, SyntaxError> {
     }))
 }
 
+/// A value could not be rendered as YAML.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot render as YAML: {0}")]
+pub struct RenderError(String);
+
 /// Render a JSON value as YAML, keys in the order the value holds them (sorted for `serde_json::Map`).
-pub fn to_yaml(value: &Value) -> String {
-    serde_saphyr::to_string(value).unwrap_or_default()
+/// An error, never an empty text, if the value cannot be rendered.
+pub fn to_yaml(value: &Value) -> Result<String, RenderError> {
+    serde_saphyr::to_string(value).map_err(|e| RenderError(e.to_string()))
 }
 
 #[cfg(test)]
@@ -272,7 +278,7 @@ mod tests {
     #[test]
     fn output_reads_back() {
         let v = serde_json::json!({"apiVersion": "projectcalico.org/v3", "items": [{"metadata": {"resourceVersion": "12", "labels": {"x": "true"}}}], "kind": "IPPoolList"});
-        let text = to_yaml(&v);
+        let text = to_yaml(&v).unwrap();
         assert!(text.contains("items:\n- metadata:\n"), "{text}");
         assert!(text.contains("resourceVersion: \"12\""), "{text}");
         assert_eq!(parse_values(&text).unwrap(), vec![v]);

@@ -197,7 +197,8 @@ impl Resource {
 
     /// The object as JSON bytes, written straight from the typed form (no intermediate tree).
     /// `resourceVersion` is left out: in the datastore it is the key's modification revision.
-    pub fn to_stored_json(&self) -> Vec<u8> {
+    /// An error (never empty bytes) if the object cannot be encoded.
+    pub fn to_stored_json(&self) -> Result<Vec<u8>, serde_json::Error> {
         let metadata = ObjectMeta {
             resource_version: None,
             ..self.metadata.clone()
@@ -206,7 +207,7 @@ impl Resource {
             resource: self,
             metadata: &metadata,
         };
-        serde_json::to_vec(&stored).unwrap_or_default()
+        serde_json::to_vec(&stored)
     }
 
     /// Fill in Calico's defaults (namespace `default` for namespaced kinds, then the kind's own).
