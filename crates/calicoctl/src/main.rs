@@ -171,7 +171,43 @@ struct VersionArgs {
     poll: Option<String>,
 }
 
+/// The status a Unix tool leaves when its reader goes away (killed by SIGPIPE: 128 + 13), which is what
+/// a shell reports for `calicoctl get ... | head`.
+const EXIT_BROKEN_PIPE: u8 = 141;
+
+/// Whether an error comes from writing to a closed stdout (the reader, e.g. `head`, has exited).
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// `println!` panics when stdout is a closed pipe. That is not a failure of calicoctl, so end quietly
+/// with the broken-pipe status, as Unix tools do, instead of printing a panic; other panics are
+/// reported as usual.
+fn end_quietly_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        // std's message ends with the OS error; EPIPE is 32 on Linux.
+        let closed_stdout =
+            message.starts_with("failed printing to stdout") && message.ends_with("(os error 32)");
+        if closed_stdout {
+            std::process::exit(i32::from(EXIT_BROKEN_PIPE));
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    end_quietly_on_closed_stdout();
     let cli = Cli::parse();
     init_logging(&cli.log_level);
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -186,6 +222,7 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::from(EXIT_BROKEN_PIPE),
         Err(e) => {
             eprintln!("{e:#}");
             ExitCode::FAILURE
@@ -461,43 +498,6 @@ fn parse_kind(name: &str) -> Result<Kind> {
     })
 }
 
-/// A deleted node's workload endpoints, addresses and block affinities go with it (as Calico's
-/// node deletion does), so other hosts stop routing to it and its addresses can be reused.
-async fn release_node_resources(client: &Client, node: &str) -> Result<()> {
-    let (endpoints, _) = client.list(Kind::WorkloadEndpoint, None).await?;
-    for wep in endpoints {
-        let on_node = matches!(&wep.spec, calico_api::Spec::WorkloadEndpoint(s) if s.node.as_deref() == Some(node));
-        if on_node {
-            match client
-                .delete(Kind::WorkloadEndpoint, wep.namespace(), wep.name(), None)
-                .await
-            {
-                Ok(_) | Err(ClientError::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-    let ipam = calico_ipam::Ipam::new(client.store().clone());
-    let mut held = Vec::new();
-    for stored in ipam.blocks().await? {
-        for (ip, attr) in stored.block.allocated() {
-            if attr
-                .secondary
-                .get(calico_ipam::block::ATTR_NODE)
-                .map(String::as_str)
-                == Some(node)
-            {
-                held.push(ip);
-            }
-        }
-    }
-    if !held.is_empty() {
-        ipam.release_ips(&held).await?;
-    }
-    ipam.release_host_affinities(node).await?;
-    Ok(())
-}
-
 async fn delete(client: &Client, args: DeleteArgs) -> Result<()> {
     let targets: Vec<(Kind, Option<String>, String)> = match (&args.filename, args.args.as_slice())
     {
@@ -564,7 +564,8 @@ async fn delete(client: &Client, args: DeleteArgs) -> Result<()> {
         match client.delete(*kind, ns.as_deref(), name, None).await {
             Ok(_) if *kind == Kind::Node => {
                 deleted += 1;
-                if let Err(e) = release_node_resources(client, name).await {
+                let ipam = calico_ipam::Ipam::new(client.store().clone());
+                if let Err(e) = ipam.release_node(name).await {
                     errors.push(ClientError::Store(calico_datastore::StoreError::Other(format!(
                         "node {name} was deleted but its endpoints and addresses were not all released: {e:#}"
                     ))));
@@ -682,7 +683,7 @@ async fn get(client: &Client, args: GetArgs) -> Result<()> {
                     if i > 0 {
                         writeln!(out, "---")?;
                     }
-                    write!(out, "{}", calico_api::documents::to_yaml(doc))?;
+                    write!(out, "{}", calico_api::documents::to_yaml(doc)?)?;
                 } else {
                     writeln!(out, "{}", serde_json::to_string_pretty(doc)?)?;
                 }

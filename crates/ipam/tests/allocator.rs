@@ -545,3 +545,53 @@ async fn one_write_per_allocation_etcd() {
     let (_server, store) = etcd().await;
     one_write_per_allocation(store).await;
 }
+
+/// A pool whose stored `nodeSelector` does not parse (written past validation, e.g. by another tool) is
+/// reported by name and selector to whoever asks for addresses, instead of silently not existing; a
+/// request that names another pool is not affected.
+#[tokio::test]
+async fn a_pool_with_a_bad_node_selector_is_reported_not_dropped() {
+    let (_dir, store) = embedded();
+    add_pool(&store, "good", json!({"cidr": "198.18.0.0/24"})).await;
+    let bad = json!({"apiVersion": "projectcalico.org/v3", "kind": "IPPool",
+        "metadata": {"name": "broken"},
+        "spec": {"cidr": "198.18.1.0/24", "nodeSelector": "rack == "}});
+    store
+        .create(
+            "/calico/resources/v3/projectcalico.org/ippools/broken",
+            serde_json::to_vec(&bad).unwrap(),
+        )
+        .await
+        .unwrap();
+    let ipam = Ipam::new(store.clone());
+    assert_eq!(
+        ipam.pools().await.unwrap().len(),
+        2,
+        "both pools are listed"
+    );
+
+    let err = ipam
+        .auto_assign(&AssignRequest::workload(1, "net.c1", "node-a"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, IpamError::BadNodeSelector { pool, selector, .. }
+            if pool == "broken" && selector == "rack == "),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.starts_with("IP pool broken has an invalid nodeSelector \"rack == \": "),
+        "{message}"
+    );
+
+    let mut req = AssignRequest::workload(1, "net.c2", "node-a");
+    req.v4_pools = vec!["good".into()];
+    let got = ipam.auto_assign(&req).await.unwrap();
+    assert!(
+        "198.18.0.0/24"
+            .parse::<IpNet>()
+            .unwrap()
+            .contains(&got.v4[0].addr())
+    );
+}
