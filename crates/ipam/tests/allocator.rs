@@ -98,7 +98,7 @@ async fn basic_flow(store: Arc<dyn Store>) {
     assert_eq!(all.len(), 21, "no address twice");
     let blocks: BTreeSet<IpNet> = more.v4.iter().map(|n| n.trunc()).collect();
     assert_eq!(blocks.len(), 2);
-    let affs = ipam.affinities(Some("node-a")).await.unwrap();
+    let affs = ipam.affinities(Some("nodea")).await.unwrap();
     assert_eq!(affs.len(), 2);
     assert!(
         affs.iter()
@@ -206,7 +206,7 @@ async fn limits_and_borrowing(store: Arc<dyn Store>) {
         "reserved addresses are never handed out: {a_addrs:?}"
     );
     assert_eq!(
-        ipam.affinities(Some("node-a")).await.unwrap().len(),
+        ipam.affinities(Some("nodea")).await.unwrap().len(),
         1,
         "cap of one block"
     );
@@ -315,7 +315,7 @@ async fn borrowing(store: Arc<dyn Store>) {
         attr.secondary.get("node").map(String::as_str),
         Some("node-a")
     );
-    assert_eq!(ipam.affinities(Some("node-a")).await.unwrap().len(), 1);
+    assert_eq!(ipam.affinities(Some("nodea")).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -368,7 +368,7 @@ async fn affinity_release(store: Arc<dyn Store>) {
         .expect("block with addresses stays");
     assert_eq!(kept.block.affinity, None);
     assert_eq!(kept.block.in_use_count(), 2);
-    assert!(ipam.affinities(Some("node-a")).await.unwrap().is_empty());
+    assert!(ipam.affinities(Some("nodea")).await.unwrap().is_empty());
 }
 
 /// Many writers racing for addresses on one datastore: every one succeeds, no address twice, and after
@@ -594,4 +594,58 @@ async fn a_pool_with_a_bad_node_selector_is_reported_not_dropped() {
             .unwrap()
             .contains(&got.v4[0].addr())
     );
+}
+
+/// Deleting a node takes its workload endpoints, its addresses and its block affinities with it, and
+/// leaves every other node's alone.
+#[tokio::test]
+async fn release_node_removes_only_that_nodes_endpoints_addresses_and_affinities() {
+    let (_dir, store) = embedded();
+    add_pool(
+        &store,
+        "p",
+        json!({"cidr": "198.18.0.0/24", "blockSize": 29}),
+    )
+    .await;
+    let ipam = Ipam::new(store.clone());
+    let client = Client::new(store.clone());
+    let mut ips = BTreeMap::new();
+    for (node, pod) in [("nodea", "a1"), ("nodea", "a2"), ("nodeb", "b1")] {
+        let got = ipam
+            .auto_assign(&AssignRequest::workload(1, &format!("net.{pod}"), node))
+            .await
+            .unwrap();
+        let ip = got.v4[0].addr();
+        ips.insert(pod, ip);
+        client
+            .create(res(
+                json!({"apiVersion": "projectcalico.org/v3", "kind": "WorkloadEndpoint",
+                "metadata": {"name": format!("{node}-k8s-{pod}-eth0"), "namespace": "ns1"},
+                "spec": {"orchestrator": "k8s", "node": node, "pod": pod, "endpoint": "eth0",
+                    "interfaceName": format!("cali{pod}"), "ipNetworks": [format!("{ip}/32")]}}),
+            ))
+            .await
+            .unwrap();
+    }
+
+    let released = ipam.release_node("nodea").await.unwrap();
+    assert_eq!(
+        released.endpoints,
+        ["ns1/nodea-k8s-a1-eth0", "ns1/nodea-k8s-a2-eth0"]
+    );
+    let mut addresses = released.addresses.clone();
+    addresses.sort();
+    assert_eq!(addresses, [ips["a1"], ips["a2"]]);
+    assert_eq!(released.affinities.len(), 1);
+
+    let (left, _) = client
+        .list(calico_api::Kind::WorkloadEndpoint, None)
+        .await
+        .unwrap();
+    let names: Vec<&str> = left.iter().map(|r| r.name()).collect();
+    assert_eq!(names, ["nodeb-k8s-b1-eth0"]);
+    assert!(ipam.assignment_of(ips["a1"]).await.unwrap().is_none());
+    assert!(ipam.assignment_of(ips["b1"]).await.unwrap().is_some());
+    assert!(ipam.affinities(Some("nodea")).await.unwrap().is_empty());
+    assert_eq!(ipam.affinities(Some("nodeb")).await.unwrap().len(), 1);
 }
