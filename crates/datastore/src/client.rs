@@ -575,11 +575,12 @@ fn now_rfc3339() -> Result<String, time::error::Format> {
 /// be encoded is an error, so no empty value is ever written.
 pub fn encode_resource(res: &Resource) -> Result<Vec<u8>, ClientError> {
     let encoded = if res.kind() == Kind::IPAMConfiguration {
-        let mut value = res.to_value();
-        if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.remove("resourceVersion");
-        }
-        serde_json::to_vec(&ipam_config_to_storage(&value))
+        res.try_to_value().and_then(|mut value| {
+            if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.remove("resourceVersion");
+            }
+            serde_json::to_vec(&ipam_config_to_storage(&value))
+        })
     } else {
         res.to_stored_json()
     };
