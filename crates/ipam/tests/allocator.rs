@@ -98,7 +98,7 @@ async fn basic_flow(store: Arc<dyn Store>) {
     assert_eq!(all.len(), 21, "no address twice");
     let blocks: BTreeSet<IpNet> = more.v4.iter().map(|n| n.trunc()).collect();
     assert_eq!(blocks.len(), 2);
-    let affs = ipam.affinities(Some("nodea")).await.unwrap();
+    let affs = ipam.affinities(Some("node-a")).await.unwrap();
     assert_eq!(affs.len(), 2);
     assert!(
         affs.iter()
@@ -206,7 +206,7 @@ async fn limits_and_borrowing(store: Arc<dyn Store>) {
         "reserved addresses are never handed out: {a_addrs:?}"
     );
     assert_eq!(
-        ipam.affinities(Some("nodea")).await.unwrap().len(),
+        ipam.affinities(Some("node-a")).await.unwrap().len(),
         1,
         "cap of one block"
     );
@@ -315,7 +315,7 @@ async fn borrowing(store: Arc<dyn Store>) {
         attr.secondary.get("node").map(String::as_str),
         Some("node-a")
     );
-    assert_eq!(ipam.affinities(Some("nodea")).await.unwrap().len(), 1);
+    assert_eq!(ipam.affinities(Some("node-a")).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -368,7 +368,7 @@ async fn affinity_release(store: Arc<dyn Store>) {
         .expect("block with addresses stays");
     assert_eq!(kept.block.affinity, None);
     assert_eq!(kept.block.in_use_count(), 2);
-    assert!(ipam.affinities(Some("nodea")).await.unwrap().is_empty());
+    assert!(ipam.affinities(Some("node-a")).await.unwrap().is_empty());
 }
 
 /// Many writers racing for addresses on one datastore: every one succeeds, no address twice, and after
