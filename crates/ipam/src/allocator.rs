@@ -849,7 +849,8 @@ impl Ipam {
             }
             let existing = self.get_block(cidr).await?;
             let mut ops = Vec::new();
-            let mut block = match existing {
+            // The block's revision when it exists (an update), `None` when this creates it.
+            let (mut block, block_revision) = match existing {
                 Some(sb) => {
                     if ctx.config.strict_affinity && sb.block.host() != Some(host) {
                         return Err(IpamError::StrictAffinity {
@@ -857,23 +858,16 @@ impl Ipam {
                             owner: sb.block.affinity.clone().unwrap_or_default(),
                         });
                     }
-                    ops.push(WriteOp::Update {
-                        key: block_key(cidr),
-                        value: Vec::new(),
-                        expected_mod_revision: sb.revision,
-                    });
-                    sb.block
+                    (sb.block, Some(sb.revision))
                 }
                 None => {
                     ops.push(WriteOp::Create {
                         key: affinity_key(host, cidr),
                         value: Affinity::confirmed().encode()?,
                     });
-                    ops.push(WriteOp::Create {
-                        key: block_key(cidr),
-                        value: Vec::new(),
-                    });
-                    Block::new(cidr, Some(format!("host:{host}")), Some(now_rfc3339()?))
+                    let block =
+                        Block::new(cidr, Some(format!("host:{host}")), Some(now_rfc3339()?));
+                    (block, None)
                 }
             };
             expire_cooldowns(&mut block, ctx.config.ip_cooldown_seconds);
@@ -885,17 +879,16 @@ impl Ipam {
                     reason: other.to_string(),
                 },
             })?;
-            let bytes = block.encode()?;
-            for op in &mut ops {
-                match op {
-                    WriteOp::Update { key, value, .. } | WriteOp::Create { key, value }
-                        if *key == block_key(cidr) =>
-                    {
-                        *value = bytes.clone();
-                    }
-                    _ => {}
-                }
-            }
+            let value = block.encode()?;
+            let key = block_key(cidr);
+            ops.push(match block_revision {
+                Some(expected_mod_revision) => WriteOp::Update {
+                    key,
+                    value,
+                    expected_mod_revision,
+                },
+                None => WriteOp::Create { key, value },
+            });
             ops.push(self.handle_increment(handle, cidr, 1).await?);
             match self.store.batch(ops).await {
                 Ok(_) => return Ok(with_prefix(ip, cidr.prefix_len())),
