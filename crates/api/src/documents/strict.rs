@@ -6,6 +6,7 @@
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::map::Entry;
 use serde_json::{Map, Number, Value};
 
 /// Calico's resources nest about ten levels deep; this leaves ample room and stays far below the
@@ -115,14 +116,21 @@ impl<'de> Visitor<'de> for Seed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let at = Path::Key(self.at, &key);
-            if out.contains_key(&key) {
-                return Err(de::Error::custom(format_args!(
-                    "{at}: duplicate key {key:?} (a key may appear only once in a mapping)"
-                )));
+            let value = map.next_value_seed(Seed {
+                at: &Path::Key(self.at, &key),
+            })?;
+            match out.entry(key) {
+                Entry::Vacant(slot) => {
+                    slot.insert(value);
+                }
+                Entry::Occupied(first) => {
+                    let key = first.key();
+                    return Err(de::Error::custom(format_args!(
+                        "{}: duplicate key {key:?} (a key may appear only once in a mapping)",
+                        Path::Key(self.at, key)
+                    )));
+                }
             }
-            let value = map.next_value_seed(Seed { at: &at })?;
-            out.insert(key, value);
         }
         Ok(Value::Object(out))
     }
@@ -177,8 +185,8 @@ struct Scanner {
     indents: Vec<usize>,
     /// Open `[` / `{`.
     flow: usize,
-    /// Inside a quoted scalar that continues on the next line.
-    quote: Option<char>,
+    /// Inside a quoted scalar (opened by this quote byte) that continues on the next line.
+    quote: Option<u8>,
     /// Inside a block scalar: lines indented more than this belong to it.
     block_scalar: Option<usize>,
 }
@@ -208,57 +216,67 @@ impl Scanner {
         let base = self.indents.len();
         let mut deepest = base + self.flow;
         let mut compact = 0;
-        // The character before the current one that is not a space: a quote or bracket opens a
-        // quoted scalar or a flow collection only where a value starts.
-        let mut prev: Option<char> = None;
-        let mut chars = content.chars().peekable();
-        let mut value_text = String::new();
-        while let Some(c) = chars.next() {
+        // Bytes, not chars: every character that matters is ASCII, and no byte of a multi-byte UTF-8
+        // character is.
+        let bytes = content.as_bytes();
+        // The byte before the current one that is not a space: a quote or bracket opens a quoted
+        // scalar or a flow collection only where a value starts.
+        let mut prev: Option<u8> = None;
+        // A `#` after a space (or first on the line) starts a comment.
+        let mut after_space = true;
+        // Where the line's text ends, without a trailing comment or spaces.
+        let mut text_end = 0;
+        let mut i = 0;
+        while let Some(&c) = bytes.get(i) {
+            let next = bytes.get(i + 1).copied();
+            i += 1;
             if let Some(q) = self.quote {
-                match c {
-                    '\\' if q == '"' => {
-                        chars.next();
-                    }
-                    '\'' if q == '\'' && chars.peek() == Some(&'\'') => {
-                        chars.next();
-                    }
-                    _ if c == q => {
-                        self.quote = None;
-                        prev = Some(c);
-                    }
-                    _ => {}
+                // An escaped character (`\"`) or a doubled single quote (`''`) does not close.
+                let escaped =
+                    (c == b'\\' && q == b'"') || (c == b'\'' && q == b'\'' && next == Some(b'\''));
+                if escaped {
+                    i += 1;
+                } else if c == q {
+                    self.quote = None;
+                    prev = Some(c);
                 }
+                after_space = false;
+                text_end = i;
                 continue;
+            }
+            if c == b' ' || c == b'\t' {
+                after_space = true;
+                continue;
+            }
+            if c == b'#' && after_space {
+                break;
             }
             // In a flow collection a value may also start after `[`, `{` or `,`; in block context those
             // are plain text (`a: b[c` is the string "b[c").
-            let starts_value = matches!(prev, None | Some(':' | '-' | '?'))
-                || (self.flow > 0 && matches!(prev, Some('[' | '{' | ',')));
+            let starts_value = matches!(prev, None | Some(b':' | b'-' | b'?'))
+                || (self.flow > 0 && matches!(prev, Some(b'[' | b'{' | b',')));
             match c {
-                ' ' | '\t' => {
-                    value_text.push(c);
-                    continue;
-                }
-                '#' if value_text.is_empty() || value_text.ends_with([' ', '\t']) => break,
-                '"' | '\'' if starts_value => self.quote = Some(c),
-                '[' | '{' if starts_value => {
+                b'"' | b'\'' if starts_value => self.quote = Some(c),
+                b'[' | b'{' if starts_value => {
                     self.flow += 1;
                     deepest = deepest.max(base + compact + self.flow);
                 }
-                ']' | '}' if self.flow > 0 => self.flow -= 1,
-                '-' | '?'
-                    if prev.is_none_or(|p| p == '-' || p == '?')
-                        && chars.peek().is_none_or(|n| *n == ' ') =>
+                b']' | b'}' if self.flow > 0 => self.flow -= 1,
+                b'-' | b'?'
+                    if prev.is_none_or(|p| p == b'-' || p == b'?')
+                        && next.is_none_or(|n| n == b' ') =>
                 {
                     compact += 1;
                     deepest = deepest.max(base + compact + self.flow);
                 }
                 _ => {}
             }
-            value_text.push(c);
+            after_space = false;
             prev = Some(c);
+            text_end = i;
         }
-        if self.flow == 0 && self.quote.is_none() && starts_block_scalar(value_text.trim_end()) {
+        let text = content.get(..text_end).unwrap_or(content);
+        if self.flow == 0 && self.quote.is_none() && starts_block_scalar(text) {
             self.block_scalar = Some(indent);
         }
         deepest
