@@ -160,9 +160,11 @@ impl fmt::Display for Refusal {
 
 /// Size and depth checks on a document's text, in one pass over it and before any parsing.
 ///
-/// The depth counted is an upper bound on the parser's nesting: block mappings and sequences by their
-/// indentation, compact sequences (`- - x`) by their dashes, and flow collections (`[`, `{`) by their
-/// brackets. Quoted text, comments and block scalars (`|`, `>`) are skipped. `first_line` is the line
+/// The depth counted is an upper bound on the parser's nesting (a property test checks it never counts
+/// less, and at most about twice as much): block mappings and sequences by their columns (also a
+/// sequence at its parent key's column, and items' contents), compact sequences (`- - x`) by their
+/// dashes, and flow collections (`[`, `{`) by their brackets. Quoted text, comments and block scalars
+/// (`|`, `>`) are skipped. `first_line` is the line
 /// (from 1) the text starts on in its file, for the message.
 pub fn check_bounds(text: &str, first_line: usize) -> Result<(), Refusal> {
     if text.len() > MAX_DOCUMENT_BYTES {
@@ -179,10 +181,17 @@ pub fn check_bounds(text: &str, first_line: usize) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// One open block collection: the column its entries start at, and whether it is a sequence.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Level {
+    column: usize,
+    sequence: bool,
+}
+
 #[derive(Default)]
 struct Scanner {
-    /// Indentations of the open block collections.
-    indents: Vec<usize>,
+    /// The open block collections, outermost first.
+    levels: Vec<Level>,
     /// Open `[` / `{`.
     flow: usize,
     /// Inside a quoted scalar (opened by this quote byte) that continues on the next line.
@@ -192,6 +201,14 @@ struct Scanner {
 }
 
 impl Scanner {
+    /// Open a block collection at `column` unless that collection is already the innermost one.
+    fn open(&mut self, column: usize, sequence: bool) {
+        let level = Level { column, sequence };
+        if self.levels.last() != Some(&level) {
+            self.levels.push(level);
+        }
+    }
+
     /// Scan one line; returns the deepest nesting seen on it.
     fn line(&mut self, line: &str) -> usize {
         let content = line.trim_start_matches(' ');
@@ -202,33 +219,47 @@ impl Scanner {
             }
             self.block_scalar = None;
         }
-        if self.quote.is_none() && self.flow == 0 {
+        let block_context = self.quote.is_none() && self.flow == 0;
+        if block_context {
             if content.trim().is_empty() || content.starts_with('#') {
                 return 0;
             }
-            while self.indents.last().is_some_and(|&top| top > indent) {
-                self.indents.pop();
+            while self.levels.last().is_some_and(|l| l.column > indent) {
+                self.levels.pop();
             }
-            if self.indents.last() != Some(&indent) {
-                self.indents.push(indent);
+            let item = content.starts_with("- ") || content == "-";
+            // A key at the column of a sequence that sits at its parent key's column ("indentless")
+            // ends that sequence.
+            if !item
+                && self
+                    .levels
+                    .last()
+                    .is_some_and(|l| l.sequence && l.column == indent)
+            {
+                self.levels.pop();
+            }
+            if !item && self.levels.last().is_none_or(|l| l.column != indent) {
+                self.open(indent, false);
             }
         }
-        let base = self.indents.len();
-        let mut deepest = base + self.flow;
-        let mut compact = 0;
+        let mut deepest = self.levels.len() + self.flow;
         // Bytes, not chars: every character that matters is ASCII, and no byte of a multi-byte UTF-8
         // character is.
         let bytes = content.as_bytes();
         // The byte before the current one that is not a space: a quote or bracket opens a quoted
         // scalar or a flow collection only where a value starts.
         let mut prev: Option<u8> = None;
+        let mut prev_indicator = false;
         // A `#` after a space (or first on the line) starts a comment.
         let mut after_space = true;
         // Where the line's text ends, without a trailing comment or spaces.
         let mut text_end = 0;
+        // After a block item's `- `: its content opens one more level where it starts.
+        let mut item_content_pending = false;
         let mut i = 0;
         while let Some(&c) = bytes.get(i) {
             let next = bytes.get(i + 1).copied();
+            let column = indent + i;
             i += 1;
             if let Some(q) = self.quote {
                 // An escaped character (`\"`) or a doubled single quote (`''`) does not close.
@@ -239,6 +270,7 @@ impl Scanner {
                 } else if c == q {
                     self.quote = None;
                     prev = Some(c);
+                    prev_indicator = false;
                 }
                 after_space = false;
                 text_end = i;
@@ -251,33 +283,46 @@ impl Scanner {
             if c == b'#' && after_space {
                 break;
             }
-            // In a flow collection a value may also start after `[`, `{` or `,`; in block context those
-            // are plain text (`a: b[c` is the string "b[c").
-            let starts_value = matches!(prev, None | Some(b':' | b'-' | b'?'))
-                || (self.flow > 0 && matches!(prev, Some(b'[' | b'{' | b',')));
+            let block_item = self.flow == 0
+                && matches!(c, b'-' | b'?')
+                && (prev.is_none() || (after_space && prev_indicator && prev != Some(b':')))
+                && next.is_none_or(|n| n == b' ');
+            if block_item {
+                self.open(column, true);
+                item_content_pending = true;
+            } else if item_content_pending {
+                // A block scalar (`- |`) is text, not a collection.
+                if !matches!(c, b'|' | b'>') {
+                    self.open(column, false);
+                }
+                item_content_pending = false;
+            }
+            deepest = deepest.max(self.levels.len() + self.flow);
+            // In a flow collection a value may also start right after `[`, `{`, `,` or `:`; in block
+            // context those are plain text (`a: b[c` is the string "b[c", `-'` a plain key).
+            // Otherwise a value starts at the beginning of the line or after `: `, `- ` or `? `.
+            let starts_value = prev.is_none()
+                || (after_space && prev_indicator)
+                || (self.flow > 0 && matches!(prev, Some(b'[' | b'{' | b',' | b':')));
             match c {
                 b'"' | b'\'' if starts_value => self.quote = Some(c),
                 b'[' | b'{' if starts_value => {
                     self.flow += 1;
-                    deepest = deepest.max(base + compact + self.flow);
+                    deepest = deepest.max(self.levels.len() + self.flow);
                 }
                 b']' | b'}' if self.flow > 0 => self.flow -= 1,
-                b'-' | b'?'
-                    if prev.is_none_or(|p| p == b'-' || p == b'?')
-                        && next.is_none_or(|n| n == b' ') =>
-                {
-                    compact += 1;
-                    deepest = deepest.max(base + compact + self.flow);
-                }
                 _ => {}
             }
+            // `- `, `? ` (checked above) and `: ` are indicators; inside a plain scalar they are text.
+            prev_indicator = block_item || (c == b':' && next.is_none_or(|n| n == b' '));
             after_space = false;
             prev = Some(c);
             text_end = i;
         }
         let text = content.get(..text_end).unwrap_or(content);
         if self.flow == 0 && self.quote.is_none() && starts_block_scalar(text) {
-            self.block_scalar = Some(indent);
+            // Its lines are those indented more than the collection holding it.
+            self.block_scalar = Some(self.levels.last().map_or(indent, |l| l.column));
         }
         deepest
     }
@@ -382,5 +427,71 @@ mod tests {
             ok.0,
             serde_json::json!({"a": {"x": 1}, "b": {"x": [1.5, null, true]}})
         );
+    }
+
+    mod props {
+        use proptest::prelude::*;
+        use serde_json::Value;
+
+        use super::super::*;
+
+        /// Scalars full of the characters the scan treats specially.
+        fn scalar() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                "[a-z\\[\\]{}#:,'\"|>\\-? \\n\\\\]{0,12}".prop_map(Value::String),
+            ]
+        }
+
+        fn value() -> impl Strategy<Value = Value> {
+            scalar().prop_recursive(12, 64, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::btree_map("[a-z#\\[:' -]{1,6}", inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// Nesting as the parser sees it: a collection is one level more than its deepest item.
+        fn depth(v: &Value) -> usize {
+            match v {
+                Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+                Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+                _ => 0,
+            }
+        }
+
+        fn scanned(text: &str) -> usize {
+            let mut scan = Scanner::default();
+            text.lines().map(|l| scan.line(l)).max().unwrap_or(0)
+        }
+
+        proptest! {
+            /// The scan never counts less nesting than there is (so the bound protects), and never
+            /// much more (so ordinary documents pass), for YAML as we write it and for JSON.
+            #[test]
+            fn the_scan_bounds_the_real_depth(v in value()) {
+                let real = depth(&v);
+                let yaml = crate::documents::to_yaml(&v).unwrap();
+                for text in [yaml, serde_json::to_string(&v).unwrap(), serde_json::to_string_pretty(&v).unwrap()] {
+                    let counted = scanned(&text);
+                    prop_assert!(counted >= real, "counted {counted} < {real}:\n{text}");
+                    prop_assert!(counted <= 2 * real + 2, "counted {counted} for {real}:\n{text}");
+                }
+            }
+
+            /// What we write reads back unchanged through the strict reader.
+            #[test]
+            fn written_yaml_reads_back(v in value()) {
+                // Wrapped in a mapping: a bare top-level list in `[...]` form is read as JSON and its
+                // items taken as separate documents.
+                let doc = serde_json::json!({"v": v});
+                let yaml = crate::documents::to_yaml(&doc).unwrap();
+                prop_assert_eq!(crate::documents::parse_values(&yaml).unwrap(), vec![doc]);
+            }
+        }
     }
 }
