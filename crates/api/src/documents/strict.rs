@@ -181,6 +181,18 @@ pub fn check_bounds(text: &str, first_line: usize) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// The bytes the scan looks at; every other byte is plain text.
+const SPECIAL: [bool; 256] = {
+    let mut table = [false; 256];
+    let special = b" \t#-?:\"'[]{},\\|>";
+    let mut i = 0;
+    while i < special.len() {
+        table[special[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
 /// One open block collection: the column its entries start at, and whether it is a sequence.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Level {
@@ -261,6 +273,14 @@ impl Scanner {
             let next = bytes.get(i + 1).copied();
             let column = indent + i;
             i += 1;
+            // Most bytes are plain text: nothing to decide.
+            if self.quote.is_none() && !item_content_pending && !SPECIAL[usize::from(c)] {
+                prev_indicator = false;
+                after_space = false;
+                prev = Some(c);
+                text_end = i;
+                continue;
+            }
             if let Some(q) = self.quote {
                 // An escaped character (`\"`) or a doubled single quote (`''`) does not close.
                 let escaped =
