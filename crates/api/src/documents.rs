@@ -8,8 +8,12 @@
 use serde_json::Value;
 
 use crate::error::FieldErrors;
+
+mod strict;
 use crate::parallel::par_map;
 use crate::resource::Resource;
+pub use strict::{MAX_DEPTH, MAX_DOCUMENT_BYTES};
+use strict::{StrictValue, check_bounds};
 
 /// One object found in a file, decoded or not.
 #[derive(Debug)]
@@ -33,9 +37,10 @@ pub struct SyntaxError(pub String);
 pub fn parse_values(text: &str) -> Result<Vec<Value>, SyntaxError> {
     let trimmed = text.trim_start();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        check_bounds(text, 1).map_err(|refused| SyntaxError(format!("invalid JSON: {refused}")))?;
         let mut out = Vec::new();
-        for v in serde_json::Deserializer::from_str(text).into_iter::<Value>() {
-            match v.map_err(|e| SyntaxError(format!("invalid JSON: {e}")))? {
+        for v in serde_json::Deserializer::from_str(text).into_iter::<StrictValue>() {
+            match v.map_err(|e| SyntaxError(format!("invalid JSON: {e}")))?.0 {
                 Value::Array(items) => out.extend(items.into_iter().filter(|v| !v.is_null())),
                 Value::Null => {}
                 other => out.push(other),
@@ -47,19 +52,21 @@ pub fn parse_values(text: &str) -> Result<Vec<Value>, SyntaxError> {
     let docs = split_yaml_documents(text);
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let per_chunk = docs.len().div_ceil(threads).max(256);
-    let chunks: Vec<YamlDocument<'_>> = docs
+    let chunks: Vec<YamlChunk<'_>> = docs
         .chunks(per_chunk)
         .filter_map(|run| {
             let (first, last) = (run.first()?, run.last()?);
-            Some(YamlDocument {
+            Some(YamlChunk {
                 first_line: first.first_line,
-                start: first.start,
-                end: last.end,
                 text: &text[first.start..last.end],
+                documents: run
+                    .iter()
+                    .map(|d| (d.first_line, d.start - first.start, d.end - first.start))
+                    .collect(),
             })
         })
         .collect();
-    let parsed = par_map(chunks, |chunk| parse_yaml_document(&chunk));
+    let parsed = par_map(chunks, |chunk| parse_yaml_chunk(&chunk));
     let mut out = Vec::with_capacity(parsed.len());
     for values in parsed {
         out.extend(values?);
@@ -123,11 +130,30 @@ fn split_yaml_documents(text: &str) -> Vec<YamlDocument<'_>> {
     docs
 }
 
-fn parse_yaml_document(doc: &YamlDocument<'_>) -> Result<Vec<Value>, SyntaxError> {
+/// A run of consecutive documents parsed by one thread.
+struct YamlChunk<'a> {
+    /// The line (from 1) the run starts on in the whole input.
+    first_line: usize,
+    text: &'a str,
+    /// Each document's first line and byte range within `text`.
+    documents: Vec<(usize, usize, usize)>,
+}
+
+fn parse_yaml_chunk(chunk: &YamlChunk<'_>) -> Result<Vec<Value>, SyntaxError> {
     use serde::Deserialize;
+    // Size and depth first, document by document: a hostile document fails here in milliseconds.
+    for &(first_line, start, end) in &chunk.documents {
+        let text = chunk.text.get(start..end).unwrap_or("");
+        check_bounds(text, first_line).map_err(|refused| {
+            SyntaxError(format!(
+                "invalid YAML in the document starting at line {first_line}: {refused}"
+            ))
+        })?;
+    }
+    let doc = chunk;
     let mut out = Vec::new();
     for de in serde_norway::Deserializer::from_str(doc.text) {
-        let value = Value::deserialize(de).map_err(|e| {
+        let value = StrictValue::deserialize(de).map(|v| v.0).map_err(|e| {
             let at = e
                 .location()
                 .map(|l| {
@@ -194,9 +220,15 @@ pub fn decode_documents(text: &str) -> Result<Vec<Document>, SyntaxError> {
     }))
 }
 
+/// A value could not be rendered as YAML.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot render as YAML: {0}")]
+pub struct RenderError(String);
+
 /// Render a JSON value as YAML, keys in the order the value holds them (sorted for `serde_json::Map`).
-pub fn to_yaml(value: &Value) -> String {
-    serde_saphyr::to_string(value).unwrap_or_default()
+/// An error, never an empty text, if the value cannot be rendered.
+pub fn to_yaml(value: &Value) -> Result<String, RenderError> {
+    serde_saphyr::to_string(value).map_err(|e| RenderError(e.to_string()))
 }
 
 #[cfg(test)]
@@ -272,7 +304,7 @@ mod tests {
     #[test]
     fn output_reads_back() {
         let v = serde_json::json!({"apiVersion": "projectcalico.org/v3", "items": [{"metadata": {"resourceVersion": "12", "labels": {"x": "true"}}}], "kind": "IPPoolList"});
-        let text = to_yaml(&v);
+        let text = to_yaml(&v).unwrap();
         assert!(text.contains("items:\n- metadata:\n"), "{text}");
         assert!(text.contains("resourceVersion: \"12\""), "{text}");
         assert_eq!(parse_values(&text).unwrap(), vec![v]);

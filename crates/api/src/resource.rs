@@ -52,12 +52,17 @@ macro_rules! specs {
                 }
             }
 
+            /// The spec as JSON for display; `null` in the (never seen) case it cannot be encoded. Anything
+            /// that stores the value uses [`Spec::try_to_value`].
             pub fn to_value(&self) -> Value {
-                let v = match self {
+                self.try_to_value().unwrap_or(Value::Null)
+            }
+
+            /// The spec as JSON, or serde_json's error.
+            pub fn try_to_value(&self) -> Result<Value, serde_json::Error> {
+                match self {
                     $(Spec::$kind(s) => serde_json::to_value(s),)*
-                };
-                // Serializing plain data structs into a Value cannot fail.
-                v.unwrap_or(Value::Null)
+                }
             }
 
             fn apply_defaults(&mut self, meta: &ObjectMeta) {
@@ -179,7 +184,8 @@ impl Resource {
         }
     }
 
-    /// The object as JSON, keys sorted (as Calico prints them).
+    /// The object as JSON, keys sorted (as Calico prints them), for display: a part that cannot be
+    /// encoded shows as empty. Anything that stores the value uses [`Resource::try_to_value`].
     pub fn to_value(&self) -> Value {
         let mut obj = Map::new();
         obj.insert("apiVersion".into(), Value::from(self.kind().api_version()));
@@ -195,9 +201,23 @@ impl Resource {
         Value::Object(obj)
     }
 
+    /// The object as JSON, or serde_json's error if a part cannot be encoded.
+    pub fn try_to_value(&self) -> Result<Value, serde_json::Error> {
+        let mut obj = Map::new();
+        obj.insert("apiVersion".into(), Value::from(self.kind().api_version()));
+        obj.insert("kind".into(), Value::from(self.kind().name()));
+        obj.insert("metadata".into(), serde_json::to_value(&self.metadata)?);
+        obj.insert("spec".into(), self.spec.try_to_value()?);
+        if let Some(status) = &self.status {
+            obj.insert("status".into(), status.clone());
+        }
+        Ok(Value::Object(obj))
+    }
+
     /// The object as JSON bytes, written straight from the typed form (no intermediate tree).
     /// `resourceVersion` is left out: in the datastore it is the key's modification revision.
-    pub fn to_stored_json(&self) -> Vec<u8> {
+    /// An error (never empty bytes) if the object cannot be encoded.
+    pub fn to_stored_json(&self) -> Result<Vec<u8>, serde_json::Error> {
         let metadata = ObjectMeta {
             resource_version: None,
             ..self.metadata.clone()
@@ -206,7 +226,7 @@ impl Resource {
             resource: self,
             metadata: &metadata,
         };
-        serde_json::to_vec(&stored).unwrap_or_default()
+        serde_json::to_vec(&stored)
     }
 
     /// Fill in Calico's defaults (namespace `default` for namespaced kinds, then the kind's own).

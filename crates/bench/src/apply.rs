@@ -95,7 +95,7 @@ pub async fn run(count: usize) -> Result<(Table, Vec<Goal>)> {
         .context("creating a temporary directory")?;
     let generated = policies::generate(count, POLICY_SEED);
     let yaml_path = scratch.path().join("policies.yaml");
-    let yaml = policies::to_multi_document_yaml(&generated);
+    let yaml = policies::to_multi_document_yaml(&generated)?;
     std::fs::write(&yaml_path, &yaml)
         .with_context(|| format!("writing {}", yaml_path.display()))?;
     let inputs = InputFiles { yaml: yaml_path };

@@ -91,7 +91,7 @@ async fn run(cli: Cli) -> Result<()> {
                 policies::to_list_yaml(&policies)
             } else {
                 policies::to_multi_document_yaml(&policies)
-            };
+            }?;
             std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
             println!("wrote {} NetworkPolicies to {}", cli.count, out.display());
             return Ok(());

@@ -1,5 +1,6 @@
 //! Realistic `projectcalico.org/v3` NetworkPolicy objects for the apply benchmark.
 
+use calico_api::documents::RenderError;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
@@ -102,22 +103,22 @@ fn policy(index: usize, rng: &mut StdRng) -> Value {
 }
 
 /// One multi-document YAML text of `policies`, as `calicoctl apply -f` reads it.
-pub fn to_multi_document_yaml(policies: &[Value]) -> String {
+pub fn to_multi_document_yaml(policies: &[Value]) -> Result<String, RenderError> {
     let mut text = String::new();
     for policy in policies {
         if !text.is_empty() {
             text.push_str("---\n");
         }
-        text.push_str(&calico_api::documents::to_yaml(policy));
+        text.push_str(&calico_api::documents::to_yaml(policy)?);
         if !text.ends_with('\n') {
             text.push('\n');
         }
     }
-    text
+    Ok(text)
 }
 
 /// The same policies as one `NetworkPolicyList` document, which calicoctl expands into its items.
-pub fn to_list_yaml(policies: &[Value]) -> String {
+pub fn to_list_yaml(policies: &[Value]) -> Result<String, RenderError> {
     calico_api::documents::to_yaml(&json!({
         "apiVersion": "projectcalico.org/v3",
         "kind": "NetworkPolicyList",
@@ -141,7 +142,7 @@ mod tests {
     #[test]
     fn generated_policies_decode_and_validate_as_calicoctl_would() {
         let policies = generate(300, 7);
-        let yaml = to_multi_document_yaml(&policies);
+        let yaml = to_multi_document_yaml(&policies).unwrap();
         let documents = calico_api::documents::decode_documents(&yaml).expect("valid YAML");
         assert_eq!(documents.len(), 300);
         let mut names = BTreeSet::new();
@@ -163,10 +164,10 @@ mod tests {
     #[test]
     fn list_form_decodes_to_the_same_policies() {
         let policies = generate(40, 9);
-        let from_list =
-            calico_api::documents::decode_documents(&to_list_yaml(&policies)).expect("valid YAML");
+        let from_list = calico_api::documents::decode_documents(&to_list_yaml(&policies).unwrap())
+            .expect("valid YAML");
         let from_documents =
-            calico_api::documents::decode_documents(&to_multi_document_yaml(&policies))
+            calico_api::documents::decode_documents(&to_multi_document_yaml(&policies).unwrap())
                 .expect("valid YAML");
         assert_eq!(from_list.len(), 40);
         for (a, b) in from_list.iter().zip(&from_documents) {
@@ -199,9 +200,12 @@ mod tests {
             "items": policies,
             "metadata": {"resourceVersion": "9"},
         });
-        let yaml = calico_api::documents::to_yaml(&list);
+        let yaml = calico_api::documents::to_yaml(&list).unwrap();
         assert_eq!(count_items(&yaml), 3, "{yaml}");
-        assert_eq!(count_items(&to_multi_document_yaml(&generate(4, 1))), 4);
-        assert_eq!(count_items(&to_list_yaml(&generate(5, 1))), 5);
+        assert_eq!(
+            count_items(&to_multi_document_yaml(&generate(4, 1)).unwrap()),
+            4
+        );
+        assert_eq!(count_items(&to_list_yaml(&generate(5, 1)).unwrap()), 5);
     }
 }

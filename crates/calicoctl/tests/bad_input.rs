@@ -220,3 +220,62 @@ fn unknown_kind_on_the_command_line() {
         "{stderr}"
     );
 }
+
+/// A key given twice in one mapping is refused with its field path, as Calico's parser refuses it,
+/// instead of the last value silently winning; in YAML and in JSON.
+#[test]
+fn duplicate_keys_are_refused_with_their_path() {
+    let ctl = Ctl::embedded();
+    check(
+        &ctl,
+        "duplicate-cidr.yaml",
+        "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: p\nspec:\n  cidr: 198.18.0.0/20\n  cidr: 198.18.16.0/20\n",
+        &["invalid YAML", "spec.cidr: duplicate key \"cidr\""],
+    );
+    check(
+        &ctl,
+        "duplicate-name.yaml",
+        &format!(
+            "{GOOD_POOL}---\napiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: p1\n  name: p2\nspec:\n  cidr: 198.18.16.0/20\n"
+        ),
+        &["metadata.name: duplicate key \"name\""],
+    );
+    check(
+        &ctl,
+        "duplicate-name.json",
+        r#"{"apiVersion": "projectcalico.org/v3", "kind": "IPPool", "metadata": {"name": "p1", "name": "p2"}, "spec": {"cidr": "198.18.16.0/20"}}"#,
+        &["invalid JSON", "metadata.name: duplicate key \"name\""],
+    );
+}
+
+/// Nesting 100,000 levels deep (flow, compact sequences and JSON alike) is refused by the bound checked
+/// before parsing, with a message that says so, and nothing is written.
+#[test]
+fn absurdly_deep_documents_are_refused_before_parsing() {
+    let ctl = Ctl::embedded();
+    let deep = 100_000;
+    let cases = [
+        (
+            "deep-flow.yaml",
+            format!(
+                "{GOOD_POOL}---\napiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: p\nspec:\n  cidr: {}{}\n",
+                "[".repeat(deep),
+                "]".repeat(deep)
+            ),
+            "invalid YAML in the document starting at line 7: nesting deeper than 64 levels at line 13",
+        ),
+        (
+            "deep-compact.yaml",
+            format!("{GOOD_POOL}---\n{}x\n", "- ".repeat(deep)),
+            "nesting deeper than 64 levels at line 8",
+        ),
+        (
+            "deep.json",
+            format!("{}{}", "{\"a\": ".repeat(deep), "}".repeat(deep)),
+            "invalid JSON: nesting deeper than 64 levels at line 1",
+        ),
+    ];
+    for (name, text, expected) in cases {
+        check(&ctl, name, &text, &[expected]);
+    }
+}

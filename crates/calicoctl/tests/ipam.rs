@@ -155,12 +155,13 @@ fn show_check_and_release_agree_with_what_was_allocated() {
         let shown = ctl.ok(&["ipam", "show", &format!("--ip={a1}")]);
         let lines: Vec<&str> = shown.lines().collect();
         assert_eq!(lines[0], format!("IP {a1} is in use"));
-        assert_eq!(lines[1], "Attributes:");
+        assert_eq!(lines[1], "Handle ID: k8s-pod-network.poda1");
+        assert_eq!(lines[2], "Active Owner Attributes:");
         assert_eq!(
-            &lines[2..5],
+            &lines[3..6],
             &["  namespace: ns1", "  node: nodea", "  pod: poda1"]
         );
-        assert!(lines[5].starts_with("  timestamp: "), "{shown}");
+        assert!(lines[6].starts_with("  timestamp: "), "{shown}");
         assert_eq!(
             ctl.ok(&["ipam", "show", "--ip", "198.18.0.250"]),
             "198.18.0.250 is not assigned\n"
@@ -460,4 +461,57 @@ fn borrowed_addresses_and_configuration() {
 
 fn block_of30(ip: IpAddr) -> String {
     ipnet::IpNet::new(ip, 30).unwrap().trunc().to_string()
+}
+
+#[test]
+fn show_lists_pools_by_cidr_whatever_their_names() {
+    let ctl = Ctl::embedded();
+    // Names sort the other way round from the CIDRs, and the file holds them in neither order.
+    let pools = [
+        ("a-pool", "fd00:198:18::/120"),
+        ("c-pool", "198.18.0.0/26"),
+        ("b-pool", "198.18.1.0/26"),
+        ("d-pool", "198.18.0.128/26"),
+    ]
+    .iter()
+    .map(|(name, cidr)| {
+        format!(
+            "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: {name}\nspec:\n  cidr: {cidr}\n"
+        )
+    })
+    .collect::<Vec<_>>()
+    .join("---\n");
+    let file = ctl.write("pools.yaml", &pools);
+    ctl.ok(&["apply", "-f", &file]);
+    let listed: Vec<String> = box_rows(&ctl.ok(&["ipam", "show"]))
+        .into_iter()
+        .skip(1)
+        .map(|row| row[1].clone())
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            "198.18.0.0/26",
+            "198.18.0.128/26",
+            "198.18.1.0/26",
+            "fd00:198:18::/120"
+        ]
+    );
+}
+
+#[test]
+fn show_ip_without_attributes_says_so_and_names_the_handle() {
+    let rt = runtime();
+    let ctl = Ctl::embedded();
+    let pool = ctl.write("pool.yaml", POOL);
+    ctl.ok(&["apply", "-f", &pool]);
+    let ipam = ipam_for(&ctl, &rt);
+    let ip: IpAddr = "198.18.0.77".parse().unwrap();
+    rt.block_on(ipam.assign_ip(ip, "bare-handle", &BTreeMap::new(), "nodea", None))
+        .unwrap();
+    let shown = ctl.ok(&["ipam", "show", &format!("--ip={ip}")]);
+    assert!(
+        shown.starts_with(&format!("IP {ip} is in use\nHandle ID: bare-handle\n")),
+        "{shown}"
+    );
 }

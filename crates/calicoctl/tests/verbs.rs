@@ -379,3 +379,50 @@ spec: {orchestrator: cni, node: node1, workload: abc123, endpoint: eth0, interfa
         ]
     );
 }
+
+/// `calicoctl get ... | head -1`: once `head` has read its line and gone, calicoctl ends quietly with the
+/// status a Unix tool killed by SIGPIPE leaves (141), not with an error message. The output is far larger
+/// than a pipe's buffer, so calicoctl is certainly still writing when `head` exits. Both the streamed
+/// `get` output and the `println!`-based `ipam` output are covered.
+#[test]
+fn a_closed_stdout_ends_calicoctl_quietly() {
+    use std::process::Stdio;
+    let ctl = Ctl::embedded();
+    let pools: Vec<String> = (0..1200)
+        .map(|i| {
+            format!(
+                "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: pool-with-a-long-name-for-output-{i:04}\n  labels:\n    purpose: filling-the-pipe-buffer-{i:04}\nspec:\n  cidr: 198.18.{}.{}/28\n  blockSize: 28\n",
+                i / 16,
+                (i % 16) * 16
+            )
+        })
+        .collect();
+    let file = ctl.write("pools.yaml", &pools.join("---\n"));
+    ctl.ok(&["apply", "-f", &file]);
+    for args in [
+        &["get", "ippools", "-o", "yaml"][..],
+        &["get", "ippools", "-o", "wide"][..],
+        &["ipam", "show"][..],
+    ] {
+        let mut calicoctl = ctl
+            .command()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("calicoctl starts");
+        let head = std::process::Command::new("head")
+            .arg("-1")
+            .stdin(calicoctl.stdout.take().expect("piped stdout"))
+            .output()
+            .expect("head runs");
+        let out = calicoctl.wait_with_output().expect("calicoctl ends");
+        assert_eq!(head.stdout.iter().filter(|b| **b == b'\n').count(), 1);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "",
+            "nothing on stderr for {args:?}"
+        );
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {:?}", out.status);
+    }
+}

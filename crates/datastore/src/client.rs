@@ -33,6 +33,12 @@ pub enum ClientError {
         name: String,
         expected: String,
     },
+    #[error("{kind}({name}) cannot be encoded for storage: {message}")]
+    Encode {
+        kind: Kind,
+        name: String,
+        message: String,
+    },
     #[error("stored object at {key} cannot be read: {message}")]
     Decode { key: String, message: String },
     #[error(transparent)]
@@ -485,13 +491,18 @@ fn prepare(
         (WriteMode::Replace, None) => Err(ClientError::NotFound { kind, name }),
         (WriteMode::Create | WriteMode::Apply, None) => {
             res.metadata.uid = Some(uuid::Uuid::new_v4().to_string());
-            res.metadata.creation_timestamp = Some(now_rfc3339());
-            let value = encode(&res);
+            res.metadata.creation_timestamp =
+                Some(now_rfc3339().map_err(|e| ClientError::Encode {
+                    kind,
+                    name: name.clone(),
+                    message: format!("creation timestamp: {e}"),
+                })?);
+            let value = encode_resource(&res)?;
             Ok((res, WriteOp::Create { key, value }))
         }
         (WriteMode::Replace | WriteMode::Apply, Some(cur)) => {
             let expected = op_for_existing(&mut res, cur)?;
-            let value = encode(&res);
+            let value = encode_resource(&res)?;
             Ok((
                 res,
                 WriteOp::Update {
@@ -550,25 +561,42 @@ fn check_pool_overlap(
     }
 }
 
-fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .unwrap_or_else(|_| time::OffsetDateTime::now_utc());
+/// Whole seconds, as Kubernetes stamps `creationTimestamp`. Formatting fails only for years beyond 9999;
+/// then the write fails rather than storing an empty stamp.
+fn now_rfc3339() -> Result<String, time::error::Format> {
+    let now = time::OffsetDateTime::now_utc();
+    // Zero nanoseconds is always in range; the fallback keeps the (valid) sub-second time.
+    let now = now.replace_nanosecond(0).unwrap_or(now);
     now.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 /// The stored JSON: the whole v3 object without `resourceVersion` (that is the key's mod revision).
-/// IPAMConfiguration is stored in IPAM's own form at `/calico/ipam/v2/config`.
+/// IPAMConfiguration is stored in IPAM's own form at `/calico/ipam/v2/config`. An object that cannot
+/// be encoded is an error, so no empty value is ever written.
+pub fn encode_resource(res: &Resource) -> Result<Vec<u8>, ClientError> {
+    let encoded = if res.kind() == Kind::IPAMConfiguration {
+        res.try_to_value().and_then(|mut value| {
+            if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.remove("resourceVersion");
+            }
+            serde_json::to_vec(&ipam_config_to_storage(&value))
+        })
+    } else {
+        res.to_stored_json()
+    };
+    encoded.map_err(|e| ClientError::Encode {
+        kind: res.kind(),
+        name: display_name(res.kind(), res.namespace(), res.name()),
+        message: e.to_string(),
+    })
+}
+
+/// [`encode_resource`] for fixtures that build stored data by hand; panics where it errs.
 pub fn encode(res: &Resource) -> Vec<u8> {
-    if res.kind() == Kind::IPAMConfiguration {
-        let mut value = res.to_value();
-        if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.remove("resourceVersion");
-        }
-        return serde_json::to_vec(&ipam_config_to_storage(&value)).unwrap_or_default();
+    match encode_resource(res) {
+        Ok(bytes) => bytes,
+        Err(e) => panic!("{e}"),
     }
-    res.to_stored_json()
 }
 
 /// Decode a stored key-value into a resource with `resourceVersion` set.

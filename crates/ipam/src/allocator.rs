@@ -114,21 +114,21 @@ pub struct StoredAffinity {
 /// IPAM over one datastore. Cheap to clone.
 #[derive(Clone)]
 pub struct Ipam {
-    store: Arc<dyn Store>,
-    client: Client,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) client: Client,
 }
 
-fn now_rfc3339() -> String {
-    OffsetDateTime::now_utc()
-        .format(&Rfc3339)
-        .unwrap_or_default()
+/// The current time as Calico stamps it. Formatting fails only for years beyond 9999; even then the
+/// caller gets the error rather than an empty stamp in the stored data.
+fn now_rfc3339() -> Result<String, IpamError> {
+    Ok(OffsetDateTime::now_utc().format(&Rfc3339)?)
 }
 
-fn store_err(e: StoreError) -> IpamError {
+pub(crate) fn store_err(e: StoreError) -> IpamError {
     IpamError::Store(e)
 }
 
-fn client_err(e: ClientError) -> IpamError {
+pub(crate) fn client_err(e: ClientError) -> IpamError {
     match e {
         ClientError::Store(s) => IpamError::Store(s),
         other => IpamError::Datastore(other.to_string()),
@@ -149,7 +149,7 @@ enum Outcome<T> {
     Retry,
 }
 
-fn is_race(e: &StoreError) -> bool {
+pub(crate) fn is_race(e: &StoreError) -> bool {
     matches!(
         e,
         StoreError::Conflict { .. }
@@ -203,7 +203,8 @@ impl Ipam {
             value
                 .entry("auto_allocate_blocks")
                 .or_insert(serde_json::Value::Bool(true));
-            let bytes = serde_json::to_vec(&value).unwrap_or_default();
+            let bytes =
+                crate::model::encode_json("IPAM configuration", &value).map_err(IpamError::from)?;
             let written = match &current {
                 Some(kv) => self.store.update(CONFIG_KEY, bytes, kv.mod_revision).await,
                 None => self.store.create(CONFIG_KEY, bytes).await,
@@ -362,12 +363,7 @@ impl Ipam {
         cidr: IpNet,
         count: u64,
     ) -> Result<WriteOp, IpamError> {
-        Ok(handle_increment_op(
-            handle,
-            self.get_handle(handle).await?,
-            cidr,
-            count,
-        ))
+        handle_increment_op(handle, self.get_handle(handle).await?, cidr, count)
     }
 
     /// The writes that take released counts off handles (deleting a handle that reaches zero).
@@ -395,7 +391,7 @@ impl Ipam {
             } else {
                 WriteOp::Update {
                     key,
-                    value: h.to_json(),
+                    value: h.encode()?,
                     expected_mod_revision: rev,
                 }
             });
@@ -424,7 +420,10 @@ impl Ipam {
             ));
         }
         let mut prefetched = Some(affinities?);
-        let needs_labels = ctx.pools.iter().any(|p| !p.node_selector.is_all());
+        let needs_labels = ctx
+            .pools
+            .iter()
+            .any(|p| p.node_selector.as_ref().is_ok_and(|s| !s.is_all()));
         let labels = if needs_labels {
             self.node_labels(&req.host).await?
         } else {
@@ -529,7 +528,7 @@ impl Ipam {
         };
         attr.secondary
             .entry(crate::block::ATTR_TIMESTAMP.to_string())
-            .or_insert_with(now_rfc3339);
+            .or_insert(now_rfc3339()?);
         let max_blocks = {
             let configured = match ctx.config.max_blocks_per_host {
                 0 => DEFAULT_MAX_BLOCKS_PER_HOST,
@@ -638,7 +637,7 @@ impl Ipam {
                 Block::new(
                     aff.cidr,
                     Some(format!("host:{}", req.host)),
-                    Some(now_rfc3339()),
+                    Some(now_rfc3339()?),
                 ),
                 None,
             ),
@@ -652,7 +651,7 @@ impl Ipam {
                 // Worth writing the returned addresses back even though none was taken.
                 let _ = self
                     .store
-                    .update(&block_key(aff.cidr), block.to_json(), rev)
+                    .update(&block_key(aff.cidr), block.encode()?, rev)
                     .await;
             }
             return Ok(Outcome::Done(Vec::new()));
@@ -660,12 +659,12 @@ impl Ipam {
         let mut ops = vec![match revision {
             Some(rev) => WriteOp::Update {
                 key: block_key(aff.cidr),
-                value: block.to_json(),
+                value: block.encode()?,
                 expected_mod_revision: rev,
             },
             None => WriteOp::Create {
                 key: block_key(aff.cidr),
-                value: block.to_json(),
+                value: block.encode()?,
             },
         }];
         ops.push(handle_increment_op(
@@ -673,7 +672,7 @@ impl Ipam {
             handle,
             aff.cidr,
             ips.len() as u64,
-        ));
+        )?);
         match self.store.batch(ops).await {
             Ok(_) => Ok(Outcome::Done(
                 ips.into_iter()
@@ -711,17 +710,17 @@ impl Ipam {
             let mut block = Block::new(
                 cidr,
                 Some(format!("host:{}", req.host)),
-                Some(now_rfc3339()),
+                Some(now_rfc3339()?),
             );
             let ips = block.allocate(want, attr, &|ip| ctx.is_reserved(ip));
             let mut ops = vec![
                 WriteOp::Create {
                     key: affinity_key(&req.host, cidr),
-                    value: Affinity::confirmed().to_json(),
+                    value: Affinity::confirmed().encode()?,
                 },
                 WriteOp::Create {
                     key: block_key(cidr),
-                    value: block.to_json(),
+                    value: block.encode()?,
                 },
             ];
             if !ips.is_empty() {
@@ -780,7 +779,7 @@ impl Ipam {
                 let ops = vec![
                     WriteOp::Update {
                         key: block_key(block.cidr),
-                        value: block.to_json(),
+                        value: block.encode()?,
                         expected_mod_revision: sb.revision,
                     },
                     self.handle_increment(&req.handle, block.cidr, ips.len() as u64)
@@ -843,14 +842,15 @@ impl Ipam {
         };
         attr.secondary
             .entry(crate::block::ATTR_TIMESTAMP.to_string())
-            .or_insert_with(now_rfc3339);
+            .or_insert(now_rfc3339()?);
         for attempt in 0..MAX_CAS_ATTEMPTS {
             if attempt > 0 {
                 backoff(attempt).await;
             }
             let existing = self.get_block(cidr).await?;
             let mut ops = Vec::new();
-            let mut block = match existing {
+            // The block's revision when it exists (an update), `None` when this creates it.
+            let (mut block, block_revision) = match existing {
                 Some(sb) => {
                     if ctx.config.strict_affinity && sb.block.host() != Some(host) {
                         return Err(IpamError::StrictAffinity {
@@ -858,23 +858,16 @@ impl Ipam {
                             owner: sb.block.affinity.clone().unwrap_or_default(),
                         });
                     }
-                    ops.push(WriteOp::Update {
-                        key: block_key(cidr),
-                        value: Vec::new(),
-                        expected_mod_revision: sb.revision,
-                    });
-                    sb.block
+                    (sb.block, Some(sb.revision))
                 }
                 None => {
                     ops.push(WriteOp::Create {
                         key: affinity_key(host, cidr),
-                        value: Affinity::confirmed().to_json(),
+                        value: Affinity::confirmed().encode()?,
                     });
-                    ops.push(WriteOp::Create {
-                        key: block_key(cidr),
-                        value: Vec::new(),
-                    });
-                    Block::new(cidr, Some(format!("host:{host}")), Some(now_rfc3339()))
+                    let block =
+                        Block::new(cidr, Some(format!("host:{host}")), Some(now_rfc3339()?));
+                    (block, None)
                 }
             };
             expire_cooldowns(&mut block, ctx.config.ip_cooldown_seconds);
@@ -886,17 +879,16 @@ impl Ipam {
                     reason: other.to_string(),
                 },
             })?;
-            let bytes = block.to_json();
-            for op in &mut ops {
-                match op {
-                    WriteOp::Update { key, value, .. } | WriteOp::Create { key, value }
-                        if *key == block_key(cidr) =>
-                    {
-                        *value = bytes.clone();
-                    }
-                    _ => {}
-                }
-            }
+            let value = block.encode()?;
+            let key = block_key(cidr);
+            ops.push(match block_revision {
+                Some(expected_mod_revision) => WriteOp::Update {
+                    key,
+                    value,
+                    expected_mod_revision,
+                },
+                None => WriteOp::Create { key, value },
+            });
             ops.push(self.handle_increment(handle, cidr, 1).await?);
             match self.store.batch(ops).await {
                 Ok(_) => return Ok(with_prefix(ip, cidr.prefix_len())),
@@ -959,7 +951,7 @@ impl Ipam {
         Ok(released)
     }
 
-    async fn release_in_block(
+    pub(crate) async fn release_in_block(
         &self,
         cidr: IpNet,
         cooldown: u64,
@@ -977,12 +969,12 @@ impl Ipam {
             if ips.is_empty() {
                 return Ok(Vec::new());
             }
-            let stamp = (cooldown > 0).then(now_rfc3339);
+            let stamp = (cooldown > 0).then(now_rfc3339).transpose()?;
             let counts = block.release(&ips, stamp.as_deref());
             expire_cooldowns(&mut block, cooldown);
             let mut ops = vec![WriteOp::Update {
                 key: block_key(cidr),
-                value: block.to_json(),
+                value: block.encode()?,
                 expected_mod_revision: sb.revision,
             }];
             ops.extend(self.handle_decrements(cidr, &counts).await?);
@@ -1064,7 +1056,7 @@ impl Ipam {
                         block.affinity_claim_time = None;
                         ops.push(WriteOp::Update {
                             key: block_key(cidr),
-                            value: block.to_json(),
+                            value: block.encode()?,
                             expected_mod_revision: sb.revision,
                         });
                     }
@@ -1134,15 +1126,15 @@ fn handle_increment_op(
     current: Option<(Handle, Revision)>,
     cidr: IpNet,
     count: u64,
-) -> WriteOp {
+) -> Result<WriteOp, IpamError> {
     let key = handle_key(handle);
-    match current {
+    Ok(match current {
         Some((mut h, rev)) => {
             *h.block.entry(cidr.to_string()).or_default() += count;
             h.deleted = false;
             WriteOp::Update {
                 key,
-                value: h.to_json(),
+                value: h.encode()?,
                 expected_mod_revision: rev,
             }
         }
@@ -1154,10 +1146,10 @@ fn handle_increment_op(
             };
             WriteOp::Create {
                 key,
-                value: h.to_json(),
+                value: h.encode()?,
             }
         }
-    }
+    })
 }
 
 /// Return addresses whose cooldown has passed to the free list.

@@ -11,6 +11,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::addr::{net_size, nth_addr, offset_of};
+use crate::model::{EncodeError, encode_json, fixture};
 
 /// Attribute keys Calico records with an allocation.
 pub const ATTR_NODE: &str = "node";
@@ -98,9 +99,14 @@ impl Block {
         Ok(block)
     }
 
+    /// The stored form. An error (never an empty value) if it cannot be encoded.
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        encode_json("block", self)
+    }
+
+    /// [`Block::encode`] for fixtures that build stored data by hand; panics where `encode` errs.
     pub fn to_json(&self) -> Vec<u8> {
-        // A struct of plain data always serializes.
-        serde_json::to_vec(self).unwrap_or_default()
+        fixture(self.encode())
     }
 
     /// The node this block is affine to, if it is a host block.

@@ -560,7 +560,7 @@ mod tests {
             cidr: net(cidr),
             block_prefix: 26,
             disabled,
-            node_selector: Selector::all(),
+            node_selector: Ok(Selector::all()),
             allowed_uses: vec![AllowedUse::Workload, AllowedUse::Tunnel],
             manual: false,
         }

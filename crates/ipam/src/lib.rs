@@ -18,13 +18,14 @@ pub mod addr;
 pub mod allocator;
 pub mod block;
 pub mod check;
+pub mod cleanup;
 pub mod model;
 pub mod order;
 pub mod pools;
 
 pub use allocator::{AssignRequest, Assigned, Ipam, StoredAffinity, StoredBlock};
 pub use block::{AllocationAttribute, Block};
-pub use model::{Affinity, AffinityState, Handle, IpamConfig};
+pub use model::{Affinity, AffinityState, EncodeError, Handle, IpamConfig};
 pub use pools::Pool;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,12 @@ pub enum IpamError {
         requested: usize,
         assigned: usize,
         family: &'static str,
+    },
+    #[error("IP pool {pool} has an invalid nodeSelector {selector:?}: {reason}")]
+    BadNodeSelector {
+        pool: String,
+        selector: String,
+        reason: String,
     },
     #[error("the given pool ({0}) does not exist")]
     PoolNotFound(String),
@@ -61,6 +68,10 @@ pub enum IpamError {
     TooManyRetries(String),
     #[error("stored IPAM data at {key} is damaged: {reason}")]
     Corrupt { key: String, reason: String },
+    #[error(transparent)]
+    Encode(#[from] model::EncodeError),
+    #[error("cannot format the current time: {0}")]
+    Time(#[from] time::error::Format),
     #[error(transparent)]
     Store(StoreError),
     #[error("datastore: {0}")]

@@ -85,8 +85,14 @@ impl Affinity {
         }
     }
 
+    /// The stored form. An error (never an empty value) if it cannot be encoded.
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        encode_json("affinity", self)
+    }
+
+    /// [`Affinity::encode`] for fixtures that build stored data by hand; panics where `encode` errs.
     pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        fixture(self.encode())
     }
 }
 
@@ -102,8 +108,9 @@ pub struct Handle {
 }
 
 impl Handle {
-    pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+    /// The stored form. An error (never an empty value) if it cannot be encoded.
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        encode_json("handle", self)
     }
 
     pub fn total(&self) -> u64 {
@@ -137,6 +144,31 @@ impl Default for IpamConfig {
             max_blocks_per_host: 0,
             ip_cooldown_seconds: 0,
         }
+    }
+}
+
+/// A value IPAM was about to store could not be encoded; nothing was written.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot encode the {what} to store: {source}")]
+pub struct EncodeError {
+    pub what: &'static str,
+    #[source]
+    pub source: serde_json::Error,
+}
+
+/// Encode a stored value, naming it in the error.
+pub(crate) fn encode_json<T: Serialize>(
+    what: &'static str,
+    value: &T,
+) -> Result<Vec<u8>, EncodeError> {
+    serde_json::to_vec(value).map_err(|source| EncodeError { what, source })
+}
+
+/// For fixtures only: the plain structs here always encode, and a test wants the bytes directly.
+pub(crate) fn fixture(encoded: Result<Vec<u8>, EncodeError>) -> Vec<u8> {
+    match encoded {
+        Ok(bytes) => bytes,
+        Err(e) => panic!("{e}"),
     }
 }
 

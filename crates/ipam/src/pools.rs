@@ -9,6 +9,13 @@ use ipnet::IpNet;
 
 use crate::IpamError;
 
+/// A pool's `nodeSelector` that does not parse.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadSelector {
+    pub selector: String,
+    pub reason: String,
+}
+
 /// An IP pool as IPAM needs it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Pool {
@@ -16,14 +23,16 @@ pub struct Pool {
     pub cidr: IpNet,
     pub block_prefix: u8,
     pub disabled: bool,
-    pub node_selector: Selector,
+    /// The parsed `nodeSelector`, or why it does not parse (a pool written past validation, e.g. by
+    /// another tool): such a pool is reported when a request would consider it, never dropped.
+    pub node_selector: Result<Selector, BadSelector>,
     pub allowed_uses: Vec<AllowedUse>,
     /// Used only when a request names it.
     pub manual: bool,
 }
 
 impl Pool {
-    /// The pool a stored IPPool describes; `None` for other kinds or an unusable spec.
+    /// The pool a stored IPPool describes; `None` for other kinds or an unusable CIDR or block size.
     pub fn from_resource(res: &Resource) -> Option<Pool> {
         let Spec::IPPool(spec) = &res.spec else {
             return None;
@@ -35,7 +44,12 @@ impl Pool {
             cidr,
             block_prefix,
             disabled: spec.disabled,
-            node_selector: Selector::parse(spec.effective_node_selector()).ok()?,
+            node_selector: Selector::parse(spec.effective_node_selector()).map_err(|e| {
+                BadSelector {
+                    selector: spec.effective_node_selector().to_string(),
+                    reason: e.to_string(),
+                }
+            }),
             allowed_uses: spec.effective_allowed_uses(),
             manual: spec.assignment_mode == Some(AssignmentMode::Manual),
         })
@@ -77,16 +91,24 @@ pub fn select_pools(
     } else {
         wanted
     };
-    Ok(candidates
-        .into_iter()
-        .filter(|p| {
-            !p.disabled
-                && p.is_ipv4() == family_v4
-                && p.allowed_uses.contains(&use_)
-                && p.node_selector.matches(node_labels)
-        })
-        .cloned()
-        .collect())
+    let mut out = Vec::new();
+    for p in candidates {
+        if p.disabled || p.is_ipv4() != family_v4 || !p.allowed_uses.contains(&use_) {
+            continue;
+        }
+        let selector = p
+            .node_selector
+            .as_ref()
+            .map_err(|bad| IpamError::BadNodeSelector {
+                pool: p.name.clone(),
+                selector: bad.selector.clone(),
+                reason: bad.reason.clone(),
+            })?;
+        if selector.matches(node_labels) {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
 }
 
 /// The pool containing `ip`.
@@ -113,7 +135,7 @@ mod tests {
             cidr: cidr.parse().unwrap(),
             block_prefix: 26,
             disabled: false,
-            node_selector: Selector::all(),
+            node_selector: Ok(Selector::all()),
             allowed_uses: vec![AllowedUse::Workload, AllowedUse::Tunnel],
             manual: false,
         }
@@ -124,7 +146,7 @@ mod tests {
         let mut disabled = pool("off", "198.18.8.0/24");
         disabled.disabled = true;
         let mut rack = pool("rack", "198.18.9.0/24");
-        rack.node_selector = Selector::parse("rack == 'a'").unwrap();
+        rack.node_selector = Ok(Selector::parse("rack == 'a'").unwrap());
         let mut tunnel_only = pool("tun", "198.18.10.0/24");
         tunnel_only.allowed_uses = vec![AllowedUse::Tunnel];
         let mut manual = pool("man", "198.18.11.0/24");
@@ -206,5 +228,44 @@ mod tests {
             "198.18.0.0/30"
         );
         assert!(parse_reserved("nope").is_none());
+    }
+
+    #[test]
+    fn a_bad_selector_is_an_error_naming_the_pool_only_when_the_pool_is_a_candidate() {
+        let mut broken = pool("broken", "198.18.1.0/24");
+        broken.node_selector = Err(BadSelector {
+            selector: "rack ==".into(),
+            reason: "unexpected end".into(),
+        });
+        let all = vec![pool("a", "198.18.0.0/24"), broken.clone()];
+        let err = select_pools(&all, &[], &BTreeMap::new(), AllowedUse::Workload, true)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "IP pool broken has an invalid nodeSelector \"rack ==\": unexpected end"
+        );
+        // Not a candidate: another family, another use, disabled, or another pool requested.
+        let got = select_pools(&all, &[], &BTreeMap::new(), AllowedUse::Workload, false).unwrap();
+        assert!(got.is_empty());
+        let mut tunnel_only = broken.clone();
+        tunnel_only.allowed_uses = vec![AllowedUse::Tunnel];
+        let mut disabled = broken.clone();
+        disabled.disabled = true;
+        for other in [tunnel_only, disabled] {
+            let all = vec![pool("a", "198.18.0.0/24"), other];
+            let got =
+                select_pools(&all, &[], &BTreeMap::new(), AllowedUse::Workload, true).unwrap();
+            assert_eq!(got.len(), 1);
+        }
+        let got = select_pools(
+            &all,
+            &["a".into()],
+            &BTreeMap::new(),
+            AllowedUse::Workload,
+            true,
+        )
+        .unwrap();
+        assert_eq!(got.len(), 1);
     }
 }

@@ -545,3 +545,107 @@ async fn one_write_per_allocation_etcd() {
     let (_server, store) = etcd().await;
     one_write_per_allocation(store).await;
 }
+
+/// A pool whose stored `nodeSelector` does not parse (written past validation, e.g. by another tool) is
+/// reported by name and selector to whoever asks for addresses, instead of silently not existing; a
+/// request that names another pool is not affected.
+#[tokio::test]
+async fn a_pool_with_a_bad_node_selector_is_reported_not_dropped() {
+    let (_dir, store) = embedded();
+    add_pool(&store, "good", json!({"cidr": "198.18.0.0/24"})).await;
+    let bad = json!({"apiVersion": "projectcalico.org/v3", "kind": "IPPool",
+        "metadata": {"name": "broken"},
+        "spec": {"cidr": "198.18.1.0/24", "nodeSelector": "rack == "}});
+    store
+        .create(
+            "/calico/resources/v3/projectcalico.org/ippools/broken",
+            serde_json::to_vec(&bad).unwrap(),
+        )
+        .await
+        .unwrap();
+    let ipam = Ipam::new(store.clone());
+    assert_eq!(
+        ipam.pools().await.unwrap().len(),
+        2,
+        "both pools are listed"
+    );
+
+    let err = ipam
+        .auto_assign(&AssignRequest::workload(1, "net.c1", "node-a"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, IpamError::BadNodeSelector { pool, selector, .. }
+            if pool == "broken" && selector == "rack == "),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.starts_with("IP pool broken has an invalid nodeSelector \"rack == \": "),
+        "{message}"
+    );
+
+    let mut req = AssignRequest::workload(1, "net.c2", "node-a");
+    req.v4_pools = vec!["good".into()];
+    let got = ipam.auto_assign(&req).await.unwrap();
+    assert!(
+        "198.18.0.0/24"
+            .parse::<IpNet>()
+            .unwrap()
+            .contains(&got.v4[0].addr())
+    );
+}
+
+/// Deleting a node takes its workload endpoints, its addresses and its block affinities with it, and
+/// leaves every other node's alone.
+#[tokio::test]
+async fn release_node_removes_only_that_nodes_endpoints_addresses_and_affinities() {
+    let (_dir, store) = embedded();
+    add_pool(
+        &store,
+        "p",
+        json!({"cidr": "198.18.0.0/24", "blockSize": 29}),
+    )
+    .await;
+    let ipam = Ipam::new(store.clone());
+    let client = Client::new(store.clone());
+    let mut ips = BTreeMap::new();
+    for (node, pod) in [("nodea", "a1"), ("nodea", "a2"), ("nodeb", "b1")] {
+        let got = ipam
+            .auto_assign(&AssignRequest::workload(1, &format!("net.{pod}"), node))
+            .await
+            .unwrap();
+        let ip = got.v4[0].addr();
+        ips.insert(pod, ip);
+        client
+            .create(res(
+                json!({"apiVersion": "projectcalico.org/v3", "kind": "WorkloadEndpoint",
+                "metadata": {"name": format!("{node}-k8s-{pod}-eth0"), "namespace": "ns1"},
+                "spec": {"orchestrator": "k8s", "node": node, "pod": pod, "endpoint": "eth0",
+                    "interfaceName": format!("cali{pod}"), "ipNetworks": [format!("{ip}/32")]}}),
+            ))
+            .await
+            .unwrap();
+    }
+
+    let released = ipam.release_node("nodea").await.unwrap();
+    assert_eq!(
+        released.endpoints,
+        ["ns1/nodea-k8s-a1-eth0", "ns1/nodea-k8s-a2-eth0"]
+    );
+    let mut addresses = released.addresses.clone();
+    addresses.sort();
+    assert_eq!(addresses, [ips["a1"], ips["a2"]]);
+    assert_eq!(released.affinities.len(), 1);
+
+    let (left, _) = client
+        .list(calico_api::Kind::WorkloadEndpoint, None)
+        .await
+        .unwrap();
+    let names: Vec<&str> = left.iter().map(|r| r.name()).collect();
+    assert_eq!(names, ["nodeb-k8s-b1-eth0"]);
+    assert!(ipam.assignment_of(ips["a1"]).await.unwrap().is_none());
+    assert!(ipam.assignment_of(ips["b1"]).await.unwrap().is_some());
+    assert!(ipam.affinities(Some("nodea")).await.unwrap().is_empty());
+    assert_eq!(ipam.affinities(Some("nodeb")).await.unwrap().len(), 1);
+}

@@ -8,12 +8,13 @@ use std::ops::{Deref, DerefMut};
 
 use serde::{Deserialize, Serialize};
 
+use super::infra_common::IntOrString;
 pub use super::infra_common::PortSpec;
-use super::infra_common::{
-    IntOrString, LOG_LEVELS, check_one_of, check_one_of_ignore_case, check_range,
-};
 use crate::error::{index, join};
 use crate::{FieldErrors, ObjectMeta, SpecType, validate};
+
+mod rules;
+use rules::RULES;
 
 /// A failsafe port: traffic to/from it is always allowed on host endpoints.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -1247,588 +1248,19 @@ pub struct FelixConfigurationFields {
     pub bpf_kube_proxy_endpoint_slices_enabled: Option<bool>,
 }
 
-fn ci(errs: &mut FieldErrors, path: &str, value: &Option<String>, allowed: &[&str]) {
-    if let Some(v) = value {
-        check_one_of_ignore_case(errs, path, v, allowed);
-    }
-}
-
-fn exact(errs: &mut FieldErrors, path: &str, value: &Option<String>, allowed: &[&str]) {
-    if let Some(v) = value
-        && !v.is_empty()
-    {
-        check_one_of(errs, path, v, allowed);
-    }
-}
-
-fn duration(errs: &mut FieldErrors, path: &str, value: &Option<String>) {
-    if let Some(v) = value
-        && !v.is_empty()
-    {
-        validate::go_duration(errs, path, v);
-    }
-}
-
-fn range(errs: &mut FieldErrors, path: &str, value: Option<i64>, min: i64, max: i64) {
-    if let Some(v) = value {
-        check_range(errs, path, v, min, max);
-    }
-}
-
-/// `key=value,key=value` as Felix's feature override/gate settings take them.
-fn check_key_value_list(errs: &mut FieldErrors, path: &str, value: &Option<String>) {
-    let Some(value) = value else { return };
-    for item in value.split(',').filter(|i| !i.trim().is_empty()) {
-        let ok = item.split_once('=').is_some_and(|(k, _)| {
-            let k = k.trim_start();
-            !k.is_empty()
-                && k.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        });
-        if !ok {
-            errs.push(
-                path,
-                format!("invalid entry {item:?}: expected a comma-separated list of key=value"),
-            );
-        }
-    }
-}
-
-fn check_cidr_list(
-    errs: &mut FieldErrors,
-    path: &str,
-    value: &Option<Vec<String>>,
-    ipv4_only: bool,
-) {
-    for (i, cidr) in value.iter().flatten().enumerate() {
-        match validate::parse_cidr(cidr) {
-            Some(net) if ipv4_only && net.addr().is_ipv6() => {
-                errs.push(index(path, i), format!("{cidr:?} is not an IPv4 CIDR"))
-            }
-            Some(_) => {}
-            None => errs.push(index(path, i), format!("invalid CIDR {cidr:?}")),
-        }
-    }
-}
-
-fn check_proto_ports(errs: &mut FieldErrors, path: &str, value: &Option<Vec<ProtoPort>>) {
-    for (i, pp) in value.iter().flatten().enumerate() {
-        let item = index(path, i);
-        if !pp.protocol.is_empty() && !matches!(pp.protocol.as_str(), "TCP" | "UDP" | "SCTP") {
-            errs.push(
-                join(&item, "protocol"),
-                format!(
-                    "invalid protocol {:?}: must be TCP, UDP or SCTP",
-                    pp.protocol
-                ),
-            );
-        }
-        if !pp.net.is_empty() && validate::parse_cidr(&pp.net).is_none() {
-            errs.push(join(&item, "net"), format!("invalid CIDR {:?}", pp.net));
-        }
-    }
-}
-
-fn check_ip(errs: &mut FieldErrors, path: &str, value: &Option<String>, v6: bool) {
-    if let Some(v) = value
-        && !v.is_empty()
-    {
-        if v6 {
-            validate::ipv6_address(errs, path, v);
-        } else {
-            validate::ipv4_address(errs, path, v);
-        }
-    }
-}
-
 impl FelixConfigurationFields {
-    /// Field-by-field rules taken from Calico's API markers (enums, durations, numeric ranges).
+    /// Field-by-field rules taken from Calico's API markers (enums, durations, numeric ranges), as
+    /// listed in [`RULES`].
     fn validate_fields(&self, errs: &mut FieldErrors) {
-        duration(
-            errs,
-            "spec.dataplaneWatchdogTimeout",
-            &self.dataplane_watchdog_timeout,
-        );
-        duration(
-            errs,
-            "spec.routeRefreshInterval",
-            &self.route_refresh_interval,
-        );
-        duration(
-            errs,
-            "spec.interfaceRefreshInterval",
-            &self.interface_refresh_interval,
-        );
-        duration(
-            errs,
-            "spec.iptablesRefreshInterval",
-            &self.iptables_refresh_interval,
-        );
-        duration(
-            errs,
-            "spec.iptablesPostWriteCheckInterval",
-            &self.iptables_post_write_check_interval,
-        );
-        duration(
-            errs,
-            "spec.iptablesLockProbeInterval",
-            &self.iptables_lock_probe_interval,
-        );
-        duration(
-            errs,
-            "spec.ipsetsRefreshInterval",
-            &self.ipsets_refresh_interval,
-        );
-        ci(
-            errs,
-            "spec.iptablesBackend",
-            &self.iptables_backend,
-            &["Auto", "Legacy", "NFT"],
-        );
-        duration(errs, "spec.xdpRefreshInterval", &self.xdp_refresh_interval);
-        duration(errs, "spec.netlinkTimeout", &self.netlink_timeout);
-        ci(
-            errs,
-            "spec.chainInsertMode",
-            &self.chain_insert_mode,
-            &["Insert", "Append"],
-        );
-        ci(
-            errs,
-            "spec.defaultEndpointToHostAction",
-            &self.default_endpoint_to_host_action,
-            &["Drop", "Accept", "Return"],
-        );
-        ci(
-            errs,
-            "spec.iptablesFilterAllowAction",
-            &self.iptables_filter_allow_action,
-            &["Accept", "Return"],
-        );
-        ci(
-            errs,
-            "spec.iptablesMangleAllowAction",
-            &self.iptables_mangle_allow_action,
-            &["Accept", "Return"],
-        );
-        ci(
-            errs,
-            "spec.iptablesFilterDenyAction",
-            &self.iptables_filter_deny_action,
-            &["Drop", "Reject"],
-        );
-        range(
-            errs,
-            "spec.logActionRateLimitBurst",
-            self.log_action_rate_limit_burst,
-            0,
-            9999,
-        );
-        ci(
-            errs,
-            "spec.logSeverityFile",
-            &self.log_severity_file,
-            &["Trace", "Debug", "Info", "Warning", "Error", "Fatal"],
-        );
-        ci(
-            errs,
-            "spec.logSeverityScreen",
-            &self.log_severity_screen,
-            &["Trace", "Debug", "Info", "Warning", "Error", "Fatal"],
-        );
-        ci(
-            errs,
-            "spec.logSeveritySys",
-            &self.log_severity_sys,
-            &["Trace", "Debug", "Info", "Warning", "Error", "Fatal"],
-        );
-        duration(errs, "spec.reportingInterval", &self.reporting_interval);
-        duration(errs, "spec.reportingTTL", &self.reporting_ttl);
-        duration(
-            errs,
-            "spec.endpointReportingDelay",
-            &self.endpoint_reporting_delay,
-        );
-        range(
-            errs,
-            "spec.iptablesMarkMask",
-            self.iptables_mark_mask,
-            0,
-            4294967295,
-        );
-        exact(
-            errs,
-            "spec.prometheusMetricsClientAuth",
-            &self.prometheus_metrics_client_auth,
-            &[
-                "RequireAndVerifyClientCert",
-                "RequireAnyClientCert",
-                "VerifyClientCertIfGiven",
-                "NoClientCert",
-            ],
-        );
-        duration(
-            errs,
-            "spec.usageReportingInitialDelay",
-            &self.usage_reporting_initial_delay,
-        );
-        duration(
-            errs,
-            "spec.usageReportingInterval",
-            &self.usage_reporting_interval,
-        );
-        exact(
-            errs,
-            "spec.natOutgoingExclusions",
-            &self.nat_outgoing_exclusions,
-            &["IPPoolsOnly", "IPPoolsAndHostIPs"],
-        );
-        exact(
-            errs,
-            "spec.programClusterRoutes",
-            &self.program_cluster_routes,
-            &[
-                "Enabled",
-                "Disabled",
-                "EnabledIPIPOnly",
-                "EnabledNoEncapOnly",
-            ],
-        );
-        exact(
-            errs,
-            "spec.ipForwarding",
-            &self.ip_forwarding,
-            &["Enabled", "Disabled"],
-        );
-        duration(
-            errs,
-            "spec.debugSimulateCalcGraphHangAfter",
-            &self.debug_simulate_calc_graph_hang_after,
-        );
-        duration(
-            errs,
-            "spec.debugSimulateDataplaneHangAfter",
-            &self.debug_simulate_dataplane_hang_after,
-        );
-        duration(
-            errs,
-            "spec.debugSimulateDataplaneApplyDelay",
-            &self.debug_simulate_dataplane_apply_delay,
-        );
-        range(errs, "spec.debugPort", self.debug_port, 0, 65535);
-        exact(
-            errs,
-            "spec.nftablesMode",
-            &self.nftables_mode,
-            &["Disabled", "Enabled", "Auto"],
-        );
-        exact(
-            errs,
-            "spec.nftablesFlowTableOffload",
-            &self.nftables_flow_table_offload,
-            &["All", "Disabled"],
-        );
-        duration(
-            errs,
-            "spec.nftablesRefreshInterval",
-            &self.nftables_refresh_interval,
-        );
-        ci(
-            errs,
-            "spec.nftablesFilterAllowAction",
-            &self.nftables_filter_allow_action,
-            &["Accept", "Return"],
-        );
-        ci(
-            errs,
-            "spec.nftablesMangleAllowAction",
-            &self.nftables_mangle_allow_action,
-            &["Accept", "Return"],
-        );
-        ci(
-            errs,
-            "spec.nftablesFilterDenyAction",
-            &self.nftables_filter_deny_action,
-            &["Drop", "Reject"],
-        );
-        range(
-            errs,
-            "spec.nftablesMarkMask",
-            self.nftables_mark_mask,
-            0,
-            4294967295,
-        );
-        exact(
-            errs,
-            "spec.bpfOverlayHostSourceIP",
-            &self.bpf_overlay_host_source_ip,
-            &["TunnelAddress", "HostAddress"],
-        );
-        exact(
-            errs,
-            "spec.bpfJITHardening",
-            &self.bpf_jit_hardening,
-            &["Auto", "Strict"],
-        );
-        ci(
-            errs,
-            "spec.bpfLogLevel",
-            &self.bpf_log_level,
-            &["Off", "Info", "Debug"],
-        );
-        exact(
-            errs,
-            "spec.bpfConntrackLogLevel",
-            &self.bpf_conntrack_log_level,
-            &["Off", "Debug"],
-        );
-        exact(
-            errs,
-            "spec.bpfConntrackMode",
-            &self.bpf_conntrack_mode,
-            &["Auto", "Userspace", "BPFProgram"],
-        );
-        duration(errs, "spec.bpfIPFragTimeout", &self.bpf_ip_frag_timeout);
-        exact(
-            errs,
-            "spec.bpfConnectTimeLoadBalancing",
-            &self.bpf_connect_time_load_balancing,
-            &["TCP", "Enabled", "Disabled"],
-        );
-        exact(
-            errs,
-            "spec.bpfHostNetworkedNATWithoutCTLB",
-            &self.bpf_host_networked_nat_without_ctlb,
-            &["Enabled", "Disabled"],
-        );
-        ci(
-            errs,
-            "spec.bpfExternalServiceMode",
-            &self.bpf_external_service_mode,
-            &["Tunnel", "DSR"],
-        );
-        range(
-            errs,
-            "spec.bpfExtToServiceConnmark",
-            self.bpf_ext_to_service_connmark,
-            0,
-            4294967295,
-        );
-        duration(
-            errs,
-            "spec.bpfKubeProxyMinSyncPeriod",
-            &self.bpf_kube_proxy_min_sync_period,
-        );
-        range(
-            errs,
-            "spec.bpfKubeProxyHealthzPort",
-            self.bpf_kube_proxy_healthz_port,
-            0,
-            65535,
-        );
-        ci(
-            errs,
-            "spec.bpfMapSizeConntrackScaling",
-            &self.bpf_map_size_conntrack_scaling,
-            &["Disabled", "DoubleIfFull"],
-        );
-        range(
-            errs,
-            "spec.bpfMapSizeConntrackCleanupQueue",
-            self.bpf_map_size_conntrack_cleanup_queue,
-            1,
-            i64::MAX,
-        );
-        ci(
-            errs,
-            "spec.bpfEnforceRPF",
-            &self.bpf_enforce_rpf,
-            &["Disabled", "Strict", "Loose"],
-        );
-        exact(
-            errs,
-            "spec.istioAmbientMode",
-            &self.istio_ambient_mode,
-            &["Enabled", "Disabled"],
-        );
-        exact(
-            errs,
-            "spec.flowLogsPolicyEvaluationMode",
-            &self.flow_logs_policy_evaluation_mode,
-            &["None", "Continuous"],
-        );
-        exact(
-            errs,
-            "spec.bpfRedirectToPeer",
-            &self.bpf_redirect_to_peer,
-            &["Enabled", "Disabled"],
-        );
-        exact(
-            errs,
-            "spec.bpfAttachType",
-            &self.bpf_attach_type,
-            &["TC", "TCX", "Netkit"],
-        );
-        duration(
-            errs,
-            "spec.flowLogsFlushInterval",
-            &self.flow_logs_flush_interval,
-        );
-        exact(
-            errs,
-            "spec.flowLogsLocalReporter",
-            &self.flow_logs_local_reporter,
-            &["Disabled", "Enabled"],
-        );
-        exact(
-            errs,
-            "spec.bpfProfiling",
-            &self.bpf_profiling,
-            &["Enabled", "Disabled"],
-        );
-        ci(
-            errs,
-            "spec.routeSource",
-            &self.route_source,
-            &["WorkloadIPs", "CalicoIPAM"],
-        );
-        range(
-            errs,
-            "spec.ipv4NormalRoutePriority",
-            self.ipv4_normal_route_priority,
-            1,
-            2147483646,
-        );
-        range(
-            errs,
-            "spec.ipv4ElevatedRoutePriority",
-            self.ipv4_elevated_route_priority,
-            1,
-            2147483646,
-        );
-        range(
-            errs,
-            "spec.ipv6NormalRoutePriority",
-            self.ipv6_normal_route_priority,
-            1,
-            2147483646,
-        );
-        range(
-            errs,
-            "spec.ipv6ElevatedRoutePriority",
-            self.ipv6_elevated_route_priority,
-            1,
-            2147483646,
-        );
-        duration(
-            errs,
-            "spec.liveMigrationRouteConvergenceTime",
-            &self.live_migration_route_convergence_time,
-        );
-        range(
-            errs,
-            "spec.wireguardListeningPort",
-            self.wireguard_listening_port,
-            1,
-            65535,
-        );
-        range(
-            errs,
-            "spec.wireguardListeningPortV6",
-            self.wireguard_listening_port_v6,
-            1,
-            65535,
-        );
-        range(
-            errs,
-            "spec.wireguardRoutingRulePriority",
-            self.wireguard_routing_rule_priority,
-            1,
-            32765,
-        );
-        duration(errs, "spec.wireguardKeepAlive", &self.wireguard_keep_alive);
-        exact(
-            errs,
-            "spec.awsSrcDstCheck",
-            &self.aws_src_dst_check,
-            &["DoNothing", "Enable", "Disable"],
-        );
-        ci(
-            errs,
-            "spec.serviceLoopPrevention",
-            &self.service_loop_prevention,
-            &["Drop", "Reject", "Disabled"],
-        );
-        ci(
-            errs,
-            "spec.workloadSourceSpoofing",
-            &self.workload_source_spoofing,
-            &["Disabled", "Any"],
-        );
-        exact(
-            errs,
-            "spec.floatingIPs",
-            &self.floating_ips,
-            &["Enabled", "Disabled"],
-        );
-        exact(
-            errs,
-            "spec.localSubnetL2Reachability",
-            &self.local_subnet_l2_reachability,
-            &["Disabled", "PodsAndLoadBalancers"],
-        );
-        duration(
-            errs,
-            "spec.localSubnetL2ReachabilityRefreshInterval",
-            &self.local_subnet_l2_reachability_refresh_interval,
-        );
-        exact(
-            errs,
-            "spec.windowsManageFirewallRules",
-            &self.windows_manage_firewall_rules,
-            &["Enabled", "Disabled"],
-        );
-        range(
-            errs,
-            "spec.goGCThreshold",
-            self.go_gc_threshold,
-            -1,
-            i64::MAX,
-        );
-        range(
-            errs,
-            "spec.goMemoryLimitMB",
-            self.go_memory_limit_mb,
-            -1,
-            i64::MAX,
-        );
-        range(errs, "spec.goMaxProcs", self.go_max_procs, -1, i64::MAX);
-        range(
-            errs,
-            "spec.bpfMaglevMaxEndpointsPerService",
-            self.bpf_maglev_max_endpoints_per_service,
-            1,
-            3000,
-        );
-        range(
-            errs,
-            "spec.bpfMaglevMaxServices",
-            self.bpf_maglev_max_services,
-            1,
-            3000,
-        );
-        duration(
-            errs,
-            "spec.iptablesLockTimeout",
-            &self.iptables_lock_timeout,
-        );
+        for rule in RULES {
+            rule.check.run(self, rule.path, errs);
+        }
     }
 }
 
-impl SpecType for FelixConfigurationSpec {
-    fn validate(&self, meta: &ObjectMeta, errs: &mut FieldErrors) {
-        self.validate_fields(errs);
-
+impl FelixConfigurationSpec {
+    /// A `nodeSelector` only on FelixConfigurations that are neither `default` nor per-node.
+    fn check_node_selector(&self, meta: &ObjectMeta, errs: &mut FieldErrors) {
         if let Some(selector) = &self.node_selector {
             if meta.name == "default" || meta.name.starts_with("node.") {
                 errs.push(
@@ -1839,35 +1271,10 @@ impl SpecType for FelixConfigurationSpec {
                 validate::selector(errs, "spec.nodeSelector", selector);
             }
         }
+    }
 
-        for (field, value) in [
-            ("healthPort", self.health_port),
-            ("prometheusMetricsPort", self.prometheus_metrics_port),
-            ("metadataPort", self.metadata_port),
-            ("vxlanPort", self.vxlan_port),
-        ] {
-            range(errs, &join("spec", field), value, 0, 65535);
-        }
-        range(errs, "spec.vxlanVNI", self.vxlan_vni, 0, (1 << 24) - 1);
-        for (field, value) in [
-            ("ipipMTU", self.ipip_mtu),
-            ("vxlanMTU", self.vxlan_mtu),
-            ("vxlanMTUV6", self.vxlan_mtuv6),
-            ("wireguardMTU", self.wireguard_mtu),
-            ("wireguardMTUV6", self.wireguard_mtuv6),
-            ("maxIpsetSize", self.max_ipset_size),
-            ("deviceRouteProtocol", self.device_route_protocol),
-        ] {
-            range(errs, &join("spec", field), value, 0, i64::from(i32::MAX));
-        }
-
-        for (field, value) in [
-            ("logSeverityScreen", &self.log_severity_screen),
-            ("logSeverityFile", &self.log_severity_file),
-            ("logSeveritySys", &self.log_severity_sys),
-        ] {
-            ci(errs, &join("spec", field), value, LOG_LEVELS);
-        }
+    /// The rate and prefix of Felix's policy log lines.
+    fn check_logging(&self, errs: &mut FieldErrors) {
         if let Some(limit) = &self.log_action_rate_limit {
             let ok = limit.split_once('/').is_some_and(|(n, unit)| {
                 (1..=4).contains(&n.len())
@@ -1892,25 +1299,10 @@ impl SpecType for FelixConfigurationSpec {
                 format!("invalid log prefix {prefix:?}: only letters, digits and '%', ':', ' ', '/', '_', '-' are allowed"),
             );
         }
+    }
 
-        check_key_value_list(
-            errs,
-            "spec.featureDetectOverride",
-            &self.feature_detect_override,
-        );
-        check_key_value_list(errs, "spec.featureGates", &self.feature_gates);
-
-        check_proto_ports(
-            errs,
-            "spec.failsafeInboundHostPorts",
-            &self.failsafe_inbound_host_ports,
-        );
-        check_proto_ports(
-            errs,
-            "spec.failsafeOutboundHostPorts",
-            &self.failsafe_outbound_host_ports,
-        );
-
+    /// Port ranges: no named ports, at most seven node port ranges.
+    fn check_port_ranges(&self, errs: &mut FieldErrors) {
         if let Some(ranges) = &self.kube_node_port_ranges {
             if ranges.len() > 7 {
                 errs.push(
@@ -1938,44 +1330,10 @@ impl SpecType for FelixConfigurationSpec {
                 );
             }
         }
+    }
 
-        check_ip(
-            errs,
-            "spec.natOutgoingAddress",
-            &self.nat_outgoing_address,
-            false,
-        );
-        check_ip(
-            errs,
-            "spec.deviceRouteSourceAddress",
-            &self.device_route_source_address,
-            false,
-        );
-        check_ip(
-            errs,
-            "spec.deviceRouteSourceAddressIPv6",
-            &self.device_route_source_address_ipv6,
-            true,
-        );
-        check_cidr_list(
-            errs,
-            "spec.externalNodesList",
-            &self.external_nodes_list,
-            true,
-        );
-        check_cidr_list(
-            errs,
-            "spec.bpfDSROptoutCIDRs",
-            &self.bpf_dsr_optout_cidrs,
-            false,
-        );
-        check_cidr_list(
-            errs,
-            "spec.bpfExcludeCIDRsFromNAT",
-            &self.bpf_exclude_cidrs_from_nat,
-            false,
-        );
-
+    /// Names Felix builds kernel or namespace names from, and the health timeout overrides.
+    fn check_names(&self, errs: &mut FieldErrors) {
         if let Some(region) = &self.openstack_region
             && !region.is_empty()
         {
@@ -2069,7 +1427,10 @@ impl SpecType for FelixConfigurationSpec {
             }
             validate::go_duration(errs, &join(&item, "timeout"), &hto.timeout);
         }
+    }
 
+    /// Route table indices: one of the two forms, within the kernel's limits.
+    fn check_route_tables(&self, errs: &mut FieldErrors) {
         if self.route_table_range.is_some() && self.route_table_ranges.is_some() {
             errs.push(
                 "spec.routeTableRanges",
@@ -2101,7 +1462,10 @@ impl SpecType for FelixConfigurationSpec {
         if designated_tables > 0xffff {
             errs.push("spec.routeTableRanges", "targets too many tables");
         }
+    }
 
+    /// BPF conntrack timeouts (durations or `Auto`) and log filter keys.
+    fn check_bpf_settings(&self, errs: &mut FieldErrors) {
         if let Some(timeouts) = &self.bpf_conntrack_timeouts {
             for (field, value) in timeouts.entries() {
                 if let Some(v) = value
@@ -2121,5 +1485,17 @@ impl SpecType for FelixConfigurationSpec {
                 }
             }
         }
+    }
+}
+
+impl SpecType for FelixConfigurationSpec {
+    fn validate(&self, meta: &ObjectMeta, errs: &mut FieldErrors) {
+        self.validate_fields(errs);
+        self.check_node_selector(meta, errs);
+        self.check_logging(errs);
+        self.check_port_ranges(errs);
+        self.check_names(errs);
+        self.check_route_tables(errs);
+        self.check_bpf_settings(errs);
     }
 }
