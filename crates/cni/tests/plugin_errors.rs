@@ -322,6 +322,36 @@ fn bad_environment_is_code_4_naming_the_variable() {
     assert_eq!(addresses_in_use(&ds), 0);
 }
 
+#[test]
+fn unreadable_stdin_is_an_io_failure_naming_stdin() {
+    let (host, ds) = host_with_pool("cni-err-s", "198.18.57.0/26", 26);
+    let pod = Pod::new("cni-err-sp");
+    let bin = host.bin_dir().display().to_string();
+    // A directory as stdin: opening it works, reading it fails (EISDIR), as a broken pipe from a runtime
+    // would.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", host.netns.name()])
+        .arg(host.bin_dir().join("calico"))
+        .env_remove("DATASTORE_TYPE")
+        .stdin(Stdio::from(
+            std::fs::File::open(dir.path()).expect("open dir"),
+        ))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, value) in add_vars(&pod, &bin) {
+        cmd.env(key, value);
+    }
+    let out = cmd.output().expect("run plugin");
+    let text = assert_cni_error(&out, 5, "unreadable stdin");
+    assert_mentions(&text, "stdin", "unreadable stdin");
+    assert_mentions(&text, "directory", "unreadable stdin");
+    assert_host_clean(&host, "unreadable stdin");
+    assert_pod_untouched(&pod, "unreadable stdin");
+    assert!(wep_names(&ds).is_empty());
+    assert_eq!(addresses_in_use(&ds), 0);
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Unreachable datastore
 // ---------------------------------------------------------------------------------------------------------
