@@ -29,7 +29,7 @@ const CNI_VARS: [&str; 6] = [
 
 fn host_with_pool(prefix: &str, cidr: &str, block_size: u8) -> (Host, Datastore) {
     let host = Host::new(prefix, "enode");
-    let ds = Datastore::Embedded(host.dir.path().join("calico.db"));
+    let ds = Datastore::created_embedded(host.dir.path().join("calico.db"));
     create_pool(&ds, "pool1", cidr, block_size);
     (host, ds)
 }
@@ -350,6 +350,55 @@ fn unreadable_stdin_is_an_io_failure_naming_stdin() {
     assert_pod_untouched(&pod, "unreadable stdin");
     assert!(wep_names(&ds).is_empty());
     assert_eq!(addresses_in_use(&ds), 0);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// A datastore file that is missing or empty
+// ---------------------------------------------------------------------------------------------------------
+
+#[test]
+fn missing_or_empty_embedded_file_is_refused_naming_it_and_nothing_is_created() {
+    let host = Host::new("cni-err-m", "enode");
+    let pod = Pod::new("cni-err-mp");
+    let missing = host.dir.path().join("mistyped").join("calico.db");
+    let empty = host.dir.path().join("empty.db");
+    std::fs::write(&empty, b"").expect("write empty file");
+    for (path, problem) in [(&missing, "does not exist"), (&empty, "empty")] {
+        let ds = Datastore::Embedded(path.clone());
+        let conf = host.conf("1.1.0", NETWORK, &ds, json!({}));
+        let mut status = Call::new("STATUS", "", None);
+        status.ifname = String::new();
+        let mut ipam_status = status.clone();
+        ipam_status.plugin = "calico-ipam";
+        let cases = [
+            ("STATUS", status, 50),
+            ("calico-ipam STATUS", ipam_status, 50),
+            ("ADD", Call::new("ADD", "ctr1", Some(pod.path())), 11),
+        ];
+        for (what, call, code) in cases {
+            let what = format!("{what} with {}", path.display());
+            let text = assert_cni_error(&host.invoke(&call, &conf), code, &what);
+            assert_mentions(&text, &path.display().to_string(), &what);
+            assert_mentions(&text, problem, &what);
+        }
+    }
+    assert!(
+        !host.dir.path().join("mistyped").exists(),
+        "the plugin created the missing file's directory"
+    );
+    assert_eq!(
+        std::fs::metadata(&empty).expect("empty file").len(),
+        0,
+        "the plugin wrote into the empty file"
+    );
+    let beside: Vec<String> = std::fs::read_dir(host.dir.path())
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("empty"))
+        .collect();
+    assert_eq!(beside, ["empty.db"], "files made beside the empty one");
+    assert_host_clean(&host, "no datastore");
+    assert_pod_untouched(&pod, "no datastore");
 }
 
 // ---------------------------------------------------------------------------------------------------------

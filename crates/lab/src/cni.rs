@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use calico_api::Kind;
 use calico_cni::spec::CniResult;
 use calico_datastore::client::Client;
+use calico_datastore::config::OpenMode;
 use serde_json::{Value, json};
 
 use crate::datastore;
@@ -229,7 +230,11 @@ pub fn label_pod(
     let name = workload_endpoint_name(&pod.host, &pod.name);
     let cfg = datastore::config(ds);
     datastore::runtime()?.block_on(async {
-        let client = Client::new(cfg.connect().await.context("connecting to the datastore")?);
+        let client = Client::new(
+            cfg.connect(OpenMode::MustExist)
+                .await
+                .context("connecting to the datastore")?,
+        );
         // Compare-and-swap on the version read: retry if calico-node or the plugin wrote in between.
         for _attempt in 0..5 {
             let mut wep = client

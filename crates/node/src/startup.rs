@@ -15,7 +15,7 @@ use calico_api::spec::ippool::{AllowedUse, EncapMode};
 use calico_api::spec::node::{NodeBGPSpec, NodeSpec};
 use calico_api::{Kind, ObjectMeta, Resource, Selector, Spec};
 use calico_datastore::client::{Client, ClientError};
-use calico_datastore::config::DatastoreConfig;
+use calico_datastore::config::{DatastoreConfig, OpenMode};
 use calico_datastore::{Store, StoreError};
 use calico_ipam::block::{ATTR_NODE, ATTR_TYPE};
 use calico_ipam::{AssignRequest, Ipam};
@@ -189,7 +189,7 @@ pub fn default_pool(
 pub async fn connect_with_backoff(config: &DatastoreConfig, status: &Status) -> Arc<dyn Store> {
     let mut delay = Duration::from_secs(1);
     loop {
-        match config.connect().await {
+        match config.connect(OpenMode::Create).await {
             Ok(store) => return store,
             Err(e) => {
                 let reason = format!("datastore {} unreachable: {e}", config.describe());
