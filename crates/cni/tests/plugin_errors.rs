@@ -607,3 +607,55 @@ fn missing_netns_on_add_allocates_nothing() {
     assert_eq!(addresses_in_use(&ds), 0);
     assert!(wep_names(&ds).is_empty());
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// DEL is best effort
+// ---------------------------------------------------------------------------------------------------------
+
+const HOST_LOCAL: &str = "/usr/lib/cni/host-local";
+
+#[test]
+fn del_succeeds_when_the_delegated_ipam_plugin_is_gone() {
+    assert!(
+        Path::new(HOST_LOCAL).exists(),
+        "{HOST_LOCAL} is missing: install containernetworking-plugins (scripts/setup.sh does)"
+    );
+    let host = Host::new("cni-err-d", "enode");
+    let ds = Datastore::created_embedded(host.dir.path().join("calico.db"));
+    let link = host.bin_dir().join("host-local");
+    std::os::unix::fs::symlink(HOST_LOCAL, &link).expect("link host-local");
+    let conf = host.conf(
+        "1.0.0",
+        NETWORK,
+        &ds,
+        json!({"ipam": {"type": "host-local", "subnet": "198.18.58.0/24",
+                        "dataDir": host.dir.path().join("host-local")}}),
+    );
+    let pod = Pod::new("cni-err-dp");
+    assert_ok(&host.add("d1", &pod, &conf), &host, "ADD via host-local");
+    assert_eq!(wep_names(&ds), ["enode-cni-d1-eth0"]);
+    assert_eq!(host.links().len(), 2, "{:?}", host.links());
+
+    // The IPAM plugin is uninstalled before the runtime's DEL comes.
+    std::fs::remove_file(&link).expect("remove host-local");
+    let out = host.del("d1", Some(&pod), &conf);
+    assert_ok(&out, &host, "DEL without the IPAM plugin");
+    assert!(out.stdout.is_empty(), "DEL printed a result");
+    assert_host_clean(&host, "DEL without the IPAM plugin");
+    assert_pod_untouched(&pod, "DEL without the IPAM plugin");
+    assert!(
+        wep_names(&ds).is_empty(),
+        "endpoint left: {:?}",
+        wep_names(&ds)
+    );
+    let log = std::fs::read_to_string(host.log_file()).unwrap_or_default();
+    assert!(
+        log.contains("host-local") && log.contains("not available"),
+        "the skipped release is not logged:\n{}",
+        host.log_tail()
+    );
+
+    // A DEL repeated (or one for a container whose ADD failed) succeeds as well.
+    let out = host.del("d1", Some(&pod), &conf);
+    assert_ok(&out, &host, "second DEL without the IPAM plugin");
+}
