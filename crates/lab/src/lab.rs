@@ -670,7 +670,15 @@ pub fn add_pod(name: &str, host: &str, labels: Option<&str>) -> Result<ExitCode>
         .context("no free pod name")?;
     let mut pod = cni::add_pod(&plugin, &lab.prefix(), &host_state, &next)?.pod;
     if !labels.is_empty() {
-        cni::label_pod(&state.datastore, &pod, &labels)?;
+        if let Err(failed) = cni::label_pod(&state.datastore, &pod, &labels) {
+            // The pod is not in the state file yet: take it down rather than leave it unknown to the lab.
+            let undone = cni::del_pod(&plugin, &host_state, &pod, Duration::from_secs(60))
+                .and_then(|()| netns::delete(std::slice::from_ref(&pod.namespace)));
+            return Err(match undone {
+                Ok(()) => failed,
+                Err(e) => failed.context(format!("removing {} again also failed: {e:#}", pod.name)),
+            });
+        }
         pod.labels = labels;
     }
     say!("{} {}", pod.name, pod.ip);
