@@ -290,11 +290,7 @@ impl Tools {
                 );
             }
         }
-        let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.is_file())
-            .context("`ip` not found: install iproute2")?;
+        let ip = calico_process::find_program("ip").context("`ip` not found: install iproute2")?;
         let iperf3 = PathBuf::from(IPERF3);
         if !iperf3.is_file() {
             bail!("{IPERF3} not found: install iperf3 (scripts/bench.sh lab does)");
