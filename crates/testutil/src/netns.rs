@@ -4,6 +4,7 @@
 //! `ip netns add` and deleted again when its [`TestNetns`] is dropped, also when a test panics. Nothing
 //! here touches the machine's root network namespace: links are created from inside test namespaces.
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -117,8 +118,14 @@ impl ReadChild {
     /// Waits up to `timeout` for the child to exit; `None` if it is still running.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
-        // Most commands finish in milliseconds: poll fast at first, then back off.
-        let mut pause = Duration::from_millis(1);
+        // Most commands finish in milliseconds: poll fast at first, then back off (1 ms doubling to 20 ms).
+        const MAX_PAUSE: Duration = Duration::from_millis(20);
+        let mut pauses = ExponentialBuilder::new()
+            .with_min_delay(Duration::from_millis(1))
+            .with_max_delay(MAX_PAUSE)
+            .with_factor(2.0)
+            .without_max_times()
+            .build();
         loop {
             if let Some(status) = self.try_wait() {
                 return Some(status);
@@ -126,8 +133,7 @@ impl ReadChild {
             if Instant::now() >= deadline {
                 return None;
             }
-            thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(20));
+            thread::sleep(pauses.next().unwrap_or(MAX_PAUSE));
         }
     }
 
