@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
-cargo build --release --quiet -p calicoctl
+cargo build --release --quiet -p calicoctl -p calico-lab
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -17,6 +17,8 @@ export PATH="$PWD/target/release:$PATH"
 seed="$PWD/crates/calicoctl/tests/seed"
 cd "$work"
 echo "# datastore: DATASTORE_TYPE=$DATASTORE_TYPE CALICO_DATASTORE_PATH=$CALICO_DATASTORE_PATH"
+# calicoctl only opens a store that exists; calico-node would have created this one.
+calico-lab init-datastore "$CALICO_DATASTORE_PATH"
 
 run() { echo; echo "[root@k8s-master ~]# $*"; "$@"; }
 

@@ -115,6 +115,8 @@ pub async fn run(count: usize) -> Result<(Table, Vec<Goal>)> {
 
     // Embedded: a fresh file for calicoctl and another for the reference.
     let embedded_file = scratch.path().join("embedded.db");
+    // calicoctl only opens a store that exists: create it as calico-node would.
+    drop(EmbeddedStore::open(&embedded_file)?);
     let embedded = Backend {
         name: "embedded",
         env: vec![

@@ -24,7 +24,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, mpsc};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -290,11 +290,7 @@ impl Tools {
                 );
             }
         }
-        let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.is_file())
-            .context("`ip` not found: install iproute2")?;
+        let ip = calico_process::find_program("ip").context("`ip` not found: install iproute2")?;
         let iperf3 = PathBuf::from(IPERF3);
         if !iperf3.is_file() {
             bail!("{IPERF3} not found: install iperf3 (scripts/bench.sh lab does)");
@@ -1265,36 +1261,22 @@ fn resources(tools: &Tools, lab: &Lab, args: &LabArgs, figures: &mut Vec<Figure>
     let adding = wanted.len();
     progress(format!("resources: adding {adding} pods"));
     let add_started = Instant::now();
-    let queue = Mutex::new(wanted);
-    let added: Mutex<Vec<(usize, IpAddr)>> = Mutex::new(Vec::new());
-    let failures: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..ADD_WORKERS {
-            scope.spawn(|| {
-                loop {
-                    if CANCELLED.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let next = queue.lock().map(|mut q| q.pop()).unwrap_or(None);
-                    let Some((h, pod)) = next else { break };
-                    match add_pod(tools, lab, &hosts[h], &pod) {
-                        Ok(a) => {
-                            if let Ok(mut v) = added.lock() {
-                                v.push((h, a.pod.ip));
-                            }
-                        }
-                        Err(e) => {
-                            if let Ok(mut v) = failures.lock() {
-                                v.push(format!("{e:#}"));
-                            }
-                        }
-                    }
-                }
-            });
+    // After an interrupt the pods not started yet are skipped (None).
+    let outcomes = calico_lab::parallel::map(wanted, ADD_WORKERS, |(h, pod)| {
+        if CANCELLED.load(Ordering::Relaxed) {
+            return None;
         }
-    });
+        Some(add_pod(tools, lab, &hosts[h], &pod).map(|a| (h, a.pod.ip)))
+    })?;
     check_cancelled()?;
-    let failures = failures.into_inner().unwrap_or_default();
+    let mut added: Vec<(usize, IpAddr)> = Vec::new();
+    let mut failures: Vec<String> = Vec::new();
+    for outcome in outcomes.into_iter().flatten() {
+        match outcome {
+            Ok(pod) => added.push(pod),
+            Err(e) => failures.push(format!("{e:#}")),
+        }
+    }
     if let Some(first) = failures.first() {
         bail!(
             "{} of {adding} pods could not be added; first: {first}",
@@ -1304,7 +1286,7 @@ fn resources(tools: &Tools, lab: &Lab, args: &LabArgs, figures: &mut Vec<Figure>
     let add_seconds = add_started.elapsed().as_secs_f64();
 
     // Stable = every pod answers from a pod on another host, then calico-node has gone quiet.
-    let mut all: Vec<(usize, IpAddr)> = added.into_inner().unwrap_or_default();
+    let mut all: Vec<(usize, IpAddr)> = added;
     all.extend(existing.iter().filter_map(|p| {
         hosts
             .iter()

@@ -179,7 +179,7 @@ async fn run(cli: Cli) -> Result<()> {
 
 pub async fn connect(config: &DatastoreConfig) -> Result<Client> {
     let store: Arc<dyn Store> = config
-        .connect()
+        .connect(calico_datastore::config::OpenMode::MustExist)
         .await
         .with_context(|| format!("Failed to connect to the {} datastore", config.describe()))?;
     Ok(Client::new(store))

@@ -194,6 +194,56 @@ fn damaged_embedded_file_is_reported_never_reset() {
 }
 
 #[test]
+fn a_missing_or_empty_embedded_file_is_refused_naming_it_and_nothing_is_created() {
+    let ctl = Ctl::embedded();
+    let good = ctl.write("good.yaml", GOOD_POOL);
+    let missing = ctl.path("mistyped").join("calico.db");
+    let empty = ctl.path("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    for (path, problem) in [(&missing, "does not exist"), (&empty, "empty")] {
+        for args in [
+            &["get", "ippool"][..],
+            &["get", "nodes", "-o", "wide"][..],
+            &["apply", "-f", &good][..],
+            &["ipam", "show"][..],
+        ] {
+            let out = ctl
+                .command()
+                .env("CALICO_DATASTORE_PATH", path)
+                .args(args)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !out.status.success(),
+                "calicoctl {args:?} on {} should fail:\n{}",
+                path.display(),
+                String::from_utf8_lossy(&out.stdout)
+            );
+            assert!(out.stdout.is_empty(), "{args:?} printed a result");
+            assert!(
+                stderr.contains(&path.display().to_string()) && stderr.contains(problem),
+                "calicoctl {args:?}: the error should name {} and say it {problem}:\n{stderr}",
+                path.display()
+            );
+        }
+    }
+    assert!(!ctl.path("mistyped").exists(), "a directory was created");
+    assert_eq!(
+        std::fs::metadata(&empty).unwrap().len(),
+        0,
+        "the empty file was written"
+    );
+    let mut entries: Vec<String> = std::fs::read_dir(ctl.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("empty") || n.starts_with("mistyped"))
+        .collect();
+    entries.sort();
+    assert_eq!(entries, ["empty.db"], "files beside the empty one");
+}
+
+#[test]
 fn bad_datastore_settings_are_named() {
     let ctl = Ctl::embedded();
     let out = ctl

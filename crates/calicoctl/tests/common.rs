@@ -19,11 +19,16 @@ pub struct Ctl {
 }
 
 impl Ctl {
+    /// An embedded store created as calico-node creates it on a machine (calicoctl only opens a store
+    /// that exists).
     pub fn embedded() -> Ctl {
-        Ctl {
+        let ctl = Ctl {
             dir: tempfile::tempdir().expect("temp dir"),
             backend: Backend::Embedded,
-        }
+        };
+        calico_datastore::embedded::EmbeddedStore::open(ctl.db_path())
+            .unwrap_or_else(|e| panic!("creating {}: {e}", ctl.db_path().display()));
+        ctl
     }
 
     pub fn etcd() -> Ctl {

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use calico_datastore::Store;
-use calico_datastore::config::DatastoreConfig;
+use calico_datastore::config::{DatastoreConfig, OpenMode};
 use calico_ipam::{AssignRequest, Ipam};
 use common::Ctl;
 
@@ -35,7 +35,9 @@ fn ipam_for(ctl: &Ctl, rt: &tokio::runtime::Runtime) -> Ipam {
         })
         .collect();
     let config = DatastoreConfig::from_env(env).expect("datastore config");
-    let store: Arc<dyn Store> = rt.block_on(config.connect()).expect("connect");
+    let store: Arc<dyn Store> = rt
+        .block_on(config.connect(OpenMode::MustExist))
+        .expect("connect");
     Ipam::new(store)
 }
 

@@ -31,6 +31,24 @@ pub fn del(plugin_type: &str, config: &[u8], env: &CniEnv) -> Result<(), CniErro
     exec(plugin_type, Command::Del, config, env, DEFAULT_TIMEOUT).map(drop)
 }
 
+/// What [`del_if_present`] did.
+#[derive(Debug)]
+pub enum Deleted {
+    /// The plugin ran and succeeded.
+    Ran,
+    /// The plugin cannot be found (or its name is not one that can be looked up): nothing ran.
+    Absent(CniError),
+}
+
+/// Runs `plugin_type` with CNI_COMMAND=DEL if it can be found. DEL is best effort: a plugin that is not
+/// installed cannot release anything, so its absence is reported to the caller rather than as a failure.
+pub fn del_if_present(plugin_type: &str, config: &[u8], env: &CniEnv) -> Result<Deleted, CniError> {
+    match find_plugin(plugin_type, &env.path, Command::Del) {
+        Err(absent) => Ok(Deleted::Absent(absent)),
+        Ok(_) => del(plugin_type, config, env).map(|()| Deleted::Ran),
+    }
+}
+
 /// Runs `plugin_type` with CNI_COMMAND=CHECK.
 pub fn check(plugin_type: &str, config: &[u8], env: &CniEnv) -> Result<(), CniError> {
     exec(plugin_type, Command::Check, config, env, DEFAULT_TIMEOUT).map(drop)

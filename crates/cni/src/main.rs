@@ -16,8 +16,9 @@ fn main() {
         return;
     }
     let mut stdin = Vec::new();
-    // A verb such as VERSION may come with no stdin at all; an unreadable stdin is treated as empty.
-    let _ = std::io::stdin().read_to_end(&mut stdin);
+    // An empty stdin (VERSION may come without a config) reads fine; a failed read is reported, not
+    // taken for an empty config.
+    let stdin = std::io::stdin().read_to_end(&mut stdin).map(|_| stdin);
     let outcome = plugin::run(role, stdin);
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(outcome.stdout.as_bytes());

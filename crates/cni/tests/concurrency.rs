@@ -36,7 +36,7 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 #[test]
 fn two_hundred_concurrent_adds_on_one_host_embedded() {
     let store_dir = tempfile::tempdir().expect("temp dir");
-    let ds = Datastore::Embedded(store_dir.path().join("calico.db"));
+    let ds = Datastore::created_embedded(store_dir.path().join("calico.db"));
     run_scenario("one host, embedded", &ds, None, &["conc-solo"], 200);
 }
 
@@ -57,7 +57,7 @@ fn three_hosts_times_one_hundred_concurrent_adds_etcd() {
 fn three_hosts_times_one_hundred_concurrent_adds_embedded() {
     // One file shared by the three hosts, as if they were processes on one machine.
     let store_dir = tempfile::tempdir().expect("temp dir");
-    let ds = Datastore::Embedded(store_dir.path().join("calico.db"));
+    let ds = Datastore::created_embedded(store_dir.path().join("calico.db"));
     run_scenario(
         "three hosts, embedded",
         &ds,

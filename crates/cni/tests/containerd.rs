@@ -16,7 +16,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use calico_datastore::config::DatastoreConfig;
+use calico_datastore::config::{DatastoreConfig, OpenMode};
 use calico_ipam::Ipam;
 use calico_testutil::containerd::{Containerd, copy_reference_plugins};
 use calico_testutil::etcd_binary;
@@ -179,7 +179,7 @@ impl Node {
                     .expect("tokio runtime");
                 runtime.block_on(async {
                     let store = DatastoreConfig::Embedded { path: path.clone() }
-                        .connect()
+                        .connect(OpenMode::MustExist)
                         .await
                         .expect("open the embedded datastore");
                     Ipam::new(store)
@@ -551,7 +551,7 @@ fn two_containers_scenario(node: &Node) -> Duration {
 fn two_containers_ping_each_other_and_nothing_is_left() {
     let clock = Instant::now();
     let node = Node::new("ctrd-emb", "ctrnet", |host| {
-        Datastore::Embedded(host.dir.path().join("calico.db"))
+        Datastore::created_embedded(host.dir.path().join("calico.db"))
     });
     let containers = two_containers_scenario(&node);
     eprintln!(
@@ -581,7 +581,7 @@ fn two_containers_on_etcd_ping_each_other_and_nothing_is_left() {
 fn chained_with_portmap_bandwidth_tuning() {
     let clock = Instant::now();
     let node = Node::new("ctrd-chain", "chainnet", |host| {
-        Datastore::Embedded(host.dir.path().join("calico.db"))
+        Datastore::created_embedded(host.dir.path().join("calico.db"))
     });
     copy_reference_plugins(&node.bin_dir, &["portmap", "bandwidth", "tuning"])
         .unwrap_or_else(|err| panic!("{err}"));

@@ -36,7 +36,7 @@ fn take_turn() -> std::sync::MutexGuard<'static, ()> {
 fn sigkill_during_add_leaves_nothing_del_cannot_clean() {
     let _turn = take_turn();
     let host = Host::new("cni-crash-h", "crash-node");
-    let ds = Datastore::Embedded(host.dir.path().join("calico.db"));
+    let ds = Datastore::created_embedded(host.dir.path().join("calico.db"));
     create_pool(&ds, "crash", POOL, 26);
     let conf = host.conf("1.0.0", NETWORK, &ds, json!({}));
     let typical = typical_add_duration(&host, &conf);
@@ -108,7 +108,7 @@ fn sigkill_during_add_leaves_nothing_del_cannot_clean() {
 fn sigkill_after_ipam_assignment_leak_is_found_and_released_from_report() {
     let _turn = take_turn();
     let host = Host::new("cni-crash-h", "crash-leak-node");
-    let ds = Datastore::Embedded(host.dir.path().join("calico.db"));
+    let ds = Datastore::created_embedded(host.dir.path().join("calico.db"));
     create_pool(&ds, "crash", POOL, 26);
     let conf = host.conf("1.0.0", NETWORK, &ds, json!({}));
     let typical = typical_add_duration(&host, &conf);

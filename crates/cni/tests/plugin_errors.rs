@@ -29,7 +29,7 @@ const CNI_VARS: [&str; 6] = [
 
 fn host_with_pool(prefix: &str, cidr: &str, block_size: u8) -> (Host, Datastore) {
     let host = Host::new(prefix, "enode");
-    let ds = Datastore::Embedded(host.dir.path().join("calico.db"));
+    let ds = Datastore::created_embedded(host.dir.path().join("calico.db"));
     create_pool(&ds, "pool1", cidr, block_size);
     (host, ds)
 }
@@ -322,6 +322,85 @@ fn bad_environment_is_code_4_naming_the_variable() {
     assert_eq!(addresses_in_use(&ds), 0);
 }
 
+#[test]
+fn unreadable_stdin_is_an_io_failure_naming_stdin() {
+    let (host, ds) = host_with_pool("cni-err-s", "198.18.57.0/26", 26);
+    let pod = Pod::new("cni-err-sp");
+    let bin = host.bin_dir().display().to_string();
+    // A directory as stdin: opening it works, reading it fails (EISDIR), as a broken pipe from a runtime
+    // would.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", host.netns.name()])
+        .arg(host.bin_dir().join("calico"))
+        .env_remove("DATASTORE_TYPE")
+        .stdin(Stdio::from(
+            std::fs::File::open(dir.path()).expect("open dir"),
+        ))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, value) in add_vars(&pod, &bin) {
+        cmd.env(key, value);
+    }
+    let out = cmd.output().expect("run plugin");
+    let text = assert_cni_error(&out, 5, "unreadable stdin");
+    assert_mentions(&text, "stdin", "unreadable stdin");
+    assert_mentions(&text, "directory", "unreadable stdin");
+    assert_host_clean(&host, "unreadable stdin");
+    assert_pod_untouched(&pod, "unreadable stdin");
+    assert!(wep_names(&ds).is_empty());
+    assert_eq!(addresses_in_use(&ds), 0);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// A datastore file that is missing or empty
+// ---------------------------------------------------------------------------------------------------------
+
+#[test]
+fn missing_or_empty_embedded_file_is_refused_naming_it_and_nothing_is_created() {
+    let host = Host::new("cni-err-m", "enode");
+    let pod = Pod::new("cni-err-mp");
+    let missing = host.dir.path().join("mistyped").join("calico.db");
+    let empty = host.dir.path().join("empty.db");
+    std::fs::write(&empty, b"").expect("write empty file");
+    for (path, problem) in [(&missing, "does not exist"), (&empty, "empty")] {
+        let ds = Datastore::Embedded(path.clone());
+        let conf = host.conf("1.1.0", NETWORK, &ds, json!({}));
+        let mut status = Call::new("STATUS", "", None);
+        status.ifname = String::new();
+        let mut ipam_status = status.clone();
+        ipam_status.plugin = "calico-ipam";
+        let cases = [
+            ("STATUS", status, 50),
+            ("calico-ipam STATUS", ipam_status, 50),
+            ("ADD", Call::new("ADD", "ctr1", Some(pod.path())), 11),
+        ];
+        for (what, call, code) in cases {
+            let what = format!("{what} with {}", path.display());
+            let text = assert_cni_error(&host.invoke(&call, &conf), code, &what);
+            assert_mentions(&text, &path.display().to_string(), &what);
+            assert_mentions(&text, problem, &what);
+        }
+    }
+    assert!(
+        !host.dir.path().join("mistyped").exists(),
+        "the plugin created the missing file's directory"
+    );
+    assert_eq!(
+        std::fs::metadata(&empty).expect("empty file").len(),
+        0,
+        "the plugin wrote into the empty file"
+    );
+    let beside: Vec<String> = std::fs::read_dir(host.dir.path())
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("empty"))
+        .collect();
+    assert_eq!(beside, ["empty.db"], "files made beside the empty one");
+    assert_host_clean(&host, "no datastore");
+    assert_pod_untouched(&pod, "no datastore");
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Unreachable datastore
 // ---------------------------------------------------------------------------------------------------------
@@ -527,4 +606,56 @@ fn missing_netns_on_add_allocates_nothing() {
     assert!(handle_ips(&ds, "n1").is_empty());
     assert_eq!(addresses_in_use(&ds), 0);
     assert!(wep_names(&ds).is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// DEL is best effort
+// ---------------------------------------------------------------------------------------------------------
+
+const HOST_LOCAL: &str = "/usr/lib/cni/host-local";
+
+#[test]
+fn del_succeeds_when_the_delegated_ipam_plugin_is_gone() {
+    assert!(
+        Path::new(HOST_LOCAL).exists(),
+        "{HOST_LOCAL} is missing: install containernetworking-plugins (scripts/setup.sh does)"
+    );
+    let host = Host::new("cni-err-d", "enode");
+    let ds = Datastore::created_embedded(host.dir.path().join("calico.db"));
+    let link = host.bin_dir().join("host-local");
+    std::os::unix::fs::symlink(HOST_LOCAL, &link).expect("link host-local");
+    let conf = host.conf(
+        "1.0.0",
+        NETWORK,
+        &ds,
+        json!({"ipam": {"type": "host-local", "subnet": "198.18.58.0/24",
+                        "dataDir": host.dir.path().join("host-local")}}),
+    );
+    let pod = Pod::new("cni-err-dp");
+    assert_ok(&host.add("d1", &pod, &conf), &host, "ADD via host-local");
+    assert_eq!(wep_names(&ds), ["enode-cni-d1-eth0"]);
+    assert_eq!(host.links().len(), 2, "{:?}", host.links());
+
+    // The IPAM plugin is uninstalled before the runtime's DEL comes.
+    std::fs::remove_file(&link).expect("remove host-local");
+    let out = host.del("d1", Some(&pod), &conf);
+    assert_ok(&out, &host, "DEL without the IPAM plugin");
+    assert!(out.stdout.is_empty(), "DEL printed a result");
+    assert_host_clean(&host, "DEL without the IPAM plugin");
+    assert_pod_untouched(&pod, "DEL without the IPAM plugin");
+    assert!(
+        wep_names(&ds).is_empty(),
+        "endpoint left: {:?}",
+        wep_names(&ds)
+    );
+    let log = std::fs::read_to_string(host.log_file()).unwrap_or_default();
+    assert!(
+        log.contains("host-local") && log.contains("not available"),
+        "the skipped release is not logged:\n{}",
+        host.log_tail()
+    );
+
+    // A DEL repeated (or one for a container whose ADD failed) succeeds as well.
+    let out = host.del("d1", Some(&pod), &conf);
+    assert_ok(&out, &host, "second DEL without the IPAM plugin");
 }

@@ -8,7 +8,7 @@ use serde_json::json;
 #[test]
 fn two_pods_on_one_host_reach_each_other_and_del_leaves_nothing() {
     let host = Host::new("cni-smoke-h", "smoke-node");
-    let ds = Datastore::Embedded(host.dir.path().join("calico.db"));
+    let ds = Datastore::created_embedded(host.dir.path().join("calico.db"));
     create_pool(&ds, "smoke", "198.18.160.0/22", 26);
     let conf = host.conf("1.0.0", "smokenet", &ds, json!({}));
     let pods = [Pod::new("cni-smoke-p"), Pod::new("cni-smoke-p")];

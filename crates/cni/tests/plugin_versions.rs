@@ -26,7 +26,7 @@ const NETWORK: &str = "vnet";
 /// A host namespace with its own embedded datastore holding one pool.
 fn host_with_pool(prefix: &str, node: &str, cidr: &str, block_size: u8) -> (Host, Datastore) {
     let host = Host::new(prefix, node);
-    let ds = Datastore::Embedded(host.dir.path().join("calico.db"));
+    let ds = Datastore::created_embedded(host.dir.path().join("calico.db"));
     create_pool(&ds, "pool1", cidr, block_size);
     (host, ds)
 }
@@ -573,7 +573,7 @@ fn status_needs_an_enabled_pool() {
         "STATUS with a pool",
     );
 
-    let fresh = Datastore::Embedded(host.dir.path().join("fresh.db"));
+    let fresh = Datastore::created_embedded(host.dir.path().join("fresh.db"));
     let conf = host.conf("1.1.0", NETWORK, &fresh, json!({}));
     let err = assert_code(
         &host.invoke(&bare_call("STATUS"), &conf),
@@ -856,7 +856,7 @@ fn host_local_delegation_in_every_version_it_speaks() {
     );
     let host = Host::new("cni-ver-hl", "vnode");
     // No Calico pool at all: the addresses come from host-local alone.
-    let ds = Datastore::Embedded(host.dir.path().join("calico.db"));
+    let ds = Datastore::created_embedded(host.dir.path().join("calico.db"));
     std::os::unix::fs::symlink(HOST_LOCAL, host.bin_dir().join("host-local"))
         .expect("link host-local");
     let data_dir = host.dir.path().join("host-local");

@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::embedded::EmbeddedStore;
+pub use crate::embedded::OpenMode;
+use crate::embedded::{EmbeddedOptions, EmbeddedStore};
 use crate::etcd::{EtcdConfig, EtcdStore};
 use crate::{Store, StoreError};
 
@@ -187,14 +188,15 @@ impl DatastoreConfig {
         }
     }
 
-    /// Open the configured store.
-    pub async fn connect(&self) -> Result<Arc<dyn Store>, StoreError> {
+    /// Open the configured store. `mode` says whether an embedded store may be created (calico-node and
+    /// calico-lab) or must already exist (every client); etcd ignores it.
+    pub async fn connect(&self, mode: OpenMode) -> Result<Arc<dyn Store>, StoreError> {
         match self {
             DatastoreConfig::Etcd(cfg) => Ok(Arc::new(EtcdStore::connect(cfg).await?)),
             DatastoreConfig::Embedded { path } => {
                 // Opening may wait for the file's lock (up to the busy timeout): not on an async worker.
                 let path = path.clone();
-                let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(path))
+                let store = tokio::task::spawn_blocking(move || open_embedded(&path, mode))
                     .await
                     .map_err(|err| {
                         StoreError::Other(format!("opening the store failed: {err}"))
@@ -205,11 +207,11 @@ impl DatastoreConfig {
     }
 
     /// Open the configured store without a round trip to prove an etcd cluster answers (see
-    /// [`EtcdStore::connect_unverified`]).
-    pub async fn connect_unverified(&self) -> Result<Arc<dyn Store>, StoreError> {
+    /// [`EtcdStore::connect_unverified`]); `mode` as for [`DatastoreConfig::connect`].
+    pub async fn connect_unverified(&self, mode: OpenMode) -> Result<Arc<dyn Store>, StoreError> {
         match self {
             DatastoreConfig::Etcd(cfg) => Ok(Arc::new(EtcdStore::connect_unverified(cfg).await?)),
-            DatastoreConfig::Embedded { path } => Ok(Arc::new(EmbeddedStore::open(path)?)),
+            DatastoreConfig::Embedded { path } => Ok(Arc::new(open_embedded(path, mode)?)),
         }
     }
 
@@ -220,6 +222,16 @@ impl DatastoreConfig {
             DatastoreConfig::Embedded { path } => format!("embedded ({})", path.display()),
         }
     }
+}
+
+fn open_embedded(path: &Path, mode: OpenMode) -> Result<EmbeddedStore, StoreError> {
+    EmbeddedStore::open_with(
+        path,
+        EmbeddedOptions {
+            open_mode: mode,
+            ..EmbeddedOptions::default()
+        },
+    )
 }
 
 #[cfg(test)]
@@ -302,5 +314,64 @@ mod tests {
         );
         let err = DatastoreConfig::from_config_text("kind: Other\n").unwrap_err();
         assert!(err.contains("CalicoAPIConfig"));
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn refusal(result: Result<Arc<dyn Store>, StoreError>) -> String {
+        match result {
+            Ok(_) => panic!("opening should have been refused"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[tokio::test]
+    async fn must_exist_refuses_a_missing_file_naming_it_and_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("calico.db");
+        let cfg = DatastoreConfig::Embedded { path: path.clone() };
+        for verified in [true, false] {
+            let err = refusal(if verified {
+                cfg.connect(OpenMode::MustExist).await
+            } else {
+                cfg.connect_unverified(OpenMode::MustExist).await
+            });
+            assert!(err.contains(&path.display().to_string()), "{err}");
+            assert!(err.contains("does not exist"), "{err}");
+        }
+        assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
+    }
+
+    #[tokio::test]
+    async fn must_exist_refuses_an_empty_file_and_leaves_it_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("calico.db");
+        std::fs::write(&path, b"").unwrap();
+        let cfg = DatastoreConfig::Embedded { path: path.clone() };
+        let err = refusal(cfg.connect(OpenMode::MustExist).await);
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(err.contains("empty"), "{err}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        assert_eq!(entries(dir.path()), ["calico.db"]);
+    }
+
+    #[tokio::test]
+    async fn create_makes_the_store_that_must_exist_then_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("calico.db");
+        let cfg = DatastoreConfig::Embedded { path: path.clone() };
+        let created = cfg.connect(OpenMode::Create).await.unwrap();
+        created.create("/k", b"v".to_vec()).await.unwrap();
+        drop(created);
+        let opened = cfg.connect(OpenMode::MustExist).await.unwrap();
+        let value = opened.get("/k").await.unwrap().expect("key written before");
+        assert_eq!(value.value, b"v");
     }
 }

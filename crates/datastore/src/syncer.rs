@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -24,6 +25,9 @@ pub enum SyncEvent {
     /// The watch broke (`reason`); a fresh listing follows and only differences are reported.
     Resyncing { reason: String },
 }
+
+/// Longest pause between failed listings.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 
 /// Syncs every key under a set of prefixes.
 pub struct Syncer {
@@ -76,10 +80,20 @@ impl Syncer {
         common
     }
 
+    /// Pauses between failed listings: the retry delay, doubling up to [`MAX_RETRY_DELAY`], without end.
+    fn listing_backoff(&self) -> ExponentialBackoff {
+        ExponentialBuilder::new()
+            .with_min_delay(self.retry_delay)
+            .with_max_delay(MAX_RETRY_DELAY)
+            .with_factor(2.0)
+            .without_max_times()
+            .build()
+    }
+
     async fn run(self, tx: mpsc::Sender<SyncEvent>) {
         // What the consumer has been told: key -> mod revision.
         let mut known: BTreeMap<String, Revision> = BTreeMap::new();
-        let mut delay = self.retry_delay;
+        let mut delays = self.listing_backoff();
         loop {
             let revision = match self.snapshot(&mut known, &tx).await {
                 Ok(Some(rev)) => rev,
@@ -95,12 +109,11 @@ impl Syncer {
                     {
                         return;
                     }
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
+                    tokio::time::sleep(delays.next().unwrap_or(MAX_RETRY_DELAY)).await;
                     continue;
                 }
             };
-            delay = self.retry_delay;
+            delays = self.listing_backoff();
             let reason = match self.follow(revision, &mut known, &tx).await {
                 Ok(()) => return,
                 Err(e) => e.to_string(),

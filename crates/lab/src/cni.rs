@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use calico_api::Kind;
 use calico_cni::spec::CniResult;
 use calico_datastore::client::Client;
+use calico_datastore::config::OpenMode;
 use serde_json::{Value, json};
 
 use crate::datastore;
@@ -132,23 +133,75 @@ pub struct Added {
     pub plugin_took: Duration,
 }
 
-/// Creates the pod's namespace (loopback up) and runs CNI ADD for it.
+/// Creates the pod's namespace (loopback up) and runs CNI ADD for it. If anything fails after the namespace
+/// exists, the pod is taken down again as a runtime does after a failed ADD (CNI DEL, then the namespace),
+/// so a failed `add-pod` leaves nothing behind.
 pub fn add_pod(plugin: &Path, lab_prefix: &str, host: &HostState, pod: &str) -> Result<Added> {
     let namespace = format!("{lab_prefix}{pod}");
+    let container_id = new_container_id()?;
     netns::add(std::slice::from_ref(&namespace))?;
-    let ns = netns::open(&namespace)?;
+    add_in_namespace(plugin, host, pod, &namespace, &container_id)
+        .map_err(|failed| remove_failed_pod(plugin, host, pod, &namespace, &container_id, failed))
+}
+
+/// Undoes a pod whose ADD failed: DEL (the plugin cleans up after itself, but an ADD that succeeded with a
+/// result we could not use holds an address and interfaces), then the namespace. Returns the ADD's error,
+/// with any cleanup failure added so it is not lost.
+fn remove_failed_pod(
+    plugin: &Path,
+    host: &HostState,
+    pod: &str,
+    namespace: &str,
+    container_id: &str,
+    failed: anyhow::Error,
+) -> anyhow::Error {
+    let netns_file = netns_path(namespace).display().to_string();
+    let mut problems = Vec::new();
+    match invoke(
+        plugin,
+        host,
+        "DEL",
+        pod,
+        container_id,
+        &netns_file,
+        Duration::from_secs(60),
+    ) {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => problems.push(format!("CNI DEL: {}", plugin_error(&out))),
+        Err(e) => problems.push(format!("CNI DEL: {e:#}")),
+    }
+    if let Err(e) = netns::delete(&[namespace.to_string()]) {
+        problems.push(format!("{e:#}"));
+    }
+    if problems.is_empty() {
+        failed
+    } else {
+        failed.context(format!(
+            "cleaning up after the failed ADD of {pod} also failed: {}",
+            problems.join("; ")
+        ))
+    }
+}
+
+fn add_in_namespace(
+    plugin: &Path,
+    host: &HostState,
+    pod: &str,
+    namespace: &str,
+    container_id: &str,
+) -> Result<Added> {
+    let ns = netns::open(namespace)?;
     let mut nl = calico_netlink::Netlink::in_netns(&ns)?;
     if let Some(lo) = nl.link_by_name("lo")? {
         nl.set_link_up(lo.index)?;
     }
-    let container_id = new_container_id()?;
-    let netns_file = netns_path(&namespace).display().to_string();
+    let netns_file = netns_path(namespace).display().to_string();
     let out = invoke(
         plugin,
         host,
         "ADD",
         pod,
-        &container_id,
+        container_id,
         &netns_file,
         Duration::from_secs(60),
     )
@@ -178,10 +231,10 @@ pub fn add_pod(plugin: &Path, lab_prefix: &str, host: &HostState, pod: &str) -> 
         pod: PodState {
             name: pod.to_string(),
             host: host.name.clone(),
-            namespace,
+            namespace: namespace.to_string(),
             netns: netns_file,
             ip,
-            container_id,
+            container_id: container_id.to_string(),
             labels: BTreeMap::new(),
         },
         plugin_returned_at: out.exited_at,
@@ -229,7 +282,11 @@ pub fn label_pod(
     let name = workload_endpoint_name(&pod.host, &pod.name);
     let cfg = datastore::config(ds);
     datastore::runtime()?.block_on(async {
-        let client = Client::new(cfg.connect().await.context("connecting to the datastore")?);
+        let client = Client::new(
+            cfg.connect(OpenMode::MustExist)
+                .await
+                .context("connecting to the datastore")?,
+        );
         // Compare-and-swap on the version read: retry if calico-node or the plugin wrote in between.
         for _attempt in 0..5 {
             let mut wep = client

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use calico_datastore::config::DatastoreConfig;
+use calico_datastore::config::{DatastoreConfig, OpenMode};
 use calico_datastore::etcd::EtcdConfig;
 
 use crate::http;
@@ -39,11 +39,20 @@ pub fn init_embedded(lab: &Lab) -> Result<DatastoreState> {
         path: Some(path.display().to_string()),
         endpoint: None,
     };
-    let cfg = config(&ds);
-    runtime()?
-        .block_on(cfg.connect())
-        .with_context(|| format!("creating the embedded datastore {}", path.display()))?;
+    create_embedded(&path)?;
     Ok(ds)
+}
+
+/// Creates the embedded store at `path` (with its directory) unless a store is already there; a file that
+/// is not a store is refused and left alone.
+pub fn create_embedded(path: &Path) -> Result<()> {
+    let cfg = DatastoreConfig::Embedded {
+        path: path.to_path_buf(),
+    };
+    runtime()?
+        .block_on(cfg.connect(OpenMode::Create))
+        .with_context(|| format!("creating the embedded datastore {}", path.display()))?;
+    Ok(())
 }
 
 pub fn runtime() -> Result<tokio::runtime::Runtime> {

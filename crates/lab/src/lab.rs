@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+use crate::parallel;
 use crate::paths::{self, Lab, find_binary, host_name, pod_name};
 use crate::state::{
     DatastoreKind, DatastoreState, HostState, LabLock, Pids, PodState, STAGES, State, UnderlayState,
@@ -225,7 +225,7 @@ fn build(opts: &UpOptions, created: &mut bool) -> Result<ExitCode> {
         .enumerate()
         .flat_map(|(h, host)| (1..=opts.pods_per_node).map(move |j| (h, pod_name(&host.name, j))))
         .collect();
-    let added = add_pods(&plugin, &lab, &state.hosts, wanted);
+    let added = add_pods(&plugin, &lab, &state.hosts, wanted)?;
     let mut failures = Vec::new();
     for result in added {
         match result {
@@ -306,32 +306,17 @@ fn sort_pods(pods: &mut [PodState]) {
     pods.sort_by_key(key);
 }
 
-/// Adds pods (host index, pod name) in parallel; results in no particular order.
+/// Adds pods (host index, pod name), [`POD_WORKERS`] at a time; one result per pod.
 fn add_pods(
     plugin: &Path,
     lab: &Lab,
     hosts: &[HostState],
     wanted: Vec<(usize, String)>,
-) -> Vec<Result<PodState>> {
-    let queue = Mutex::new(wanted);
-    let results = Mutex::new(Vec::new());
+) -> Result<Vec<Result<PodState>>> {
     let prefix = lab.prefix();
-    std::thread::scope(|scope| {
-        for _ in 0..POD_WORKERS {
-            scope.spawn(|| {
-                loop {
-                    let next = queue.lock().map(|mut q| q.pop()).unwrap_or(None);
-                    let Some((h, pod)) = next else { break };
-                    let result =
-                        cni::add_pod(plugin, &prefix, &hosts[h], &pod).map(|added| added.pod);
-                    if let Ok(mut r) = results.lock() {
-                        r.push(result);
-                    }
-                }
-            });
-        }
-    });
-    results.into_inner().unwrap_or_default()
+    parallel::map(wanted, POD_WORKERS, |(h, pod)| {
+        cni::add_pod(plugin, &prefix, &hosts[h], &pod).map(|added| added.pod)
+    })
 }
 
 fn table(rows: &[Vec<String>]) -> String {
@@ -436,7 +421,10 @@ fn last_status_reports(state: &State) -> BTreeMap<String, Value> {
     let cfg = datastore::config(&state.datastore);
     let read = || -> Result<BTreeMap<String, Value>> {
         datastore::runtime()?.block_on(async {
-            let store = cfg.connect().await.context("connecting to the datastore")?;
+            let store = cfg
+                .connect(calico_datastore::config::OpenMode::MustExist)
+                .await
+                .context("connecting to the datastore")?;
             let mut reports = BTreeMap::new();
             for host in &state.hosts {
                 let key = calico_datastore::keys::felix_status_key(&host.name);
@@ -711,7 +699,15 @@ pub fn add_pod(name: &str, host: &str, labels: Option<&str>) -> Result<ExitCode>
         .context("no free pod name")?;
     let mut pod = cni::add_pod(&plugin, &lab.prefix(), &host_state, &next)?.pod;
     if !labels.is_empty() {
-        cni::label_pod(&state.datastore, &pod, &labels)?;
+        if let Err(failed) = cni::label_pod(&state.datastore, &pod, &labels) {
+            // The pod is not in the state file yet: take it down rather than leave it unknown to the lab.
+            let undone = cni::del_pod(&plugin, &host_state, &pod, Duration::from_secs(60))
+                .and_then(|()| netns::delete(std::slice::from_ref(&pod.namespace)));
+            return Err(match undone {
+                Ok(()) => failed,
+                Err(e) => failed.context(format!("removing {} again also failed: {e:#}", pod.name)),
+            });
+        }
         pod.labels = labels;
     }
     say!("{} {}", pod.name, pod.ip);
@@ -871,31 +867,26 @@ fn release_pods(lab: &Lab, state: &State) -> usize {
     if !store_alive {
         return 0;
     }
-    let queue = Mutex::new(state.pods.iter().collect::<Vec<_>>());
-    let done = Mutex::new(0usize);
-    std::thread::scope(|scope| {
-        for _ in 0..POD_WORKERS {
-            scope.spawn(|| {
-                loop {
-                    let next = queue.lock().map(|mut q| q.pop()).unwrap_or(None);
-                    let Some(pod) = next else { break };
-                    let Some(host) = state
-                        .host(&pod.host)
-                        .filter(|h| netns::exists(&h.namespace))
-                    else {
-                        continue;
-                    };
-                    match cni::del_pod(&plugin, host, pod, Duration::from_secs(10)) {
-                        Ok(()) => {
-                            if let Ok(mut d) = done.lock() {
-                                *d += 1;
-                            }
-                        }
-                        Err(e) => eprintln!("warning: {e:#}"),
-                    }
-                }
-            });
+    let released = parallel::map(state.pods.iter().collect(), POD_WORKERS, |pod| {
+        let Some(host) = state
+            .host(&pod.host)
+            .filter(|h| netns::exists(&h.namespace))
+        else {
+            return false;
+        };
+        match cni::del_pod(&plugin, host, pod, Duration::from_secs(10)) {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("warning: {e:#}");
+                false
+            }
         }
     });
-    done.into_inner().unwrap_or(0)
+    match released {
+        Ok(released) => released.into_iter().filter(|done| *done).count(),
+        Err(e) => {
+            eprintln!("warning: {e:#}; pods are removed without CNI DEL");
+            0
+        }
+    }
 }

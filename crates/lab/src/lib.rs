@@ -7,6 +7,7 @@ pub mod http;
 pub mod lab;
 pub mod netns;
 pub mod node;
+pub mod parallel;
 pub mod paths;
 pub mod procs;
 pub mod reach;

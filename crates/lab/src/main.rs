@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use calico_lab::{DatastoreChoice, Encap, lab, paths, relay};
+use calico_lab::{DatastoreChoice, Encap, datastore, lab, paths, relay};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -91,6 +91,10 @@ enum Command {
         #[arg(long, default_value = "lab")]
         name: String,
     },
+    /// Create an embedded datastore file, as calico-node does at start-up, for using calicoctl or the CNI
+    /// plugin without a lab or calico-node (both only open a store that exists). An existing store is
+    /// left as it is.
+    InitDatastore { path: std::path::PathBuf },
     /// (internal) Forward 127.0.0.1:PORT inside the given namespaces to etcd in the root namespace.
     #[command(hide = true)]
     Relay {
@@ -144,6 +148,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::DelPod { name, pod } => lab::del_pod(&name, &pod),
         Command::RestartNode { name, host, kill } => lab::restart_node(&name, &host, kill),
         Command::Down { name } => lab::down(&name),
+        Command::InitDatastore { path } => {
+            datastore::create_embedded(&path)?;
+            println!("embedded datastore ready at {}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Relay {
             name,
             port,

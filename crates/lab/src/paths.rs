@@ -97,7 +97,7 @@ pub fn pod_name(host: &str, index: usize) -> String {
 }
 
 /// A sibling binary of this executable (`target/debug/calico-node` next to `target/debug/calico-lab`),
-/// else one on `$PATH`.
+/// else one on `$PATH` (or in the system directories).
 pub fn find_binary(name: &str) -> Result<PathBuf> {
     let sibling = std::env::current_exe()
         .ok()
@@ -105,13 +105,7 @@ pub fn find_binary(name: &str) -> Result<PathBuf> {
     if let Some(path) = sibling.filter(|p| p.is_file()) {
         return Ok(path);
     }
-    let on_path = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file());
-    on_path.with_context(|| {
+    calico_process::find_program(name).with_context(|| {
         format!(
             "`{name}` not found next to calico-lab or on $PATH: build it with `cargo build --workspace`"
         )
@@ -120,22 +114,7 @@ pub fn find_binary(name: &str) -> Result<PathBuf> {
 
 /// A system tool (`ip`, `etcd`, ...) on `$PATH` or in the usual system directories.
 pub fn system_binary(name: &str, package: &str) -> Result<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).collect())
-        .unwrap_or_default();
-    for dir in [
-        "/usr/local/sbin",
-        "/usr/local/bin",
-        "/usr/sbin",
-        "/usr/bin",
-        "/sbin",
-        "/bin",
-    ] {
-        dirs.push(PathBuf::from(dir));
-    }
-    dirs.into_iter()
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
+    calico_process::find_program(name)
         .with_context(|| format!("`{name}` not found: install the Debian package `{package}`"))
 }
 

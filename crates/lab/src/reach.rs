@@ -3,14 +3,15 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::net::TcpSocket;
 use tokio::task::JoinSet;
 
 use crate::netns;
+use crate::parallel;
 use crate::state::PodState;
 
 /// Nothing listens on it in a pod.
@@ -77,43 +78,24 @@ pub fn full_mesh(pods: &[PodState], limit: Duration) -> Result<Vec<(String, Stri
     let mut pending: Vec<BTreeSet<usize>> = (0..pods.len())
         .map(|i| (0..pods.len()).filter(|j| *j != i).collect())
         .collect();
-    let mut limit = FIRST_CONNECT_LIMIT;
+    // Each round's connect limit: FIRST_CONNECT_LIMIT doubling up to MAX_CONNECT_LIMIT.
+    let mut limits = ExponentialBuilder::new()
+        .with_min_delay(FIRST_CONNECT_LIMIT)
+        .with_max_delay(MAX_CONNECT_LIMIT)
+        .with_factor(2.0)
+        .without_max_times()
+        .build();
     loop {
-        let work: Mutex<VecDeque<usize>> = Mutex::new(
-            (0..pods.len())
-                .filter(|i| !pending[*i].is_empty())
-                .collect(),
-        );
-        let results: Mutex<Vec<(usize, Vec<IpAddr>)>> = Mutex::new(Vec::new());
-        let errors: Mutex<Vec<anyhow::Error>> = Mutex::new(Vec::new());
-        std::thread::scope(|scope| {
-            for _ in 0..WORKERS {
-                scope.spawn(|| {
-                    loop {
-                        let next = work.lock().map(|mut w| w.pop_front()).unwrap_or(None);
-                        let Some(source) = next else { break };
-                        let targets: Vec<IpAddr> =
-                            pending[source].iter().map(|j| ips[*j]).collect();
-                        match probe_from(&pods[source].namespace, targets, limit) {
-                            Ok(reached) => {
-                                if let Ok(mut r) = results.lock() {
-                                    r.push((source, reached));
-                                }
-                            }
-                            Err(e) => {
-                                if let Ok(mut errs) = errors.lock() {
-                                    errs.push(e);
-                                }
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        if let Some(e) = errors.into_inner().unwrap_or_default().into_iter().next() {
-            return Err(e);
-        }
-        for (source, reached) in results.into_inner().unwrap_or_default() {
+        let limit = limits.next().unwrap_or(MAX_CONNECT_LIMIT);
+        let sources: Vec<usize> = (0..pods.len())
+            .filter(|i| !pending[*i].is_empty())
+            .collect();
+        let probed = parallel::map(sources, WORKERS, |source| {
+            let targets: Vec<IpAddr> = pending[source].iter().map(|j| ips[*j]).collect();
+            probe_from(&pods[source].namespace, targets, limit).map(|reached| (source, reached))
+        })?;
+        for result in probed {
+            let (source, reached) = result?;
             pending[source].retain(|j| !reached.contains(&ips[*j]));
         }
         let left: usize = pending.iter().map(BTreeSet::len).sum();
@@ -131,7 +113,6 @@ pub fn full_mesh(pods: &[PodState], limit: Duration) -> Result<Vec<(String, Stri
                 })
                 .collect());
         }
-        limit = (limit * 2).min(MAX_CONNECT_LIMIT);
         std::thread::sleep(Duration::from_millis(50));
     }
 }

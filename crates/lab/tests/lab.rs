@@ -528,3 +528,60 @@ fn add_and_delete_pods() {
     lab.down();
     lab.assert_gone();
 }
+
+#[test]
+fn add_pod_whose_cni_add_fails_leaves_no_namespace() {
+    let lab = Lab::new("addfail");
+    lab.up(&["--nodes", "1", "--pods-per-node", "0"]);
+    let status = lab.status();
+    // With the only pool disabled the plugin has nowhere to take an address from: ADD fails.
+    let out = lab.calicoctl(
+        &status,
+        &[
+            "patch",
+            "ippool",
+            "default-ipv4-ippool",
+            "-p",
+            r#"{"spec":{"disabled":true}}"#,
+        ],
+    );
+    assert!(out.status.success(), "disabling the pool: {}", text(&out));
+
+    let out = lab.cmd(&["add-pod", "node1"]);
+    assert!(
+        !out.status.success(),
+        "add-pod should fail without an enabled pool: {}",
+        text(&out)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("CNI ADD for node1-pod1"), "{}", text(&out));
+    assert!(
+        !Path::new("/run/netns")
+            .join(format!("clab-{}-node1-pod1", lab.name))
+            .exists(),
+        "the failed pod's namespace was left behind"
+    );
+    assert!(pods_of(&lab.status()).is_empty(), "{}", lab.status());
+
+    // Once the pool is back the same slot works, so nothing of the failed attempt is in the way.
+    let out = lab.calicoctl(
+        &status,
+        &[
+            "patch",
+            "ippool",
+            "default-ipv4-ippool",
+            "-p",
+            r#"{"spec":{"disabled":false}}"#,
+        ],
+    );
+    assert!(out.status.success(), "enabling the pool: {}", text(&out));
+    let out = lab.ok(&["add-pod", "node1"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("node1-pod1 "),
+        "{}",
+        text(&out)
+    );
+
+    lab.down();
+    lab.assert_gone();
+}

@@ -10,12 +10,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use calico_api::spec::clusterinfo::ClusterInformationSpec;
 use calico_api::spec::ippool::{AllowedUse, EncapMode};
 use calico_api::spec::node::{NodeBGPSpec, NodeSpec};
 use calico_api::{Kind, ObjectMeta, Resource, Selector, Spec};
 use calico_datastore::client::{Client, ClientError};
-use calico_datastore::config::DatastoreConfig;
+use calico_datastore::config::{DatastoreConfig, OpenMode};
 use calico_datastore::{Store, StoreError};
 use calico_ipam::block::{ATTR_NODE, ATTR_TYPE};
 use calico_ipam::{AssignRequest, Ipam};
@@ -190,23 +191,29 @@ pub fn default_pool(
 /// Connect to the datastore, retrying with backoff (1 s doubling to 30 s) and saying why, until it
 /// answers. Readiness stays false meanwhile; the process does not exit and restart in a loop.
 pub async fn connect_with_backoff(config: &DatastoreConfig, status: &Status) -> Arc<dyn Store> {
-    let mut delay = Duration::from_secs(1);
+    const MAX_DELAY: Duration = Duration::from_secs(30);
+    let mut delays = ExponentialBuilder::new()
+        .with_min_delay(Duration::from_secs(1))
+        .with_max_delay(MAX_DELAY)
+        .with_factor(2.0)
+        .without_max_times()
+        .build();
     loop {
         let connected = {
             let _request = status
                 .datastore_requests
                 .begin(format!("open {}", config.describe()));
-            config.connect().await
+            config.connect(OpenMode::Create).await
         };
         match connected {
             Ok(store) => return store,
             Err(e) => {
+                let delay = delays.next().unwrap_or(MAX_DELAY);
                 let reason = format!("datastore {} unreachable: {e}", config.describe());
                 tracing::warn!(error = %e, datastore = %config.describe(), retry_in = ?delay,
                     "cannot reach the datastore; retrying");
                 status.set_ready(false, &reason);
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(30));
             }
         }
     }

@@ -6,6 +6,10 @@
 //! - A watchdog kills the child with SIGKILL at the time limit, or when a cancel flag is raised. The
 //!   child is not reaped until the watchdog has stood down, so a pid is never killed after reuse.
 
+mod find;
+
+pub use find::{SYSTEM_BIN_DIRS, find_program, path_with_system_dirs};
+
 use std::io::{self, Read, Write};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -59,11 +59,7 @@ pub fn etcd_binary() -> Option<PathBuf> {
     if default.is_file() {
         return Some(default);
     }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("etcd"))
-            .find(|candidate| candidate.is_file())
-    })
+    calico_process::find_program("etcd")
 }
 
 /// A single-member etcd server on 127.0.0.1 with its own ports and data directory.

@@ -4,6 +4,7 @@
 //! `ip netns add` and deleted again when its [`TestNetns`] is dropped, also when a test panics. Nothing
 //! here touches the machine's root network namespace: links are created from inside test namespaces.
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -21,50 +22,14 @@ const IP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Counter that makes namespace names unique within this process.
 static NEXT_NETNS: AtomicU32 = AtomicU32::new(0);
 
-/// Directories searched after `$PATH`: tools such as `ip` and `runc` live in sbin directories, which a
-/// non-login root shell (or CI) may not have on its `$PATH`.
-const SYSTEM_BIN_DIRS: &[&str] = &[
-    "/usr/local/sbin",
-    "/usr/local/bin",
-    "/usr/sbin",
-    "/usr/bin",
-    "/sbin",
-    "/bin",
-];
+pub use calico_process::{find_program as find_binary, path_with_system_dirs};
 
-/// Finds an executable by name on `$PATH` or in the usual system directories.
-pub fn find_binary(name: &str) -> Option<PathBuf> {
-    let from_path = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .unwrap_or_default();
-    from_path
-        .into_iter()
-        .chain(SYSTEM_BIN_DIRS.iter().map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-}
-
-/// Like [`find_binary`], but a missing binary is an error that names the Debian package to install.
+/// Like [`find_binary`] (`$PATH`, then the system sbin/bin directories), but a missing binary is an error
+/// that names the Debian package to install.
 pub fn require_binary(name: &str, package: &str) -> Result<PathBuf, String> {
     find_binary(name).ok_or_else(|| {
         format!("`{name}` not found on $PATH or in sbin directories: install the Debian package `{package}` (scripts/setup.sh does)")
     })
-}
-
-/// `$PATH` extended with the system directories, for child processes that look up further tools
-/// themselves (containerd runs `runc` and the shim by name).
-pub fn path_with_system_dirs() -> String {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).collect())
-        .unwrap_or_default();
-    for dir in SYSTEM_BIN_DIRS {
-        if !dirs.iter().any(|existing| existing == Path::new(dir)) {
-            dirs.push(PathBuf::from(dir));
-        }
-    }
-    std::env::join_paths(dirs)
-        .map(|joined| joined.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| SYSTEM_BIN_DIRS.join(":"))
 }
 
 /// Fails unless this process runs as root (effective uid 0), which namespaces and mounts need.
@@ -153,8 +118,14 @@ impl ReadChild {
     /// Waits up to `timeout` for the child to exit; `None` if it is still running.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
-        // Most commands finish in milliseconds: poll fast at first, then back off.
-        let mut pause = Duration::from_millis(1);
+        // Most commands finish in milliseconds: poll fast at first, then back off (1 ms doubling to 20 ms).
+        const MAX_PAUSE: Duration = Duration::from_millis(20);
+        let mut pauses = ExponentialBuilder::new()
+            .with_min_delay(Duration::from_millis(1))
+            .with_max_delay(MAX_PAUSE)
+            .with_factor(2.0)
+            .without_max_times()
+            .build();
         loop {
             if let Some(status) = self.try_wait() {
                 return Some(status);
@@ -162,8 +133,7 @@ impl ReadChild {
             if Instant::now() >= deadline {
                 return None;
             }
-            thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(20));
+            thread::sleep(pauses.next().unwrap_or(MAX_PAUSE));
         }
     }
 

@@ -61,6 +61,19 @@ async fn release(inv: &Invocation, store: &Arc<dyn Store>) -> Result<(), CniErro
     }
 }
 
+/// DEL's release through a delegated IPAM plugin: one that is not installed is logged and skipped (it
+/// cannot release anything), so the rest of DEL still runs.
+fn release_delegated_for_del(inv: &Invocation) -> Result<(), CniError> {
+    let ipam_type = &inv.conf.ipam.ipam_type;
+    if let delegate::Deleted::Absent(why) =
+        delegate::del_if_present(ipam_type, &inv.stdin, &inv.env)?
+    {
+        tracing::warn!(ipam = %ipam_type, reason = %why,
+            "the IPAM plugin is not available; DEL goes on without releasing through it");
+    }
+    Ok(())
+}
+
 async fn add(inv: &Invocation) -> Result<CniResult, CniError> {
     let netns = inv
         .env
@@ -281,7 +294,15 @@ async fn del(inv: &Invocation) -> Result<(), CniError> {
             "",
         )
     })?;
-    release(inv, &store).await?;
+    // Our own IPAM fails only when the datastore does, and then so would the endpoint's removal: the
+    // runtime retries the whole DEL. A delegated plugin that ran and failed still leaves the endpoint to
+    // remove; its error comes after, so the runtime retries and the plugin can release then.
+    let released = if uses_calico_ipam(inv) {
+        ipam::release(inv, store.clone()).await?;
+        Ok(())
+    } else {
+        release_delegated_for_del(inv)
+    };
     endpoint::delete_if_owned(
         &store,
         workload.namespace(),
@@ -289,7 +310,7 @@ async fn del(inv: &Invocation) -> Result<(), CniError> {
         &inv.env.container_id,
     )
     .await?;
-    Ok(())
+    released
 }
 
 async fn check(inv: &Invocation) -> Result<(), CniError> {

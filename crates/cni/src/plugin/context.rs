@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use calico_datastore::config::{DEFAULT_EMBEDDED_PATH, DatastoreConfig};
+use calico_datastore::config::{DEFAULT_EMBEDDED_PATH, DatastoreConfig, OpenMode};
 use calico_datastore::etcd::EtcdConfig;
 use calico_datastore::{Store, StoreError};
 
@@ -186,16 +186,12 @@ impl Invocation {
         }
     }
 
+    /// Open the datastore. The plugin is a client: it never creates an embedded store (calico-node does),
+    /// so a missing or empty file is an error naming the path, and STATUS writes nothing.
     pub async fn connect(&self) -> Result<Arc<dyn Store>, CniError> {
         let cfg = self.datastore()?;
-        if let DatastoreConfig::Embedded { path } = &cfg
-            && let Some(dir) = path.parent()
-            && !dir.as_os_str().is_empty()
-        {
-            let _ = std::fs::create_dir_all(dir);
-        }
         // No probe round trip: the first real request reports an unreachable datastore just as well.
-        cfg.connect_unverified()
+        cfg.connect_unverified(OpenMode::MustExist)
             .await
             .map_err(|e| store_error(&format!("connecting to {}", cfg.describe()), &e))
     }

@@ -57,8 +57,22 @@ fn error_outcome(e: &CniError, version: &str) -> Outcome {
     }
 }
 
-/// Run one invocation with the process environment and the given stdin.
-pub fn run(role: Role, stdin: Vec<u8>) -> Outcome {
+/// Run one invocation with the process environment and what reading stdin gave.
+pub fn run(role: Role, stdin: std::io::Result<Vec<u8>>) -> Outcome {
+    let stdin = match stdin {
+        Ok(bytes) => bytes,
+        // The spec's code for this case: "I/O failure, e.g. failed to read network config bytes from
+        // stdin". No config was read, so the reply is in the latest version.
+        Err(e) => {
+            return error_outcome(
+                &CniError::io_failure(
+                    "cannot read the network configuration from stdin",
+                    e.to_string(),
+                ),
+                CniVersion::LATEST.as_str(),
+            );
+        }
+    };
     let requested = requested_version(&stdin).ok().flatten();
     let reply_version = requested
         .clone()

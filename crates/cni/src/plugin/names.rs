@@ -95,21 +95,40 @@ pub fn workload_endpoint_name(node: &str, workload: &Workload, endpoint: &str) -
 mod tests {
     use super::*;
 
+    fn pod(namespace: &str, pod: &str) -> Workload {
+        Workload::Kubernetes {
+            namespace: namespace.into(),
+            pod: pod.into(),
+        }
+    }
+
+    /// Names Calico itself gave, so a host upgraded from Calico keeps its pods' interfaces:
+    /// - `default`/`podA` → `cali7f94ce7c295`: the value projectcalico/calico pins in its k8s conversion
+    ///   tests (libcalico-go/lib/backend/k8s/conversion, "the calculation of this name should be consistent
+    ///   between releases").
+    /// - `calico-apiserver`/`calico-apiserver-57589b6747-bqcdn` → `cali470c2d79457`: `calicoctl get weps`
+    ///   output from a live cluster quoted by a maintainer in projectcalico/calico issue #8598.
     #[test]
-    fn host_interface_names_are_calicos() {
-        let pod = Workload::Kubernetes {
-            namespace: "default".into(),
-            pod: "nginx".into(),
-        };
-        let name = host_iface_name(&pod);
-        assert_eq!(name.len(), 15);
-        assert_eq!(name, format!("cali{}", &sha1_hex("default.nginx")[..11]));
-        // A known value: SHA-1("default.nginx") starts with these characters.
-        assert!(sha1_hex("abc").starts_with("a9993e364706816aba3e"));
+    fn host_interface_names_match_calicos_for_pods() {
+        assert_eq!(host_iface_name(&pod("default", "podA")), "cali7f94ce7c295");
+        assert_eq!(
+            host_iface_name(&pod(
+                "calico-apiserver",
+                "calico-apiserver-57589b6747-bqcdn"
+            )),
+            "cali470c2d79457"
+        );
+    }
+
+    #[test]
+    fn host_interface_names_of_plain_cni_containers() {
+        // Calico's CNI plugin outside Kubernetes: `cali` + the container ID's first 11 characters
+        // (projectcalico/calico cni-plugin, the non-k8s ADD path).
         let hex_id = Workload::Cni {
             container_id: "0123456789abcdef0123".into(),
         };
         assert_eq!(host_iface_name(&hex_id), "cali0123456789a");
+        // IDs that are not hex (ours, not Calico's, rule): still 15 characters, distinct, stable.
         let short = Workload::Cni {
             container_id: "c1".into(),
         };

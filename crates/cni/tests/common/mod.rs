@@ -25,6 +25,14 @@ pub enum Datastore {
 }
 
 impl Datastore {
+    /// An embedded store at `path`, created as calico-node creates it on a host (the plugin and calicoctl
+    /// only open a store that exists).
+    pub fn created_embedded(path: PathBuf) -> Datastore {
+        calico_datastore::embedded::EmbeddedStore::open(&path)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+        Datastore::Embedded(path)
+    }
+
     /// Config fields selecting this datastore.
     pub fn conf_fields(&self) -> Value {
         match self {
@@ -286,7 +294,7 @@ pub fn with_ipam<T>(ds: &Datastore, f: impl AsyncFnOnce(calico_ipam::Ipam) -> T)
         .expect("tokio runtime");
     runtime.block_on(async {
         let store = calico_datastore::config::DatastoreConfig::Embedded { path: path.clone() }
-            .connect()
+            .connect(calico_datastore::config::OpenMode::MustExist)
             .await
             .expect("open the store");
         f(calico_ipam::Ipam::new(store)).await

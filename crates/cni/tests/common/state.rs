@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use calico_api::{Kind, Resource, Spec};
 use calico_datastore::client::Client;
-use calico_datastore::config::DatastoreConfig;
+use calico_datastore::config::{DatastoreConfig, OpenMode};
 use calico_ipam::check::{CheckInput, HandleRecord, InUse, check, workload_addresses};
 use calico_ipam::{Block, Ipam};
 
@@ -31,7 +31,7 @@ impl StoreState {
             let env = ds.calicoctl_env().into_iter().collect();
             let store = DatastoreConfig::from_env(env)
                 .expect("datastore config")
-                .connect()
+                .connect(OpenMode::MustExist)
                 .await
                 .expect("open the datastore");
             let ipam = Ipam::new(store.clone());

@@ -33,9 +33,23 @@ use crate::{KeyValue, ListResult, Revision, Store, StoreError, WatchStream, Writ
 /// Most ops one [`Store::batch`] accepts.
 pub const MAX_BATCH_OPS: usize = 10_000;
 
+/// Whether opening may create the store.
+///
+/// Only the processes that own a machine's store (calico-node, calico-lab) create it; clients (calicoctl,
+/// the CNI plugin) open what exists, so a mistyped path is an error instead of a new, empty cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    /// A missing or zero-length file (and its directory) is created and initialised.
+    Create,
+    /// A missing or zero-length file is refused with an error naming the path; nothing is written.
+    MustExist,
+}
+
 /// Tuning for [`EmbeddedStore::open_with`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EmbeddedOptions {
+    /// Whether a missing or empty file is initialised or refused.
+    pub open_mode: OpenMode,
     /// Revisions of history that automatic compaction keeps (reads and watches may go this far back).
     pub history_retention: i64,
     /// Automatic compaction runs when the revision reaches a multiple of this (0 turns it off).
@@ -49,6 +63,7 @@ pub struct EmbeddedOptions {
 impl Default for EmbeddedOptions {
     fn default() -> Self {
         EmbeddedOptions {
+            open_mode: OpenMode::Create,
             history_retention: 100_000,
             auto_compact_interval: 1_000,
             busy_timeout: Duration::from_secs(10),
@@ -105,15 +120,16 @@ impl EmbeddedStore {
         Self::open_with(path, EmbeddedOptions::default())
     }
 
-    /// Open the store at `path`. A missing or zero-length file is initialised; any other file must be a
-    /// calico-rs store, or this fails with `Corrupt` and leaves the file alone.
+    /// Open the store at `path`. A missing or zero-length file is initialised or refused, as
+    /// `options.open_mode` says; any other file must be a calico-rs store, or this fails with `Corrupt` and
+    /// leaves the file alone.
     pub fn open_with(path: impl AsRef<Path>, options: EmbeddedOptions) -> Result<Self, StoreError> {
         let given = path.as_ref();
         // Absolute, so watches find the directory even if the process changes directory later.
         let path = std::path::absolute(given).map_err(|err| {
             StoreError::Unavailable(format!("cannot resolve {}: {err}", given.display()))
         })?;
-        let conn = sql::open_store(&path, options.busy_timeout)?;
+        let conn = sql::open_store(&path, options.busy_timeout, options.open_mode)?;
         let display_path = path.display().to_string();
         let (revision, _) =
             ops::revisions(&conn).map_err(|err| err.into_store_error(&display_path))?;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
 
+use super::OpenMode;
 use crate::StoreError;
 
 /// Written into the `meta` table; a file without it is not ours.
@@ -133,12 +134,28 @@ pub(super) fn connect(
     Ok(conn)
 }
 
-/// Open (creating if missing or empty) the store file at `path` and return a connection in WAL mode.
+/// What a user who pointed at a file that holds no store should hear: the path, and who makes stores.
+fn no_store(path: &Path, what: &str) -> StoreError {
+    StoreError::Unavailable(format!(
+        "no datastore at {}: {what} (only calico-node and calico-lab create the embedded store; check \
+         CALICO_DATASTORE_PATH or the configured datastore path)",
+        path.display()
+    ))
+}
+
+/// Open the store file at `path` and return a connection in WAL mode. With [`OpenMode::Create`] a missing
+/// or zero-length file (and its directory) is initialised; with [`OpenMode::MustExist`] either is refused
+/// with `Unavailable` naming the path, and nothing is created or written.
 ///
 /// A file that exists with content must be a SQLite database carrying our format marker; anything else is
 /// reported as `Corrupt` and left untouched.
-pub(super) fn open_store(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+pub(super) fn open_store(
+    path: &Path,
+    busy_timeout: Duration,
+    mode: OpenMode,
+) -> Result<Connection, StoreError> {
+    let create = mode == OpenMode::Create;
+    if create && let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent)
             .map_err(|err| io_unavailable(parent, "cannot create directory", &err))?;
     }
@@ -150,12 +167,22 @@ pub(super) fn open_store(path: &Path, busy_timeout: Duration) -> Result<Connecti
             )));
         }
         Ok(_) => {}
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            if !create {
+                return Err(no_store(path, "the file does not exist"));
+            }
+        }
         Err(err) => return Err(io_unavailable(path, "cannot access", &err)),
     }
 
     let display = path.display().to_string();
-    let mut conn = connect(path, busy_timeout, true)?;
+    // Without the create flag a file removed since the check above is an error, not a new empty file.
+    let mut conn = connect(path, busy_timeout, create).map_err(|err| match err {
+        StoreError::Unavailable(_) if !create && !path.exists() => {
+            no_store(path, "the file does not exist")
+        }
+        other => other,
+    })?;
     {
         // Holding the write lock while we look at the file means no other process is half-way through
         // initialising it, so "zero length" really means "new".
@@ -174,6 +201,13 @@ pub(super) fn open_store(path: &Path, busy_timeout: Duration) -> Result<Connecti
                 .map_err(|err| classify(&display, err))?
         };
         if tables.is_empty() && file_len == 0 {
+            if !create {
+                // Dropping the transaction rolls back: nothing was written.
+                return Err(no_store(
+                    path,
+                    "the file is empty (zero length), not an initialised store",
+                ));
+            }
             initialise(&tx).map_err(|err| classify(&display, err))?;
         } else {
             validate(&tx, path, &tables)?;
