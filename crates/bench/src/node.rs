@@ -30,6 +30,7 @@ use crate::report::{Goal, Table, ratio, thousands};
 pub enum Part {
     Calc,
     Reconcile,
+    Route,
 }
 
 #[derive(clap::Args, Clone, Debug)]
@@ -40,6 +41,12 @@ pub struct NodeArgs {
     /// Remote nodes (one block route and one VTEP each) in the reconcile part.
     #[arg(long, default_value_t = 5_000)]
     pub remote_nodes: usize,
+    /// Endpoints in the cluster of the route part (500 of them on calico-node's host).
+    #[arg(long, default_value_t = 10_000)]
+    pub route_endpoints: usize,
+    /// Endpoint writes timed in the route part.
+    #[arg(long, default_value_t = 200)]
+    pub route_writes: usize,
     /// Run only these parts (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub only: Vec<Part>,
@@ -66,6 +73,16 @@ pub fn run(args: &NodeArgs) -> Result<(String, Vec<Goal>)> {
     }
     if args.wants(Part::Reconcile) {
         let (table, section_goals) = reconcile(args.remote_nodes)?;
+        text.push_str(&table.render());
+        text.push('\n');
+        goals.extend(section_goals);
+    }
+    if args.wants(Part::Route) {
+        if args.route_endpoints < LOCAL_ENDPOINTS {
+            bail!("--route-endpoints must be at least {LOCAL_ENDPOINTS}");
+        }
+        let (table, section_goals) =
+            route_latency(args.route_endpoints, LOCAL_ENDPOINTS, args.route_writes)?;
         text.push_str(&table.render());
         text.push('\n');
         goals.extend(section_goals);
@@ -144,7 +161,12 @@ fn endpoint_event(id: usize, node: usize, ip: Ipv4Addr) -> Result<SyncEvent> {
         "apiVersion": "projectcalico.org/v3",
         "kind": "WorkloadEndpoint",
         "metadata": {
-            "name": format!("{}-k8s-{pod}-eth0", node_name(node)),
+            // Calico's name for it: the identifiers with their dashes doubled, joined by dashes.
+            "name": format!(
+                "{}-k8s-{}-eth0",
+                node_name(node).replace('-', "--"),
+                pod.replace('-', "--")
+            ),
             "namespace": "default",
         },
         "spec": {
@@ -521,5 +543,300 @@ fn reconcile(remote_nodes: usize) -> Result<(Table, Vec<Goal>)> {
             detail: format!("{second_writes} writes"),
         },
     ];
+    Ok((table, goals))
+}
+
+// ---------------------------------------------------------------------------------------------
+// WorkloadEndpoint write -> route in the kernel, through a real calico-node
+
+const ROUTE_GOAL_P99_MS: f64 = 10.0;
+/// Local endpoints' addresses (outside every block: Felix routes an endpoint's addresses as written).
+const LOCAL_BASE: u32 = u32::from_be_bytes([198, 19, 200, 0]);
+/// Remote nodes' blocks start here, clear of the block calico-node claims for its tunnel address.
+const REMOTE_BLOCK_BASE: u32 = u32::from_be_bytes([198, 19, 64, 0]);
+/// Endpoint numbers (and so interface names) of this host's prefilled endpoints and the timed ones.
+const LOCAL_ID_BASE: usize = 1_000_000;
+const WRITTEN_ID_BASE: usize = 2_000_000;
+/// How often the kernel's routes are dumped while waiting for one.
+const POLL: Duration = Duration::from_micros(500);
+
+fn host_iface(id: usize) -> String {
+    format!("cali{id:011x}")
+}
+
+fn peer_iface(id: usize) -> String {
+    format!("bp{id:011x}")
+}
+
+/// `ip -batch` lines making the veth pair of endpoint `id` (both ends up, both in the host namespace).
+fn veth_lines(id: usize) -> String {
+    let (host, peer) = (host_iface(id), peer_iface(id));
+    format!("link add {host} type veth peer name {peer}\nlink set {peer} up\nlink set {host} up\n")
+}
+
+fn ip_batch(netns: &TestNetns, lines: &str, dir: &std::path::Path) -> Result<()> {
+    let file = dir.join("ip-batch");
+    std::fs::write(&file, lines)?;
+    let path = file.to_string_lossy().into_owned();
+    netns
+        .ip(&["-batch", &path])
+        .map_err(|e| anyhow!("ip -batch in {}: {e}", netns.name()))?;
+    Ok(())
+}
+
+fn wep_resource(id: usize, node: usize, ip: Ipv4Addr) -> Result<Resource> {
+    match endpoint_event(id, node, ip)? {
+        SyncEvent::Put(kv) => {
+            calico_datastore::client::decode_kv(&kv).map_err(|e| anyhow!("bench endpoint: {e}"))
+        }
+        _ => bail!("an endpoint event is a put"),
+    }
+}
+
+/// The cluster of the route part as raw writes: 19 remote nodes with their blocks, 9,500 remote
+/// endpoints and 500 local ones (this host's Node and the pool are calico-node's own at startup).
+fn route_cluster(endpoints: usize, local: usize) -> Result<Vec<calico_datastore::WriteOp>> {
+    let mut ops = Vec::new();
+    let put = |event: SyncEvent| match event {
+        SyncEvent::Put(kv) => Ok(calico_datastore::WriteOp::Put {
+            key: kv.key,
+            value: kv.value,
+        }),
+        _ => Err(anyhow!("a cluster object is a put")),
+    };
+    let remote = endpoints - local;
+    let mut next_block = REMOTE_BLOCK_BASE;
+    let mut id = 0;
+    for node in 1..CLUSTER_NODES {
+        let count =
+            remote / (CLUSTER_NODES - 1) + usize::from(node <= remote % (CLUSTER_NODES - 1));
+        let first = v4(next_block);
+        ops.push(put(node_event(node, first)?)?);
+        let needed = count as u32 + 1;
+        let mut block: Option<Block> = None;
+        for k in 0..needed {
+            if k % BLOCK_SIZE == 0 {
+                if let Some(full) = block.take() {
+                    ops.push(put(block_event(&full))?);
+                }
+                let cidr = IpNet::V4(Ipv4Net::new(v4(next_block), 26)?);
+                next_block += BLOCK_SIZE;
+                block = Some(Block::new(
+                    cidr,
+                    Some(format!("host:{}", node_name(node))),
+                    None,
+                ));
+            }
+            let ip = v4(u32::from(first) + k);
+            if let Some(block) = block.as_mut() {
+                block
+                    .assign(IpAddr::V4(ip), &allocation(node, id))
+                    .map_err(|e| anyhow!("prefilling a block: {e}"))?;
+            }
+            if k > 0 {
+                ops.push(put(endpoint_event(id, node, ip)?)?);
+            }
+            id += 1;
+        }
+        if let Some(block) = block {
+            ops.push(put(block_event(&block))?);
+        }
+    }
+    for n in 0..local {
+        ops.push(put(endpoint_event(
+            LOCAL_ID_BASE + n,
+            0,
+            v4(LOCAL_BASE + n as u32),
+        )?)?);
+    }
+    Ok(ops)
+}
+
+fn calico_node_binary() -> Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe
+        .parent()
+        .context("calico-bench has no directory")?
+        .join("calico-node");
+    if !path.is_file() {
+        bail!(
+            "{} is missing: build it (cargo build --release -p calico-node, or run scripts/bench.sh node)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// /32 routes in the main table, by destination.
+fn host_routes(netlink: &mut calico_netlink::Netlink) -> Result<std::collections::HashSet<IpNet>> {
+    Ok(netlink
+        .routes(calico_netlink::Family::V4, Some(calico_netlink::TABLE_MAIN))?
+        .into_iter()
+        .filter(|r| r.dst.prefix_len() == 32)
+        .map(|r| r.dst)
+        .collect())
+}
+
+fn route_latency(endpoints: usize, local: usize, writes: usize) -> Result<(Table, Vec<Goal>)> {
+    require_root().map_err(|e| anyhow!(e))?;
+    require_binary("ip", "iproute2").map_err(|e| anyhow!(e))?;
+    require_binary("nft", "nftables").map_err(|e| anyhow!(e))?;
+    let node_binary = calico_node_binary()?;
+    let runtime = tokio::runtime::Handle::current();
+    let dir = tempfile::tempdir()?;
+    let datastore = dir.path().join("datastore.db");
+    let host = TestNetns::new("cb-rhost").map_err(|e| anyhow!(e))?;
+    let peer = TestNetns::new("cb-rpeer").map_err(|e| anyhow!(e))?;
+    calico_testutil::netns::veth_pair(
+        &host,
+        "eth0",
+        "198.18.0.2/24",
+        &peer,
+        "peer0",
+        "198.18.0.1/24",
+    )
+    .map_err(|e| anyhow!(e))?;
+
+    // The cluster, written before calico-node starts, so its first sync holds all of it.
+    let ops = route_cluster(endpoints, local)?;
+    let store: std::sync::Arc<dyn calico_datastore::Store> =
+        std::sync::Arc::new(calico_datastore::embedded::EmbeddedStore::open(&datastore)?);
+    runtime.block_on(async {
+        let max = store.max_batch_ops().max(1);
+        for chunk in ops.chunks(max) {
+            store.batch(chunk.to_vec()).await?;
+        }
+        anyhow::Ok(())
+    })?;
+    let local_ids: Vec<usize> = (0..local).map(|n| LOCAL_ID_BASE + n).collect();
+    let lines: String = local_ids.iter().map(|&id| veth_lines(id)).collect();
+    ip_batch(&host, &lines, dir.path())?;
+
+    let mut command = std::process::Command::new("ip");
+    command
+        .args(["netns", "exec", host.name()])
+        .arg(&node_binary)
+        .env("NODENAME", node_name(0))
+        .env("CALICO_STATE_DIR", dir.path())
+        .env("DATASTORE_TYPE", "embedded")
+        .env("CALICO_DATASTORE_PATH", &datastore)
+        .env("IP_AUTODETECTION_METHOD", "interface=^eth0$")
+        .env("CALICO_IPV4POOL_CIDR", "198.19.0.0/16")
+        .env("CALICO_IPV4POOL_VXLAN", "Always")
+        .env_remove("ETCD_ENDPOINTS");
+    let mut node =
+        calico_testutil::netns::ReadChild::spawn(&mut command).map_err(|e| anyhow!(e))?;
+
+    let handle = Netns::open(&host.path())?;
+    let client = calico_datastore::client::Client::new(store);
+    let outcome = handle.run(|| -> Result<(Vec<f64>, Vec<f64>, Duration)> {
+        let mut netlink = calico_netlink::Netlink::new()?;
+        // Ready: every local endpoint's route is in the kernel.
+        let started = Instant::now();
+        let expected: Vec<IpNet> = (0..local)
+            .map(|n| IpNet::V4(Ipv4Net::from(v4(LOCAL_BASE + n as u32))))
+            .collect();
+        loop {
+            let routes = host_routes(&mut netlink)?;
+            if expected.iter().all(|dst| routes.contains(dst)) {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(40) {
+                bail!(
+                    "calico-node did not program the {local} local routes within 40 s ({} of them present)",
+                    expected.iter().filter(|d| routes.contains(d)).count()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let ready = started.elapsed();
+        let mut times = Vec::with_capacity(writes);
+        let mut write_times = Vec::with_capacity(writes);
+        for n in 0..writes {
+            let id = WRITTEN_ID_BASE + n;
+            let ip = v4(LOCAL_BASE + 0x1000 + n as u32);
+            ip_batch(&host, &veth_lines(id), dir.path())?;
+            let resource = wep_resource(id, 0, ip)?;
+            let dst = IpNet::V4(Ipv4Net::from(ip));
+            let started = Instant::now();
+            runtime
+                .block_on(client.create(resource))
+                .map_err(|e| anyhow!("writing endpoint {id}: {e}"))?;
+            write_times.push(started.elapsed().as_secs_f64() * 1e3);
+            loop {
+                if host_routes(&mut netlink)?.contains(&dst) {
+                    break;
+                }
+                if started.elapsed() > Duration::from_secs(5) {
+                    bail!("the route to {ip} did not appear within 5 s of its endpoint's write");
+                }
+                std::thread::sleep(POLL);
+            }
+            times.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+        times.sort_by(f64::total_cmp);
+        write_times.sort_by(f64::total_cmp);
+        Ok((times, write_times, ready))
+    })?;
+    node.kill();
+    let (times, write_times, ready) = match outcome {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            let status = node.wait_timeout(Duration::from_secs(5));
+            let stderr = status
+                .map(|s| String::from_utf8_lossy(&node.into_output(s).stderr).into_owned())
+                .unwrap_or_default();
+            let tail: Vec<&str> = stderr.lines().rev().take(15).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            bail!(
+                "{error:#}\ncalico-node's last log lines:\n{}",
+                tail.join("\n")
+            );
+        }
+    };
+    drop(host);
+    drop(peer);
+    let pick = |p| percentile(&times, p).unwrap_or(f64::NAN);
+    let (p50, p95, p99, max) = (pick(50.0), pick(95.0), pick(99.0), pick(100.0));
+    let mut table = Table::new(
+        &format!(
+            "WorkloadEndpoint write (datastore client, embedded store) → its /32 route in the kernel, a real calico-node, {} endpoints in the cluster ({local} on this host), {writes} writes; routes polled every {} µs",
+            thousands(endpoints as f64),
+            POLL.as_micros()
+        ),
+        &[
+            "",
+            "p50 ms",
+            "p95 ms",
+            "p99 ms",
+            "max ms",
+            "start → local routes in (s)",
+        ],
+    );
+    let w = |p| percentile(&write_times, p).unwrap_or(f64::NAN);
+    table.push(vec![
+        "the write itself (client.create returns)".into(),
+        format!("{:.2}", w(50.0)),
+        format!("{:.2}", w(95.0)),
+        format!("{:.2}", w(99.0)),
+        format!("{:.2}", w(100.0)),
+        String::new(),
+    ]);
+    table.push(vec![
+        "write → route in the kernel".into(),
+        format!("{p50:.2}"),
+        format!("{p95:.2}"),
+        format!("{p99:.2}"),
+        format!("{max:.2}"),
+        format!("{:.2}", ready.as_secs_f64()),
+    ]);
+    let goals = vec![Goal {
+        name: format!(
+            "WorkloadEndpoint write → route p99 ≤ {ROUTE_GOAL_P99_MS} ms with 10k endpoints"
+        ),
+        met: Some(p99 <= ROUTE_GOAL_P99_MS),
+        informational: false,
+        detail: format!("p99 {p99:.2} ms, p50 {p50:.2} ms"),
+    }];
     Ok((table, goals))
 }
