@@ -568,10 +568,29 @@ fn peer_iface(id: usize) -> String {
     format!("bp{id:011x}")
 }
 
-/// `ip -batch` lines making the veth pair of endpoint `id` (both ends up, both in the host namespace).
-fn veth_lines(id: usize) -> String {
+/// `ip -batch` lines for the host namespace making endpoint `id`'s veth pair, its peer in `pod_ns`.
+fn veth_lines(id: usize, pod_ns: &str) -> String {
     let (host, peer) = (host_iface(id), peer_iface(id));
-    format!("link add {host} type veth peer name {peer}\nlink set {peer} up\nlink set {host} up\n")
+    format!("link add {host} type veth peer name {peer} netns {pod_ns}\nlink set {host} up\n")
+}
+
+/// `ip -batch` lines for the pod namespace bringing endpoint `id`'s peer up.
+fn peer_up_lines(id: usize) -> String {
+    format!("link set {} up\n", peer_iface(id))
+}
+
+/// Endpoint `id`'s veth pair, both ends up: the host end in `host`, the peer in `pod` (one namespace
+/// holds every peer, so the host namespace has one link per endpoint, as with real pods).
+fn make_veths(
+    ids: &[usize],
+    host: &TestNetns,
+    pod: &TestNetns,
+    dir: &std::path::Path,
+) -> Result<()> {
+    let lines: String = ids.iter().map(|&id| veth_lines(id, pod.name())).collect();
+    ip_batch(host, &lines, dir)?;
+    let lines: String = ids.iter().map(|&id| peer_up_lines(id)).collect();
+    ip_batch(pod, &lines, dir)
 }
 
 fn ip_batch(netns: &TestNetns, lines: &str, dir: &std::path::Path) -> Result<()> {
@@ -696,6 +715,7 @@ fn route_latency(endpoints: usize, local: usize, writes: usize) -> Result<(Table
         "198.18.0.1/24",
     )
     .map_err(|e| anyhow!(e))?;
+    let pod = TestNetns::new("cb-rpod").map_err(|e| anyhow!(e))?;
 
     // The cluster, written before calico-node starts, so its first sync holds all of it.
     let ops = route_cluster(endpoints, local)?;
@@ -709,8 +729,7 @@ fn route_latency(endpoints: usize, local: usize, writes: usize) -> Result<(Table
         anyhow::Ok(())
     })?;
     let local_ids: Vec<usize> = (0..local).map(|n| LOCAL_ID_BASE + n).collect();
-    let lines: String = local_ids.iter().map(|&id| veth_lines(id)).collect();
-    ip_batch(&host, &lines, dir.path())?;
+    make_veths(&local_ids, &host, &pod, dir.path())?;
 
     let mut command = std::process::Command::new("ip");
     command
@@ -755,7 +774,7 @@ fn route_latency(endpoints: usize, local: usize, writes: usize) -> Result<(Table
         for n in 0..writes {
             let id = WRITTEN_ID_BASE + n;
             let ip = v4(LOCAL_BASE + 0x1000 + n as u32);
-            ip_batch(&host, &veth_lines(id), dir.path())?;
+            make_veths(&[id], &host, &pod, dir.path())?;
             let resource = wep_resource(id, 0, ip)?;
             let dst = IpNet::V4(Ipv4Net::from(ip));
             let started = Instant::now();
@@ -794,6 +813,7 @@ fn route_latency(endpoints: usize, local: usize, writes: usize) -> Result<(Table
             );
         }
     };
+    drop(pod);
     drop(host);
     drop(peer);
     let pick = |p| percentile(&times, p).unwrap_or(f64::NAN);
