@@ -852,11 +852,89 @@ fn route_latency(endpoints: usize, local: usize, writes: usize) -> Result<(Table
     ]);
     let goals = vec![Goal {
         name: format!(
-            "WorkloadEndpoint write → route p99 ≤ {ROUTE_GOAL_P99_MS} ms with 10k endpoints"
+            "WorkloadEndpoint write → route p99 ≤ {ROUTE_GOAL_P99_MS} ms with {} endpoints",
+            thousands(endpoints as f64)
         ),
         met: Some(p99 <= ROUTE_GOAL_P99_MS),
         informational: false,
         detail: format!("p99 {p99:.2} ms, p50 {p50:.2} ms"),
     }];
     Ok((table, goals))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn in_test_range(ip: Ipv4Addr) -> bool {
+        ip.octets()[0] == 198 && (ip.octets()[1] == 18 || ip.octets()[1] == 19)
+    }
+
+    #[test]
+    fn reconcile_state_has_one_distinct_route_and_vtep_per_remote_node_in_the_test_range() {
+        let desired = reconcile_desired(5_000).expect("5,000 nodes fit");
+        assert_eq!(desired.routes.len(), 5_000);
+        assert_eq!(desired.vteps.len(), 5_000);
+        for route in &desired.routes {
+            let IpNet::V4(dst) = route.dst else {
+                panic!("an IPv6 route {:?}", route.dst)
+            };
+            assert_eq!(dst.prefix_len(), 28);
+            assert!(
+                in_test_range(dst.network()) && in_test_range(dst.broadcast()),
+                "{dst}"
+            );
+        }
+        let hosts: std::collections::HashSet<Ipv4Addr> =
+            desired.vteps.iter().map(|v| v.host_address).collect();
+        assert_eq!(hosts.len(), 5_000);
+        assert!(hosts.iter().all(|ip| in_test_range(*ip)));
+        assert_eq!(
+            desired.vxlan.as_ref().map(|d| d.parent.as_str()),
+            Some(UPLINK)
+        );
+    }
+
+    #[test]
+    fn reconcile_refuses_more_nodes_than_the_test_range_holds() {
+        assert!(reconcile_desired(9_000).is_err());
+    }
+
+    #[test]
+    fn calculation_cluster_holds_the_asked_endpoints_with_500_on_this_host() {
+        for endpoints in [1_000, 10_000] {
+            let cluster = cluster(endpoints).expect("cluster");
+            assert_eq!(cluster.model.endpoint_count(), endpoints);
+            assert_eq!(cluster.model.endpoints.len(), 500);
+            assert_eq!(cluster.model.nodes.len(), 20);
+            let desired = compute(&cluster.model, &cluster.host);
+            assert_eq!(desired.workloads.len(), 500);
+            // A VXLAN route to each of the 19 other nodes' blocks.
+            let vxlan_routes = desired
+                .routes
+                .iter()
+                .filter(|r| matches!(r.target, RouteTarget::Vxlan { .. }))
+                .count();
+            assert!(vxlan_routes >= 19, "{vxlan_routes} VXLAN routes");
+        }
+    }
+
+    #[test]
+    fn route_cluster_writes_every_endpoint_once() {
+        let ops = route_cluster(10_000, 500).expect("cluster");
+        let keys: Vec<&str> = ops
+            .iter()
+            .map(|op| match op {
+                calico_datastore::WriteOp::Put { key, .. } => key.as_str(),
+                other => panic!("not a put: {other:?}"),
+            })
+            .collect();
+        let unique: std::collections::HashSet<&&str> = keys.iter().collect();
+        assert_eq!(unique.len(), keys.len(), "a key written twice");
+        let endpoints = keys
+            .iter()
+            .filter(|k| k.contains("/workloadendpoints/"))
+            .count();
+        assert_eq!(endpoints, 10_000);
+    }
 }
