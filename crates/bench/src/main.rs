@@ -143,9 +143,8 @@ async fn run(cli: Cli) -> Result<()> {
         goals.extend(section_goals);
     }
     if let Section::Node(args) = &section {
-        let args = args.clone();
         // CPU-bound and blocking netlink work: off the async worker threads.
-        let (text, section_goals) = tokio::task::spawn_blocking(move || node::run(&args)).await??;
+        let (text, section_goals) = node::run_async(args).await?;
         println!("{text}");
         goals.extend(section_goals);
     }

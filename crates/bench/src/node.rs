@@ -62,6 +62,31 @@ impl NodeArgs {
 /// 10k p50 within this factor of the 1k p50.
 const FLAT_RATIO: f64 = 1.5;
 
+/// Set by Ctrl-C / SIGTERM: the waits stop, and the drop guards remove the namespaces and calico-node.
+static CANCELLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn check_cancelled() -> Result<()> {
+    if CANCELLED.load(std::sync::atomic::Ordering::Relaxed) {
+        bail!("interrupted");
+    }
+    Ok(())
+}
+
+/// Runs the section on a blocking thread; an interrupt makes it stop and clean up.
+pub async fn run_async(args: &NodeArgs) -> Result<(String, Vec<Goal>)> {
+    let interrupt_watch = tokio::spawn(async {
+        crate::interrupt::wait_for_interrupt().await;
+        CANCELLED.store(true, std::sync::atomic::Ordering::Relaxed);
+        eprintln!("calico-bench node: interrupted; removing the namespaces and calico-node");
+    });
+    let args = args.clone();
+    let outcome = tokio::task::spawn_blocking(move || run(&args))
+        .await
+        .map_err(|e| anyhow!("the node benchmark thread failed: {e}"));
+    interrupt_watch.abort();
+    outcome?
+}
+
 pub fn run(args: &NodeArgs) -> Result<(String, Vec<Goal>)> {
     let mut text = String::new();
     let mut goals = Vec::new();
@@ -760,6 +785,7 @@ fn route_latency(endpoints: usize, local: usize, writes: usize) -> Result<(Table
             if expected.iter().all(|dst| routes.contains(dst)) {
                 break;
             }
+            check_cancelled()?;
             if started.elapsed() > Duration::from_secs(40) {
                 bail!(
                     "calico-node did not program the {local} local routes within 40 s ({} of them present)",
@@ -772,6 +798,7 @@ fn route_latency(endpoints: usize, local: usize, writes: usize) -> Result<(Table
         let mut times = Vec::with_capacity(writes);
         let mut write_times = Vec::with_capacity(writes);
         for n in 0..writes {
+            check_cancelled()?;
             let id = WRITTEN_ID_BASE + n;
             let ip = v4(LOCAL_BASE + 0x1000 + n as u32);
             make_veths(&[id], &host, &pod, dir.path())?;
