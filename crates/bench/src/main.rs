@@ -6,6 +6,7 @@ mod cni;
 mod interrupt;
 mod lab;
 mod measure;
+mod node;
 mod policies;
 mod report;
 mod selector_bench;
@@ -47,6 +48,9 @@ enum Section {
     /// (root) A multi-host calico-lab: VXLAN throughput, CNI ADD -> reachable, calico-node memory/CPU,
     /// `calico-lab up` time. Not part of `all`.
     Lab(lab::LabArgs),
+    /// (root) calico-node's core: calculation time per event at 1k and 10k endpoints, and reconciling
+    /// 5,000 remote block routes from empty. Not part of `all`.
+    Node(node::NodeArgs),
     /// Write the apply section's input (a multi-document YAML of --count policies) to a file.
     Generate {
         #[arg(long)]
@@ -103,7 +107,7 @@ async fn run(cli: Cli) -> Result<()> {
         Section::Apply => (true, false, false),
         Section::Watch => (false, true, false),
         Section::Selector => (false, false, true),
-        Section::Cni(_) | Section::Lab(_) => (false, false, false),
+        Section::Cni(_) | Section::Lab(_) | Section::Node(_) => (false, false, false),
     };
     let cni_args = match &section {
         Section::All => Some(cni::CniArgs::default()),
@@ -135,6 +139,12 @@ async fn run(cli: Cli) -> Result<()> {
     }
     if let Section::Lab(args) = &section {
         let (text, section_goals) = lab::run(args).await?;
+        println!("{text}");
+        goals.extend(section_goals);
+    }
+    if let Section::Node(args) = &section {
+        // CPU-bound and blocking netlink work: off the async worker threads.
+        let (text, section_goals) = node::run_async(args).await?;
         println!("{text}");
         goals.extend(section_goals);
     }
