@@ -21,17 +21,16 @@ fn birdc(birdc: &str, socket: &str, args: &[&str]) -> Result<String, String> {
     checked_stdout(out, "birdc")
 }
 
-#[test]
-fn ibgp_with_bird_exchanges_and_withdraws_routes() {
+/// BIRD in `pair.theirs` with AS `their_as`, passive toward us (AS `our_as`), originating
+/// 198.19.101.0/24 from a static blackhole route. Returns it and its control socket.
+fn start_bird(pair: &Pair, their_as: u32, our_as: u32) -> (Daemon, String) {
     let bird = need("bird", "bird2");
-    let birdc_bin = need("birdc", "bird2");
-    let pair = Pair::new("bird", 1);
     let (us, them) = (pair.our_addr, pair.their_addr);
-
     let dir = daemon_dir("bird");
     let conf = dir.path().join("bird.conf");
     let socket = dir.path().join("bird.ctl").to_string_lossy().into_owned();
     let pid = dir.path().join("bird.pid").to_string_lossy().into_owned();
+    // `direct`: BIRD takes iBGP sessions as multihop unless told otherwise.
     std::fs::write(
         &conf,
         format!(
@@ -43,8 +42,8 @@ protocol static {{
   route 198.19.101.0/24 blackhole;
 }}
 protocol bgp ours {{
-  local {them} as 64512;
-  neighbor {us} as 64512;
+  local {them} as {their_as};
+  neighbor {us} as {our_as};
   passive on;
   direct;
   ipv4 {{ import all; export all; }};
@@ -54,12 +53,38 @@ protocol bgp ours {{
     )
     .expect("bird.conf");
     let conf = conf.to_string_lossy().into_owned();
-    let mut daemon = Daemon::spawn(
+    let daemon = Daemon::spawn(
         "bird",
         &pair.theirs,
         dir,
         &[&bird, "-f", "-c", &conf, "-s", &socket, "-P", &pid],
     );
+    (daemon, socket)
+}
+
+/// `birdc show route for PREFIX all` once it shows a route from us with our next hop.
+fn bird_route_from_us(
+    birdc_bin: &str,
+    socket: &str,
+    prefix: &str,
+    us: std::net::Ipv4Addr,
+) -> String {
+    eventually(&format!("BIRD shows {prefix} from us"), || {
+        let out = birdc(birdc_bin, socket, &["show", "route", "for", prefix, "all"])?;
+        if out.contains(&format!("BGP.next_hop: {us}")) && out.contains("[ours ") {
+            Ok(out)
+        } else {
+            Err(out)
+        }
+    })
+}
+
+#[test]
+fn ibgp_with_bird_exchanges_and_withdraws_routes() {
+    let birdc_bin = need("birdc", "bird2");
+    let pair = Pair::new("bird", 1);
+    let (us, them) = (pair.our_addr, pair.their_addr);
+    let (mut daemon, socket) = start_bird(&pair, 64512, 64512);
 
     // One route before the session is up (sent in the initial table), one after.
     let speaker = Speaker::start(&pair.ours, fast_peer(64512, us, 64512), them, us);
@@ -70,18 +95,7 @@ protocol bgp ours {{
     speaker.originate("198.19.2.0/24");
 
     for prefix in ["198.19.1.0/24", "198.19.2.0/24"] {
-        let shown = eventually(&format!("BIRD shows {prefix} from us"), || {
-            let out = birdc(
-                &birdc_bin,
-                &socket,
-                &["show", "route", "for", prefix, "all"],
-            )?;
-            if out.contains(&format!("BGP.next_hop: {us}")) && out.contains("[ours ") {
-                Ok(out)
-            } else {
-                Err(out)
-            }
-        });
+        let shown = bird_route_from_us(&birdc_bin, &socket, prefix, us);
         assert!(shown.contains("BGP.origin: IGP"), "{shown}");
         // iBGP: nothing prepended, and the route is usable (unicast via our address).
         assert!(shown.lines().any(|l| l.trim() == "BGP.as_path:"), "{shown}");
@@ -119,5 +133,53 @@ protocol bgp ours {{
     )
     .expect("birdc");
     assert!(out.contains("198.19.2.0/24"), "{out}");
+    daemon.check_running();
+}
+
+#[test]
+fn ebgp_with_bird_and_four_octet_ases() {
+    let birdc_bin = need("birdc", "bird2");
+    let pair = Pair::new("bird4", 4);
+    let (us, them) = (pair.our_addr, pair.their_addr);
+    // Both above 65535: only the 4-octet AS capability can carry them.
+    let (ours, theirs) = (4_200_000_001, 4_200_000_002);
+    let (mut daemon, socket) = start_bird(&pair, theirs, ours);
+
+    let speaker = Speaker::start(&pair.ours, fast_peer(ours, us, theirs), them, us);
+    speaker.originate("198.19.4.0/24");
+    let negotiated = speaker.wait_established(&mut daemon);
+    assert!(!negotiated.ibgp);
+    assert_eq!(negotiated.peer_as, theirs);
+    assert!(negotiated.encode.four_octet_as && negotiated.decode.four_octet_as);
+
+    let shown = bird_route_from_us(&birdc_bin, &socket, "198.19.4.0/24", us);
+    assert!(
+        shown.lines().any(|l| l.trim() == "BGP.as_path: 4200000001"),
+        "{shown}"
+    );
+    assert!(shown.contains("BGP.origin: IGP"), "{shown}");
+    // (BIRD shows BGP.local_pref 100 here too: it sets its default on import from eBGP.)
+
+    let (next_hop, attrs) = speaker.wait_for("BIRD's 198.19.101.0/24 in our RIB", |s| {
+        s.learnt
+            .get(&"198.19.101.0/24".parse().expect("prefix"))
+            .cloned()
+    });
+    assert_eq!(next_hop, IpAddr::V4(them));
+    assert_eq!(attrs.as_path, Some(AsPath::sequence([theirs])));
+    assert_eq!(attrs.local_pref, None);
+
+    speaker.withdraw("198.19.4.0/24");
+    eventually("BIRD drops the withdrawn 198.19.4.0/24", || {
+        match birdc(
+            &birdc_bin,
+            &socket,
+            &["show", "route", "for", "198.19.4.0/24"],
+        ) {
+            Err(e) if e.contains("Network not found") => Ok(()),
+            Err(e) => Err(e),
+            Ok(out) => Err(out),
+        }
+    });
     daemon.check_running();
 }
