@@ -314,11 +314,23 @@ impl Daemon {
         dir: tempfile::TempDir,
         argv: &[&str],
     ) -> Self {
+        Self::spawn_with_env(name, ns, dir, argv, &[])
+    }
+
+    /// Like [`spawn`](Self::spawn) with extra environment variables.
+    pub fn spawn_with_env(
+        name: &'static str,
+        ns: &TestNetns,
+        dir: tempfile::TempDir,
+        argv: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let ip = require_binary("ip", "iproute2").unwrap_or_else(|e| panic!("{e}"));
         let child = ReadChild::spawn(
             Command::new(ip)
                 .args(["netns", "exec", ns.name()])
-                .args(argv),
+                .args(argv)
+                .envs(env.iter().copied()),
         )
         .unwrap_or_else(|e| panic!("{name}: {e}"));
         Daemon { name, dir, child }
