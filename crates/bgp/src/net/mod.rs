@@ -3,10 +3,12 @@
 //! Reader tasks only cut the byte stream into messages; the session task decodes each with the
 //! context negotiated so far (so an UPDATE right behind the KEEPALIVE that completes the OPEN
 //! exchange is already read with the session's 4-octet AS and ADD-PATH settings), feeds the
-//! state machine, and carries out its actions. Not here yet: the shared listener that hands
-//! accepted connections to the right peer (the caller passes them in), TCP-MD5, TTL and
+//! state machine, and carries out its actions. [`listener`] accepts connections for every peer
+//! on one socket and hands each to its session. Not here yet: TCP-MD5, TTL and
 //! source-address settings, and a writer that cannot stall the task (a peer that stops reading
 //! blocks this session's writes, and with them its timers, until TCP gives up).
+
+pub mod listener;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
