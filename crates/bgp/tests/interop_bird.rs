@@ -7,8 +7,9 @@ mod support;
 
 use std::net::IpAddr;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use calico_bgp::net::TcpOptions;
 use calico_bgp::wire::{AsPath, Origin};
 use calico_testutil::netns::{checked_stdout, run_with_timeout};
 use support::{Daemon, Pair, Speaker, daemon_dir, eventually, fast_peer, need};
@@ -24,6 +25,11 @@ fn birdc(birdc: &str, socket: &str, args: &[&str]) -> Result<String, String> {
 /// BIRD in `pair.theirs` with AS `their_as`, passive toward us (AS `our_as`), originating
 /// 198.19.101.0/24 from a static blackhole route. Returns it and its control socket.
 fn start_bird(pair: &Pair, their_as: u32, our_as: u32) -> (Daemon, String) {
+    start_bird_with(pair, their_as, our_as, "")
+}
+
+/// Like [`start_bird`], with `extra` lines in the BGP protocol block.
+fn start_bird_with(pair: &Pair, their_as: u32, our_as: u32, extra: &str) -> (Daemon, String) {
     let bird = need("bird", "bird2");
     let (us, them) = (pair.our_addr, pair.their_addr);
     let dir = daemon_dir("bird");
@@ -46,6 +52,7 @@ protocol bgp ours {{
   neighbor {us} as {our_as};
   passive on;
   direct;
+  {extra}
   ipv4 {{ import all; export all; }};
 }}
 "#
@@ -59,6 +66,11 @@ protocol bgp ours {{
         dir,
         &[&bird, "-f", "-c", &conf, "-s", &socket, "-P", &pid],
     );
+    // Ready once its control socket answers.
+    let birdc_bin = need("birdc", "bird2");
+    eventually("BIRD's control socket", || {
+        birdc(&birdc_bin, &socket, &["show", "status"])
+    });
     (daemon, socket)
 }
 
@@ -182,4 +194,57 @@ fn ebgp_with_bird_and_four_octet_ases() {
         }
     });
     daemon.check_running();
+}
+
+/// The state BIRD shows for its session with us (`show protocols`).
+fn bird_session_state(birdc_bin: &str, socket: &str) -> Result<String, String> {
+    let out = birdc(birdc_bin, socket, &["show", "protocols", "ours"])?;
+    out.lines()
+        .find(|l| l.starts_with("ours "))
+        .map(|l| l.split_whitespace().skip(5).collect::<Vec<_>>().join(" "))
+        .ok_or(out)
+}
+
+#[test]
+fn tcp_md5_with_the_right_password_establishes() {
+    let birdc_bin = need("birdc", "bird2");
+    let pair = Pair::new("birdmd5", 6);
+    let (us, them) = (pair.our_addr, pair.their_addr);
+    let (mut daemon, socket) = start_bird_with(&pair, 64512, 64512, r#"password "calico-s3cret";"#);
+    let tcp = TcpOptions {
+        md5_key: Some(b"calico-s3cret".to_vec()),
+        local_addr: None,
+    };
+    let speaker = Speaker::start_with(&pair.ours, fast_peer(64512, us, 64512), them, us, tcp);
+    speaker.originate("198.19.6.0/24");
+    speaker.wait_established(&mut daemon);
+    bird_route_from_us(&birdc_bin, &socket, "198.19.6.0/24", us);
+    let state = bird_session_state(&birdc_bin, &socket).expect("birdc");
+    assert!(state.starts_with("Established"), "{state}");
+}
+
+#[test]
+fn tcp_md5_with_a_wrong_password_never_establishes() {
+    let birdc_bin = need("birdc", "bird2");
+    let pair = Pair::new("birdmd5x", 7);
+    let (us, them) = (pair.our_addr, pair.their_addr);
+    let (mut daemon, socket) = start_bird_with(&pair, 64512, 64512, r#"password "calico-s3cret";"#);
+    let tcp = TcpOptions {
+        md5_key: Some(b"not-the-password".to_vec()),
+        local_addr: None,
+    };
+    let speaker = Speaker::start_with(&pair.ours, fast_peer(64512, us, 64512), them, us, tcp);
+    // Several connect attempts (retry 1-2 s) in this time; BIRD's kernel drops every SYN.
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        speaker.wait_for("speaker state", |s| {
+            assert_eq!(s.ups, 0, "came up with a wrong TCP-MD5 key: {s:?}");
+            assert!(s.socket_errors.is_empty(), "{s:?}");
+            Some(())
+        });
+        let state = bird_session_state(&birdc_bin, &socket).expect("birdc");
+        assert!(!state.contains("Established"), "{state}");
+        daemon.check_running();
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }

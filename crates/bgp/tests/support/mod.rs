@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use calico_bgp::net::{self, SessionEvent};
+use calico_bgp::net::{self, SessionEvent, TcpOptions};
 use calico_bgp::policy::Filter;
 use calico_bgp::rib::{self, AdjRibOut, NextHopMode, PeerInfo, Rib, RibConfig, Source};
 use calico_bgp::session::{Negotiated, PeerConfig, Reason};
@@ -94,6 +94,10 @@ pub struct SpeakerState {
     pub up: Option<Negotiated>,
     /// Every time the session went down, why.
     pub downs: Vec<Reason>,
+    /// How many times it came up.
+    pub ups: usize,
+    /// Sockets that could not be set up as configured.
+    pub socket_errors: Vec<String>,
     /// Best paths learnt from the peer: prefix to (next hop, attributes).
     pub learnt: BTreeMap<IpNet, (IpAddr, PathAttributes)>,
     /// The harness itself failed (entering the namespace, building the runtime).
@@ -119,12 +123,23 @@ impl Speaker {
     /// Starts a session to `remote` on port 179 with `cfg`; `self_addr` is our address on the
     /// link (the next hop the peer is sent for our own routes).
     pub fn start(ns: &TestNetns, cfg: PeerConfig, remote: Ipv4Addr, self_addr: Ipv4Addr) -> Self {
+        Self::start_with(ns, cfg, remote, self_addr, TcpOptions::default())
+    }
+
+    /// Like [`start`](Self::start), connecting as `tcp` says (TCP-MD5 key, source address).
+    pub fn start_with(
+        ns: &TestNetns,
+        cfg: PeerConfig,
+        remote: Ipv4Addr,
+        self_addr: Ipv4Addr,
+        tcp: TcpOptions,
+    ) -> Self {
         let state = Arc::new(Mutex::new(SpeakerState::default()));
         let (cmds, rx) = mpsc::unbounded_channel();
         let ns_path = ns.path();
         let shared = Arc::clone(&state);
         let thread = thread::spawn(move || {
-            if let Err(e) = run_in_namespace(&ns_path, cfg, remote, self_addr, rx, &shared) {
+            if let Err(e) = run_in_namespace(&ns_path, cfg, remote, self_addr, tcp, rx, &shared) {
                 lock(&shared).error = Some(e);
             }
         });
@@ -190,6 +205,7 @@ fn run_in_namespace(
     cfg: PeerConfig,
     remote: Ipv4Addr,
     self_addr: Ipv4Addr,
+    tcp: TcpOptions,
     cmds: mpsc::UnboundedReceiver<Cmd>,
     state: &Arc<Mutex<SpeakerState>>,
 ) -> Result<(), String> {
@@ -201,13 +217,14 @@ fn run_in_namespace(
         .enable_all()
         .build()
         .map_err(|e| format!("runtime: {e}"))?;
-    rt.block_on(drive(cfg, remote, self_addr, cmds, Arc::clone(state)))
+    rt.block_on(drive(cfg, remote, self_addr, tcp, cmds, Arc::clone(state)))
 }
 
 async fn drive(
     cfg: PeerConfig,
     remote: Ipv4Addr,
     self_addr: Ipv4Addr,
+    tcp: TcpOptions,
     mut cmds: mpsc::UnboundedReceiver<Cmd>,
     state: Arc<Mutex<SpeakerState>>,
 ) -> Result<(), String> {
@@ -231,7 +248,7 @@ async fn drive(
     rib.set_peer(PEER, peer.clone());
     let mut out = AdjRibOut::default();
     let mut encode: Option<Context> = None;
-    let mut h = net::spawn(cfg, SocketAddr::new(IpAddr::V4(remote), 179))
+    let mut h = net::spawn_with(cfg, SocketAddr::new(IpAddr::V4(remote), 179), tcp)
         .map_err(|e| format!("session config: {e}"))?;
 
     let send = |h: &net::SessionHandle, updates: Vec<Update>| {
@@ -250,7 +267,9 @@ async fn drive(
                         let packed = rib.initial_updates(PEER, &n.families, &mut out, &n.encode);
                         send(&h, packed.updates);
                         encode = Some(n.encode.clone());
-                        lock(&state).up = Some(n);
+                        let mut st = lock(&state);
+                        st.up = Some(n);
+                        st.ups += 1;
                     }
                     SessionEvent::Down { reason, .. } => {
                         rib.peer_down(PEER);
@@ -266,6 +285,7 @@ async fn drive(
                     SessionEvent::Withdraw(w) => {
                         rib.withdraw(PEER, &w);
                     }
+                    SessionEvent::SocketSetup(e) => lock(&state).socket_errors.push(e),
                     _ => {}
                 }
             }
