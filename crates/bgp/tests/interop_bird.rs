@@ -10,9 +10,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use calico_bgp::net::TcpOptions;
+use calico_bgp::session::PeerConfig;
 use calico_bgp::wire::{AsPath, Origin};
+use calico_testutil::netns::{TestNetns, veth_pair};
 use calico_testutil::netns::{checked_stdout, run_with_timeout};
-use support::{Daemon, Pair, Speaker, daemon_dir, eventually, fast_peer, need};
+use std::sync::atomic::Ordering;
+use support::{Daemon, Pair, Speaker, daemon_dir, eventually, exec, fast_peer, need};
 
 fn birdc(birdc: &str, socket: &str, args: &[&str]) -> Result<String, String> {
     let out = run_with_timeout(
@@ -25,10 +28,10 @@ fn birdc(birdc: &str, socket: &str, args: &[&str]) -> Result<String, String> {
 /// BIRD in `pair.theirs` with AS `their_as`, passive toward us (AS `our_as`), originating
 /// 198.19.101.0/24 from a static blackhole route. Returns it and its control socket.
 fn start_bird(pair: &Pair, their_as: u32, our_as: u32) -> (Daemon, String) {
-    start_bird_with(pair, their_as, our_as, "")
+    start_bird_with(pair, their_as, our_as, "passive on;")
 }
 
-/// Like [`start_bird`], with `extra` lines in the BGP protocol block.
+/// Like [`start_bird`] with `extra` lines in the BGP protocol block instead of `passive on;`.
 fn start_bird_with(pair: &Pair, their_as: u32, our_as: u32, extra: &str) -> (Daemon, String) {
     let bird = need("bird", "bird2");
     let (us, them) = (pair.our_addr, pair.their_addr);
@@ -50,7 +53,6 @@ protocol static {{
 protocol bgp ours {{
   local {them} as {their_as};
   neighbor {us} as {our_as};
-  passive on;
   direct;
   {extra}
   ipv4 {{ import all; export all; }};
@@ -210,7 +212,12 @@ fn tcp_md5_with_the_right_password_establishes() {
     let birdc_bin = need("birdc", "bird2");
     let pair = Pair::new("birdmd5", 6);
     let (us, them) = (pair.our_addr, pair.their_addr);
-    let (mut daemon, socket) = start_bird_with(&pair, 64512, 64512, r#"password "calico-s3cret";"#);
+    let (mut daemon, socket) = start_bird_with(
+        &pair,
+        64512,
+        64512,
+        "passive on;\n  password \"calico-s3cret\";",
+    );
     let tcp = TcpOptions {
         md5_key: Some(b"calico-s3cret".to_vec()),
         local_addr: None,
@@ -228,7 +235,12 @@ fn tcp_md5_with_a_wrong_password_never_establishes() {
     let birdc_bin = need("birdc", "bird2");
     let pair = Pair::new("birdmd5x", 7);
     let (us, them) = (pair.our_addr, pair.their_addr);
-    let (mut daemon, socket) = start_bird_with(&pair, 64512, 64512, r#"password "calico-s3cret";"#);
+    let (mut daemon, socket) = start_bird_with(
+        &pair,
+        64512,
+        64512,
+        "passive on;\n  password \"calico-s3cret\";",
+    );
     let tcp = TcpOptions {
         md5_key: Some(b"not-the-password".to_vec()),
         local_addr: None,
@@ -247,4 +259,59 @@ fn tcp_md5_with_a_wrong_password_never_establishes() {
         daemon.check_running();
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+#[test]
+fn bird_connects_to_our_listener_and_strangers_are_refused() {
+    let birdc_bin = need("birdc", "bird2");
+    let busybox = need("busybox", "busybox-static");
+    let pair = Pair::new("birdact", 8);
+    let (us, them) = (pair.our_addr, pair.their_addr);
+    // A third namespace, linked to ours, from which an unconfigured address connects.
+    let stranger_ns = TestNetns::new("bgp-birdact-x").expect("stranger namespace");
+    veth_pair(
+        &pair.ours,
+        "bgp-x",
+        "198.18.9.1/30",
+        &stranger_ns,
+        "bgp-x-peer",
+        "198.18.9.2/30",
+    )
+    .expect("veth to the stranger");
+
+    // BIRD dials us; we only listen.
+    let (mut daemon, socket) = start_bird_with(
+        &pair,
+        64512,
+        64512,
+        "passive off;\n  connect delay time 1;\n  connect retry time 1;",
+    );
+    let cfg = PeerConfig {
+        passive: true,
+        ..fast_peer(64512, us, 64512)
+    };
+    let speaker = Speaker::start(&pair.ours, cfg, them, us);
+    speaker.originate("198.19.8.0/24");
+    speaker.wait_established(&mut daemon);
+    bird_route_from_us(&birdc_bin, &socket, "198.19.8.0/24", us);
+    let stats = speaker.wait_for("our listener", |s| s.listener.clone());
+    assert_eq!(stats.accepted.load(Ordering::Relaxed), 1);
+
+    // The stranger reaches our port 179 and is closed at once without a byte (no OPEN).
+    for _ in 0..3 {
+        let out = exec(
+            &stranger_ns,
+            &[&busybox, "nc", "-w", "5", "198.18.9.1", "179"],
+        )
+        .expect("nc from the stranger");
+        assert_eq!(out, "", "the stranger was sent something");
+    }
+    assert_eq!(stats.refused.load(Ordering::Relaxed), 3);
+    // BIRD's session is untouched.
+    assert_eq!(stats.accepted.load(Ordering::Relaxed), 1);
+    let state = bird_session_state(&birdc_bin, &socket).expect("birdc");
+    assert!(state.starts_with("Established"), "{state}");
+    speaker.wait_for("one session, never reset", |s| {
+        (s.ups == 1 && s.downs.is_empty()).then_some(())
+    });
 }

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use calico_bgp::net::listener::{ListenerStats, PeerTable, listen};
 use calico_bgp::net::{self, SessionEvent, TcpOptions};
 use calico_bgp::policy::Filter;
 use calico_bgp::rib::{self, AdjRibOut, NextHopMode, PeerInfo, Rib, RibConfig, Source};
@@ -98,6 +99,8 @@ pub struct SpeakerState {
     pub ups: usize,
     /// Sockets that could not be set up as configured.
     pub socket_errors: Vec<String>,
+    /// A passive speaker's listener counters.
+    pub listener: Option<Arc<ListenerStats>>,
     /// Best paths learnt from the peer: prefix to (next hop, attributes).
     pub learnt: BTreeMap<IpNet, (IpAddr, PathAttributes)>,
     /// The harness itself failed (entering the namespace, building the runtime).
@@ -248,8 +251,26 @@ async fn drive(
     rib.set_peer(PEER, peer.clone());
     let mut out = AdjRibOut::default();
     let mut encode: Option<Context> = None;
+    let passive = cfg.passive;
     let mut h = net::spawn_with(cfg, SocketAddr::new(IpAddr::V4(remote), 179), tcp)
         .map_err(|e| format!("session config: {e}"))?;
+    // A passive speaker takes the peer's connection on its own port 179, through the shared
+    // listener that refuses every other source.
+    let listener = if passive {
+        let table = PeerTable::new();
+        table.insert(IpAddr::V4(remote), h.inbound.clone());
+        // Every address, as in production: the source address decides, not the one dialled.
+        let l = listen(
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 179),
+            table,
+        )
+        .await
+        .map_err(|e| format!("listen on 0.0.0.0:179: {e}"))?;
+        lock(&state).listener = Some(Arc::clone(&l.stats));
+        Some(l)
+    } else {
+        None
+    };
 
     let send = |h: &net::SessionHandle, updates: Vec<Update>| {
         for u in updates {
@@ -298,6 +319,9 @@ async fn drive(
                     ),
                     Some(Cmd::Withdraw(p)) => rib.withdraw_local(p),
                     Some(Cmd::Stop) | None => {
+                        if let Some(l) = &listener {
+                            l.task.abort();
+                        }
                         let _ = h.commands.send(net::Command::Shutdown);
                         let _ = (&mut h.task).await;
                         return Ok(());
