@@ -24,6 +24,8 @@ use calico_bgp::wire::{Context, PathAttributes, Update};
 use calico_testutil::netns::{ReadChild, TestNetns, require_binary, veth_pair};
 use ipnet::IpNet;
 use nix::sched::{CloneFlags, setns};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use tokio::sync::mpsc;
 
 /// How long any one expected change may take to show.
@@ -399,7 +401,16 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        self.child.kill();
+        // SIGTERM first: FRR's daemons, for one, remove their /var/tmp/frr/<daemon>.<pid> state
+        // only on a clean exit. SIGKILL if that does not end it soon.
+        if self.child.try_wait().is_none() {
+            if let Ok(pid) = i32::try_from(self.child.id()) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            }
+            if self.child.wait_timeout(Duration::from_secs(5)).is_none() {
+                self.child.kill();
+            }
+        }
     }
 }
 
