@@ -46,6 +46,11 @@ fn start_bird_with(pair: &Pair, their_as: u32, our_as: u32, extra: &str) -> (Dae
             r#"log stderr all;
 router id {them};
 protocol device {{ scan time 1; }}
+# Routes learnt by BGP go into the namespace's kernel table (the static blackhole stays out).
+protocol kernel {{
+  scan time 1;
+  ipv4 {{ export where source = RTS_BGP; }};
+}}
 protocol static {{
   ipv4;
   route 198.19.101.0/24 blackhole;
@@ -126,7 +131,30 @@ fn ibgp_with_bird_exchanges_and_withdraws_routes() {
     assert_eq!(attrs.as_path, Some(AsPath::default()));
     assert_eq!(attrs.local_pref, Some(100));
 
+    // BIRD installed both in its namespace's kernel, via our address.
+    for prefix in ["198.19.1.0/24", "198.19.2.0/24"] {
+        eventually(&format!("{prefix} via {us} in BIRD's kernel table"), || {
+            let out = pair.theirs.ip(&["-4", "route", "show", prefix])?;
+            if out.contains(&format!("via {us} dev bgp-them")) && out.contains("proto bird") {
+                Ok(())
+            } else {
+                Err(out)
+            }
+        });
+    }
+
     speaker.withdraw("198.19.1.0/24");
+    eventually(
+        "the withdrawn 198.19.1.0/24 leaves BIRD's kernel table",
+        || {
+            let out = pair.theirs.ip(&["-4", "route", "show", "198.19.1.0/24"])?;
+            if out.trim().is_empty() {
+                Ok(())
+            } else {
+                Err(out)
+            }
+        },
+    );
     eventually("BIRD drops the withdrawn 198.19.1.0/24", || {
         // birdc exits 1 with "Network not found" when no table holds the prefix.
         match birdc(
