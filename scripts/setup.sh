@@ -28,16 +28,13 @@ if [ ${#need[@]} -gt 0 ]; then
   # The daemon packages start their services on install; nothing may run in the root namespace
   # (a stray bird or zebra would program its routes there), so service starts are refused
   # while installing unless the machine already has its own policy.
-  own_policy=0
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
     chmod 755 /usr/sbin/policy-rc.d
-    own_policy=1
+    # Removed again however the install ends.
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   fi
-  install_status=0
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null || install_status=$?
-  [ "$own_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
-  [ "$install_status" = 0 ] || exit "$install_status"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 # Whatever started them (an older install, a policy that allowed it): stop the packaged services
 # so that they neither hold port 179 nor touch the root namespace's routes.
