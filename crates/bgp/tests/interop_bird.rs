@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use calico_bgp::net::TcpOptions;
 use calico_bgp::session::PeerConfig;
-use calico_bgp::wire::{AsPath, Origin};
+use calico_bgp::wire::{AsPath, Family, Origin};
 use calico_testutil::netns::{TestNetns, veth_pair};
 use calico_testutil::netns::{checked_stdout, run_with_timeout};
 use std::sync::atomic::Ordering;
@@ -33,16 +33,11 @@ fn start_bird(pair: &Pair, their_as: u32, our_as: u32) -> (Daemon, String) {
 
 /// Like [`start_bird`] with `extra` lines in the BGP protocol block instead of `passive on;`.
 fn start_bird_with(pair: &Pair, their_as: u32, our_as: u32, extra: &str) -> (Daemon, String) {
-    let bird = need("bird", "bird2");
     let (us, them) = (pair.our_addr, pair.their_addr);
-    let dir = daemon_dir("bird");
-    let conf = dir.path().join("bird.conf");
-    let socket = dir.path().join("bird.ctl").to_string_lossy().into_owned();
-    let pid = dir.path().join("bird.pid").to_string_lossy().into_owned();
     // `direct`: BIRD takes iBGP sessions as multihop unless told otherwise.
-    std::fs::write(
-        &conf,
-        format!(
+    start_bird_config(
+        pair,
+        &format!(
             r#"log stderr all;
 router id {them};
 protocol device {{ scan time 1; }}
@@ -65,7 +60,16 @@ protocol bgp ours {{
 "#
         ),
     )
-    .expect("bird.conf");
+}
+
+/// BIRD in `pair.theirs` with the configuration `config`, once its control socket answers.
+fn start_bird_config(pair: &Pair, config: &str) -> (Daemon, String) {
+    let bird = need("bird", "bird2");
+    let dir = daemon_dir("bird");
+    let conf = dir.path().join("bird.conf");
+    let socket = dir.path().join("bird.ctl").to_string_lossy().into_owned();
+    let pid = dir.path().join("bird.pid").to_string_lossy().into_owned();
+    std::fs::write(&conf, config).expect("bird.conf");
     let conf = conf.to_string_lossy().into_owned();
     let daemon = Daemon::spawn(
         "bird",
@@ -342,4 +346,107 @@ fn bird_connects_to_our_listener_and_strangers_are_refused() {
     speaker.wait_for("one session, never reset", |s| {
         (s.ups == 1 && s.downs.is_empty()).then_some(())
     });
+}
+
+#[test]
+fn ipv6_unicast_over_an_ipv6_session_with_bird() {
+    let birdc_bin = need("birdc", "bird2");
+    let pair = Pair::new("bird6", 10);
+    let (us6, them6) = pair.add_v6(10);
+    let them = pair.their_addr;
+    let (mut daemon, socket) = start_bird_config(
+        &pair,
+        &format!(
+            r#"log stderr all;
+router id {them};
+protocol device {{ scan time 1; }}
+protocol kernel {{
+  scan time 1;
+  ipv6 {{ export where source = RTS_BGP; }};
+}}
+protocol static {{
+  ipv6;
+  route 2001:2:0:110::/64 blackhole;
+}}
+protocol bgp ours {{
+  local {them6} as 64512;
+  neighbor {us6} as 64512;
+  direct;
+  passive on;
+  ipv6 {{ import all; export all; }};
+}}
+"#
+        ),
+    );
+    let cfg = PeerConfig {
+        families: vec![Family::IPV6_UNICAST],
+        ..fast_peer(64512, pair.our_addr, 64512)
+    };
+    let speaker = Speaker::start_v6(&pair.ours, cfg, them6, us6, pair.our_addr);
+    speaker.originate("2001:2:0:10::/64");
+    let negotiated = speaker.wait_established(&mut daemon);
+    assert_eq!(negotiated.families, vec![Family::IPV6_UNICAST]);
+    speaker.originate("2001:2:0:11::/64");
+
+    for prefix in ["2001:2:0:10::/64", "2001:2:0:11::/64"] {
+        let shown = eventually(&format!("BIRD shows {prefix} from us"), || {
+            let out = birdc(
+                &birdc_bin,
+                &socket,
+                &["show", "route", "for", prefix, "all"],
+            )?;
+            if out.contains("[ours ") && out.contains(&format!("via {us6} on bgp-them")) {
+                Ok(out)
+            } else {
+                Err(out)
+            }
+        });
+        assert!(shown.contains(&format!("BGP.next_hop: {us6}")), "{shown}");
+        eventually(
+            &format!("{prefix} via {us6} in BIRD's kernel table"),
+            || {
+                let out = pair.theirs.ip(&["-6", "route", "show", prefix])?;
+                if out.contains(&format!("via {us6} dev bgp-them")) {
+                    Ok(())
+                } else {
+                    Err(out)
+                }
+            },
+        );
+    }
+
+    let (next_hop, _) = speaker.wait_for("BIRD's 2001:2:0:110::/64 in our RIB", |s| {
+        s.learnt
+            .get(&"2001:2:0:110::/64".parse().expect("prefix"))
+            .cloned()
+    });
+    assert_eq!(next_hop, IpAddr::V6(them6));
+
+    speaker.withdraw("2001:2:0:10::/64");
+    eventually(
+        "the withdrawn 2001:2:0:10::/64 leaves BIRD",
+        || match birdc(
+            &birdc_bin,
+            &socket,
+            &["show", "route", "for", "2001:2:0:10::/64"],
+        ) {
+            Err(e) if e.contains("Network not found") => Ok(()),
+            Err(e) => Err(e),
+            Ok(out) => Err(out),
+        },
+    );
+    eventually(
+        "the withdrawn 2001:2:0:10::/64 leaves BIRD's kernel table",
+        || {
+            let out = pair
+                .theirs
+                .ip(&["-6", "route", "show", "2001:2:0:10::/64"])?;
+            if out.trim().is_empty() {
+                Ok(())
+            } else {
+                Err(out)
+            }
+        },
+    );
+    daemon.check_running();
 }

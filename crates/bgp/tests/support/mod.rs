@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path as FsPath, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -76,6 +76,46 @@ impl Pair {
             their_addr,
         }
     }
+
+    /// Adds 2001:2:0:`net`::1/64 (ours) and ::2/64 (the daemon's) to the link: the IPv6
+    /// benchmarking range (RFC 5180), the counterpart of 198.18.0.0/15. Without duplicate
+    /// address detection, so they are usable at once.
+    pub fn add_v6(&self, net: u8) -> (Ipv6Addr, Ipv6Addr) {
+        let ours = Ipv6Addr::new(0x2001, 2, 0, u16::from(net), 0, 0, 0, 1);
+        let theirs = Ipv6Addr::new(0x2001, 2, 0, u16::from(net), 0, 0, 0, 2);
+        self.ours
+            .ip(&[
+                "-6",
+                "addr",
+                "add",
+                &format!("{ours}/64"),
+                "dev",
+                "bgp-us",
+                "nodad",
+            ])
+            .expect("our IPv6 address");
+        self.theirs
+            .ip(&[
+                "-6",
+                "addr",
+                "add",
+                &format!("{theirs}/64"),
+                "dev",
+                "bgp-them",
+                "nodad",
+            ])
+            .expect("daemon's IPv6 address");
+        (ours, theirs)
+    }
+}
+
+/// Where the session runs: the peer's address (either family) and ours of each family, the
+/// next hops the peer is sent for our own routes.
+#[derive(Clone, Copy, Debug)]
+struct Endpoints {
+    remote: IpAddr,
+    self_v4: Ipv4Addr,
+    self_v6: Option<Ipv6Addr>,
 }
 
 /// A test-speed peer configuration: retries every second so the daemon's start-up does not
@@ -131,6 +171,23 @@ impl Speaker {
         Self::start_with(ns, cfg, remote, self_addr, TcpOptions::default())
     }
 
+    /// A session over IPv6 to `remote`; `self_v6` is our address on the link and `self_v4`
+    /// the IPv4 one (for IPv4 routes, if the session carries them).
+    pub fn start_v6(
+        ns: &TestNetns,
+        cfg: PeerConfig,
+        remote: Ipv6Addr,
+        self_v6: Ipv6Addr,
+        self_v4: Ipv4Addr,
+    ) -> Self {
+        let ends = Endpoints {
+            remote: IpAddr::V6(remote),
+            self_v4,
+            self_v6: Some(self_v6),
+        };
+        Self::spawn(ns, cfg, ends, TcpOptions::default())
+    }
+
     /// Like [`start`](Self::start), connecting as `tcp` says (TCP-MD5 key, source address).
     pub fn start_with(
         ns: &TestNetns,
@@ -139,12 +196,21 @@ impl Speaker {
         self_addr: Ipv4Addr,
         tcp: TcpOptions,
     ) -> Self {
+        let ends = Endpoints {
+            remote: IpAddr::V4(remote),
+            self_v4: self_addr,
+            self_v6: None,
+        };
+        Self::spawn(ns, cfg, ends, tcp)
+    }
+
+    fn spawn(ns: &TestNetns, cfg: PeerConfig, ends: Endpoints, tcp: TcpOptions) -> Self {
         let state = Arc::new(Mutex::new(SpeakerState::default()));
         let (cmds, rx) = mpsc::unbounded_channel();
         let ns_path = ns.path();
         let shared = Arc::clone(&state);
         let thread = thread::spawn(move || {
-            if let Err(e) = run_in_namespace(&ns_path, cfg, remote, self_addr, tcp, rx, &shared) {
+            if let Err(e) = run_in_namespace(&ns_path, cfg, ends, tcp, rx, &shared) {
                 lock(&shared).error = Some(e);
             }
         });
@@ -208,8 +274,7 @@ fn lock(m: &Mutex<SpeakerState>) -> MutexGuard<'_, SpeakerState> {
 fn run_in_namespace(
     ns_path: &FsPath,
     cfg: PeerConfig,
-    remote: Ipv4Addr,
-    self_addr: Ipv4Addr,
+    ends: Endpoints,
     tcp: TcpOptions,
     cmds: mpsc::UnboundedReceiver<Cmd>,
     state: &Arc<Mutex<SpeakerState>>,
@@ -222,13 +287,12 @@ fn run_in_namespace(
         .enable_all()
         .build()
         .map_err(|e| format!("runtime: {e}"))?;
-    rt.block_on(drive(cfg, remote, self_addr, tcp, cmds, Arc::clone(state)))
+    rt.block_on(drive(cfg, ends, tcp, cmds, Arc::clone(state)))
 }
 
 async fn drive(
     cfg: PeerConfig,
-    remote: Ipv4Addr,
-    self_addr: Ipv4Addr,
+    ends: Endpoints,
     tcp: TcpOptions,
     mut cmds: mpsc::UnboundedReceiver<Cmd>,
     state: Arc<Mutex<SpeakerState>>,
@@ -239,14 +303,15 @@ async fn drive(
         cluster_id: None,
     });
     let mut peer = PeerInfo {
-        address: IpAddr::V4(remote),
-        router_id: remote,
+        address: ends.remote,
+        // Replaced by the identifier in its OPEN once the session is up.
+        router_id: cfg.local_id,
         asn: cfg.peer_as,
         ibgp: cfg.is_ibgp(),
         rr_client: false,
         next_hop: NextHopMode::Auto,
-        self_v4: Some(self_addr),
-        self_v6: None,
+        self_v4: Some(ends.self_v4),
+        self_v6: ends.self_v6,
         import: Filter::default(),
         export: Filter::default(),
     };
@@ -254,13 +319,13 @@ async fn drive(
     let mut out = AdjRibOut::default();
     let mut encode: Option<Context> = None;
     let passive = cfg.passive;
-    let mut h = net::spawn_with(cfg, SocketAddr::new(IpAddr::V4(remote), 179), tcp)
+    let mut h = net::spawn_with(cfg, SocketAddr::new(ends.remote, 179), tcp)
         .map_err(|e| format!("session config: {e}"))?;
     // A passive speaker takes the peer's connection on its own port 179, through the shared
     // listener that refuses every other source.
     let listener = if passive {
         let table = PeerTable::new();
-        table.insert(IpAddr::V4(remote), h.inbound.clone());
+        table.insert(ends.remote, h.inbound.clone());
         // Every address, as in production: the source address decides, not the one dialled.
         let l = listen(
             SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 179),
@@ -314,11 +379,14 @@ async fn drive(
             }
             cmd = cmds.recv() => {
                 let changes = match cmd {
-                    Some(Cmd::Originate(p)) => rib.originate(
-                        p,
-                        PathAttributes::default(),
-                        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                    ),
+                    // An unspecified next hop: each peer gets our address on its session.
+                    Some(Cmd::Originate(p)) => {
+                        let unspecified = match p {
+                            IpNet::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                            IpNet::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                        };
+                        rib.originate(p, PathAttributes::default(), unspecified)
+                    }
                     Some(Cmd::Withdraw(p)) => rib.withdraw_local(p),
                     Some(Cmd::Stop) | None => {
                         if let Some(l) = &listener {
