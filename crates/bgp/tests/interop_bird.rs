@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use calico_bgp::net::TcpOptions;
 use calico_bgp::session::PeerConfig;
-use calico_bgp::wire::{AsPath, Family, Origin};
+use calico_bgp::wire::{AddPathFamily, AddPathMode, AsPath, Family, Origin};
 use calico_testutil::netns::{TestNetns, veth_pair};
 use calico_testutil::netns::{checked_stdout, run_with_timeout};
 use std::sync::atomic::Ordering;
@@ -448,5 +448,75 @@ protocol bgp ours {{
             }
         },
     );
+    daemon.check_running();
+}
+
+#[test]
+fn add_path_with_bird_carries_both_paths_of_a_prefix() {
+    let birdc_bin = need("birdc", "bird2");
+    let pair = Pair::new("birdap", 11);
+    let (us, them) = (pair.our_addr, pair.their_addr);
+    // Two protocols originate the same prefix: BIRD holds two paths and, with ADD-PATH
+    // (Calico's template turns it on), sends both.
+    let (mut daemon, socket) = start_bird_config(
+        &pair,
+        &format!(
+            r#"log stderr all;
+router id {them};
+protocol device {{ scan time 1; }}
+protocol static one {{
+  ipv4;
+  route 198.19.111.0/24 blackhole;
+}}
+protocol static two {{
+  ipv4;
+  route 198.19.111.0/24 unreachable;
+}}
+protocol bgp ours {{
+  local {them} as 64512;
+  neighbor {us} as 64512;
+  direct;
+  passive on;
+  ipv4 {{ add paths on; import all; export all; }};
+}}
+"#
+        ),
+    );
+    let cfg = PeerConfig {
+        add_path: vec![AddPathFamily {
+            family: Family::IPV4_UNICAST,
+            mode: AddPathMode::Both,
+        }],
+        ..fast_peer(64512, us, 64512)
+    };
+    let speaker = Speaker::start(&pair.ours, cfg, them, us);
+    speaker.originate("198.19.11.0/24");
+    let negotiated = speaker.wait_established(&mut daemon);
+    assert_eq!(negotiated.decode.add_path, vec![Family::IPV4_UNICAST]);
+    assert_eq!(negotiated.encode.add_path, vec![Family::IPV4_UNICAST]);
+
+    let ids = speaker.wait_for("both of BIRD's paths to 198.19.111.0/24", |s| {
+        s.path_ids
+            .get(&"198.19.111.0/24".parse().expect("prefix"))
+            .filter(|ids| ids.len() == 2)
+            .cloned()
+    });
+    assert_ne!(ids[0], ids[1], "distinct path identifiers");
+
+    // Our route, sent with a path identifier, reads back right in BIRD.
+    let shown = bird_route_from_us(&birdc_bin, &socket, "198.19.11.0/24", us);
+    assert!(shown.contains("BGP.origin: IGP"), "{shown}");
+    speaker.withdraw("198.19.11.0/24");
+    eventually("BIRD drops the withdrawn 198.19.11.0/24", || {
+        match birdc(
+            &birdc_bin,
+            &socket,
+            &["show", "route", "for", "198.19.11.0/24"],
+        ) {
+            Err(e) if e.contains("Network not found") => Ok(()),
+            Err(e) => Err(e),
+            Ok(out) => Err(out),
+        }
+    });
     daemon.check_running();
 }

@@ -145,6 +145,8 @@ pub struct SpeakerState {
     pub listener: Option<Arc<ListenerStats>>,
     /// Best paths learnt from the peer: prefix to (next hop, attributes).
     pub learnt: BTreeMap<IpNet, (IpAddr, PathAttributes)>,
+    /// The ADD-PATH identifiers of every path the peer sent per prefix (0 without ADD-PATH).
+    pub path_ids: BTreeMap<IpNet, Vec<u32>>,
     /// The harness itself failed (entering the namespace, building the runtime).
     pub error: Option<String>,
 }
@@ -408,7 +410,22 @@ async fn drive(
             .filter(|(_, p)| p.source == Source::Peer(PEER))
             .map(|(prefix, p)| (*prefix, (p.next_hop, (*p.attrs).clone())))
             .collect();
-        lock(&state).learnt = learnt;
+        let path_ids = rib
+            .best_paths()
+            .map(|(prefix, _)| {
+                let ids = rib
+                    .paths(prefix)
+                    .iter()
+                    .filter(|p| p.source == Source::Peer(PEER))
+                    .map(|p| p.path_id)
+                    .collect::<Vec<u32>>();
+                (*prefix, ids)
+            })
+            .filter(|(_, ids)| !ids.is_empty())
+            .collect();
+        let mut st = lock(&state);
+        st.learnt = learnt;
+        st.path_ids = path_ids;
     }
 }
 
