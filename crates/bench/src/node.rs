@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use calico_api::Resource;
+use calico_dataplane::Dataplane;
 use calico_datastore::KeyValue;
 use calico_datastore::client::{encode, resource_key_of};
 use calico_datastore::syncer::SyncEvent;
-use calico_felix::dataplane::Dataplane;
 use calico_felix::desired::{
     Desired, DesiredRoute, HostContext, RouteTarget, VXLAN_OVERHEAD, VXLAN_PORT, VXLAN_VNI, Vtep,
     VxlanDevice, compute, derived_vxlan_mac,

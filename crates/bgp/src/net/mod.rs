@@ -3,17 +3,20 @@
 //! Reader tasks only cut the byte stream into messages; the session task decodes each with the
 //! context negotiated so far (so an UPDATE right behind the KEEPALIVE that completes the OPEN
 //! exchange is already read with the session's 4-octet AS and ADD-PATH settings), feeds the
-//! state machine, and carries out its actions. Not here yet: the shared listener that hands
-//! accepted connections to the right peer (the caller passes them in), TCP-MD5, TTL and
-//! source-address settings, and a writer that cannot stall the task (a peer that stops reading
+//! state machine, and carries out its actions. [`listener`] accepts connections for every peer
+//! on one socket and hands each to its session. Outbound connections can be signed with
+//! TCP-MD5 and bound to a source address ([`TcpOptions`]; a listener's keys are set on its
+//! socket with [`calico_tcpmd5::set_key`]). Not here yet: TTL settings, and a writer that cannot stall the task (a peer that stops reading
 //! blocks this session's writes, and with them its timers, until TCP gives up).
+
+pub mod listener;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -41,6 +44,42 @@ pub enum SessionEvent {
     /// A message could not be encoded for this session (an UPDATE larger than the peer
     /// takes); it was not sent.
     NotSent(wire::EncodeError),
+    /// An outbound socket could not be set up as configured (TCP-MD5 key, source address);
+    /// the attempt counts as a failed connect.
+    SocketSetup(String),
+}
+
+/// How outbound connections are made.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TcpOptions {
+    /// TCP-MD5 key (RFC 2385, 1 to 80 bytes) for the peer's address.
+    pub md5_key: Option<Vec<u8>>,
+    /// Source address of our connections (port chosen by the kernel).
+    pub local_addr: Option<std::net::IpAddr>,
+}
+
+async fn connect(remote: SocketAddr, tcp: &TcpOptions) -> Result<TcpStream, NetIn> {
+    let setup = |what: &str, e: &dyn std::fmt::Display| {
+        NetIn::ConnectFailed(Some(format!("{what} for {remote}: {e}")))
+    };
+    let socket = if remote.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(|e| setup("socket", &e))?;
+    if let Some(key) = &tcp.md5_key {
+        calico_tcpmd5::set_key(&socket, remote.ip(), key).map_err(|e| setup("TCP-MD5", &e))?;
+    }
+    if let Some(local) = tcp.local_addr {
+        socket
+            .bind(SocketAddr::new(local, 0))
+            .map_err(|e| setup("source address", &e))?;
+    }
+    socket
+        .connect(remote)
+        .await
+        .map_err(|_| NetIn::ConnectFailed(None))
 }
 
 /// What the owner asks of the session.
@@ -68,7 +107,8 @@ enum NetIn {
     FrameError(Notification),
     Closed,
     Connected(TcpStream),
-    ConnectFailed,
+    /// With the reason when the socket could not be set up as configured.
+    ConnectFailed(Option<String>),
 }
 
 struct ConnIo {
@@ -80,11 +120,20 @@ struct ConnIo {
 
 /// Starts a task running a session with the peer at `remote` (started at once).
 pub fn spawn(cfg: PeerConfig, remote: SocketAddr) -> Result<SessionHandle, ConfigError> {
+    spawn_with(cfg, remote, TcpOptions::default())
+}
+
+/// Like [`spawn`], with outbound connections made as `tcp` says.
+pub fn spawn_with(
+    cfg: PeerConfig,
+    remote: SocketAddr,
+    tcp: TcpOptions,
+) -> Result<SessionHandle, ConfigError> {
     let session = Session::new(cfg)?;
     let (event_tx, events) = mpsc::unbounded_channel();
     let (commands, command_rx) = mpsc::unbounded_channel();
     let (inbound, inbound_rx) = mpsc::unbounded_channel();
-    let task = tokio::spawn(run(session, remote, event_tx, command_rx, inbound_rx));
+    let task = tokio::spawn(run(session, remote, tcp, event_tx, command_rx, inbound_rx));
     Ok(SessionHandle {
         events,
         commands,
@@ -96,6 +145,7 @@ pub fn spawn(cfg: PeerConfig, remote: SocketAddr) -> Result<SessionHandle, Confi
 struct Driver {
     session: Session,
     remote: SocketAddr,
+    tcp: std::sync::Arc<TcpOptions>,
     events: mpsc::UnboundedSender<SessionEvent>,
     /// Bounded: a peer sending faster than its session task decodes waits in TCP, not in
     /// our memory.
@@ -110,6 +160,7 @@ struct Driver {
 async fn run(
     session: Session,
     remote: SocketAddr,
+    tcp: TcpOptions,
     events: mpsc::UnboundedSender<SessionEvent>,
     mut commands: mpsc::UnboundedReceiver<Command>,
     mut inbound: mpsc::UnboundedReceiver<TcpStream>,
@@ -118,6 +169,7 @@ async fn run(
     let mut d = Driver {
         session,
         remote,
+        tcp: std::sync::Arc::new(tcp),
         events,
         net_tx,
         conns: HashMap::new(),
@@ -267,9 +319,12 @@ impl Driver {
                     .await;
                 }
             }
-            NetIn::ConnectFailed => {
+            NetIn::ConnectFailed(setup_error) => {
                 if self.connect.as_ref().is_some_and(|(c, _)| *c == id) {
                     self.connect = None;
+                    if let Some(e) = setup_error {
+                        let _ = self.events.send(SessionEvent::SocketSetup(e));
+                    }
                     self.feed(Event::ConnectFailed).await;
                 }
             }
@@ -315,10 +370,11 @@ impl Driver {
                 self.next_id += 1;
                 let tx = self.net_tx.clone();
                 let remote = self.remote;
+                let tcp = std::sync::Arc::clone(&self.tcp);
                 let task = tokio::spawn(async move {
-                    let input = match TcpStream::connect(remote).await {
+                    let input = match connect(remote, &tcp).await {
                         Ok(s) => NetIn::Connected(s),
-                        Err(_) => NetIn::ConnectFailed,
+                        Err(failed) => failed,
                     };
                     let _ = tx.send((attempt, input)).await;
                 });
