@@ -82,6 +82,8 @@ pub enum Part {
     Reach,
     Resources,
     Up,
+    /// CNI ADD wall time in a 1-host lab beside the same in a large lab.
+    CniScale,
 }
 
 /// Sizes of the `lab` section.
@@ -111,6 +113,9 @@ pub struct LabArgs {
     /// Pods per host of the large `up` case.
     #[arg(long, default_value_t = 10)]
     pub big_pods: usize,
+    /// Pods added one by one on node1 of each lab for the CNI ADD scaling figure.
+    #[arg(long, default_value_t = 40)]
+    pub scale_pods: usize,
     /// Run only these parts (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub only: Vec<Part>,
@@ -221,6 +226,18 @@ fn sections(args: &LabArgs) -> Result<(String, Vec<Goal>)> {
                 });
             }
             Err(e) => figures.push(Figure::failed(name, None, &e)),
+        }
+    }
+
+    if args.wants(Part::CniScale) && args.big_nodes > 0 {
+        let name = "CNI ADD p50, large lab / 1-host lab";
+        let goal = Some(format!("<= {CNI_SCALE_GOAL:.1}x"));
+        match cni_scale(&tools, args.big_nodes, args.scale_pods) {
+            Ok((figure, table)) => {
+                figures.push(figure);
+                details.push_str(&table.render());
+            }
+            Err(e) => figures.push(Figure::failed(name, goal, &e)),
         }
     }
 
@@ -1427,4 +1444,55 @@ mod tests {
         assert!(usage.rss_kib > 0);
         assert!(usage.peak_rss_kib >= usage.rss_kib);
     }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// CNI ADD in a large lab against a 1-host lab.
+
+/// Goal: an ADD in a large lab takes at most this many times as long as in a 1-host lab.
+const CNI_SCALE_GOAL: f64 = 1.2;
+
+/// CNI ADD wall time (the plugin process, IPAM and endpoint writes included) for `pods` pods added one
+/// by one on node1 of a 1-host lab, then of a `nodes`-host lab, in this run: every other host's
+/// calico-node watches the same datastore, so what their wake-ups cost shows up as the difference.
+fn cni_scale(tools: &Tools, nodes: usize, pods: usize) -> Result<(Figure, Table)> {
+    let mut rows: Vec<(usize, Vec<f64>)> = Vec::new();
+    for hosts in [1, nodes] {
+        progress(format!("cni-scale: {hosts} host(s), {pods} pods one by one on node1"));
+        let (lab, _) = Lab::up(tools, hosts, 1)?;
+        let node1 = lab.host("node1")?;
+        let mut took = Vec::with_capacity(pods);
+        for i in 0..pods {
+            let added = add_pod(tools, &lab, node1, &format!("node1-pod{}", i + 2))?;
+            took.push(added.plugin_took.as_secs_f64() * 1000.0);
+        }
+        took.sort_by(f64::total_cmp);
+        rows.push((hosts, took));
+        drop(lab);
+    }
+    let p = |v: &[f64], q: f64| percentile(v, q).unwrap_or(f64::NAN);
+    let mut table = Table::new(
+        &format!("lab: CNI ADD wall time on node1, {pods} pods one by one, 1-host lab vs {nodes}-host lab"),
+        &["hosts", "n", "p50 ms", "p95 ms", "max ms"],
+    );
+    for (hosts, took) in &rows {
+        table.push(vec![
+            hosts.to_string(),
+            took.len().to_string(),
+            format!("{:.1}", p(took, 50.0)),
+            format!("{:.1}", p(took, 95.0)),
+            format!("{:.1}", p(took, 100.0)),
+        ]);
+    }
+    let one = p(&rows[0].1, 50.0);
+    let many = p(&rows[1].1, 50.0);
+    let ratio = many / one;
+    let figure = Figure {
+        name: "CNI ADD p50, large lab / 1-host lab",
+        result: format!("{ratio:.2}x"),
+        detail: format!("{many:.1} ms with {nodes} hosts, {one:.1} ms with 1 host"),
+        goal: Some(format!("<= {CNI_SCALE_GOAL:.1}x")),
+        met: Some(ratio <= CNI_SCALE_GOAL),
+    };
+    Ok((figure, table))
 }

@@ -13,12 +13,13 @@
 pub mod activity;
 pub mod plan;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use calico_netlink::{Family, Netlink, NetlinkError, TABLE_MAIN, sysctl};
 
+use self::plan::scope::Scope;
 use self::plan::{Links, Op, Plan};
 use crate::activity::Activity;
 use calico_felix::desired::Desired;
@@ -97,6 +98,9 @@ pub struct Dataplane {
     sysctls_verified: HashSet<u32>,
     /// What this driver is doing right now, for health reports from other threads.
     activity: Arc<Activity>,
+    /// The desired state the last apply made true without failures, missing interfaces or deferred
+    /// routes, and the problems it reported: what the next apply compares with.
+    applied: Option<(Desired, Vec<String>)>,
 }
 
 /// How long routes on a workload interface without an endpoint are kept (Felix has a similar grace).
@@ -113,6 +117,7 @@ impl Dataplane {
             route_grace: DEFAULT_ROUTE_GRACE,
             sysctls_verified: HashSet::new(),
             activity: Arc::default(),
+            applied: None,
         })
     }
 
@@ -135,6 +140,7 @@ impl Dataplane {
     /// periodic full resync, which also catches changes made behind our back.
     pub fn recheck_all(&mut self) {
         self.sysctls_verified.clear();
+        self.applied = None;
     }
 
     /// Whether the kernel can create an `ipip` link: probed once by creating and deleting a throw-away
@@ -165,7 +171,7 @@ impl Dataplane {
         supported
     }
 
-    /// Reconciles the kernel to `desired`; see the module documentation.
+    /// Reconciles the whole kernel to `desired`; see the module documentation.
     pub fn apply(&mut self, desired: &Desired) -> Result<ApplyReport, DataplaneError> {
         self.apply_at(desired, Instant::now())
     }
@@ -176,20 +182,164 @@ impl Dataplane {
         desired: &Desired,
         now: Instant,
     ) -> Result<ApplyReport, DataplaneError> {
+        self.applied = None;
+        self.reconcile(desired, Scope::Everything, true, now)
+    }
+
+    /// Brings the kernel from the desired state of the last clean apply to `desired`, looking only at
+    /// what differs between the two (see [`plan::scope`]); a full [`Dataplane::apply`] when there is no
+    /// clean apply to compare with. For applies driven by datastore events: changes made to the kernel
+    /// behind our back are left to the next full apply.
+    pub fn apply_change(&mut self, desired: &Desired) -> Result<ApplyReport, DataplaneError> {
+        self.apply_change_at(desired, Instant::now())
+    }
+
+    /// [`Dataplane::apply_change`] with the time the planners see.
+    pub fn apply_change_at(
+        &mut self,
+        desired: &Desired,
+        now: Instant,
+    ) -> Result<ApplyReport, DataplaneError> {
+        let applied = self.applied.take();
+        let previous = applied.as_ref().map(|(desired, _)| desired);
+        let scope = plan::scope::scope_of_change(previous, desired);
+        let nat = plan::scope::nat_changed(previous, desired);
+        // Problems only a full apply finds (a pool asking for IPIP the kernel lacks) still hold when
+        // the host-wide objects did not change.
+        let carried = match (&scope, applied) {
+            (Scope::Everything, _) | (_, None) => Vec::new(),
+            (_, Some((_, problems))) => problems,
+        };
+        let mut report = self.reconcile(desired, scope, nat, now)?;
+        for problem in carried {
+            if !report.problems.contains(&problem) {
+                report.problems.push(problem);
+            }
+        }
+        if let Some((_, kept)) = &mut self.applied {
+            kept.clone_from(&report.problems);
+        }
+        Ok(report)
+    }
+
+    /// Applies `scope` of `desired`, and nftables when `nat`; remembers `desired` when all went well.
+    fn reconcile(
+        &mut self,
+        desired: &Desired,
+        scope: Scope,
+        nat: bool,
+        now: Instant,
+    ) -> Result<ApplyReport, DataplaneError> {
         let mut report = ApplyReport::default();
         let activity = Arc::clone(&self.activity);
         {
             let _busy =
                 activity.begin("reading and changing routes, links and neighbours (netlink)");
-            self.apply_kernel_objects(desired, now, &mut report)?;
+            match scope {
+                Scope::Unchanged => {}
+                Scope::Workloads(ifaces) => {
+                    if !self.apply_workloads(desired, &ifaces, now, &mut report)? {
+                        self.apply_kernel_objects(desired, now, &mut report)?;
+                    }
+                }
+                Scope::Everything => self.apply_kernel_objects(desired, now, &mut report)?,
+            }
         }
-        let _busy = activity.begin(format!(
-            "syncing the nftables table {} {} (nft)",
-            nat::NFT_FAMILY.nft_name(),
-            calico_felix::desired::NFT_TABLE
-        ));
-        self.ensure_nat(desired, &mut report);
+        if nat {
+            let _busy = activity.begin(format!(
+                "syncing the nftables table {} {} (nft)",
+                nat::NFT_FAMILY.nft_name(),
+                calico_felix::desired::NFT_TABLE
+            ));
+            self.ensure_nat(desired, &mut report);
+        }
+        let clean = report.failures.is_empty()
+            && report.workloads_missing == 0
+            && report.routes_deferred == 0;
+        if clean {
+            self.applied = Some((desired.clone(), report.problems.clone()));
+        }
         Ok(report)
+    }
+
+    /// Applies a change confined to the local workload interfaces `ifaces` (new pods, or pods whose
+    /// addresses or MAC changed) by looking at those interfaces alone. Returns false, having written
+    /// nothing, when the change needs the full reconciliation after all: an interface missing or still
+    /// down (the full apply counts it and schedules a retry), a route in one of their slots on another
+    /// interface, or anything the planner would report.
+    fn apply_workloads(
+        &mut self,
+        desired: &Desired,
+        ifaces: &BTreeSet<String>,
+        now: Instant,
+        report: &mut ApplyReport,
+    ) -> Result<bool, DataplaneError> {
+        let mut found = Vec::with_capacity(ifaces.len());
+        for iface in ifaces {
+            match self.netlink.link_by_name(iface)? {
+                Some(link) if link.up => found.push(link),
+                _ => return Ok(false),
+            }
+        }
+        let links = Links::new(found);
+        let indexes: HashSet<u32> = links.iter().map(|link| link.index).collect();
+        let scoped = plan::scope::workloads_only(desired, ifaces);
+        let addresses: HashSet<ipnet::IpNet> = scoped
+            .workloads
+            .values()
+            .flat_map(|workload| workload.addresses.iter().copied())
+            .collect();
+        let observed: Vec<_> = self
+            .netlink
+            .routes(Family::All, Some(TABLE_MAIN))?
+            .into_iter()
+            .filter(|route| {
+                addresses.contains(&route.dst) || route.oif.is_some_and(|o| indexes.contains(&o))
+            })
+            .collect();
+        if observed
+            .iter()
+            .any(|route| route.oif.is_some_and(|o| !indexes.contains(&o)))
+        {
+            return Ok(false);
+        }
+        for index in &indexes {
+            self.first_seen.entry(*index).or_insert(now);
+        }
+        let route_plan = plan::routes::plan_routes(
+            &scoped,
+            &observed,
+            &plan::routes::RouteContext {
+                links: &links,
+                vxlan_index: None,
+                first_seen: &self.first_seen,
+                now,
+                grace: self.route_grace,
+            },
+        );
+        let unusual = route_plan.workloads_missing > 0
+            || route_plan.routes_deferred > 0
+            || !route_plan.failures.is_empty()
+            || !route_plan.problems.is_empty();
+        if unusual {
+            return Ok(false);
+        }
+        self.execute_plan(route_plan, report);
+        for link in links.iter() {
+            self.ensure_sysctls_of(&link.name, link.index, report);
+        }
+        let wanted_arp = plan::host::wanted_workload_neighbours(&scoped, &links);
+        if !wanted_arp.is_empty() {
+            let neighbours: Vec<_> = self
+                .netlink
+                .neighbours(None)?
+                .into_iter()
+                .filter(|n| indexes.contains(&n.index))
+                .collect();
+            let arp = plan::host::plan_workload_neighbours(&wanted_arp, &neighbours);
+            self.execute_plan(arp, report);
+        }
+        Ok(true)
     }
 
     /// Everything but nftables: sysctls, the VXLAN device, VTEPs, routes, neighbours.
@@ -327,19 +477,23 @@ impl Dataplane {
         self.sysctls_verified
             .retain(|index| present.contains(index));
         for iface in desired.workloads.keys() {
-            let Some(link) = links.get(iface) else {
-                continue;
-            };
-            if self.sysctls_verified.contains(&link.index) {
-                continue;
+            if let Some(link) = links.get(iface) {
+                self.ensure_sysctls_of(iface, link.index, report);
             }
-            let wanted = plan::host::workload_sysctls(iface);
-            let observed = observe_sysctls(&wanted);
-            let failures_before = report.failures.len();
-            self.execute_plan(plan::host::plan_sysctls(&wanted, &observed), report);
-            if report.failures.len() == failures_before {
-                self.sysctls_verified.insert(link.index);
-            }
+        }
+    }
+
+    /// One workload interface's sysctls, unless verified already.
+    fn ensure_sysctls_of(&mut self, iface: &str, index: u32, report: &mut ApplyReport) {
+        if self.sysctls_verified.contains(&index) {
+            return;
+        }
+        let wanted = plan::host::workload_sysctls(iface);
+        let observed = observe_sysctls(&wanted);
+        let failures_before = report.failures.len();
+        self.execute_plan(plan::host::plan_sysctls(&wanted, &observed), report);
+        if report.failures.len() == failures_before {
+            self.sysctls_verified.insert(index);
         }
     }
 

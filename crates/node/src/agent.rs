@@ -284,8 +284,13 @@ fn apply_loop(
     let mut written_mtu: Option<u32> = None;
     loop {
         let deadline = retry_at.map_or(refresh_at, |at| at.min(refresh_at));
-        match handoff.take(Some(deadline)) {
-            Taken::Value(desired) => current = Some(desired),
+        // A new desired state is applied as a change from the last one (only what differs is read
+        // and written); a retry or the periodic refresh reconciles everything.
+        let full = match handoff.take(Some(deadline)) {
+            Taken::Value(desired) => {
+                current = Some(desired);
+                false
+            }
             Taken::Timeout => {
                 let now = Instant::now();
                 if now >= refresh_at {
@@ -293,16 +298,22 @@ fn apply_loop(
                     dataplane.recheck_all();
                     refresh_at = now + settings.refresh;
                 }
+                true
             }
             Taken::Closed => return,
-        }
+        };
         retry_at = None;
         let Some(desired) = current.as_ref() else {
             continue;
         };
 
         let started = Instant::now();
-        let report = match dataplane.apply(desired) {
+        let applied = if full {
+            dataplane.apply(desired)
+        } else {
+            dataplane.apply_change(desired)
+        };
+        let report = match applied {
             Ok(report) => report,
             Err(e) => {
                 status.metrics.int_dataplane_failures.inc();

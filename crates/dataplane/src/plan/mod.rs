@@ -6,10 +6,12 @@
 //! Each kind of kernel object has its own planner: [`vxlan::plan_device`] (the VXLAN device and its
 //! address), [`vxlan::plan_vteps`] (remote tunnel endpoints: neighbours and FDB), [`routes::plan_routes`],
 //! [`host::plan_sysctls`] and [`host::plan_workload_neighbours`]. The driver observes, plans and executes
-//! them in the order traffic in flight needs.
+//! them in the order traffic in flight needs; [`scope::scope_of_change`] tells it how much of the kernel
+//! a new desired state concerns.
 
 pub mod host;
 pub mod routes;
+pub mod scope;
 pub mod vxlan;
 
 use std::collections::HashMap;

@@ -102,8 +102,16 @@ pub fn plan_routes(desired: &Desired, observed: &[Route], cx: &RouteContext<'_>)
         plan.ops.push(Op::DelRoute(route.clone()));
     }
 
+    // Indexed by slot: a host with thousands of remote blocks would otherwise search every observed
+    // route for every wanted one.
+    let mut by_slot: HashMap<(IpNet, u32, u32), &Route> = HashMap::with_capacity(observed.len());
+    for route in observed {
+        by_slot
+            .entry((route.dst, route.table, effective_metric(route)))
+            .or_insert(route);
+    }
     for (dst, want) in &wanted {
-        match observed.iter().find(|route| same_slot(route, want)) {
+        match by_slot.get(&(want.dst, want.table, effective_metric(want))) {
             Some(route) if satisfies(route, want) => {}
             Some(route) if !managed(route) => plan.failures.push(format!(
                 "route {dst}: the kernel already has a route to {dst} with protocol {} that \
