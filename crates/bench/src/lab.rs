@@ -1458,7 +1458,9 @@ const CNI_SCALE_GOAL: f64 = 1.2;
 fn cni_scale(tools: &Tools, nodes: usize, pods: usize) -> Result<(Figure, Table)> {
     let mut rows: Vec<(usize, Vec<f64>)> = Vec::new();
     for hosts in [1, nodes] {
-        progress(format!("cni-scale: {hosts} host(s), {pods} pods one by one on node1"));
+        progress(format!(
+            "cni-scale: {hosts} host(s), {pods} pods one by one on node1"
+        ));
         let (lab, _) = Lab::up(tools, hosts, 1)?;
         let node1 = lab.host("node1")?;
         let mut took = Vec::with_capacity(pods);
@@ -1472,7 +1474,9 @@ fn cni_scale(tools: &Tools, nodes: usize, pods: usize) -> Result<(Figure, Table)
     }
     let p = |v: &[f64], q: f64| percentile(v, q).unwrap_or(f64::NAN);
     let mut table = Table::new(
-        &format!("lab: CNI ADD wall time on node1, {pods} pods one by one, 1-host lab vs {nodes}-host lab"),
+        &format!(
+            "lab: CNI ADD wall time on node1, {pods} pods one by one, 1-host lab vs {nodes}-host lab"
+        ),
         &["hosts", "n", "p50 ms", "p95 ms", "max ms"],
     );
     for (hosts, took) in &rows {

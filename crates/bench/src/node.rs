@@ -721,6 +721,9 @@ fn host_routes(netlink: &mut calico_netlink::Netlink) -> Result<std::collections
         .collect())
 }
 
+/// When set, the route part runs calico-node at debug severity and writes its log to this path.
+const NODE_LOG_ENV: &str = "CALICO_BENCH_NODE_LOG";
+
 fn route_latency(endpoints: usize, local: usize, writes: usize) -> Result<(Table, Vec<Goal>)> {
     require_root().map_err(|e| anyhow!(e))?;
     require_binary("ip", "iproute2").map_err(|e| anyhow!(e))?;
@@ -768,6 +771,9 @@ fn route_latency(endpoints: usize, local: usize, writes: usize) -> Result<(Table
         .env("CALICO_IPV4POOL_CIDR", "198.19.0.0/16")
         .env("CALICO_IPV4POOL_VXLAN", "Always")
         .env_remove("ETCD_ENDPOINTS");
+    if std::env::var_os(NODE_LOG_ENV).is_some() {
+        command.env("FELIX_LOGSEVERITYSCREEN", "debug");
+    }
     let mut node =
         calico_testutil::netns::ReadChild::spawn(&mut command).map_err(|e| anyhow!(e))?;
 
@@ -825,13 +831,17 @@ fn route_latency(endpoints: usize, local: usize, writes: usize) -> Result<(Table
         Ok((times, write_times, ready))
     })?;
     node.kill();
+    let stderr = node
+        .wait_timeout(Duration::from_secs(5))
+        .map(|status| String::from_utf8_lossy(&node.into_output(status).stderr).into_owned())
+        .unwrap_or_default();
+    if let Some(path) = std::env::var_os(NODE_LOG_ENV) {
+        std::fs::write(&path, &stderr)
+            .map_err(|e| anyhow!("writing calico-node's log to {path:?}: {e}"))?;
+    }
     let (times, write_times, ready) = match outcome {
         Ok(outcome) => outcome,
         Err(error) => {
-            let status = node.wait_timeout(Duration::from_secs(5));
-            let stderr = status
-                .map(|s| String::from_utf8_lossy(&node.into_output(s).stderr).into_owned())
-                .unwrap_or_default();
             let tail: Vec<&str> = stderr.lines().rev().take(15).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
             bail!(

@@ -263,10 +263,11 @@ impl Dataplane {
     }
 
     /// Applies a change confined to the local workload interfaces `ifaces` (new pods, or pods whose
-    /// addresses or MAC changed) by looking at those interfaces alone. Returns false, having written
-    /// nothing, when the change needs the full reconciliation after all: an interface missing or still
-    /// down (the full apply counts it and schedules a retry), a route in one of their slots on another
-    /// interface, or anything the planner would report.
+    /// addresses or MAC changed) by reading those interfaces alone: their links, the routes through
+    /// them and their neighbours, each filtered by the kernel. Returns false when the change needs the
+    /// full reconciliation after all: an interface missing or still down (the full apply counts it and
+    /// schedules a retry), a wanted route's slot taken by a route on another link (the kernel refuses
+    /// the add), or anything the planner would report.
     fn apply_workloads(
         &mut self,
         desired: &Desired,
@@ -282,31 +283,13 @@ impl Dataplane {
             }
         }
         let links = Links::new(found);
-        let indexes: HashSet<u32> = links.iter().map(|link| link.index).collect();
+        let mut observed = Vec::new();
+        for link in links.iter() {
+            observed.extend(self.netlink.routes_via(TABLE_MAIN, link.index)?);
+            self.first_seen.entry(link.index).or_insert(now);
+        }
         let scoped = plan::scope::workloads_only(desired, ifaces);
-        let addresses: HashSet<ipnet::IpNet> = scoped
-            .workloads
-            .values()
-            .flat_map(|workload| workload.addresses.iter().copied())
-            .collect();
-        let observed: Vec<_> = self
-            .netlink
-            .routes(Family::All, Some(TABLE_MAIN))?
-            .into_iter()
-            .filter(|route| {
-                addresses.contains(&route.dst) || route.oif.is_some_and(|o| indexes.contains(&o))
-            })
-            .collect();
-        if observed
-            .iter()
-            .any(|route| route.oif.is_some_and(|o| !indexes.contains(&o)))
-        {
-            return Ok(false);
-        }
-        for index in &indexes {
-            self.first_seen.entry(*index).or_insert(now);
-        }
-        let route_plan = plan::routes::plan_routes(
+        let route_plan = plan::routes::plan_workload_routes(
             &scoped,
             &observed,
             &plan::routes::RouteContext {
@@ -324,18 +307,29 @@ impl Dataplane {
         if unusual {
             return Ok(false);
         }
-        self.execute_plan(route_plan, report);
+        for op in &route_plan.ops {
+            if let Op::AddRoute(route) = op {
+                match self.netlink.add_route(route) {
+                    Ok(()) => count(op, report),
+                    // Taken by a route on another link: the full planner decides whose it is.
+                    Err(e) if e.is_exists() => return Ok(false),
+                    Err(e) => {
+                        note_failure(report, Err(e));
+                    }
+                }
+            } else {
+                self.execute(std::slice::from_ref(op), report);
+            }
+        }
         for link in links.iter() {
             self.ensure_sysctls_of(&link.name, link.index, report);
         }
         let wanted_arp = plan::host::wanted_workload_neighbours(&scoped, &links);
         if !wanted_arp.is_empty() {
-            let neighbours: Vec<_> = self
-                .netlink
-                .neighbours(None)?
-                .into_iter()
-                .filter(|n| indexes.contains(&n.index))
-                .collect();
+            let mut neighbours = Vec::new();
+            for link in links.iter() {
+                neighbours.extend(self.netlink.neighbours(Some(link.index))?);
+            }
             let arp = plan::host::plan_workload_neighbours(&wanted_arp, &neighbours);
             self.execute_plan(arp, report);
         }
@@ -531,6 +525,7 @@ impl Dataplane {
                 Op::ReplaceFdb(e) => self.netlink.replace_fdb(e),
                 Op::DelFdb(e) => self.netlink.del_fdb(e),
                 Op::ReplaceRoute(r) => self.netlink.replace_route(r),
+                Op::AddRoute(r) => self.netlink.add_route(r),
                 Op::DelRoute(r) => self.netlink.del_route(r),
                 Op::SetSysctl { key, value } => sysctl::set(key, value),
             };
@@ -578,7 +573,7 @@ fn count(op: &Op, report: &mut ApplyReport) {
         Op::DelNeighbour(_) => report.neighbours_removed += 1,
         Op::ReplaceFdb(_) => report.fdb_written += 1,
         Op::DelFdb(_) => report.fdb_removed += 1,
-        Op::ReplaceRoute(_) => report.routes_added += 1,
+        Op::ReplaceRoute(_) | Op::AddRoute(_) => report.routes_added += 1,
         Op::DelRoute(_) => report.routes_removed += 1,
         Op::SetSysctl { .. } => report.sysctls_written += 1,
     }

@@ -877,14 +877,7 @@ fn a_change_from_the_last_apply_touches_only_the_changed_pod() {
     let mut dp = a.dataplane();
     let desired = a.desired(&b);
     assert_clean(&a.apply(&mut dp, &desired));
-    a.ns.ip(&[
-        "route",
-        "add",
-        "blackhole",
-        "198.19.9.0/26",
-        "proto",
-        "80",
-    ]);
+    a.ns.ip(&["route", "add", "blackhole", "198.19.9.0/26", "proto", "80"]);
 
     a.ns.ip(&[
         "link", "add", "cali0c", "type", "veth", "peer", "name", "tmp0c",
@@ -949,4 +942,43 @@ fn a_change_from_the_last_apply_touches_only_the_changed_pod() {
     let report = a.apply_change(&mut dp, &not_wired);
     assert_eq!(report.workloads_missing, 1, "{report:?}");
     assert_eq!(report.writes(), 0, "{report:?}");
+
+    // A pod whose address is already routed elsewhere by someone else: the change does not look at
+    // other links, so the kernel refuses the add, and the full reconciliation reports the foreign route
+    // and leaves it in place.
+    a.ns.ip(&[
+        "route",
+        "add",
+        "198.19.0.5/32",
+        "dev",
+        "eth0",
+        "proto",
+        "static",
+    ]);
+    a.ns.ip(&[
+        "link", "add", "cali0e", "type", "veth", "peer", "name", "tmp0e",
+    ]);
+    a.ns.ip(&["link", "set", "cali0e", "up"]);
+    a.ns.ip(&["link", "set", "tmp0e", "up"]);
+    let mut taken = with_pod.clone();
+    taken.workloads.insert(
+        "cali0e".to_string(),
+        WorkloadIface {
+            addresses: BTreeSet::from([net("198.19.0.5/32")]),
+            mac: None,
+        },
+    );
+    let report = a.apply_change(&mut dp, &taken);
+    assert_eq!(report.routes_added, 0, "{report:?}");
+    assert!(
+        report
+            .failures
+            .iter()
+            .any(|failure| failure.contains("198.19.0.5/32") && failure.contains("left alone")),
+        "{report:?}"
+    );
+    assert_eq!(
+        lines(&a.ns.ip(&["-4", "route", "show", "198.19.0.5/32"])),
+        vec!["198.19.0.5 dev eth0 proto static scope link".to_string()]
+    );
 }

@@ -121,9 +121,17 @@ impl Netlink {
     /// IPv4 and IPv6 neighbour entries that have a MAC address (leaving out the kernel's NOARP multicast
     /// mappings), of link `index` or of all links.
     pub fn neighbours(&mut self, index: Option<u32>) -> Result<Vec<Neighbour>, NetlinkError> {
-        let replies = self.dump(RouteNetlinkMessage::GetNeighbour(
-            NeighbourMessage::default(),
-        ));
+        let replies = match index {
+            // The kernel sends only that link's entries (see `dump_filtered`).
+            Some(index) => {
+                let mut request = NeighbourMessage::default();
+                request.attributes.push(NeighbourAttribute::IfIndex(index));
+                self.dump_filtered(RouteNetlinkMessage::GetNeighbour(request))
+            }
+            None => self.dump(RouteNetlinkMessage::GetNeighbour(
+                NeighbourMessage::default(),
+            )),
+        };
         let replies = self.named(replies, |s| match index {
             Some(index) => format!("list neighbours of link {}", s.link_label(index)),
             None => "list neighbours".to_string(),

@@ -363,6 +363,30 @@ impl Netlink {
         label
     }
 
+    /// Routes of `table` whose output link is `oif`, both families. The kernel filters (see
+    /// [`Netlink::dump_filtered`]), so this costs what the matching routes cost, not the whole table.
+    pub fn routes_via(&mut self, table: u32, oif: u32) -> Result<Vec<Route>, NetlinkError> {
+        let mut request = RouteMessage::default();
+        request.header.address_family = AddressFamily::Unspec;
+        match u8::try_from(table) {
+            Ok(small) => request.header.table = small,
+            Err(_) => request.attributes.push(RouteAttribute::Table(table)),
+        }
+        request.attributes.push(RouteAttribute::Oif(oif));
+        let replies = self.dump_filtered(RouteNetlinkMessage::GetRoute(request));
+        let replies = self.named(replies, |s| {
+            format!("list routes of table {table} via {}", s.link_label(oif))
+        })?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|reply| match reply {
+                RouteNetlinkMessage::NewRoute(message) => Route::from_message(message),
+                _ => None,
+            })
+            .filter(|route| route.table == table && route.oif == Some(oif))
+            .collect())
+    }
+
     /// Routes of `family`. With `Some(table)` only that table's routes are returned, which leaves out the
     /// kernel's local table (255: local and broadcast address routes) unless that is the one asked for;
     /// with None, routes of every table.

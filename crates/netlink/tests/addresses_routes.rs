@@ -297,3 +297,75 @@ fn ipv6_routes() {
         "add route 2001:db8:26::/64 via 198.18.20.2 dev r0: gateway and destination are of different IP families"
     );
 }
+
+/// `routes_via` returns the routes of one table through one link, of both families, and nothing from
+/// other links or tables; `neighbours(Some(link))` only that link's entries. Both ask the kernel to
+/// filter, and the answers are the same as filtering a full dump.
+#[test]
+fn routes_and_neighbours_of_one_link() {
+    let (ns, mut nl, r0) = routed_namespace("via");
+    let r1 = ns.index(&mut nl, "r1");
+    nl.add_address(r1, net("198.18.21.1/24"))
+        .expect("add r1 address");
+    nl.add_route(&Route::link(net("198.18.30.1/32"), r0).with_protocol(80))
+        .expect("route via r0");
+    nl.add_route(&Route::link(net("2001:db8:30::1/128"), r0).with_scope(RouteScope::Universe))
+        .expect("v6 route via r0");
+    nl.add_route(&Route::link(net("198.18.30.2/32"), r1))
+        .expect("route via r1");
+    nl.add_route(&Route::link(net("198.18.30.3/32"), r0).with_table(100))
+        .expect("route via r0 in table 100");
+
+    let via_r0: Vec<Route> = nl.routes_via(254, r0).expect("routes via r0");
+    let dsts: Vec<String> = via_r0.iter().map(|r| r.dst.to_string()).collect();
+    for wanted in ["198.18.20.0/24", "198.18.30.1/32", "2001:db8:30::1/128"] {
+        assert!(dsts.contains(&wanted.to_string()), "{dsts:?}");
+    }
+    assert!(
+        via_r0.iter().all(|r| r.oif == Some(r0) && r.table == 254),
+        "{via_r0:?}"
+    );
+    assert!(!dsts.contains(&"198.18.30.2/32".to_string()), "{dsts:?}");
+    assert!(!dsts.contains(&"198.18.30.3/32".to_string()), "{dsts:?}");
+    let full: Vec<Route> = nl
+        .routes(Family::All, Some(254))
+        .expect("all routes")
+        .into_iter()
+        .filter(|r| r.oif == Some(r0))
+        .collect();
+    assert_eq!(via_r0.len(), full.len(), "{via_r0:?} vs {full:?}");
+
+    ns.ip(&[
+        "neigh",
+        "add",
+        "198.18.20.9",
+        "lladdr",
+        "0a:58:00:00:00:09",
+        "dev",
+        "r0",
+        "nud",
+        "permanent",
+    ]);
+    ns.ip(&[
+        "neigh",
+        "add",
+        "198.18.21.9",
+        "lladdr",
+        "0a:58:00:00:00:19",
+        "dev",
+        "r1",
+        "nud",
+        "permanent",
+    ]);
+    let on_r0 = nl.neighbours(Some(r0)).expect("neighbours of r0");
+    assert!(on_r0.iter().all(|n| n.index == r0), "{on_r0:?}");
+    assert!(
+        on_r0.iter().any(|n| n.ip.to_string() == "198.18.20.9"),
+        "{on_r0:?}"
+    );
+    let everywhere = nl.neighbours(None).expect("all neighbours");
+    assert!(
+        everywhere.iter().any(|n| n.ip.to_string() == "198.18.21.9"),
+        "{everywhere:?}"
+    );
+}

@@ -213,6 +213,11 @@ fn calculate(
         if in_sync && dirty {
             dirty = false;
             let desired = compute(&model, &host);
+            tracing::debug!(
+                events = batch.len(),
+                took_us = started.elapsed().as_micros() as u64,
+                "calculated the desired dataplane"
+            );
             status
                 .metrics
                 .cluster_num_hosts
@@ -362,6 +367,12 @@ fn apply_loop(
             at(Instant::now() + dataplane.route_grace() + Duration::from_millis(100));
         }
         retry_at = next;
+        tracing::debug!(
+            full,
+            writes = report.writes(),
+            took_us = took.as_micros() as u64,
+            "dataplane apply"
+        );
         if report.writes() > 0 {
             tracing::info!(
                 writes = report.writes(),

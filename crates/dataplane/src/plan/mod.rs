@@ -55,6 +55,9 @@ pub enum Op {
     DelFdb(FdbEntry),
     /// Add or replace the route in its slot (table, destination, metric).
     ReplaceRoute(Route),
+    /// Add the route into a slot believed empty; the kernel refuses (exists) if it is not, so a route
+    /// that was not looked at is never replaced.
+    AddRoute(Route),
     DelRoute(Route),
     SetSysctl {
         key: String,

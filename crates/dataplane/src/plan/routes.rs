@@ -124,6 +124,26 @@ pub fn plan_routes(desired: &Desired, observed: &[Route], cx: &RouteContext<'_>)
     plan
 }
 
+/// [`plan_routes`] for a change confined to some workload interfaces, when only the routes through
+/// those interfaces were observed (`observed_on_links`): a wanted route whose slot holds none of them
+/// is added with [`Op::AddRoute`] rather than replaced, so a route in that slot on another link (which
+/// was not looked at, and may not be ours) makes the kernel refuse instead of being overwritten.
+pub fn plan_workload_routes(
+    desired: &Desired,
+    observed_on_links: &[Route],
+    cx: &RouteContext<'_>,
+) -> Plan {
+    let mut plan = plan_routes(desired, observed_on_links, cx);
+    for op in &mut plan.ops {
+        if let Op::ReplaceRoute(want) = op
+            && !observed_on_links.iter().any(|route| same_slot(route, want))
+        {
+            *op = Op::AddRoute(want.clone());
+        }
+    }
+    plan
+}
+
 /// The kernel routes `desired` asks for, by destination. Workload routes whose interface is missing or
 /// down are counted as missing and skipped.
 fn wanted_routes(
@@ -546,5 +566,53 @@ mod tests {
             },
             &direct
         ));
+    }
+
+    #[test]
+    fn a_scoped_plan_adds_into_slots_it_did_not_see_and_replaces_those_it_did() {
+        let case = Case::new();
+        let mut desired = Desired::default();
+        workload(&mut desired, "calia0000000001", "198.19.0.1/32");
+        workload(&mut desired, "calia0000000001", "198.19.0.3/32");
+        // The CNI plugin's route for .1 is there but scoped wrongly; .3 has none on this link.
+        let wrong_scope = cni_route("198.19.0.1/32", POD_A).with_scope(RouteScope::Universe);
+        let cx = RouteContext {
+            links: &case.links,
+            vxlan_index: Some(VXLAN),
+            first_seen: &case.first_seen,
+            now: case.now,
+            grace: Duration::from_secs(10),
+        };
+        let plan = plan_workload_routes(&desired, &[wrong_scope], &cx);
+        assert_eq!(
+            plan.ops,
+            vec![
+                Op::ReplaceRoute(cni_route("198.19.0.1/32", POD_A)),
+                Op::AddRoute(cni_route("198.19.0.3/32", POD_A)),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_scoped_plan_removes_a_stale_route_on_its_link_and_leaves_a_matching_one() {
+        let case = Case::new();
+        let mut desired = Desired::default();
+        workload(&mut desired, "calia0000000001", "198.19.0.1/32");
+        let cx = RouteContext {
+            links: &case.links,
+            vxlan_index: Some(VXLAN),
+            first_seen: &case.first_seen,
+            now: case.now,
+            grace: Duration::from_secs(10),
+        };
+        let observed = [
+            cni_route("198.19.0.1/32", POD_A),
+            cni_route("198.19.0.9/32", POD_A),
+        ];
+        let plan = plan_workload_routes(&desired, &observed, &cx);
+        assert_eq!(
+            plan.ops,
+            vec![Op::DelRoute(cni_route("198.19.0.9/32", POD_A))]
+        );
     }
 }
