@@ -19,6 +19,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== felix's calculation links no datastore client, netlink or async runtime"
+bash scripts/check-felix-deps.sh
 echo "== cargo build (the binaries end-to-end tests run: calico-node, calico-lab, calico, calicoctl)"
 cargo build --workspace --bins --quiet
 echo "== cargo test"

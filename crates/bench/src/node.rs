@@ -8,7 +8,6 @@ use anyhow::{Context, Result, anyhow, bail};
 use calico_api::Resource;
 use calico_dataplane::Dataplane;
 use calico_datastore::KeyValue;
-use calico_datastore::client::{encode, resource_key_of};
 use calico_datastore::syncer::SyncEvent;
 use calico_felix::desired::{
     Desired, DesiredRoute, HostContext, RouteTarget, VXLAN_OVERHEAD, VXLAN_PORT, VXLAN_VNI, Vtep,
@@ -17,6 +16,7 @@ use calico_felix::desired::{
 use calico_felix::model::Model;
 use calico_ipam::block::{ATTR_NODE, AllocationAttribute, Block};
 use calico_ipam::model::block_key;
+use calico_model::resource::{encode, resource_key_of};
 use calico_netlink::Netns;
 use calico_testutil::netns::{TestNetns, require_binary, require_root};
 use ipnet::{IpNet, Ipv4Net};
@@ -631,7 +631,7 @@ fn ip_batch(netns: &TestNetns, lines: &str, dir: &std::path::Path) -> Result<()>
 fn wep_resource(id: usize, node: usize, ip: Ipv4Addr) -> Result<Resource> {
     match endpoint_event(id, node, ip)? {
         SyncEvent::Put(kv) => {
-            calico_datastore::client::decode_kv(&kv).map_err(|e| anyhow!("bench endpoint: {e}"))
+            calico_model::resource::decode_kv(&kv).map_err(|e| anyhow!("bench endpoint: {e}"))
         }
         _ => bail!("an endpoint event is a put"),
     }

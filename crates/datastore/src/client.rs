@@ -6,12 +6,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use calico_api::parallel::par_map;
-use calico_api::{FieldErrors, Kind, ObjectMeta, Resource, Spec};
+use calico_api::{FieldErrors, Kind, Resource, Spec};
+use calico_model::keys::{self, IPAM_CONFIG_KEY};
+use calico_model::resource::{
+    CodecError, decode_kv, display_name, encode_resource, resource_key_of,
+};
 use futures::StreamExt;
-use serde_json::{Map, Value};
 
-use crate::keys::{self, IPAM_CONFIG_KEY};
-use crate::{KeyValue, Revision, Store, StoreError, WriteOp};
+use crate::{Revision, Store, StoreError, WriteOp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -45,6 +47,23 @@ pub enum ClientError {
     Store(StoreError),
 }
 
+impl From<CodecError> for ClientError {
+    fn from(e: CodecError) -> Self {
+        match e {
+            CodecError::Encode {
+                kind,
+                name,
+                message,
+            } => ClientError::Encode {
+                kind,
+                name,
+                message,
+            },
+            CodecError::Decode { key, message } => ClientError::Decode { key, message },
+        }
+    }
+}
+
 fn invalid_message(kind: &Kind, name: &str, errors: &FieldErrors) -> String {
     let items: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
     format!("{kind} {name:?} is invalid: {}", items.join("; "))
@@ -59,14 +78,6 @@ pub enum WriteMode {
     Replace,
     /// Create, or update what exists.
     Apply,
-}
-
-/// `Namespace/name` for messages, or the name alone for cluster-scoped kinds.
-fn display_name(kind: Kind, namespace: Option<&str>, name: &str) -> String {
-    match namespace {
-        Some(ns) if kind.namespaced() => format!("{ns}/{name}"),
-        _ => name.to_string(),
-    }
 }
 
 #[derive(Clone)]
@@ -95,7 +106,7 @@ impl Client {
             name,
         );
         match self.store.get(&key).await.map_err(ClientError::Store)? {
-            Some(kv) => decode_kv(&kv),
+            Some(kv) => Ok(decode_kv(&kv)?),
             None => Err(ClientError::NotFound {
                 kind,
                 name: display_name(kind, namespace, name),
@@ -327,7 +338,7 @@ impl Client {
         };
         let shown = display_name(kind, ns, name);
         match self.store.delete(&key, expected).await {
-            Ok(kv) => decode_kv(&kv),
+            Ok(kv) => Ok(decode_kv(&kv)?),
             Err(StoreError::NotFound { .. }) => Err(ClientError::NotFound { kind, name: shown }),
             Err(StoreError::Conflict { .. }) => Err(ClientError::Conflict {
                 kind,
@@ -411,17 +422,6 @@ impl PreparedWrite {
             other => ClientError::Store(other),
         }
     }
-}
-
-/// The key a resource is stored under.
-pub fn resource_key_of(r: &Resource) -> String {
-    let kind = r.kind();
-    keys::resource_key(
-        kind,
-        kind.namespaced()
-            .then(|| r.namespace().unwrap_or("default")),
-        r.name(),
-    )
 }
 
 /// Default, validate and stamp metadata; decide the store operation.
@@ -568,94 +568,4 @@ fn now_rfc3339() -> Result<String, time::error::Format> {
     // Zero nanoseconds is always in range; the fallback keeps the (valid) sub-second time.
     let now = now.replace_nanosecond(0).unwrap_or(now);
     now.format(&time::format_description::well_known::Rfc3339)
-}
-
-/// The stored JSON: the whole v3 object without `resourceVersion` (that is the key's mod revision).
-/// IPAMConfiguration is stored in IPAM's own form at `/calico/ipam/v2/config`. An object that cannot
-/// be encoded is an error, so no empty value is ever written.
-pub fn encode_resource(res: &Resource) -> Result<Vec<u8>, ClientError> {
-    let encoded = if res.kind() == Kind::IPAMConfiguration {
-        res.try_to_value().and_then(|mut value| {
-            if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
-                meta.remove("resourceVersion");
-            }
-            serde_json::to_vec(&ipam_config_to_storage(&value))
-        })
-    } else {
-        res.to_stored_json()
-    };
-    encoded.map_err(|e| ClientError::Encode {
-        kind: res.kind(),
-        name: display_name(res.kind(), res.namespace(), res.name()),
-        message: e.to_string(),
-    })
-}
-
-/// [`encode_resource`] for fixtures that build stored data by hand; panics where it errs.
-pub fn encode(res: &Resource) -> Vec<u8> {
-    match encode_resource(res) {
-        Ok(bytes) => bytes,
-        Err(e) => panic!("{e}"),
-    }
-}
-
-/// Decode a stored key-value into a resource with `resourceVersion` set.
-pub fn decode_kv(kv: &KeyValue) -> Result<Resource, ClientError> {
-    let decode_err = |message: String| ClientError::Decode {
-        key: kv.key.clone(),
-        message,
-    };
-    let mut value: Value =
-        serde_json::from_slice(&kv.value).map_err(|e| decode_err(e.to_string()))?;
-    if kv.key == IPAM_CONFIG_KEY {
-        value = ipam_config_from_storage(&value);
-    }
-    let mut res = Resource::from_value(value).map_err(|e| decode_err(e.to_string()))?;
-    res.metadata.resource_version = Some(kv.mod_revision.to_string());
-    Ok(res)
-}
-
-/// IPAM's field names for the IPAMConfiguration singleton.
-const IPAM_CONFIG_FIELDS: &[(&str, &str)] = &[
-    ("strictAffinity", "strict_affinity"),
-    ("autoAllocateBlocks", "auto_allocate_blocks"),
-    ("maxBlocksPerHost", "maxBlocksPerHost"),
-    ("ipCooldownSeconds", "ipCooldownSeconds"),
-    (
-        "kubeVirtVMAddressPersistence",
-        "kubeVirtVMAddressPersistence",
-    ),
-];
-
-fn ipam_config_to_storage(obj: &Value) -> Value {
-    let mut out = Map::new();
-    let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
-    for (api, stored) in IPAM_CONFIG_FIELDS {
-        if let Some(v) = spec.get(*api) {
-            out.insert((*stored).into(), v.clone());
-        }
-    }
-    // Keep the object's identity so a read shows the same uid and creation time.
-    if let Some(meta) = obj.get("metadata") {
-        out.insert("metadata".into(), meta.clone());
-    }
-    Value::Object(out)
-}
-
-fn ipam_config_from_storage(stored: &Value) -> Value {
-    let mut spec = Map::new();
-    for (api, field) in IPAM_CONFIG_FIELDS {
-        if let Some(v) = stored.get(*field) {
-            spec.insert((*api).into(), v.clone());
-        }
-    }
-    let metadata = stored.get("metadata").cloned().unwrap_or_else(|| {
-        serde_json::to_value(ObjectMeta::named("default")).unwrap_or(Value::Null)
-    });
-    serde_json::json!({
-        "apiVersion": "projectcalico.org/v3",
-        "kind": "IPAMConfiguration",
-        "metadata": metadata,
-        "spec": Value::Object(spec),
-    })
 }

@@ -10,29 +10,17 @@ pub mod client;
 pub mod config;
 pub mod embedded;
 pub mod etcd;
-pub mod keys;
 pub mod syncer;
+
+/// Calico's key layout lives in the I/O-free model crate; it is part of this crate's API too.
+pub use calico_model::keys;
+/// The store's key-values are the model's, so a syncer's output feeds pure consumers directly.
+pub use calico_model::{KeyValue, Revision};
 
 use std::pin::Pin;
 
 use async_trait::async_trait;
 use futures::Stream;
-
-/// A store revision. Every successful write (or atomic batch) advances it by one.
-pub type Revision = i64;
-
-/// One key with its value and revision bookkeeping, as etcd reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KeyValue {
-    pub key: String,
-    pub value: Vec<u8>,
-    /// Revision at which the key was (last) created.
-    pub create_revision: Revision,
-    /// Revision of the last write to the key: the token for compare-and-swap.
-    pub mod_revision: Revision,
-    /// Number of writes since the key was created (1 after create).
-    pub version: i64,
-}
 
 /// A consistent listing of a prefix and the store revision it reflects.
 #[derive(Clone, Debug, PartialEq, Eq)]

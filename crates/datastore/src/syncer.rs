@@ -12,19 +12,8 @@ use tokio::task::JoinHandle;
 
 use crate::{EventKind, KeyValue, Revision, Store, StoreError};
 
-/// What a consumer receives.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SyncEvent {
-    /// A key was created or changed.
-    Put(KeyValue),
-    /// A key went away (deleted, or missing from a resync listing).
-    Delete { key: String, revision: Revision },
-    /// Everything up to `revision` has been delivered. Sent after the first snapshot and after every
-    /// resync, so a consumer can act on a complete view.
-    InSync { revision: Revision },
-    /// The watch broke (`reason`); a fresh listing follows and only differences are reported.
-    Resyncing { reason: String },
-}
+/// What a consumer receives; defined in the model crate so consumers need not link the datastore.
+pub use calico_model::SyncEvent;
 
 /// Longest pause between failed listings.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);

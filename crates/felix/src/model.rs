@@ -9,12 +9,11 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use calico_api::spec::ippool::EncapMode;
 use calico_api::{Kind, Spec};
-use calico_datastore::KeyValue;
-use calico_datastore::client::decode_kv;
-use calico_datastore::keys::{RESOURCES_PREFIX, parse_resource_key};
-use calico_datastore::syncer::SyncEvent;
-use calico_ipam::block::{ATTR_NODE, Block};
-use calico_ipam::model::{BLOCK_PREFIX, parse_block_key};
+use calico_model::ipam::block::{ATTR_NODE, Block};
+use calico_model::ipam::model::{BLOCK_PREFIX, parse_block_key};
+use calico_model::keys::{RESOURCES_PREFIX, parse_resource_key};
+use calico_model::resource::decode_kv;
+use calico_model::{KeyValue, SyncEvent};
 use ipnet::{IpNet, Ipv4Net};
 use serde::Serialize;
 

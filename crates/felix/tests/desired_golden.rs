@@ -11,13 +11,12 @@ use std::path::{Path, PathBuf};
 
 use calico_api::Resource;
 use calico_api::documents::parse_values;
-use calico_datastore::KeyValue;
-use calico_datastore::client::{encode, resource_key_of};
-use calico_datastore::syncer::SyncEvent;
 use calico_felix::desired::{HostContext, compute};
 use calico_felix::model::{Model, parse_v4_net_keeping_host};
-use calico_ipam::block::{ATTR_NODE, AllocationAttribute, Block};
-use calico_ipam::model::block_key;
+use calico_model::ipam::block::{ATTR_NODE, AllocationAttribute, Block};
+use calico_model::ipam::model::block_key;
+use calico_model::resource::{encode, resource_key_of};
+use calico_model::{KeyValue, SyncEvent};
 use ipnet::IpNet;
 use serde_json::Value;
 

@@ -14,19 +14,21 @@ use calico_api::spec::ippool::AllowedUse;
 use calico_api::{Kind, Spec};
 use calico_datastore::client::{Client, ClientError};
 use calico_datastore::{KeyValue, Revision, Store, StoreError, WriteOp};
+use calico_model::ipam::addr::{containing, host_net, with_prefix};
+use calico_model::ipam::block::{
+    ATTR_NODE, ATTR_TIMESTAMP, AllocationAttribute, Block, BlockError,
+};
+use calico_model::ipam::model::{
+    Affinity, AffinityState, BLOCK_PREFIX, CONFIG_KEY, DEFAULT_MAX_BLOCKS_PER_HOST, HANDLE_PREFIX,
+    HOST_PREFIX, Handle, IpamConfig, affinity_key, block_key, encode_json, handle_key,
+    host_affinities_prefix, parse_affinity_key, parse_block_key,
+};
 use ipnet::IpNet;
 use rand::Rng;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::IpamError;
-use crate::addr::{containing, host_net, with_prefix};
-use crate::block::{ATTR_NODE, AllocationAttribute, Block, BlockError};
-use crate::model::{
-    Affinity, AffinityState, BLOCK_PREFIX, CONFIG_KEY, DEFAULT_MAX_BLOCKS_PER_HOST, HANDLE_PREFIX,
-    HOST_PREFIX, Handle, IpamConfig, affinity_key, block_key, handle_key, host_affinities_prefix,
-    parse_affinity_key, parse_block_key,
-};
 use crate::order::candidate_blocks;
 use crate::pools::{Pool, parse_reserved, pool_of, select_pools};
 
@@ -203,8 +205,7 @@ impl Ipam {
             value
                 .entry("auto_allocate_blocks")
                 .or_insert(serde_json::Value::Bool(true));
-            let bytes =
-                crate::model::encode_json("IPAM configuration", &value).map_err(IpamError::from)?;
+            let bytes = encode_json("IPAM configuration", &value).map_err(IpamError::from)?;
             let written = match &current {
                 Some(kv) => self.store.update(CONFIG_KEY, bytes, kv.mod_revision).await,
                 None => self.store.create(CONFIG_KEY, bytes).await,
@@ -527,7 +528,7 @@ impl Ipam {
             released_at: None,
         };
         attr.secondary
-            .entry(crate::block::ATTR_TIMESTAMP.to_string())
+            .entry(ATTR_TIMESTAMP.to_string())
             .or_insert(now_rfc3339()?);
         let max_blocks = {
             let configured = match ctx.config.max_blocks_per_host {
@@ -841,7 +842,7 @@ impl Ipam {
             released_at: None,
         };
         attr.secondary
-            .entry(crate::block::ATTR_TIMESTAMP.to_string())
+            .entry(ATTR_TIMESTAMP.to_string())
             .or_insert(now_rfc3339()?);
         for attempt in 0..MAX_CAS_ATTEMPTS {
             if attempt > 0 {

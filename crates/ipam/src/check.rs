@@ -18,14 +18,14 @@ use std::net::IpAddr;
 
 use calico_api::{Resource, Spec};
 use calico_datastore::Revision;
+use calico_model::ipam::block::{
+    ATTR_NAMESPACE, ATTR_NODE, ATTR_POD, ATTR_TIMESTAMP, ATTR_TYPE, AllocationAttribute, Block,
+};
+use calico_model::ipam::model::AffinityState;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::allocator::StoredAffinity;
-use crate::block::{
-    ATTR_NAMESPACE, ATTR_NODE, ATTR_POD, ATTR_TIMESTAMP, ATTR_TYPE, AllocationAttribute, Block,
-};
-use crate::model::AffinityState;
 use crate::pools::Pool;
 
 /// The handle Windows nodes hold their blocks' reserved addresses under: those addresses are in use.
@@ -542,9 +542,9 @@ pub fn merge_reports(reports: &[Report]) -> (Vec<Allocation>, Vec<HandleInfo>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Affinity;
     use calico_api::Selector;
     use calico_api::spec::ippool::AllowedUse;
+    use calico_model::ipam::model::Affinity;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

@@ -8,13 +8,13 @@ use std::net::IpAddr;
 use calico_api::{Kind, Spec};
 use calico_datastore::StoreError;
 use calico_datastore::client::ClientError;
+use calico_model::ipam::block::ATTR_NODE;
+use calico_model::ipam::model::handle_key;
 use ipnet::IpNet;
 
 use crate::IpamError;
 use crate::allocator::{Ipam, client_err, is_race};
-use crate::block::ATTR_NODE;
 use crate::check::{Allocation, HandleInfo};
-use crate::model::handle_key;
 
 /// What happened to one handle a report listed as leaked.
 #[derive(Debug)]

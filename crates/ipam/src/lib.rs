@@ -4,9 +4,10 @@
 //! addresses to its workloads, so routing needs one route per block rather than per pod. Addresses are
 //! recorded per *handle* (one per container attachment or tunnel) with attributes naming their owner.
 //!
-//! - [`block`], [`addr`], [`order`], [`pools`] and [`model`] are pure: the block document and its
-//!   operations, address arithmetic, the host-seeded order of candidate blocks, pool selection, and the
-//!   stored forms and keys (Calico's `/calico/ipam/v2/...` layout).
+//! - [`block`], [`addr`] and [`model`] are pure and live in calico-model (re-exported here), so readers
+//!   of IPAM data need not link the allocator: the block document and its operations, address
+//!   arithmetic, and the stored forms and keys (Calico's `/calico/ipam/v2/...` layout).
+//! - [`order`] and [`pools`] are pure too: the host-seeded order of candidate blocks and pool selection.
 //! - [`allocator::Ipam`] applies them to the datastore with compare-and-swap.
 //! - [`check`] finds inconsistencies between allocations, handles, affinities and endpoints.
 
@@ -14,14 +15,13 @@ use std::net::IpAddr;
 
 use calico_datastore::StoreError;
 
-pub mod addr;
 pub mod allocator;
-pub mod block;
 pub mod check;
 pub mod cleanup;
-pub mod model;
 pub mod order;
 pub mod pools;
+
+pub use calico_model::ipam::{addr, block, model};
 
 pub use allocator::{AssignRequest, Assigned, Ipam, StoredAffinity, StoredBlock};
 pub use block::{AllocationAttribute, Block};

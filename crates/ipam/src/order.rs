@@ -4,9 +4,8 @@
 //! there, wrapping around: each host retries the same sequence (so a crash and retry lands on the same
 //! block), while different hosts start in different places and rarely race for the same block.
 
+use calico_model::ipam::addr::{block_count, nth_block};
 use ipnet::IpNet;
-
-use crate::addr::{block_count, nth_block};
 
 /// FNV-1 32-bit hash (the variant Go's `hash/fnv.New32` computes).
 pub fn fnv1_32(data: &[u8]) -> u32 {

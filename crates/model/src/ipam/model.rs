@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::addr::{cidr_key, parse_cidr_key};
+use crate::ipam::addr::{cidr_key, parse_cidr_key};
 
-pub const IPAM_PREFIX: &str = "/calico/ipam/v2/";
-pub const CONFIG_KEY: &str = "/calico/ipam/v2/config";
+pub use crate::keys::IPAM_PREFIX;
+/// Where IPAM's configuration is stored: the IPAMConfiguration resource's key.
+pub const CONFIG_KEY: &str = crate::keys::IPAM_CONFIG_KEY;
 pub const BLOCK_PREFIX: &str = "/calico/ipam/v2/assignment/";
 pub const HANDLE_PREFIX: &str = "/calico/ipam/v2/handle/";
 pub const HOST_PREFIX: &str = "/calico/ipam/v2/host/";
@@ -157,10 +158,7 @@ pub struct EncodeError {
 }
 
 /// Encode a stored value, naming it in the error.
-pub(crate) fn encode_json<T: Serialize>(
-    what: &'static str,
-    value: &T,
-) -> Result<Vec<u8>, EncodeError> {
+pub fn encode_json<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, EncodeError> {
     serde_json::to_vec(value).map_err(|source| EncodeError { what, source })
 }
 

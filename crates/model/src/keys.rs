@@ -1,4 +1,5 @@
 //! Calico's etcdv3 key layout, so `etcdctl get --prefix /calico/` shows what a Calico operator expects.
+//! IPAM's keys (blocks, affinities, handles) are built in [`crate::ipam::model`].
 
 use calico_api::Kind;
 

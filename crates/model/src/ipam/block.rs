@@ -10,8 +10,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::addr::{net_size, nth_addr, offset_of};
-use crate::model::{EncodeError, encode_json, fixture};
+use crate::ipam::addr::{net_size, nth_addr, offset_of};
+use crate::ipam::model::{EncodeError, encode_json, fixture};
 
 /// Attribute keys Calico records with an allocation.
 pub const ATTR_NODE: &str = "node";
