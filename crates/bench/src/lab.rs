@@ -1419,33 +1419,6 @@ fn resources(tools: &Tools, lab: &Lab, args: &LabArgs, figures: &mut Vec<Figure>
     Ok(table)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn median_of_odd_and_even_counts() {
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
-        assert!(median(Vec::new()).is_nan());
-    }
-
-    #[test]
-    fn blocks_are_slash_26() {
-        let block = |s: &str| block_of(s.parse().unwrap()).unwrap().to_string();
-        assert_eq!(block("198.19.0.63"), "198.19.0.0");
-        assert_eq!(block("198.19.0.64"), "198.19.0.64");
-        assert_eq!(block("198.19.1.130"), "198.19.1.128");
-    }
-
-    #[test]
-    fn own_process_usage_is_readable() {
-        let usage = read_usage(std::process::id()).unwrap();
-        assert!(usage.rss_kib > 0);
-        assert!(usage.peak_rss_kib >= usage.rss_kib);
-    }
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // CNI ADD in a large lab against a 1-host lab.
 
@@ -1499,4 +1472,31 @@ fn cni_scale(tools: &Tools, nodes: usize, pods: usize) -> Result<(Figure, Table)
         met: Some(ratio <= CNI_SCALE_GOAL),
     };
     Ok((figure, table))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(median(Vec::new()).is_nan());
+    }
+
+    #[test]
+    fn blocks_are_slash_26() {
+        let block = |s: &str| block_of(s.parse().unwrap()).unwrap().to_string();
+        assert_eq!(block("198.19.0.63"), "198.19.0.0");
+        assert_eq!(block("198.19.0.64"), "198.19.0.64");
+        assert_eq!(block("198.19.1.130"), "198.19.1.128");
+    }
+
+    #[test]
+    fn own_process_usage_is_readable() {
+        let usage = read_usage(std::process::id()).unwrap();
+        assert!(usage.rss_kib > 0);
+        assert!(usage.peak_rss_kib >= usage.rss_kib);
+    }
 }
