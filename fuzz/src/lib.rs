@@ -315,7 +315,7 @@ fn session(flags: u8, mut stream: &[u8]) {
         // Side events between messages, chosen by the flags: a keepalive timer, a prefix
         // count under the limit, a route-refresh-worthy lapse of time.
         n = n.wrapping_add(1);
-        if pattern & 1 != 0 && n % 2 == 0 {
+        if pattern & 1 != 0 && n.is_multiple_of(2) {
             let actions = s.handle(Event::TimerExpired(Timer::Keepalive(CONN)), now);
             assert!(
                 actions.iter().any(|a| matches!(

@@ -90,6 +90,12 @@ pub enum Command {
     Send(Update),
     Start,
     Stop,
+    /// How many prefixes of `family` the peer has in the owner's Adj-RIB-In now; above the
+    /// configured `max_prefixes` the session is reset with Cease 6/1 ([`Event::PrefixCount`]).
+    PrefixCount {
+        family: Family,
+        count: usize,
+    },
     /// Stop and end the task.
     Shutdown,
 }
@@ -190,6 +196,9 @@ async fn run(
                 }
                 Some(Command::Start) => d.feed(Event::Start).await,
                 Some(Command::Stop) => d.feed(Event::Stop).await,
+                Some(Command::PrefixCount { family, count }) => {
+                    d.feed(Event::PrefixCount { family, count }).await
+                }
                 Some(Command::Shutdown) | None => {
                     d.feed(Event::Stop).await;
                     break;
