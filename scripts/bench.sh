@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The foundation benchmark: builds calicoctl and calico-bench in release mode and prints the figures.
-# Usage: scripts/bench.sh [all|apply|watch|selector|cni|lab|node] [--count N]
+# Usage: scripts/bench.sh [all|apply|watch|selector|cni|lab|node|bgp] [--count N]
 # `cni` (root): the calico CNI plugin's ADD/DEL latency and bursts beside Debian's ptp + host-local, and
 # in-process IPAM allocation speed; `scripts/bench.sh cni --help` lists its sizes (--pods, --burst, ...).
 # `lab` (root, ~5 min): builds the whole workspace, then measures a calico-lab cluster: VXLAN vs underlay
@@ -9,6 +9,9 @@
 # `node` (root, < 1 min): calico-node's core: calculation time per event at 1,000 and 10,000 endpoints,
 # reconciling 5,000 remote block routes from empty (and a second pass), and a real calico-node's
 # WorkloadEndpoint write -> route in the kernel; `scripts/bench.sh node --help` lists --only and sizes.
+# `bgp` (root, a few minutes): our BGP speaker beside BIRD 2 in test namespaces, fed by one injector:
+# ingest of 1 and 10 peers x 100,000 prefixes (time, RSS per path), decision time per prefix, and a
+# route reflector with 2,500 clients; `scripts/bench.sh bgp --help` lists --only and the sizes.
 # Stores (the embedded file, etcd's data dir) live under $TMPDIR (default /tmp, on disk). On this
 # kind of virtual machine, disk syncs dominate the watch-latency tail; `TMPDIR=/dev/shm` measures
 # the same path without them.
@@ -31,6 +34,10 @@ case "${1:-all}" in
         # calico-lab runs calico-node and the plugin from target/release, next to calico-bench.
         [ -x /usr/bin/iperf3 ] || missing+=(iperf3)
         packages=(--workspace)
+        ;;
+    bgp)
+        command -v bird >/dev/null 2>&1 || missing+=(bird2)
+        packages=(-p calico-bench)
         ;;
     node)
         # The route part runs target/release/calico-node; nothing else beyond calico-bench.

@@ -2,6 +2,7 @@
 //! pass/fail decision on time, only states which goals this run met.
 
 mod apply;
+mod bgp;
 mod cni;
 mod interrupt;
 mod lab;
@@ -51,6 +52,10 @@ enum Section {
     /// (root) calico-node's core: calculation time per event at 1k and 10k endpoints, and reconciling
     /// 5,000 remote block routes from empty. Not part of `all`.
     Node(node::NodeArgs),
+    /// (root) The BGP speaker beside BIRD 2 in test namespaces: ingest of 1 and 10 peers × 100,000
+    /// prefixes (time, memory per route), decision time per prefix, 2,500 route-reflector clients.
+    /// Not part of `all`.
+    Bgp(bgp::BgpArgs),
     /// Write the apply section's input (a multi-document YAML of --count policies) to a file.
     Generate {
         #[arg(long)]
@@ -107,7 +112,9 @@ async fn run(cli: Cli) -> Result<()> {
         Section::Apply => (true, false, false),
         Section::Watch => (false, true, false),
         Section::Selector => (false, false, true),
-        Section::Cni(_) | Section::Lab(_) | Section::Node(_) => (false, false, false),
+        Section::Cni(_) | Section::Lab(_) | Section::Node(_) | Section::Bgp(_) => {
+            (false, false, false)
+        }
     };
     let cni_args = match &section {
         Section::All => Some(cni::CniArgs::default()),
@@ -145,6 +152,11 @@ async fn run(cli: Cli) -> Result<()> {
     if let Section::Node(args) = &section {
         // CPU-bound and blocking netlink work: off the async worker threads.
         let (text, section_goals) = node::run_async(args).await?;
+        println!("{text}");
+        goals.extend(section_goals);
+    }
+    if let Section::Bgp(args) = &section {
+        let (text, section_goals) = bgp::run_async(args).await?;
         println!("{text}");
         goals.extend(section_goals);
     }

@@ -1,0 +1,1230 @@
+//! The BGP speaker beside BIRD 2 (root): an injector of pre-encoded UPDATEs, written with our
+//! codec, feeds our speaker (the crate's session driver, listener and RIB, run in-process in a
+//! namespace of its own) and BIRD in the same run, in test network namespaces:
+//!
+//! ```text
+//!   inj ns: 198.18.1.2/30 ──veth── 198.18.1.1/30 ours ns (our speaker, port 179)
+//!           198.18.2.2/30 ──veth── 198.18.2.1/30 bird ns (bird -f, port 179)
+//!           lo: 198.19.0.1, .2, ... one /32 per peer or route-reflector client
+//! ```
+//!
+//! - Ingest: 1 peer × N and P peers × N IPv4 /26s over iBGP: time from the first UPDATE written
+//!   to the receiver holding every path (BIRD: `birdc show route count`; ours: the Adj-RIB-In
+//!   total, which is also when the best-path stream has reported every prefix), and resident
+//!   memory per path (RSS after minus before). Neither side writes kernel routes.
+//! - Decision process: our RIB's time applying the UPDATEs (Adj-RIB-In, decision, best-path
+//!   changes), µs per prefix, measured inside the ingest runs.
+//! - Route reflection: C iBGP clients of one reflector (ours, then BIRD), all Established; one
+//!   client announces one new prefix; time until every other client has received it.
+//!
+//! Our RSS is the whole bench process's (the injector runs in it too, its UPDATEs encoded
+//! before the baseline is taken); BIRD's is its own process's.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use calico_bgp::net::listener::{PeerTable, listen};
+use calico_bgp::net::{Command as SessionCommand, SessionEvent, spawn};
+use calico_bgp::policy::Filter;
+use calico_bgp::rib::{AdjRibOut, NextHopMode, PeerId, PeerInfo, Rib, RibConfig, pack};
+use calico_bgp::session::PeerConfig;
+use calico_bgp::wire::{
+    AsPath, Capability, Context, Family, Message, Nlri, Open, Origin, PathAttributes, Update,
+    decode, frame,
+};
+use calico_testutil::netns::{TestNetns, require_binary, require_root, veth_pair};
+use ipnet::{IpNet, Ipv4Net};
+use nix::sched::{CloneFlags, setns};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpSocket;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::oneshot;
+
+use crate::report::{Goal, Table, ratio, thousands};
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    Ingest,
+    Rr,
+}
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct BgpArgs {
+    /// IPv4 prefixes each injecting peer sends in the ingest part.
+    #[arg(long, default_value_t = 100_000)]
+    pub prefixes: u32,
+    /// Peers of the multi-peer ingest case (each sends the same prefixes).
+    #[arg(long, default_value_t = 10)]
+    pub peers: usize,
+    /// Route-reflector clients.
+    #[arg(long, default_value_t = 2_500)]
+    pub clients: usize,
+    /// Run only these parts (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub only: Vec<Part>,
+}
+
+const AS: u32 = 64512;
+const OURS: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+const INJ_OURS: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
+const BIRD: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 1);
+const INJ_BIRD: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 2);
+/// Peer and client addresses: 198.19.0.1 onwards, inside 198.19.0.0/18.
+const CLIENT_BASE: u32 = u32::from_be_bytes([198, 19, 0, 1]);
+const CLIENT_NET: &str = "198.19.0.0/18";
+const MAX_CLIENTS: usize = 16_000;
+/// Prefixes per UPDATE: /26s take 5 octets each, so 700 fit a 4,096-octet message.
+const PER_UPDATE: u32 = 700;
+/// The issue's goals.
+const RATE_FACTOR: f64 = 2.0;
+const RR_GOAL: Duration = Duration::from_secs(10);
+const INGEST_TIMEOUT: Duration = Duration::from_secs(120);
+const RR_TIMEOUT: Duration = Duration::from_secs(60);
+
+static CANCELLED: AtomicBool = AtomicBool::new(false);
+
+fn check_cancelled() -> Result<()> {
+    if CANCELLED.load(Ordering::Relaxed) {
+        bail!("interrupted");
+    }
+    Ok(())
+}
+
+/// Runs the section on a blocking thread; an interrupt makes it stop and clean up.
+pub async fn run_async(args: &BgpArgs) -> Result<(String, Vec<Goal>)> {
+    let interrupt_watch = tokio::spawn(async {
+        crate::interrupt::wait_for_interrupt().await;
+        CANCELLED.store(true, Ordering::Relaxed);
+        eprintln!("calico-bench bgp: interrupted; stopping BIRD and removing the namespaces");
+    });
+    let args = args.clone();
+    let outcome = tokio::task::spawn_blocking(move || run(&args))
+        .await
+        .map_err(|e| anyhow!("the bgp benchmark thread failed: {e}"));
+    interrupt_watch.abort();
+    outcome?
+}
+
+fn wants(args: &BgpArgs, part: Part) -> bool {
+    args.only.is_empty() || args.only.contains(&part)
+}
+
+pub fn run(args: &BgpArgs) -> Result<(String, Vec<Goal>)> {
+    require_root().map_err(|e| anyhow!(e))?;
+    let bird = require_binary("bird", "bird2").map_err(|e| anyhow!(e))?;
+    let birdc = require_binary("birdc", "bird2").map_err(|e| anyhow!(e))?;
+    if args.clients > MAX_CLIENTS || args.peers > MAX_CLIENTS || args.clients < 2 {
+        bail!("--clients must be 2 to {MAX_CLIENTS}, --peers at most {MAX_CLIENTS}");
+    }
+    let addresses = args.clients.max(args.peers);
+    let lab = Lab::new(addresses)?;
+    let tools = BirdTools { bird, birdc };
+    let mut text = String::new();
+    let mut goals = Vec::new();
+    if wants(args, Part::Ingest) {
+        let (tables, section_goals) = ingest(&lab, &tools, args)?;
+        for t in tables {
+            text.push_str(&t.render());
+        }
+        goals.extend(section_goals);
+    }
+    if wants(args, Part::Rr) {
+        let (table, section_goals) = reflection(&lab, &tools, args.clients)?;
+        text.push_str(&table.render());
+        goals.extend(section_goals);
+    }
+    Ok((text, goals))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Namespaces
+
+struct Lab {
+    inj: TestNetns,
+    ours: TestNetns,
+    bird: TestNetns,
+}
+
+fn client(i: usize) -> Ipv4Addr {
+    Ipv4Addr::from(CLIENT_BASE + i as u32)
+}
+
+impl Lab {
+    fn new(addresses: usize) -> Result<Lab> {
+        let e = |e: String| anyhow!(e);
+        let inj = TestNetns::new("bgpb-inj").map_err(e)?;
+        let ours = TestNetns::new("bgpb-ours").map_err(e)?;
+        let bird = TestNetns::new("bgpb-bird").map_err(e)?;
+        veth_pair(
+            &inj,
+            "to-ours",
+            &format!("{INJ_OURS}/30"),
+            &ours,
+            "from-inj",
+            &format!("{OURS}/30"),
+        )
+        .map_err(e)?;
+        veth_pair(
+            &inj,
+            "to-bird",
+            &format!("{INJ_BIRD}/30"),
+            &bird,
+            "from-inj",
+            &format!("{BIRD}/30"),
+        )
+        .map_err(e)?;
+        ours.ip(&["route", "add", CLIENT_NET, "via", &INJ_OURS.to_string()])
+            .map_err(e)?;
+        bird.ip(&["route", "add", CLIENT_NET, "via", &INJ_BIRD.to_string()])
+            .map_err(e)?;
+        // The peers' addresses on the injector's loopback, added in one batch.
+        let batch = tempfile::NamedTempFile::new().context("batch file")?;
+        let lines: String = (0..addresses)
+            .map(|i| format!("addr add {}/32 dev lo\n", client(i)))
+            .collect();
+        std::fs::write(batch.path(), lines).context("batch file")?;
+        let path = batch.path().to_string_lossy().into_owned();
+        inj.ip(&["-batch", &path]).map_err(e)?;
+        Ok(Lab { inj, ours, bird })
+    }
+}
+
+/// Runs `f` on a new thread that has entered `ns`'s network namespace; every socket it opens
+/// (and every thread it starts) lives there.
+fn in_netns<T: Send + 'static>(
+    ns: &TestNetns,
+    name: &str,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<JoinHandle<Result<T>>> {
+    let path = ns.path();
+    thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            let file = File::open(&path).with_context(|| format!("open {}", path.display()))?;
+            setns(&file, CloneFlags::CLONE_NEWNET).context("setns")?;
+            f()
+        })
+        .context("thread")
+}
+
+fn join<T>(handle: JoinHandle<Result<T>>) -> Result<T> {
+    handle
+        .join()
+        .map_err(|_| anyhow!("a benchmark thread panicked"))?
+}
+
+// ---------------------------------------------------------------------------------------------
+// The wire, as the injector speaks it
+
+/// Both sides advertise 4-octet AS; the injector does not ask for extended messages.
+fn ctx() -> Context {
+    Context {
+        four_octet_as: true,
+        extended_message: false,
+        add_path: Vec::new(),
+    }
+}
+
+fn prefix(i: u32) -> IpNet {
+    // /26 blocks of 10.0.0.0/8, as Calico's IPAM blocks are: route data only, never addresses.
+    IpNet::V4(Ipv4Net::new(Ipv4Addr::from(0x0a00_0000 + (i << 6)), 26).expect("valid /26"))
+}
+
+fn announcement(next_hop: Ipv4Addr, prefixes: impl Iterator<Item = IpNet>) -> Update {
+    Update {
+        attributes: PathAttributes {
+            origin: Some(Origin::Igp),
+            as_path: Some(AsPath::default()),
+            next_hop: Some(next_hop),
+            local_pref: Some(100),
+            ..PathAttributes::default()
+        },
+        nlri: prefixes.map(Nlri::new).collect(),
+        ..Update::default()
+    }
+}
+
+/// `count` prefixes as back-to-back UPDATE messages.
+fn encoded_routes(count: u32, next_hop: Ipv4Addr) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    for start in (0..count).step_by(PER_UPDATE as usize) {
+        let end = (start + PER_UPDATE).min(count);
+        let m = Message::Update(announcement(next_hop, (start..end).map(prefix)));
+        calico_bgp::wire::encode(&m, &ctx(), &mut out).context("encode UPDATE")?;
+    }
+    Ok(out)
+}
+
+struct Conn {
+    r: OwnedReadHalf,
+    w: OwnedWriteHalf,
+    buf: Vec<u8>,
+}
+
+async fn read_message(r: &mut OwnedReadHalf, buf: &mut Vec<u8>) -> Result<Option<Message>> {
+    loop {
+        match frame(buf, &ctx()) {
+            Ok(Some(len)) => {
+                let msg: Vec<u8> = buf.drain(..len).collect();
+                let decoded = decode(&msg, &ctx()).map_err(|e| anyhow!("bad message: {e}"))?;
+                return Ok(Some(decoded.message));
+            }
+            Ok(None) => {}
+            Err(n) => bail!("bad framing: {n:?}"),
+        }
+        let mut chunk = [0u8; 16384];
+        match r.read(&mut chunk).await {
+            Ok(0) | Err(_) => return Ok(None),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Connects from `source` and completes the OPEN exchange (hold time 0: no keepalives).
+async fn open_session(source: Ipv4Addr, target: SocketAddr) -> Result<Conn> {
+    let mut last = None;
+    for _ in 0..20 {
+        let socket = TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(IpAddr::V4(source), 0))?;
+        match tokio::time::timeout(Duration::from_secs(5), socket.connect(target)).await {
+            Ok(Ok(stream)) => {
+                let (r, w) = stream.into_split();
+                let mut c = Conn {
+                    r,
+                    w,
+                    buf: Vec::new(),
+                };
+                match tokio::time::timeout(Duration::from_secs(30), handshake(&mut c, source)).await
+                {
+                    Ok(Ok(())) => return Ok(c),
+                    Ok(Err(e)) => last = Some(e),
+                    Err(_) => last = Some(anyhow!("no OPEN exchange within 30 s")),
+                }
+            }
+            Ok(Err(e)) => last = Some(e.into()),
+            Err(_) => last = Some(anyhow!("connect timed out")),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(last.unwrap_or_else(|| anyhow!("no attempt")))
+        .with_context(|| format!("session from {source} to {target}"))
+}
+
+async fn handshake(c: &mut Conn, id: Ipv4Addr) -> Result<()> {
+    let open = Open::new(
+        AS,
+        0,
+        id,
+        vec![
+            Capability::Multiprotocol(Family::IPV4_UNICAST),
+            Capability::FourOctetAs(AS),
+        ],
+    );
+    c.w.write_all(&Message::Open(open).to_bytes(&ctx())?)
+        .await?;
+    let mut got_open = false;
+    loop {
+        match read_message(&mut c.r, &mut c.buf).await? {
+            Some(Message::Open(_)) => {
+                got_open = true;
+                c.w.write_all(&Message::Keepalive.to_bytes(&ctx())?).await?;
+            }
+            Some(Message::Keepalive) if got_open => return Ok(()),
+            Some(Message::Notification(n)) => bail!("NOTIFICATION {n:?}"),
+            Some(_) => {}
+            None => bail!("closed during the OPEN exchange"),
+        }
+    }
+}
+
+/// Opens sessions from `sources` to `target`, at most 200 connects at a time.
+async fn open_all(sources: Vec<Ipv4Addr>, target: SocketAddr) -> Result<Vec<Conn>> {
+    let gate = Arc::new(tokio::sync::Semaphore::new(200));
+    let mut tasks = Vec::new();
+    for s in sources {
+        let gate = Arc::clone(&gate);
+        tasks.push(tokio::spawn(async move {
+            let _permit = gate.acquire_owned().await?;
+            open_session(s, target).await
+        }));
+    }
+    let mut conns = Vec::new();
+    for t in tasks {
+        conns.push(t.await??);
+    }
+    Ok(conns)
+}
+
+/// Reads and drops whatever the receiver sends (keepalives, End-of-RIB) so it never blocks.
+fn drain(mut r: OwnedReadHalf) {
+    tokio::spawn(async move {
+        let mut chunk = vec![0u8; 16384];
+        while let Ok(n) = r.read(&mut chunk).await {
+            if n == 0 {
+                break;
+            }
+        }
+    });
+}
+
+fn runtime(workers: usize) -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .context("runtime")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Our speaker: sessions, listener and RIB, as calico-node will run them
+
+#[derive(Default)]
+struct SpeakerStats {
+    established: AtomicUsize,
+    /// Paths in the Adj-RIBs-In, all peers together.
+    paths: AtomicUsize,
+    /// Best-path changes reported (the stream calico-node's dataplane would get).
+    best_changes: AtomicUsize,
+    apply_ns: AtomicU64,
+    applied_prefixes: AtomicU64,
+    failed: AtomicBool,
+}
+
+struct Ours {
+    stats: Arc<SpeakerStats>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<Result<()>>>,
+}
+
+impl Ours {
+    fn start(ns: &TestNetns, peers: Vec<Ipv4Addr>, reflector: bool) -> Result<Ours> {
+        let stats = Arc::new(SpeakerStats::default());
+        let (stop, stopped) = oneshot::channel();
+        let s = Arc::clone(&stats);
+        let thread = in_netns(ns, "bgp-ours", move || {
+            let result = runtime(2)?.block_on(speaker(peers, reflector, Arc::clone(&s), stopped));
+            if result.is_err() {
+                s.failed.store(true, Ordering::Relaxed);
+            }
+            result
+        })?;
+        Ok(Ours {
+            stats,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    fn check(&mut self) -> Result<()> {
+        if self.stats.failed.load(Ordering::Relaxed) {
+            return self.finish();
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.thread.take() {
+            Some(t) => join(t),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Ours {
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
+}
+
+async fn speaker(
+    peers: Vec<Ipv4Addr>,
+    reflector: bool,
+    stats: Arc<SpeakerStats>,
+    mut stop: oneshot::Receiver<()>,
+) -> Result<()> {
+    let table = PeerTable::new();
+    let listener = listen(SocketAddr::new(IpAddr::V4(OURS), 179), table.clone())
+        .await
+        .context("listen on 179")?;
+    let mut rib = Rib::new(RibConfig {
+        local_as: AS,
+        router_id: OURS,
+        cluster_id: reflector.then_some(OURS),
+    });
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(PeerId, SessionEvent)>();
+    let mut commands = HashMap::new();
+    let mut tasks = Vec::new();
+    for (i, addr) in peers.iter().enumerate() {
+        let id = i as PeerId + 1;
+        let cfg = PeerConfig {
+            passive: true,
+            hold_time: 240,
+            ..PeerConfig::new(AS, OURS, AS)
+        };
+        let mut h = spawn(cfg, SocketAddr::new(IpAddr::V4(*addr), 179))
+            .map_err(|e| anyhow!("peer config: {e}"))?;
+        table.insert(IpAddr::V4(*addr), h.inbound.clone());
+        rib.set_peer(
+            id,
+            PeerInfo {
+                address: IpAddr::V4(*addr),
+                router_id: *addr,
+                asn: AS,
+                ibgp: true,
+                rr_client: reflector,
+                next_hop: NextHopMode::Auto,
+                self_v4: Some(OURS),
+                self_v6: None,
+                import: Filter::default(),
+                export: Filter::default(),
+            },
+        );
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some(e) = h.events.recv().await {
+                if tx.send((id, e)).is_err() {
+                    break;
+                }
+            }
+        });
+        commands.insert(id, h.commands);
+        tasks.push(h.task);
+    }
+    drop(tx);
+    // Established peers: what each was sent, and how to encode for it.
+    let mut out: HashMap<PeerId, (AdjRibOut, Context)> = HashMap::new();
+    loop {
+        let (id, event) = tokio::select! {
+            _ = &mut stop => break,
+            e = rx.recv() => match e {
+                Some(e) => e,
+                None => break,
+            },
+        };
+        let changes = match event {
+            SessionEvent::Up(n) => {
+                stats.established.fetch_add(1, Ordering::Relaxed);
+                let mut adj = AdjRibOut::default();
+                let initial = rib.initial_updates(id, &n.families, &mut adj, &n.encode);
+                for u in initial.updates {
+                    let _ = commands[&id].send(SessionCommand::Send(u));
+                }
+                out.insert(id, (adj, n.encode));
+                continue;
+            }
+            SessionEvent::Update(u) => {
+                let before = rib.received_count(id);
+                let started = Instant::now();
+                let changes = rib.apply_update(id, &u);
+                stats
+                    .apply_ns
+                    .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                stats
+                    .applied_prefixes
+                    .fetch_add(u.all_prefixes().len() as u64, Ordering::Relaxed);
+                let after = rib.received_count(id);
+                if after >= before {
+                    stats.paths.fetch_add(after - before, Ordering::Relaxed);
+                } else {
+                    stats.paths.fetch_sub(before - after, Ordering::Relaxed);
+                }
+                changes
+            }
+            SessionEvent::Down { .. } => {
+                stats.established.fetch_sub(1, Ordering::Relaxed);
+                stats
+                    .paths
+                    .fetch_sub(rib.received_count(id), Ordering::Relaxed);
+                out.remove(&id);
+                rib.peer_down(id)
+            }
+            _ => continue,
+        };
+        stats
+            .best_changes
+            .fetch_add(changes.len(), Ordering::Relaxed);
+        if changes.is_empty() {
+            continue;
+        }
+        let prefixes: Vec<IpNet> = changes.iter().map(|c| c.prefix).collect();
+        for (to, (adj, enc)) in out.iter_mut() {
+            let send = rib.sync_peer(*to, prefixes.iter().copied(), adj);
+            if send.is_empty() {
+                continue;
+            }
+            for u in pack(&send, enc).updates {
+                let _ = commands[to].send(SessionCommand::Send(u));
+            }
+        }
+    }
+    for c in commands.values() {
+        let _ = c.send(SessionCommand::Shutdown);
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    listener.task.abort();
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// BIRD
+
+struct BirdTools {
+    bird: PathBuf,
+    birdc: PathBuf,
+}
+
+struct Bird {
+    child: Child,
+    socket: PathBuf,
+    birdc: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Bird {
+    fn start(
+        tools: &BirdTools,
+        ns: &TestNetns,
+        peers: &[Ipv4Addr],
+        reflector: bool,
+    ) -> Result<Bird> {
+        let dir = tempfile::tempdir().context("BIRD directory")?;
+        let conf = dir.path().join("bird.conf");
+        let socket = dir.path().join("bird.ctl");
+        let rr = if reflector {
+            format!("  rr client;\n  rr cluster id {BIRD};\n")
+        } else {
+            String::new()
+        };
+        let mut text = format!(
+            "router id {BIRD};\n\
+             protocol device {{ scan time 60; }}\n\
+             template bgp inj {{\n  local {BIRD} as {AS};\n  passive on;\n{rr}  \
+             ipv4 {{ import all; export all; gateway direct; }};\n}}\n"
+        );
+        for (i, p) in peers.iter().enumerate() {
+            text.push_str(&format!(
+                "protocol bgp p{i} from inj {{ neighbor {p} as {AS}; }}\n"
+            ));
+        }
+        std::fs::write(&conf, text).context("bird.conf")?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns.name()])
+            .arg(&tools.bird)
+            .arg("-f")
+            .arg("-c")
+            .arg(&conf)
+            .arg("-s")
+            .arg(&socket)
+            .arg("-P")
+            .arg(dir.path().join("bird.pid"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start bird")?;
+        let mut bird = Bird {
+            child,
+            socket,
+            birdc: tools.birdc.clone(),
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while bird.birdc(&["show", "status"]).is_err() {
+            if let Ok(Some(status)) = bird.child.try_wait() {
+                bail!("bird exited at start: {status}");
+            }
+            if Instant::now() > deadline {
+                bail!("bird did not answer on its control socket within 30 s");
+            }
+            check_cancelled()?;
+            thread::sleep(Duration::from_millis(50));
+        }
+        Ok(bird)
+    }
+
+    fn birdc(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new(&self.birdc)
+            .arg("-s")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .context("birdc")?;
+        if !out.status.success() {
+            bail!("birdc {}: {}", args.join(" "), out.status);
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Routes in the IPv4 table: the first figure of `N of M routes for K networks`.
+    fn route_count(&self) -> Result<usize> {
+        let out = self.birdc(&["show", "route", "count"])?;
+        let line = out
+            .lines()
+            .find(|l| l.contains("routes for"))
+            .ok_or_else(|| anyhow!("no count in {out:?}"))?;
+        line.split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| anyhow!("no count in {line:?}"))
+    }
+
+    fn established(&self) -> Result<usize> {
+        let out = self.birdc(&["show", "protocols"])?;
+        Ok(out.lines().filter(|l| l.contains("Established")).count())
+    }
+
+    fn rss(&self) -> Option<u64> {
+        rss_of(&format!("/proc/{}/statm", self.child.id()))
+    }
+}
+
+impl Drop for Bird {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Resident bytes from a statm file.
+fn rss_of(statm: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(statm).ok()?;
+    let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ingest
+
+struct IngestRun {
+    routes: usize,
+    seconds: Option<f64>,
+    rss_bytes: Option<i64>,
+    /// Ours: RIB apply time per prefix in µs.
+    apply_us: Option<f64>,
+    best_changes: Option<usize>,
+}
+
+/// Starts the injector: sessions from `sources` to `target`; once they are up, `ready` gets
+/// a message; on `go` every session writes `stream` (the start time goes to `started`); it
+/// holds the sessions until `stop`.
+fn injector(
+    lab: &Lab,
+    sources: Vec<Ipv4Addr>,
+    target: Ipv4Addr,
+    stream: Arc<Vec<u8>>,
+) -> Result<Injector> {
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let (go, go_rx) = oneshot::channel::<()>();
+    let (stop, stop_rx) = oneshot::channel::<()>();
+    let thread = in_netns(&lab.inj, "bgp-injector", move || {
+        runtime(1)?.block_on(async move {
+            let conns = match open_all(sources, SocketAddr::new(IpAddr::V4(target), 179)).await {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(anyhow!("{e:#}")));
+                    return Ok(());
+                }
+            };
+            let _ = ready_tx.send(Ok(None));
+            if go_rx.await.is_err() {
+                return Ok(());
+            }
+            let _ = ready_tx.send(Ok(Some(Instant::now())));
+            let mut writers = Vec::new();
+            for c in conns {
+                drain(c.r);
+                let stream = Arc::clone(&stream);
+                let mut w = c.w;
+                writers.push(tokio::spawn(async move {
+                    let _ = w.write_all(&stream).await;
+                    w
+                }));
+            }
+            let mut held = Vec::new();
+            for t in writers {
+                held.push(t.await?);
+            }
+            let _ = stop_rx.await;
+            drop(held);
+            Ok(())
+        })
+    })?;
+    Ok(Injector {
+        ready,
+        go: Some(go),
+        stop: Some(stop),
+        thread: Some(thread),
+    })
+}
+
+struct Injector {
+    ready: std::sync::mpsc::Receiver<Result<Option<Instant>>>,
+    go: Option<oneshot::Sender<()>>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<Result<()>>>,
+}
+
+impl Injector {
+    fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        match self.ready.recv_timeout(timeout) {
+            Ok(Ok(None)) => Ok(()),
+            Ok(Ok(Some(_))) => bail!("injector out of order"),
+            Ok(Err(e)) => Err(e),
+            Err(_) => bail!("the injector's sessions did not come up within {timeout:?}"),
+        }
+    }
+
+    fn go(&mut self) -> Result<Instant> {
+        if let Some(go) = self.go.take() {
+            let _ = go.send(());
+        }
+        match self.ready.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(Some(t0))) => Ok(t0),
+            _ => bail!("the injector did not start"),
+        }
+    }
+}
+
+impl Drop for Injector {
+    fn drop(&mut self) {
+        drop(self.go.take());
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = join(t);
+        }
+    }
+}
+
+fn ingest_ours(lab: &Lab, peers: usize, stream: Arc<Vec<u8>>, routes: usize) -> Result<IngestRun> {
+    let sources: Vec<Ipv4Addr> = (0..peers).map(client).collect();
+    let mut ours = Ours::start(&lab.ours, sources.clone(), false)?;
+    let mut inj = injector(lab, sources, OURS, stream)?;
+    inj.wait_ready(Duration::from_secs(60))?;
+    wait_until(Duration::from_secs(30), || {
+        ours.check()?;
+        Ok(ours.stats.established.load(Ordering::Relaxed) == peers)
+    })
+    .context("our sessions Established")?;
+    thread::sleep(Duration::from_millis(200));
+    let before = rss_of("/proc/self/statm");
+    let t0 = inj.go()?;
+    let done = wait_until(INGEST_TIMEOUT, || {
+        ours.check()?;
+        Ok(ours.stats.paths.load(Ordering::Relaxed) >= routes)
+    });
+    let seconds = done.ok().map(|t| (t - t0).as_secs_f64());
+    let after = rss_of("/proc/self/statm");
+    let s = &ours.stats;
+    let applied = s.applied_prefixes.load(Ordering::Relaxed);
+    let run = IngestRun {
+        routes: s.paths.load(Ordering::Relaxed),
+        seconds,
+        rss_bytes: before.zip(after).map(|(b, a)| a as i64 - b as i64),
+        apply_us: (applied > 0)
+            .then(|| s.apply_ns.load(Ordering::Relaxed) as f64 / 1000.0 / applied as f64),
+        best_changes: Some(s.best_changes.load(Ordering::Relaxed)),
+    };
+    drop(inj);
+    ours.finish()?;
+    Ok(run)
+}
+
+fn ingest_bird(
+    lab: &Lab,
+    tools: &BirdTools,
+    peers: usize,
+    stream: Arc<Vec<u8>>,
+    routes: usize,
+) -> Result<IngestRun> {
+    let sources: Vec<Ipv4Addr> = (0..peers).map(client).collect();
+    let bird = Bird::start(tools, &lab.bird, &sources, false)?;
+    let inj = injector(lab, sources, BIRD, stream)?;
+    let mut inj = inj;
+    inj.wait_ready(Duration::from_secs(60))?;
+    wait_until(Duration::from_secs(30), || Ok(bird.established()? == peers))
+        .context("BIRD's sessions Established")?;
+    thread::sleep(Duration::from_millis(200));
+    let before = bird.rss();
+    let t0 = inj.go()?;
+    let done = wait_until(INGEST_TIMEOUT, || Ok(bird.route_count()? >= routes));
+    let seconds = done.ok().map(|t| (t - t0).as_secs_f64());
+    let after = bird.rss();
+    let run = IngestRun {
+        routes: bird.route_count().unwrap_or(0),
+        seconds,
+        rss_bytes: before.zip(after).map(|(b, a)| a as i64 - b as i64),
+        apply_us: None,
+        best_changes: None,
+    };
+    drop(inj);
+    drop(bird);
+    Ok(run)
+}
+
+/// Polls `probe` every millisecond (cheap probes) until it is true; when it became true.
+fn wait_until(timeout: Duration, mut probe: impl FnMut() -> Result<bool>) -> Result<Instant> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if probe()? {
+            return Ok(Instant::now());
+        }
+        check_cancelled()?;
+        if Instant::now() > deadline {
+            bail!("not reached within {timeout:?}");
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn ingest(lab: &Lab, tools: &BirdTools, args: &BgpArgs) -> Result<(Vec<Table>, Vec<Goal>)> {
+    let to_ours = Arc::new(encoded_routes(args.prefixes, INJ_OURS)?);
+    let to_bird = Arc::new(encoded_routes(args.prefixes, INJ_BIRD)?);
+    let mut table = Table::new(
+        "BGP ingest: iBGP, IPv4 /26s, pre-encoded UPDATEs, no kernel routes",
+        &[
+            "case",
+            "receiver",
+            "paths held",
+            "time s",
+            "paths/s",
+            "RSS delta MiB",
+            "B/path",
+            "rate vs BIRD",
+        ],
+    );
+    let mut decision = Table::new(
+        "BGP decision process (ours, measured inside the ingest runs)",
+        &[
+            "case",
+            "prefixes applied",
+            "best-path changes",
+            "RIB apply µs/prefix",
+        ],
+    );
+    let mut goals = Vec::new();
+    let mut cases = vec![1];
+    if args.peers > 1 {
+        cases.push(args.peers);
+    }
+    for peers in cases {
+        check_cancelled()?;
+        let routes = peers * args.prefixes as usize;
+        let case = format!("{peers} × {}", thousands(f64::from(args.prefixes)));
+        let ours = ingest_ours(lab, peers, Arc::clone(&to_ours), routes)?;
+        let bird = ingest_bird(lab, tools, peers, Arc::clone(&to_bird), routes)?;
+        let rate = |r: &IngestRun| r.seconds.map(|s| r.routes as f64 / s);
+        let per_path = |r: &IngestRun| {
+            r.rss_bytes
+                .filter(|_| r.routes > 0)
+                .map(|b| b as f64 / r.routes as f64)
+        };
+        let (our_rate, bird_rate) = (rate(&ours), rate(&bird));
+        let vs = our_rate.zip(bird_rate).map(|(o, b)| o / b);
+        for (name, r, vs) in [("ours", &ours, vs), ("BIRD 2", &bird, Some(1.0))] {
+            table.push(vec![
+                case.clone(),
+                name.into(),
+                thousands(r.routes as f64),
+                r.seconds.map_or("timeout".into(), |s| format!("{s:.3}")),
+                rate(r).map_or("n/a".into(), thousands),
+                r.rss_bytes
+                    .map_or("n/a".into(), |b| format!("{:.1}", b as f64 / 1048576.0)),
+                per_path(r).map_or("n/a".into(), |b| format!("{b:.0}")),
+                vs.map_or("n/a".into(), ratio),
+            ]);
+        }
+        decision.push(vec![
+            case.clone(),
+            thousands(ours.routes as f64),
+            ours.best_changes
+                .map_or("n/a".into(), |n| thousands(n as f64)),
+            ours.apply_us.map_or("n/a".into(), |us| format!("{us:.2}")),
+        ]);
+        goals.push(Goal {
+            name: format!("bgp ingest {case}: at least {RATE_FACTOR}× BIRD's rate"),
+            met: vs.map(|v| v >= RATE_FACTOR),
+            informational: false,
+            detail: match (our_rate, bird_rate) {
+                (Some(o), Some(b)) => format!(
+                    "ours {} paths/s, BIRD {} paths/s, {}",
+                    thousands(o),
+                    thousands(b),
+                    ratio(o / b)
+                ),
+                _ => "a receiver did not hold every path in time".into(),
+            },
+        });
+        let (op, bp) = (per_path(&ours), per_path(&bird));
+        goals.push(Goal {
+            name: format!("bgp memory per path {case}: no more than BIRD's"),
+            met: op.zip(bp).map(|(o, b)| o <= b),
+            informational: false,
+            detail: format!(
+                "ours {} B, BIRD {} B (RSS after minus before, per path)",
+                op.map_or("n/a".into(), |b| format!("{b:.0}")),
+                bp.map_or("n/a".into(), |b| format!("{b:.0}"))
+            ),
+        });
+        goals.push(Goal {
+            name: format!("bgp decision process {case}"),
+            met: None,
+            informational: true,
+            detail: format!(
+                "{} µs per prefix applied to our RIB",
+                ours.apply_us.map_or("n/a".into(), |us| format!("{us:.2}"))
+            ),
+        });
+    }
+    Ok((vec![table, decision], goals))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Route reflection
+
+/// The injector's side of the route-reflection case: `clients` sessions to `target`; once all
+/// are up, `ready`; on `go`, client 0 announces `NEW_PREFIX` and `reached` counts the other
+/// clients that received it.
+const NEW_PREFIX: &str = "10.255.255.0/26";
+
+struct RrInjector {
+    ready: std::sync::mpsc::Receiver<Result<Option<Instant>>>,
+    go: Option<oneshot::Sender<()>>,
+    stop: Option<oneshot::Sender<()>>,
+    reached: Arc<AtomicUsize>,
+    thread: Option<JoinHandle<Result<()>>>,
+}
+
+impl Drop for RrInjector {
+    fn drop(&mut self) {
+        drop(self.go.take());
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = join(t);
+        }
+    }
+}
+
+fn rr_injector(
+    lab: &Lab,
+    clients: usize,
+    target: Ipv4Addr,
+    next_hop: Ipv4Addr,
+) -> Result<RrInjector> {
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let (go, go_rx) = oneshot::channel::<()>();
+    let (stop, stop_rx) = oneshot::channel::<()>();
+    let reached = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&reached);
+    let new: IpNet = NEW_PREFIX.parse().expect("prefix");
+    let thread = in_netns(&lab.inj, "bgp-rr-injector", move || {
+        runtime(1)?.block_on(async move {
+            let sources: Vec<Ipv4Addr> = (0..clients).map(client).collect();
+            let started = Instant::now();
+            let conns = match open_all(sources, SocketAddr::new(IpAddr::V4(target), 179)).await {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(anyhow!("{e:#}")));
+                    return Ok(());
+                }
+            };
+            let _ = ready_tx.send(Ok(Some(started)));
+            let mut writers = Vec::new();
+            for (i, c) in conns.into_iter().enumerate() {
+                writers.push(c.w);
+                let counter = Arc::clone(&counter);
+                let (mut r, mut buf) = (c.r, c.buf);
+                tokio::spawn(async move {
+                    let mut seen = false;
+                    while let Ok(Some(m)) = read_message(&mut r, &mut buf).await {
+                        if let Message::Update(u) = m
+                            && !seen
+                            && i != 0
+                            && u.nlri.iter().any(|n| n.prefix == new)
+                        {
+                            seen = true;
+                            counter.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+            if go_rx.await.is_err() {
+                return Ok(());
+            }
+            let bytes =
+                Message::Update(announcement(next_hop, std::iter::once(new))).to_bytes(&ctx())?;
+            let t0 = Instant::now();
+            writers[0].write_all(&bytes).await?;
+            let _ = ready_tx.send(Ok(Some(t0)));
+            let _ = stop_rx.await;
+            drop(writers);
+            Ok(())
+        })
+    })?;
+    Ok(RrInjector {
+        ready,
+        go: Some(go),
+        stop: Some(stop),
+        reached,
+        thread: Some(thread),
+    })
+}
+
+struct RrRun {
+    up_seconds: Option<f64>,
+    reflect_seconds: Option<f64>,
+    reached: usize,
+}
+
+fn rr_case(
+    lab: &Lab,
+    clients: usize,
+    target: Ipv4Addr,
+    next_hop: Ipv4Addr,
+    established: &mut dyn FnMut() -> Result<usize>,
+) -> Result<RrRun> {
+    let mut inj = rr_injector(lab, clients, target, next_hop)?;
+    let started = match inj.ready.recv_timeout(Duration::from_secs(180)) {
+        Ok(Ok(Some(t))) => t,
+        Ok(Err(e)) => return Err(e),
+        _ => bail!("the {clients} client sessions did not come up within 180 s"),
+    };
+    let up = wait_until(Duration::from_secs(60), || Ok(established()? >= clients))
+        .context("every client Established at the reflector")?;
+    if let Some(go) = inj.go.take() {
+        let _ = go.send(());
+    }
+    let t0 = match inj.ready.recv_timeout(Duration::from_secs(10)) {
+        Ok(Ok(Some(t))) => t,
+        _ => bail!("the client did not announce"),
+    };
+    let reached = Arc::clone(&inj.reached);
+    let done = wait_until(RR_TIMEOUT, || {
+        Ok(reached.load(Ordering::Relaxed) >= clients - 1)
+    });
+    Ok(RrRun {
+        up_seconds: Some((up - started).as_secs_f64()),
+        reflect_seconds: done.ok().map(|t| (t - t0).as_secs_f64()),
+        reached: reached.load(Ordering::Relaxed),
+    })
+}
+
+fn reflection(lab: &Lab, tools: &BirdTools, clients: usize) -> Result<(Table, Vec<Goal>)> {
+    let sources: Vec<Ipv4Addr> = (0..clients).map(client).collect();
+    let mut table = Table::new(
+        &format!(
+            "BGP route reflector: {} iBGP clients, one announces a new prefix",
+            thousands(clients as f64)
+        ),
+        &[
+            "reflector",
+            "clients",
+            "all Established s",
+            "reflected to all s",
+            "clients reached",
+        ],
+    );
+    let ours_run = {
+        let mut ours = Ours::start(&lab.ours, sources.clone(), true)?;
+        let stats = Arc::clone(&ours.stats);
+        let run = rr_case(lab, clients, OURS, INJ_OURS, &mut || {
+            ours.check()?;
+            Ok(stats.established.load(Ordering::Relaxed))
+        });
+        ours.finish()?;
+        run?
+    };
+    check_cancelled()?;
+    let bird_run = {
+        let bird = Bird::start(tools, &lab.bird, &sources, true)?;
+        rr_case(lab, clients, BIRD, INJ_BIRD, &mut || bird.established())?
+    };
+    for (name, r) in [("ours", &ours_run), ("BIRD 2", &bird_run)] {
+        table.push(vec![
+            name.into(),
+            thousands(clients as f64),
+            r.up_seconds.map_or("n/a".into(), |s| format!("{s:.3}")),
+            r.reflect_seconds
+                .map_or("timeout".into(), |s| format!("{s:.3}")),
+            format!(
+                "{} of {}",
+                thousands(r.reached as f64),
+                thousands((clients - 1) as f64)
+            ),
+        ]);
+    }
+    let goals = vec![Goal {
+        name: format!(
+            "bgp route reflection to {} clients within {} s",
+            thousands(clients as f64),
+            RR_GOAL.as_secs()
+        ),
+        met: Some(
+            ours_run
+                .reflect_seconds
+                .is_some_and(|s| s <= RR_GOAL.as_secs_f64()),
+        ),
+        informational: false,
+        detail: format!(
+            "ours {}, BIRD {}",
+            ours_run
+                .reflect_seconds
+                .map_or("did not reach every client".into(), |s| format!("{s:.3} s")),
+            bird_run
+                .reflect_seconds
+                .map_or("did not reach every client".into(), |s| format!("{s:.3} s")),
+        ),
+    }];
+    Ok((table, goals))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoded_routes_decode_to_every_prefix_once() {
+        let bytes = encoded_routes(1_500, INJ_OURS).expect("encode");
+        let mut rest = bytes.as_slice();
+        let mut seen = Vec::new();
+        while !rest.is_empty() {
+            let len = frame(rest, &ctx()).expect("frame").expect("whole message");
+            let (msg, tail) = rest.split_at(len);
+            match decode(msg, &ctx()).expect("decode").message {
+                Message::Update(u) => {
+                    assert_eq!(u.attributes.next_hop, Some(INJ_OURS));
+                    seen.extend(u.nlri.iter().map(|n| n.prefix));
+                }
+                other => panic!("not an UPDATE: {other:?}"),
+            }
+            rest = tail;
+        }
+        let expected: Vec<IpNet> = (0..1_500).map(prefix).collect();
+        assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn client_addresses_stay_in_their_net() {
+        let net: Ipv4Net = CLIENT_NET.parse().expect("net");
+        assert!(net.contains(&client(0)));
+        assert!(net.contains(&client(MAX_CLIENTS - 1)));
+        assert!(!net.contains(&OURS) && !net.contains(&BIRD));
+    }
+}
