@@ -369,3 +369,39 @@ mod tests {
         assert!(ran >= 10, "only {ran} seeds found");
     }
 }
+
+#[cfg(test)]
+mod seed_checks {
+    use super::*;
+
+    /// The second message of a two-message session seed, decoded under the seed's context.
+    fn second_message(name: &str) -> Result<calico_bgp::wire::Decoded, DecodeError> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let data = std::fs::read(root.join("seeds").join(name)).expect("seed");
+        let ctx = context(data[0]);
+        let stream = &data[1..];
+        let first = frame(stream, &ctx).expect("frame").expect("whole");
+        let rest = &stream[first..];
+        let len = match frame(rest, &ctx) {
+            Ok(Some(len)) => len,
+            // The header does not say where the message ends: decode what there is.
+            _ => rest.len(),
+        };
+        decode(&rest[..len], &ctx)
+    }
+
+    /// The bad-UPDATE seeds reach both error paths of the session mode.
+    #[test]
+    fn the_bad_update_seeds_reach_both_error_paths() {
+        match second_message("19-session-treat-as-withdraw") {
+            Err(DecodeError::TreatAsWithdraw { reason, .. }) => {
+                assert_eq!(reason.code, code::UPDATE_MESSAGE)
+            }
+            other => panic!("expected treat-as-withdraw: {other:?}"),
+        }
+        match second_message("20-session-reset") {
+            Err(DecodeError::Reset(n)) => assert_eq!(n.code, code::UPDATE_MESSAGE),
+            other => panic!("expected a reset: {other:?}"),
+        }
+    }
+}

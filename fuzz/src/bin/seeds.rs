@@ -267,15 +267,24 @@ fn main() {
         }
         write(name, flags, stream);
     }
-    // A session stream that ends in a message with a bad attribute flag (ORIGIN marked
-    // optional): a reset the session must answer with a NOTIFICATION.
+    // Session streams that end in a bad UPDATE. ORIGIN marked optional is an attribute flags
+    // error, which RFC 7606 turns into treat-as-withdraw (the session stays up); a withdrawn
+    // routes length past the end of the message is a reset the session must answer with its
+    // NOTIFICATION.
     let flags = SESSION | FOUR_OCTET_AS;
+    let good = bytes(&v4_update(false), &context(flags));
     let mut stream = bytes(&Message::Keepalive, &context(flags));
-    let mut bad = bytes(&v4_update(false), &context(flags));
+    let mut bad = good.clone();
     // Header, withdrawn length, one /26 (length octet and 4 octets), attributes length.
     let origin_at = 19 + 2 + 5 + 2;
     bad[origin_at] |= 0x80;
     stream.extend(bad);
-    write("session-bad-flags", flags, stream);
+    stream.extend(bytes(&Message::Keepalive, &context(flags)));
+    write("session-treat-as-withdraw", flags, stream);
+    let mut stream = bytes(&Message::Keepalive, &context(flags));
+    let mut bad = good;
+    bad[19..21].copy_from_slice(&0x0fffu16.to_be_bytes());
+    stream.extend(bad);
+    write("session-reset", flags, stream);
     eprintln!("{n} seeds in {}", dir.display());
 }
