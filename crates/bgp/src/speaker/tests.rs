@@ -1,1 +1,385 @@
+//! The API's own logic, and speakers of ours peering over loopback (127.0.0.x, ports chosen
+//! by the kernel), so no namespace or root is needed.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use tokio::sync::mpsc;
+
+use super::core::{restart_needed, session_config};
+use super::*;
+use crate::policy::{FilterRule, MatchOperator, RuleAction};
+use crate::wire::Family;
+
+fn v4(s: &str) -> Ipv4Addr {
+    s.parse().expect("address")
+}
+
+fn net(s: &str) -> IpNet {
+    s.parse().expect("prefix")
+}
+
+#[test]
+fn only_session_parameters_need_a_restart() {
+    let old = PeerSettings::new(IpAddr::V4(v4("198.18.0.2")), 64512);
+    let mut new = old.clone();
+    new.rr_client = true;
+    new.next_hop = NextHopMode::OurAddress;
+    new.export.rules.push(FilterRule {
+        cidr: net("198.19.0.0/16"),
+        operator: MatchOperator::In,
+        action: RuleAction::Reject,
+    });
+    new.import = new.export.clone();
+    assert!(!restart_needed(&old, &new));
+    for change in [
+        |p: &mut PeerSettings| p.hold_time = 3,
+        |p: &mut PeerSettings| p.keepalive = Some(1),
+        |p: &mut PeerSettings| p.password = Some("secret".into()),
+        |p: &mut PeerSettings| p.passive = true,
+        |p: &mut PeerSettings| p.graceful_restart_time = None,
+        |p: &mut PeerSettings| p.port = 1179,
+        |p: &mut PeerSettings| p.remote_as = 64513,
+    ] {
+        let mut changed = old.clone();
+        change(&mut changed);
+        assert!(restart_needed(&old, &changed), "{changed:?}");
+    }
+}
+
+#[test]
+fn session_config_follows_the_settings() {
+    let mut speaker = SpeakerConfig::new(64512, v4("198.18.0.1"));
+    let mut peer = PeerSettings::new(IpAddr::V4(v4("198.18.0.2")), 64513);
+    peer.password = Some("pw".into());
+    peer.graceful_restart_time = Some(30);
+    peer.hold_time = 3;
+    let (cfg, tcp) = session_config(&speaker, &peer);
+    assert_eq!(cfg.families, vec![Family::IPV4_UNICAST]);
+    assert_eq!(tcp.md5_key.as_deref(), Some(&b"pw"[..]));
+    assert_eq!(cfg.hold_time, 3);
+    let gr = cfg.graceful_restart.expect("graceful restart");
+    assert_eq!(gr.restart_time, 30);
+    assert!(!gr.restarting && !gr.forwarding_preserved);
+
+    speaker.restarting = true;
+    let (cfg, _) = session_config(&speaker, &peer);
+    let gr = cfg.graceful_restart.expect("graceful restart");
+    assert!(gr.restarting && gr.forwarding_preserved);
+
+    peer.address = "2001:2::2".parse().expect("address");
+    peer.graceful_restart_time = None;
+    let (cfg, tcp) = session_config(&speaker, &peer);
+    assert_eq!(cfg.families, vec![Family::IPV6_UNICAST]);
+    assert_eq!(cfg.graceful_restart, None);
+    assert!(tcp.md5_key.is_some());
+}
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// A speaker of ours listening on `addr`:0 (iBGP AS 64512, router id `addr`).
+async fn loopback_speaker(addr: &str) -> (Speaker, mpsc::Receiver<RouteChange>, u16) {
+    let ip = v4(addr);
+    let cfg = SpeakerConfig {
+        listen: Some(SocketAddr::from((ip, 0))),
+        ..SpeakerConfig::new(64512, ip)
+    };
+    let (speaker, routes) = Speaker::start(cfg).await.expect("speaker starts");
+    let port = speaker.local_addr().expect("listening").port();
+    (speaker, routes, port)
+}
+
+/// Peer settings toward the speaker at `to`:`port`, connecting from `from`, test-fast.
+fn peer(to: &str, port: u16, from: &str, passive: bool) -> PeerSettings {
+    PeerSettings {
+        port,
+        passive,
+        hold_time: 3,
+        local_address: Some(IpAddr::V4(v4(from))),
+        connect_retry: Duration::from_millis(300),
+        error_wait: Duration::from_millis(300),
+        ..PeerSettings::new(IpAddr::V4(v4(to)), 64512)
+    }
+}
+
+async fn status_of(speaker: &Speaker, addr: &str) -> PeerStatus {
+    let addr = IpAddr::V4(v4(addr));
+    speaker
+        .status()
+        .await
+        .expect("status")
+        .into_iter()
+        .find(|p| p.address == addr)
+        .expect("peer in status")
+}
+
+async fn until_status(
+    speaker: &Speaker,
+    addr: &str,
+    what: &str,
+    ok: impl Fn(&PeerStatus) -> bool,
+) -> PeerStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let st = status_of(speaker, addr).await;
+        if ok(&st) {
+            return st;
+        }
+        assert!(Instant::now() < deadline, "{what}: last status {st:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The next change on `routes` for `prefix` (others are skipped).
+async fn next_change(routes: &mut mpsc::Receiver<RouteChange>, prefix: &str) -> RouteChange {
+    let prefix = net(prefix);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, routes.recv()).await {
+            Ok(Some(c)) if c.prefix() == prefix => return c,
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("route stream closed"),
+            Err(_) => panic!("no change for {prefix} within {WAIT:?}"),
+        }
+    }
+}
+
+fn established(s: &PeerStatus) -> bool {
+    s.state == State::Established
+}
+
+#[tokio::test]
+async fn routes_filters_and_refresh_between_two_speakers() {
+    let (a, _a_routes, a_port) = loopback_speaker("127.0.0.11").await;
+    let (b, mut b_routes, b_port) = loopback_speaker("127.0.0.12").await;
+    a.set_peer(peer("127.0.0.12", b_port, "127.0.0.11", false))
+        .await
+        .expect("peer b");
+    b.set_peer(peer("127.0.0.11", a_port, "127.0.0.12", true))
+        .await
+        .expect("peer a");
+    a.originate(net("198.19.1.0/24"), None)
+        .await
+        .expect("originate");
+    until_status(&a, "127.0.0.12", "a established", established).await;
+    assert_eq!(
+        next_change(&mut b_routes, "198.19.1.0/24").await,
+        RouteChange::Best {
+            prefix: net("198.19.1.0/24"),
+            next_hops: vec![IpAddr::V4(v4("127.0.0.11"))],
+        }
+    );
+    let st = until_status(&b, "127.0.0.11", "b counts the route", |s| s.accepted == 1).await;
+    assert_eq!((st.received, st.router_id), (1, Some(v4("127.0.0.11"))));
+    let st = until_status(&a, "127.0.0.12", "a advertises it", |s| s.advertised == 1).await;
+    assert_eq!(st.last_error, None);
+
+    // An import filter that rejects it: withdrawn from the stream, still counted as received.
+    let mut filtered = peer("127.0.0.11", a_port, "127.0.0.12", true);
+    filtered.import.rules.push(FilterRule {
+        cidr: net("198.19.0.0/16"),
+        operator: MatchOperator::In,
+        action: RuleAction::Reject,
+    });
+    let since = status_of(&b, "127.0.0.11").await.since;
+    b.set_peer(filtered).await.expect("filter");
+    assert_eq!(
+        next_change(&mut b_routes, "198.19.1.0/24").await,
+        RouteChange::Withdrawn {
+            prefix: net("198.19.1.0/24")
+        }
+    );
+    let st = until_status(&b, "127.0.0.11", "refused", |s| s.accepted == 0).await;
+    assert_eq!(st.received, 1);
+    // Lifting the filter asks the peer for its routes again (ROUTE-REFRESH), no restart.
+    b.set_peer(peer("127.0.0.11", a_port, "127.0.0.12", true))
+        .await
+        .expect("unfilter");
+    assert!(matches!(
+        next_change(&mut b_routes, "198.19.1.0/24").await,
+        RouteChange::Best { .. }
+    ));
+    let st = status_of(&b, "127.0.0.11").await;
+    assert_eq!((st.state, st.since), (State::Established, since));
+
+    // An export filter on a's side withdraws it toward b, also without a restart.
+    let mut no_export = peer("127.0.0.12", b_port, "127.0.0.11", false);
+    no_export.export.rules.push(FilterRule {
+        cidr: net("198.19.1.0/24"),
+        operator: MatchOperator::Equal,
+        action: RuleAction::Reject,
+    });
+    a.set_peer(no_export).await.expect("export filter");
+    assert!(matches!(
+        next_change(&mut b_routes, "198.19.1.0/24").await,
+        RouteChange::Withdrawn { .. }
+    ));
+    assert_eq!(status_of(&a, "127.0.0.12").await.advertised, 0);
+    a.set_peer(peer("127.0.0.12", b_port, "127.0.0.11", false))
+        .await
+        .expect("no export filter");
+    assert!(matches!(
+        next_change(&mut b_routes, "198.19.1.0/24").await,
+        RouteChange::Best { .. }
+    ));
+    a.withdraw(net("198.19.1.0/24")).await.expect("withdraw");
+    assert!(matches!(
+        next_change(&mut b_routes, "198.19.1.0/24").await,
+        RouteChange::Withdrawn { .. }
+    ));
+    let st = status_of(&b, "127.0.0.11").await;
+    assert_eq!((st.state, st.since), (State::Established, since));
+    a.shutdown().await;
+    let st = until_status(&b, "127.0.0.11", "b sees a go", |s| !established(s)).await;
+    assert!(
+        st.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("received NOTIFICATION 6/")),
+        "{st:?}"
+    );
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn changing_one_peer_leaves_the_others_alone() {
+    let (a, _ar, a_port) = loopback_speaker("127.0.0.21").await;
+    let (b, _br, b_port) = loopback_speaker("127.0.0.22").await;
+    let (c, mut c_routes, c_port) = loopback_speaker("127.0.0.23").await;
+    a.set_peer(peer("127.0.0.22", b_port, "127.0.0.21", false))
+        .await
+        .expect("a-b");
+    a.set_peer(peer("127.0.0.23", c_port, "127.0.0.21", false))
+        .await
+        .expect("a-c");
+    b.set_peer(peer("127.0.0.21", a_port, "127.0.0.22", true))
+        .await
+        .expect("b-a");
+    c.set_peer(peer("127.0.0.21", a_port, "127.0.0.23", true))
+        .await
+        .expect("c-a");
+    a.originate(net("198.19.2.0/24"), None)
+        .await
+        .expect("originate");
+    let b_up = until_status(&a, "127.0.0.22", "a-b up", established).await;
+    let c_up = until_status(&a, "127.0.0.23", "a-c up", established).await;
+    assert!(matches!(
+        next_change(&mut c_routes, "198.19.2.0/24").await,
+        RouteChange::Best { .. }
+    ));
+
+    // A new hold time is an OPEN parameter: that session restarts, the other does not.
+    let mut slower = peer("127.0.0.22", b_port, "127.0.0.21", false);
+    slower.hold_time = 6;
+    a.set_peer(slower).await.expect("change b");
+    until_status(&a, "127.0.0.22", "a-b back up", |s| {
+        established(s) && s.since > b_up.since
+    })
+    .await;
+    let c_now = status_of(&a, "127.0.0.23").await;
+    assert_eq!((c_now.state, c_now.since), (State::Established, c_up.since));
+    // c never lost the route.
+    assert!(
+        c_routes.try_recv().is_err(),
+        "c saw a change while only b's session restarted"
+    );
+
+    // Removing b ends its session; c keeps its own.
+    a.remove_peer(IpAddr::V4(v4("127.0.0.22")))
+        .await
+        .expect("remove b");
+    until_status(&b, "127.0.0.21", "b sees the Cease", |s| !established(s)).await;
+    assert_eq!(
+        status_of(&a, "127.0.0.23").await.since,
+        c_up.since,
+        "c untouched"
+    );
+    assert!(matches!(
+        a.remove_peer(IpAddr::V4(v4("127.0.0.22"))).await,
+        Err(SpeakerError::NoSuchPeer(_))
+    ));
+    for s in [a, b, c] {
+        s.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn an_unread_route_stream_coalesces_and_blocks_nothing() {
+    let ip = v4("127.0.0.31");
+    let (a, _ar, a_port) = loopback_speaker("127.0.0.32").await;
+    let cfg = SpeakerConfig {
+        listen: Some(SocketAddr::from((ip, 0))),
+        route_queue: 1,
+        ..SpeakerConfig::new(64512, ip)
+    };
+    let (b, mut b_routes) = Speaker::start(cfg).await.expect("speaker");
+    let b_port = b.local_addr().expect("listening").port();
+    a.set_peer(peer("127.0.0.31", b_port, "127.0.0.32", false))
+        .await
+        .expect("a-b");
+    b.set_peer(peer("127.0.0.32", a_port, "127.0.0.31", true))
+        .await
+        .expect("b-a");
+    until_status(&b, "127.0.0.32", "up", established).await;
+    let prefixes: Vec<IpNet> = (0..50u8)
+        .map(|i| net(&format!("198.19.{i}.0/24")))
+        .collect();
+    for p in &prefixes {
+        a.originate(*p, None).await.expect("originate");
+    }
+    // Nobody reads b's stream, yet b takes every route and answers.
+    until_status(&b, "127.0.0.32", "all accepted", |s| s.accepted == 50).await;
+    for p in &prefixes[..25] {
+        a.withdraw(*p).await.expect("withdraw");
+    }
+    until_status(&b, "127.0.0.32", "half withdrawn", |s| s.accepted == 25).await;
+    // Now read: every prefix's latest state arrives, the withdrawn ones at most as a
+    // withdrawal, the kept ones ending as a best path.
+    let mut last: std::collections::BTreeMap<IpNet, RouteChange> = Default::default();
+    while last
+        .iter()
+        .filter(|(_, c)| matches!(c, RouteChange::Best { .. }))
+        .count()
+        < 25
+        || prefixes[25..].iter().any(|p| !last.contains_key(p))
+    {
+        let c = tokio::time::timeout(WAIT, b_routes.recv())
+            .await
+            .expect("changes keep coming")
+            .expect("stream open");
+        last.insert(c.prefix(), c);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    while let Ok(c) = b_routes.try_recv() {
+        last.insert(c.prefix(), c);
+    }
+    for p in &prefixes[..25] {
+        assert!(
+            !matches!(last.get(p), Some(RouteChange::Best { .. })),
+            "{p} withdrawn but last seen as best"
+        );
+    }
+    for p in &prefixes[25..] {
+        assert!(matches!(last.get(p), Some(RouteChange::Best { .. })), "{p}");
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_settings_are_refused_before_anything_changes() {
+    let (a, _r, _) = loopback_speaker("127.0.0.41").await;
+    let mut bad = peer("127.0.0.42", 179, "127.0.0.41", true);
+    bad.hold_time = 2;
+    assert!(matches!(
+        a.set_peer(bad).await,
+        Err(SpeakerError::PeerConfig { .. })
+    ));
+    assert!(a.status().await.expect("status").is_empty());
+    assert!(matches!(
+        a.originate(net("198.19.0.0/24"), Some("2001:2::1".parse().expect("v6")))
+            .await,
+        Err(SpeakerError::NextHopFamily { .. })
+    ));
+    a.shutdown().await;
+}
