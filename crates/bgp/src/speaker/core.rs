@@ -380,6 +380,10 @@ impl Core {
         cfg.local_as = local_as;
         cfg.router_id = router_id;
         cfg.cluster_id = cluster_id;
+        if cfg == self.cfg {
+            // Nothing changed: no session restarts.
+            return Ok(());
+        }
         // Check every peer against the new identity before changing anything.
         for peer in self.peers.values() {
             let (pc, _) = session_config(&cfg, &peer.settings);
