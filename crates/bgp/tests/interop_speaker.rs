@@ -641,9 +641,17 @@ fn hold_timer_expires_when_the_peer_is_stopped() {
             .is_some_and(|e| e.contains("hold timer expired")),
         "{st}"
     );
-    // Hold time 3 s, counted from the last KEEPALIVE (at most 1 s before the stop).
-    assert!(down_after <= Duration::from_millis(3500), "{down_after:?}");
-    assert!(down_after >= Duration::from_millis(1500), "{down_after:?}");
+    // Hold time 3 s, counted from the last KEEPALIVE (at most 1 s before the stop); the
+    // stream's timestamp is taken as the line is read, status polling adds its own delay.
+    let withdrawn_after = withdrawn.saturating_duration_since(stopped);
+    assert!(
+        withdrawn_after >= Duration::from_millis(1500),
+        "{withdrawn_after:?}"
+    );
+    assert!(
+        withdrawn_after <= Duration::from_secs(4),
+        "{withdrawn_after:?}"
+    );
 }
 
 /// BIRD's received-updates count for protocol `name` (`Import updates:` first column).

@@ -750,7 +750,10 @@ fn flush_peer(rib: &Rib, peer: &mut Peer) {
         while batch.len() < BATCH_PREFIXES
             && let Some(p) = peer.pending.pop_first()
         {
-            batch.push(p);
+            // Only the families the session negotiated go on it.
+            if up.families.contains(&family_of_prefix(&p)) {
+                batch.push(p);
+            }
         }
         let changes = rib.sync_peer(peer.id, batch, &mut peer.out);
         if changes.is_empty() {

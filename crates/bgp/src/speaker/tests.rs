@@ -104,7 +104,7 @@ fn peer(to: &str, port: u16, from: &str, passive: bool) -> PeerSettings {
 }
 
 async fn status_of(speaker: &Speaker, addr: &str) -> PeerStatus {
-    let addr = IpAddr::V4(v4(addr));
+    let addr: IpAddr = addr.parse().expect("address");
     speaker
         .status()
         .await
@@ -382,4 +382,123 @@ async fn bad_settings_are_refused_before_anything_changes() {
         Err(SpeakerError::NextHopFamily { .. })
     ));
     a.shutdown().await;
+}
+
+#[tokio::test]
+async fn identity_changes_restart_sessions_and_unchanged_ones_do_not() {
+    let (a, _ar, a_port) = loopback_speaker("127.0.0.51").await;
+    let (b, _br, b_port) = loopback_speaker("127.0.0.52").await;
+    a.set_peer(peer("127.0.0.52", b_port, "127.0.0.51", false))
+        .await
+        .expect("a-b");
+    b.set_peer(peer("127.0.0.51", a_port, "127.0.0.52", true))
+        .await
+        .expect("b-a");
+    let up = until_status(&b, "127.0.0.51", "up", established).await;
+    a.set_identity(64512, v4("127.0.0.51"), None)
+        .await
+        .expect("same identity");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(status_of(&b, "127.0.0.51").await.since, up.since);
+    // A new router id is a new OPEN: the session restarts and b sees the new id.
+    a.set_identity(64512, v4("198.18.0.51"), None)
+        .await
+        .expect("new router id");
+    until_status(&b, "127.0.0.51", "back with the new id", |s| {
+        s.router_id == Some(v4("198.18.0.51"))
+    })
+    .await;
+    // An invalid router id is refused before anything changes.
+    assert!(matches!(
+        a.set_identity(64512, Ipv4Addr::UNSPECIFIED, None).await,
+        Err(SpeakerError::PeerConfig { .. })
+    ));
+    assert_eq!(
+        status_of(&b, "127.0.0.51").await.router_id,
+        Some(v4("198.18.0.51"))
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_restarting_speaker_holds_its_routes_until_told() {
+    let (b, mut b_routes, b_port) = loopback_speaker("127.0.0.62").await;
+    let ip = v4("127.0.0.61");
+    let cfg = SpeakerConfig {
+        listen: Some(SocketAddr::from((ip, 0))),
+        restarting: true,
+        restart_deferral: Duration::from_secs(60),
+        ..SpeakerConfig::new(64512, ip)
+    };
+    let (a, _ar) = Speaker::start(cfg).await.expect("speaker");
+    let a_port = a.local_addr().expect("listening").port();
+    a.set_peer(peer("127.0.0.62", b_port, "127.0.0.61", false))
+        .await
+        .expect("a-b");
+    b.set_peer(peer("127.0.0.61", a_port, "127.0.0.62", true))
+        .await
+        .expect("b-a");
+    until_status(&b, "127.0.0.61", "up", established).await;
+    a.originate(net("198.19.6.0/24"), None)
+        .await
+        .expect("originate");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        b_routes.try_recv().is_err(),
+        "sent before initial_routes_done"
+    );
+    assert_eq!(status_of(&a, "127.0.0.62").await.advertised, 0);
+    a.initial_routes_done().await.expect("done");
+    assert!(matches!(
+        next_change(&mut b_routes, "198.19.6.0/24").await,
+        RouteChange::Best { .. }
+    ));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn ipv6_sessions_carry_ipv6_routes() {
+    // Both on ::1: each speaker has its one peer there, told apart by port.
+    let lo = IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
+    let start = |id: &str| {
+        let cfg = SpeakerConfig {
+            listen: Some(SocketAddr::new(lo, 0)),
+            ..SpeakerConfig::new(64512, v4(id))
+        };
+        Speaker::start(cfg)
+    };
+    let (a, _ar) = start("198.18.0.71").await.expect("a");
+    let (b, mut b_routes) = start("198.18.0.72").await.expect("b");
+    let port = |s: &Speaker| s.local_addr().expect("listening").port();
+    let v6_peer = |port: u16, passive: bool| PeerSettings {
+        port,
+        passive,
+        hold_time: 3,
+        connect_retry: Duration::from_millis(300),
+        error_wait: Duration::from_millis(300),
+        ..PeerSettings::new(lo, 64512)
+    };
+    a.set_peer(v6_peer(port(&b), false)).await.expect("a-b");
+    b.set_peer(v6_peer(port(&a), true)).await.expect("b-a");
+    a.originate(net("2001:2:0:71::/64"), None)
+        .await
+        .expect("originate");
+    // An IPv4 prefix has no session to go on.
+    a.originate(net("198.19.71.0/24"), None)
+        .await
+        .expect("originate");
+    assert_eq!(
+        next_change(&mut b_routes, "2001:2:0:71::/64").await,
+        RouteChange::Best {
+            prefix: net("2001:2:0:71::/64"),
+            next_hops: vec![lo],
+        }
+    );
+    let st = status_of(&b, "::1").await;
+    assert_eq!((st.state, st.accepted), (State::Established, 1));
+    assert!(b_routes.try_recv().is_err(), "the IPv4 prefix went nowhere");
+    a.shutdown().await;
+    b.shutdown().await;
 }
