@@ -502,3 +502,65 @@ async fn ipv6_sessions_carry_ipv6_routes() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn routes_of_one_family_never_go_on_a_session_of_the_other() {
+    let lo6 = IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
+    let start = |listen: Option<SocketAddr>, id: &str| {
+        Speaker::start(SpeakerConfig {
+            listen,
+            ..SpeakerConfig::new(64512, v4(id))
+        })
+    };
+    let (a, _ar) = start(Some(SocketAddr::from((v4("127.0.0.81"), 0))), "198.18.0.81")
+        .await
+        .expect("a");
+    let (b, _br) = start(None, "198.18.0.82").await.expect("b");
+    let (c, mut c_routes) = start(Some(SocketAddr::new(lo6, 0)), "198.18.0.83")
+        .await
+        .expect("c");
+    let port = |s: &Speaker| s.local_addr().expect("listening").port();
+    // b, in the middle, reflects to c: a's IPv4 route would go to c if families were mixed.
+    b.set_peer(peer("127.0.0.81", port(&a), "127.0.0.82", false))
+        .await
+        .expect("b-a");
+    b.set_peer(PeerSettings {
+        port: port(&c),
+        rr_client: true,
+        hold_time: 3,
+        connect_retry: Duration::from_millis(300),
+        error_wait: Duration::from_millis(300),
+        ..PeerSettings::new(lo6, 64512)
+    })
+    .await
+    .expect("b-c");
+    a.set_peer(peer("127.0.0.82", 179, "127.0.0.81", true))
+        .await
+        .expect("a-b");
+    c.set_peer(PeerSettings {
+        passive: true,
+        hold_time: 3,
+        ..PeerSettings::new(lo6, 64512)
+    })
+    .await
+    .expect("c-b");
+    a.originate(net("198.19.81.0/24"), Some(IpAddr::V4(v4("127.0.0.81"))))
+        .await
+        .expect("originate v4");
+    until_status(&b, "127.0.0.81", "b has a's route", |s| s.accepted == 1).await;
+    b.originate(net("2001:2:0:82::/64"), None)
+        .await
+        .expect("originate v6");
+    assert!(matches!(
+        next_change(&mut c_routes, "2001:2:0:82::/64").await,
+        RouteChange::Best { .. }
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(c_routes.try_recv().is_err(), "c got an IPv4 route");
+    let st = status_of(&c, "::1").await;
+    assert_eq!((st.state, st.received), (State::Established, 1), "{st:?}");
+    assert_eq!(status_of(&b, "::1").await.advertised, 1);
+    for s in [a, b, c] {
+        s.shutdown().await;
+    }
+}
