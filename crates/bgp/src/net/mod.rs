@@ -6,8 +6,11 @@
 //! state machine, and carries out its actions. [`listener`] accepts connections for every peer
 //! on one socket and hands each to its session. Outbound connections can be signed with
 //! TCP-MD5 and bound to a source address ([`TcpOptions`]; a listener's keys are set on its
-//! socket with [`calico_tcpmd5::set_key`]). Not here yet: TTL settings, and a writer that cannot stall the task (a peer that stops reading
-//! blocks this session's writes, and with them its timers, until TCP gives up).
+//! socket with [`calico_tcpmd5::set_key`]). Events go to the owner on a bounded queue
+//! ([`EVENT_QUEUE`]): an owner that falls behind makes this session wait, and its peer's
+//! UPDATEs wait in TCP. Not here yet: TTL settings, and a writer that cannot stall the task (a
+//! peer that stops reading blocks this session's writes, and with them its timers, until TCP
+//! gives up; [`crate::speaker`] at least never queues more than a few batches for it).
 
 pub mod listener;
 
