@@ -731,3 +731,52 @@ fn route_refresh_both_ways() {
     assert_eq!(st["since_unix_ms"], up["since_unix_ms"], "no restart: {st}");
     bird.daemon.check_running();
 }
+
+#[test]
+fn tcp_md5_passwords_on_our_listener() {
+    let lan = Lan::new("md5", 28);
+    let (n1, n2, n3) = (lan.node(1), lan.node(2), lan.node(3));
+    // Two BIRDs connect to us (we are passive, so their SYNs meet our listener's keys): one
+    // with our password, one with another.
+    let start_bird = |node: &support::lan::Node, password: &str| {
+        Bird::start(
+            &node.ns,
+            &bird::config(
+                node.addr,
+                &[],
+                &bird_peer(
+                    "ours",
+                    node.addr,
+                    n1.addr,
+                    &format!("password \"{password}\";"),
+                ),
+            ),
+            &[],
+        )
+    };
+    let mut good = start_bird(&n2, "calico-secret");
+    let mut bad = start_bird(&n3, "wrong-secret");
+    let mut peers = Vec::new();
+    for addr in [n2.addr, n3.addr] {
+        let mut p = ours::peer(addr, 64512);
+        p["passive"] = json!(true);
+        p["password"] = json!("calico-secret");
+        peers.push(p);
+    }
+    let mut us = Ours::start(
+        "ours",
+        &n1.ns,
+        &ours::config(64512, n1.addr, peers, &["198.19.1.0/24"]),
+    );
+    us.wait_established(n2.addr);
+    good.wait_established("ours");
+    wait_kernel_route_via(&n2.ns, "198.19.1.0/24", n1.addr);
+    // The mismatched one had the same time and never got a session.
+    std::thread::sleep(Duration::from_secs(2));
+    let st = us.peer_status(n3.addr);
+    assert_ne!(st["state"], "Established", "{st}");
+    let shown = bad.birdc(&["show", "protocols", "ours"]).expect("birdc");
+    assert!(!shown.contains("Established"), "{shown}");
+    bad.daemon.check_running();
+    good.daemon.check_running();
+}

@@ -564,3 +564,48 @@ async fn routes_of_one_family_never_go_on_a_session_of_the_other() {
         s.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn next_hop_self_toward_a_reflection_client() {
+    let (a, _ar, a_port) = loopback_speaker("127.0.0.91").await;
+    let (b, _br, b_port) = loopback_speaker("127.0.0.92").await;
+    let (c, mut c_routes, c_port) = loopback_speaker("127.0.0.93").await;
+    let mut b_to_c = peer("127.0.0.93", c_port, "127.0.0.92", false);
+    b_to_c.rr_client = true;
+    b.set_peer(peer("127.0.0.91", a_port, "127.0.0.92", false))
+        .await
+        .expect("b-a");
+    b.set_peer(b_to_c.clone()).await.expect("b-c");
+    a.set_peer(peer("127.0.0.92", b_port, "127.0.0.91", true))
+        .await
+        .expect("a-b");
+    c.set_peer(peer("127.0.0.92", b_port, "127.0.0.93", true))
+        .await
+        .expect("c-b");
+    a.originate(net("198.19.91.0/24"), None)
+        .await
+        .expect("originate");
+    // Reflected: the next hop stays a's.
+    assert_eq!(
+        next_change(&mut c_routes, "198.19.91.0/24").await,
+        RouteChange::Best {
+            prefix: net("198.19.91.0/24"),
+            next_hops: vec![IpAddr::V4(v4("127.0.0.91"))],
+        }
+    );
+    // Next hop self: b's own address, without a session restart.
+    let since = status_of(&b, "127.0.0.93").await.since;
+    b_to_c.next_hop = NextHopMode::OurAddress;
+    b.set_peer(b_to_c).await.expect("next hop self");
+    assert_eq!(
+        next_change(&mut c_routes, "198.19.91.0/24").await,
+        RouteChange::Best {
+            prefix: net("198.19.91.0/24"),
+            next_hops: vec![IpAddr::V4(v4("127.0.0.92"))],
+        }
+    );
+    assert_eq!(status_of(&b, "127.0.0.93").await.since, since);
+    for s in [a, b, c] {
+        s.shutdown().await;
+    }
+}
