@@ -778,3 +778,139 @@ async fn sleep_until(at: Option<Instant>) {
         tokio::time::sleep_until(at).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Filter;
+    use crate::rib::NextHopMode;
+    use crate::session::State;
+
+    fn v4(s: &str) -> Ipv4Addr {
+        s.parse().expect("address")
+    }
+
+    /// An established peer whose session is a channel the test reads.
+    fn fake_peer(core: &mut Core, addr: &str) -> mpsc::UnboundedReceiver<Command> {
+        let address = IpAddr::V4(v4(addr));
+        let (commands, rx) = mpsc::unbounded_channel();
+        let (_info_tx, info) = tokio::sync::watch::channel(net::SessionInfo {
+            state: State::Established,
+            since: std::time::SystemTime::now(),
+            local: None,
+        });
+        let id = core.next_id;
+        core.next_id += 1;
+        core.rib.set_peer(
+            id,
+            PeerInfo {
+                address,
+                router_id: v4(addr),
+                asn: 64512,
+                ibgp: true,
+                rr_client: false,
+                next_hop: NextHopMode::Auto,
+                self_v4: Some(v4("198.18.0.1")),
+                self_v6: None,
+                import: Filter::default(),
+                export: Filter::default(),
+            },
+        );
+        core.by_id.insert(id, address);
+        core.peers.insert(
+            address,
+            Peer {
+                settings: PeerSettings::new(address, 64512),
+                id,
+                session: SessionLink {
+                    commands,
+                    info,
+                    batches_queued: Default::default(),
+                    task: tokio::spawn(async {}),
+                },
+                forwarder: tokio::spawn(async {}),
+                out: AdjRibOut::default(),
+                up: Some(Up {
+                    families: vec![Family::IPV4_UNICAST],
+                    encode: Context::default(),
+                    router_id: v4(addr),
+                    route_refresh: true,
+                }),
+                initial_sent: true,
+                pending: BTreeSet::new(),
+                last_error: None,
+            },
+        );
+        rx
+    }
+
+    /// The prefixes announced in the batches waiting on `rx`.
+    fn announced(rx: &mut mpsc::UnboundedReceiver<Command>) -> Vec<IpNet> {
+        let mut out = Vec::new();
+        while let Ok(cmd) = rx.try_recv() {
+            if let Command::SendBatch(updates) = cmd {
+                out.extend(updates.iter().flat_map(|u| u.nlri.iter().map(|n| n.prefix)));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_does_not_keep_up_costs_a_prefix_set_and_delays_nobody() {
+        let (routes, _routes) = mpsc::channel(16);
+        let cfg = SpeakerConfig {
+            listen: None,
+            ..SpeakerConfig::new(64512, v4("198.18.0.1"))
+        };
+        let (mut core, _) = Core::new(cfg, routes).await.expect("core");
+        let mut slow = fake_peer(&mut core, "198.18.0.2");
+        let mut fast = fake_peer(&mut core, "198.18.0.3");
+        let slow_addr = IpAddr::V4(v4("198.18.0.2"));
+        core.peers[&slow_addr]
+            .session
+            .batches_queued
+            .store(MAX_BATCHES_IN_FLIGHT, Ordering::Relaxed);
+
+        let prefixes: Vec<IpNet> = (1..=3)
+            .map(|i| format!("198.19.{i}.0/24").parse().expect("prefix"))
+            .collect();
+        for p in &prefixes {
+            core.on_request(Request::Originate(*p, None));
+        }
+        assert_eq!(
+            announced(&mut fast),
+            prefixes,
+            "the other peer is not held up"
+        );
+        assert!(
+            announced(&mut slow).is_empty(),
+            "nothing queued past the limit"
+        );
+        assert_eq!(core.peers[&slow_addr].pending.len(), 3);
+        assert!(core.has_backlog());
+
+        // More churn while it is stuck costs nothing more than the set of prefixes.
+        core.on_request(Request::Withdraw(prefixes[0]));
+        core.on_request(Request::Originate(prefixes[0], None));
+        core.on_request(Request::Withdraw(prefixes[0]));
+        assert_eq!(core.peers[&slow_addr].pending.len(), 3);
+
+        // Once it has read its batches it gets the state as it is now, and nothing about the
+        // prefix that came and went.
+        core.peers[&slow_addr]
+            .session
+            .batches_queued
+            .store(0, Ordering::Relaxed);
+        core.flush_all();
+        assert_eq!(announced(&mut slow), prefixes[1..].to_vec());
+        assert_eq!(
+            core.peers[&slow_addr]
+                .session
+                .batches_queued
+                .load(Ordering::Relaxed),
+            1
+        );
+        assert!(!core.has_backlog());
+    }
+}
