@@ -154,6 +154,13 @@ fn mesh_of_two_speakers_and_bird() {
         (json!(1), json!(1)),
         "{st}"
     );
+    // BIRD and the other speaker both ended their initial routes with End-of-RIB.
+    a.wait_peer(n3.addr, "BIRD's End-of-RIB", |s| {
+        s["initial_routes_received"] == true
+    });
+    a.wait_peer(n2.addr, "ours2's End-of-RIB", |s| {
+        s["initial_routes_received"] == true
+    });
     let st = a.wait_peer(n2.addr, "one route advertised", |s| s["advertised"] == 1);
     assert_eq!(st["last_error"], Value::Null, "{st}");
 

@@ -197,6 +197,7 @@ fn status_json(peers: &[PeerStatus]) -> serde_json::Value {
                 "received": p.received,
                 "accepted": p.accepted,
                 "advertised": p.advertised,
+                "initial_routes_received": p.initial_routes_received,
             })
         })
         .collect();

@@ -112,6 +112,8 @@ struct Up {
     encode: Context,
     router_id: Ipv4Addr,
     route_refresh: bool,
+    /// Families whose End-of-RIB the peer has sent on this session.
+    end_of_rib: Vec<Family>,
 }
 
 /// The RIB task's side of a session task (its events go through the forwarder).
@@ -539,7 +541,14 @@ impl Core {
             }
             SessionEvent::Update(update) => self.rib.apply_update(id, &update),
             SessionEvent::Withdraw(nlri) => self.rib.withdraw(id, &nlri),
-            SessionEvent::EndOfRib(family) => self.rib.sweep_stale(id, family),
+            SessionEvent::EndOfRib(family) => {
+                if let Some(up) = self.peers.get_mut(&address).and_then(|p| p.up.as_mut())
+                    && !up.end_of_rib.contains(&family)
+                {
+                    up.end_of_rib.push(family);
+                }
+                self.rib.sweep_stale(id, family)
+            }
             SessionEvent::StaleExpired(families) => families
                 .into_iter()
                 .flat_map(|f| self.rib.sweep_stale(id, f))
@@ -591,6 +600,7 @@ impl Core {
             encode: n.encode,
             router_id: n.peer_id,
             route_refresh: n.peer_route_refresh,
+            end_of_rib: Vec::new(),
         });
         if self.initial_routes_done {
             self.send_initial(address);
@@ -714,6 +724,10 @@ impl Core {
                     received: accepted + self.rib.refused_count(p.id),
                     accepted,
                     advertised: p.out.len(),
+                    initial_routes_received: p
+                        .up
+                        .as_ref()
+                        .is_some_and(|u| u.families.iter().all(|f| u.end_of_rib.contains(f))),
                 }
             })
             .collect()
@@ -835,6 +849,7 @@ mod tests {
                     encode: Context::default(),
                     router_id: v4(addr),
                     route_refresh: true,
+                    end_of_rib: Vec::new(),
                 }),
                 initial_sent: true,
                 pending: BTreeSet::new(),

@@ -172,6 +172,10 @@ pub struct PeerStatus {
     pub accepted: usize,
     /// Prefixes we currently advertise to the peer.
     pub advertised: usize,
+    /// The peer sent End-of-RIB for every family of the established session: its initial
+    /// routes are all in (a restarted calico-node can then drop kernel routes it did not get
+    /// again).
+    pub initial_routes_received: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

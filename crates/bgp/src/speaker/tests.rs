@@ -172,6 +172,10 @@ async fn routes_filters_and_refresh_between_two_speakers() {
     );
     let st = until_status(&b, "127.0.0.11", "b counts the route", |s| s.accepted == 1).await;
     assert_eq!((st.received, st.router_id), (1, Some(v4("127.0.0.11"))));
+    until_status(&b, "127.0.0.11", "End-of-RIB from a", |s| {
+        s.initial_routes_received
+    })
+    .await;
     let st = until_status(&a, "127.0.0.12", "a advertises it", |s| s.advertised == 1).await;
     assert_eq!(st.last_error, None);
 
@@ -449,11 +453,16 @@ async fn a_restarting_speaker_holds_its_routes_until_told() {
         "sent before initial_routes_done"
     );
     assert_eq!(status_of(&a, "127.0.0.62").await.advertised, 0);
+    assert!(!status_of(&b, "127.0.0.61").await.initial_routes_received);
     a.initial_routes_done().await.expect("done");
     assert!(matches!(
         next_change(&mut b_routes, "198.19.6.0/24").await,
         RouteChange::Best { .. }
     ));
+    until_status(&b, "127.0.0.61", "End-of-RIB after the routes", |s| {
+        s.initial_routes_received
+    })
+    .await;
     a.shutdown().await;
     b.shutdown().await;
 }
