@@ -298,6 +298,9 @@ impl Core {
         let (cfg, _) = session_config(&self.cfg, &settings);
         cfg.validate()
             .map_err(|source| SpeakerError::PeerConfig { address, source })?;
+        if settings.passive && self.listener.is_none() {
+            return Err(SpeakerError::PassiveWithoutListener(address));
+        }
         let Some(old) = self.peers.get(&address) else {
             return self.start_session(settings);
         };

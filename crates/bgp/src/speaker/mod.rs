@@ -19,7 +19,8 @@
 //!
 //! Graceful restart (RFC 4724): as helper, a peer that restarts keeps its routes, marked
 //! stale, until its End-of-RIB or the restart time (the session and RIB already do this). As
-//! the restarting speaker, [`SpeakerConfig::restarting`] sets the R and F bits in our OPENs,
+//! the restarting speaker, [`SpeakerConfig::restarting`] sets the R and F bits in our OPENs
+//! (R only until each session's first establishment: a later reconnect is no restart),
 //! and the initial routes and End-of-RIB are held back until [`Speaker::initial_routes_done`]
 //! (or [`SpeakerConfig::restart_deferral`] runs out), so that a peer keeping our routes does
 //! not flush them because we said End-of-RIB before re-originating them.
@@ -192,6 +193,8 @@ pub enum SpeakerError {
     },
     #[error("peer {address}: TCP-MD5 password: {reason}")]
     Password { address: IpAddr, reason: String },
+    #[error("peer {0} is passive but the speaker has no listener")]
+    PassiveWithoutListener(IpAddr),
     #[error("no peer {0}")]
     NoSuchPeer(IpAddr),
     #[error("next hop {next_hop} is not of the family of {prefix}")]

@@ -380,6 +380,19 @@ async fn bad_settings_are_refused_before_anything_changes() {
         Err(SpeakerError::PeerConfig { .. })
     ));
     assert!(a.status().await.expect("status").is_empty());
+    let (no_listener, _r) = Speaker::start(SpeakerConfig {
+        listen: None,
+        ..SpeakerConfig::new(64512, v4("127.0.0.43"))
+    })
+    .await
+    .expect("speaker");
+    assert!(matches!(
+        no_listener
+            .set_peer(peer("127.0.0.41", 179, "127.0.0.43", true))
+            .await,
+        Err(SpeakerError::PassiveWithoutListener(_))
+    ));
+    no_listener.shutdown().await;
     assert!(matches!(
         a.originate(net("198.19.0.0/24"), Some("2001:2::1".parse().expect("v6")))
             .await,
