@@ -312,6 +312,8 @@ impl Core {
         }
         let import_changed = old.settings.import != settings.import;
         let exports_changed = export_changed(&old.settings, &settings);
+        // Whether its routes may be reflected changes what every other peer is sent.
+        let reflection_changed = old.settings.rr_client != settings.rr_client;
         let Some(peer) = self.peers.get_mut(&address) else {
             return Ok(());
         };
@@ -324,22 +326,13 @@ impl Core {
             info.export = peer.settings.export.clone();
             self.rib.set_peer(id, info);
         }
-        if exports_changed && peer.initial_sent {
-            let families = peer.up.as_ref().map(|u| u.families.clone());
-            let all: Vec<IpNet> = self
-                .rib
-                .best_paths()
-                .map(|(p, _)| *p)
-                .filter(|p| {
-                    families
-                        .as_ref()
-                        .is_some_and(|f| f.contains(&family_of_prefix(p)))
-                })
-                .collect();
-            // Prefixes it was sent but should no longer have are in its Adj-RIB-Out only.
-            let sent: Vec<IpNet> = peer.out.prefixes().collect();
-            peer.pending.extend(all);
-            peer.pending.extend(sent);
+        if reflection_changed {
+            let all: Vec<IpAddr> = self.peers.keys().copied().collect();
+            for a in all {
+                self.resync(a);
+            }
+        } else if exports_changed {
+            self.resync(address);
         }
         if import_changed {
             let changes = self.rib.refilter(id);
@@ -348,6 +341,26 @@ impl Core {
         }
         self.flush_all();
         Ok(())
+    }
+
+    /// Re-checks everything `address` is or should be sent (after its export settings
+    /// changed): every best path of its families and everything it was sent.
+    fn resync(&mut self, address: IpAddr) {
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        let Some(up) = peer.up.as_ref().filter(|_| peer.initial_sent) else {
+            return;
+        };
+        let families = &up.families;
+        let best = self
+            .rib
+            .best_paths()
+            .map(|(p, _)| *p)
+            .filter(|p| families.contains(&family_of_prefix(p)));
+        peer.pending.extend(best);
+        // Prefixes it should no longer have are only in its Adj-RIB-Out.
+        peer.pending.extend(peer.out.prefixes());
     }
 
     /// Asks `address` for its routes again after its import filter changed; a peer that

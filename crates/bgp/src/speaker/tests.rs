@@ -631,3 +631,42 @@ async fn next_hop_self_toward_a_reflection_client() {
         s.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn making_a_peer_a_client_reflects_its_routes_to_the_others() {
+    let (a, _ar, a_port) = loopback_speaker("127.0.0.101").await;
+    let (b, _br, b_port) = loopback_speaker("127.0.0.102").await;
+    let (c, mut c_routes, c_port) = loopback_speaker("127.0.0.103").await;
+    let mut b_to_a = peer("127.0.0.101", a_port, "127.0.0.102", false);
+    b.set_peer(b_to_a.clone()).await.expect("b-a");
+    b.set_peer(peer("127.0.0.103", c_port, "127.0.0.102", false))
+        .await
+        .expect("b-c");
+    a.set_peer(peer("127.0.0.102", b_port, "127.0.0.101", true))
+        .await
+        .expect("a-b");
+    c.set_peer(peer("127.0.0.102", b_port, "127.0.0.103", true))
+        .await
+        .expect("c-b");
+    a.originate(net("198.19.101.0/24"), None)
+        .await
+        .expect("originate");
+    until_status(&b, "127.0.0.101", "b has a's route", |s| s.accepted == 1).await;
+    until_status(&b, "127.0.0.103", "b-c up", established).await;
+    // iBGP split horizon: nothing for c yet.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(c_routes.try_recv().is_err());
+    assert_eq!(status_of(&b, "127.0.0.103").await.advertised, 0);
+    b_to_a.rr_client = true;
+    b.set_peer(b_to_a).await.expect("a becomes a client");
+    assert_eq!(
+        next_change(&mut c_routes, "198.19.101.0/24").await,
+        RouteChange::Best {
+            prefix: net("198.19.101.0/24"),
+            next_hops: vec![IpAddr::V4(v4("127.0.0.101"))],
+        }
+    );
+    for s in [a, b, c] {
+        s.shutdown().await;
+    }
+}
