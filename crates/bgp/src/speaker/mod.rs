@@ -30,6 +30,7 @@ mod core;
 mod tests;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use ipnet::IpNet;
@@ -220,11 +221,13 @@ enum Request {
     Shutdown(oneshot::Sender<()>),
 }
 
-/// A running speaker. Dropping it stops the RIB task, which ends every session.
+/// A running speaker; clones are handles to the same one. Dropping the last stops the RIB
+/// task, which ends every session.
+#[derive(Clone)]
 pub struct Speaker {
     requests: mpsc::Sender<Request>,
     local_addr: Option<SocketAddr>,
-    task: Option<JoinHandle<()>>,
+    task: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 impl Speaker {
@@ -241,7 +244,7 @@ impl Speaker {
             Speaker {
                 requests,
                 local_addr,
-                task: Some(task),
+                task: Arc::new(Mutex::new(Some(task))),
             },
             routes,
         ))
@@ -316,13 +319,15 @@ impl Speaker {
         self.ask(Request::Status).await
     }
 
-    /// Stops every session (with a Cease) and the RIB task.
-    pub async fn shutdown(mut self) {
+    /// Stops every session (with a Cease) and the RIB task, for every clone.
+    pub async fn shutdown(self) {
         let (done, wait) = oneshot::channel();
         if self.requests.send(Request::Shutdown(done)).await.is_ok() {
             let _ = wait.await;
         }
-        if let Some(task) = self.task.take() {
+        // The lock is only held to take the handle (a panic cannot leave it half-taken).
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = task {
             let _ = task.await;
         }
     }

@@ -392,7 +392,10 @@ async fn bad_settings_are_refused_before_anything_changes() {
             .await,
         Err(SpeakerError::PassiveWithoutListener(_))
     ));
+    // Clones are handles to one speaker: shut down through one, all see it stopped.
+    let other = no_listener.clone();
     no_listener.shutdown().await;
+    assert!(matches!(other.status().await, Err(SpeakerError::Stopped)));
     assert!(matches!(
         a.originate(net("198.19.0.0/24"), Some("2001:2::1".parse().expect("v6")))
             .await,
