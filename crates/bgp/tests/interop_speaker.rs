@@ -1,6 +1,7 @@
 //! The `calico-bgp-speaker` process (our [`Speaker`](calico_bgp::speaker::Speaker)) with BIRD
 //! and FRR on a LAN of network namespaces (root): a mesh, route reflection both ways, graceful
-//! restart both ways, hold timer expiry, withdrawal time, route refresh. Each scenario asserts
+//! restart both ways (our process SIGKILLed; BIRD and FRR's bgpd SIGKILLed), hold timer expiry,
+//! withdrawal time, route refresh, TCP-MD5 on our listener. Each scenario asserts
 //! what the other daemon shows, what reaches its kernel table, and what our route stream and
 //! status say. Timers are short (hold 3 s, retries 1 s).
 
@@ -786,4 +787,68 @@ fn tcp_md5_passwords_on_our_listener() {
     assert!(!shown.contains("Established"), "{shown}");
     bad.daemon.check_running();
     good.daemon.check_running();
+}
+
+#[test]
+fn we_keep_frrs_routes_while_its_bgpd_restarts() {
+    let lan = Lan::new("grfrr", 29);
+    let (n1, n2) = (lan.node(1), lan.node(2));
+    let us = n1.addr;
+    let frr_conf = |networks: &[&str]| {
+        let networks: String = networks
+            .iter()
+            .map(|n| format!("  network {n}\n"))
+            .collect();
+        format!(
+            "frr defaults traditional
+hostname calico-bgp-gr
+router bgp 64512
+ bgp router-id {}
+ no bgp ebgp-requires-policy
+ no bgp network import-check
+ bgp graceful-restart
+ bgp graceful-restart preserve-fw-state
+ neighbor {us} remote-as 64512
+ neighbor {us} timers 1 3
+ neighbor {us} timers connect 1
+ address-family ipv4 unicast
+{networks} exit-address-family
+",
+            n2.addr
+        )
+    };
+    let (mut frr, _vty) = start_frr(&n2.ns, &frr_conf(&["198.19.2.0/24", "198.19.8.0/24"]));
+    let mut ours = Ours::start(
+        "ours",
+        &n1.ns,
+        &ours::config(64512, us, vec![ours::peer(n2.addr, 64512)], &[]),
+    );
+    ours.wait_established(n2.addr);
+    ours.wait("FRR's routes in our stream", |s| {
+        (s.routes.contains_key("198.19.2.0/24") && s.routes.contains_key("198.19.8.0/24"))
+            .then_some(())
+    });
+    frr.check_running();
+    frr.kill_hard();
+    ours.wait_peer(n2.addr, "session down", |s| s["state"] != "Established");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        ours.route("198.19.2.0/24"),
+        Some(hops(&[n2.addr])),
+        "kept as stale"
+    );
+
+    // bgpd back without 198.19.8.0/24: its End-of-RIB sweeps that one only.
+    let (mut frr, _vty) = start_frr(&n2.ns, &frr_conf(&["198.19.2.0/24"]));
+    ours.wait_established(n2.addr);
+    ours.wait("the stale 198.19.8.0/24 swept", |s| {
+        (!s.routes.contains_key("198.19.8.0/24")).then_some(())
+    });
+    let changes = ours.changes_of("198.19.2.0/24");
+    assert!(
+        changes.iter().all(|(_, h)| !h.is_empty()),
+        "198.19.2.0/24 was withdrawn during FRR's restart: {changes:?}"
+    );
+    assert_eq!(ours.route("198.19.2.0/24"), Some(hops(&[n2.addr])));
+    frr.check_running();
 }
