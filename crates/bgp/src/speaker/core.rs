@@ -334,13 +334,15 @@ impl Core {
         } else if exports_changed {
             self.resync(address);
         }
-        if import_changed {
+        let refreshed = if import_changed {
             let changes = self.rib.refilter(id);
             self.propagate(changes);
-            self.refresh_from(address);
-        }
+            self.refresh_from(address)
+        } else {
+            Ok(())
+        };
         self.flush_all();
-        Ok(())
+        refreshed
     }
 
     /// Re-checks everything `address` is or should be sent (after its export settings
@@ -365,9 +367,9 @@ impl Core {
 
     /// Asks `address` for its routes again after its import filter changed; a peer that
     /// cannot refresh is restarted.
-    fn refresh_from(&mut self, address: IpAddr) {
+    fn refresh_from(&mut self, address: IpAddr) -> Result<(), SpeakerError> {
         let Some(peer) = self.peers.get(&address) else {
-            return;
+            return Ok(());
         };
         match &peer.up {
             Some(up) if up.route_refresh => {
@@ -380,12 +382,12 @@ impl Core {
                 if let Some(old) = self.peers.remove(&address) {
                     self.stop_session(old);
                 }
-                // Settings that were accepted before are accepted again.
-                let _ = self.start_session(settings);
+                return self.start_session(settings);
             }
             // Not established: the next session sends everything anyway.
             None => {}
         }
+        Ok(())
     }
 
     fn set_identity(
