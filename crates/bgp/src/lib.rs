@@ -13,6 +13,9 @@
 //!   graceful-restart stale handling, and per-peer export (iBGP split horizon, RFC 4456 route
 //!   reflection, next-hop and AS-path rules) with an Adj-RIB-Out and UPDATE packing.
 //! - [`policy`]: prefix filters of the kind Calico's `BGPFilter` expresses.
+//! - [`speaker`]: the API calico-node uses: a [`speaker::Speaker`] with its peers, originated
+//!   prefixes, a stream of best-path changes and per-peer status, on a RIB task and one task
+//!   per session.
 //!
 //! A later layer drives these over TCP with tokio: it frames and decodes bytes with the
 //! negotiated [`wire::Context`], feeds [`session::Session`], passes received routes to
@@ -22,4 +25,5 @@ pub mod net;
 pub mod policy;
 pub mod rib;
 pub mod session;
+pub mod speaker;
 pub mod wire;

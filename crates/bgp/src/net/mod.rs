@@ -6,23 +6,30 @@
 //! state machine, and carries out its actions. [`listener`] accepts connections for every peer
 //! on one socket and hands each to its session. Outbound connections can be signed with
 //! TCP-MD5 and bound to a source address ([`TcpOptions`]; a listener's keys are set on its
-//! socket with [`calico_tcpmd5::set_key`]). Not here yet: TTL settings, and a writer that cannot stall the task (a peer that stops reading
-//! blocks this session's writes, and with them its timers, until TCP gives up).
+//! socket with [`calico_tcpmd5::set_key`]). Events go to the owner on a bounded queue
+//! ([`EVENT_QUEUE`]): an owner that falls behind makes this session wait, and its peer's
+//! UPDATEs wait in TCP. Not here yet: TTL settings, and a writer that cannot stall the task (a
+//! peer that stops reading blocks this session's writes, and with them its timers, until TCP
+//! gives up; [`crate::speaker`] at least never queues more than a few batches for it).
 
 pub mod listener;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::mpsc;
+
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::session::{
-    Action, ConfigError, ConnId, Event, Negotiated, PeerConfig, Reason, Session, Stale, Timer,
+    Action, ConfigError, ConnId, Event, Negotiated, PeerConfig, Reason, Session, Stale, State,
+    Timer,
 };
 use crate::wire::{self, Context, DecodeError, Family, Message, Nlri, Notification, Update};
 
@@ -82,12 +89,31 @@ async fn connect(remote: SocketAddr, tcp: &TcpOptions) -> Result<TcpStream, NetI
         .map_err(|_| NetIn::ConnectFailed(None))
 }
 
+/// How many session events may wait for the owner; beyond that the session task waits, and
+/// with it reading from this peer (its UPDATEs then wait in TCP, not in our memory).
+pub const EVENT_QUEUE: usize = 256;
+
+/// The session's state as its owner can see it at any time, without an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub state: State,
+    /// When the session entered `state`.
+    pub since: std::time::SystemTime,
+    /// Our end of the established connection (the address a peer is sent as next hop).
+    pub local: Option<SocketAddr>,
+}
+
 /// What the owner asks of the session.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     /// Send an UPDATE on the established session (dropped when there is none).
     Send(Update),
+    /// Send these UPDATEs in order on the established session (dropped when there is none);
+    /// [`SessionHandle::batches_queued`] goes down by one once they are written or dropped.
+    SendBatch(Vec<Update>),
+    /// Ask the peer to send its routes of this family again (RFC 2918).
+    RouteRefresh(Family),
     Start,
     Stop,
     /// How many prefixes of `family` the peer has in the owner's Adj-RIB-In now; above the
@@ -101,11 +127,16 @@ pub enum Command {
 }
 
 pub struct SessionHandle {
-    pub events: mpsc::UnboundedReceiver<SessionEvent>,
+    /// Bounded ([`EVENT_QUEUE`]): an owner that falls behind slows this peer only.
+    pub events: mpsc::Receiver<SessionEvent>,
     pub commands: mpsc::UnboundedSender<Command>,
     /// Connections the peer opened to us, accepted by the caller's listener.
     pub inbound: mpsc::UnboundedSender<TcpStream>,
     pub task: JoinHandle<()>,
+    pub info: watch::Receiver<SessionInfo>,
+    /// [`Command::SendBatch`] batches not yet written: the owner adds one per batch it sends
+    /// and can hold back further ones while a slow peer has many outstanding.
+    pub batches_queued: Arc<AtomicUsize>,
 }
 
 enum NetIn {
@@ -136,23 +167,45 @@ pub fn spawn_with(
     tcp: TcpOptions,
 ) -> Result<SessionHandle, ConfigError> {
     let session = Session::new(cfg)?;
-    let (event_tx, events) = mpsc::unbounded_channel();
+    let (event_tx, events) = mpsc::channel(EVENT_QUEUE);
     let (commands, command_rx) = mpsc::unbounded_channel();
     let (inbound, inbound_rx) = mpsc::unbounded_channel();
-    let task = tokio::spawn(run(session, remote, tcp, event_tx, command_rx, inbound_rx));
+    let (info_tx, info) = watch::channel(SessionInfo {
+        state: session.state(),
+        since: std::time::SystemTime::now(),
+        local: None,
+    });
+    let batches_queued = Arc::new(AtomicUsize::new(0));
+    let outputs = Outputs {
+        events: event_tx,
+        info: info_tx,
+        batches_queued: Arc::clone(&batches_queued),
+    };
+    let task = tokio::spawn(run(session, remote, tcp, outputs, command_rx, inbound_rx));
     Ok(SessionHandle {
         events,
         commands,
         inbound,
         task,
+        info,
+        batches_queued,
     })
+}
+
+/// Where the session task reports to.
+struct Outputs {
+    events: mpsc::Sender<SessionEvent>,
+    info: watch::Sender<SessionInfo>,
+    batches_queued: Arc<AtomicUsize>,
 }
 
 struct Driver {
     session: Session,
     remote: SocketAddr,
     tcp: std::sync::Arc<TcpOptions>,
-    events: mpsc::UnboundedSender<SessionEvent>,
+    events: mpsc::Sender<SessionEvent>,
+    info: watch::Sender<SessionInfo>,
+    batches_queued: Arc<AtomicUsize>,
     /// Bounded: a peer sending faster than its session task decodes waits in TCP, not in
     /// our memory.
     net_tx: mpsc::Sender<(ConnId, NetIn)>,
@@ -167,7 +220,7 @@ async fn run(
     session: Session,
     remote: SocketAddr,
     tcp: TcpOptions,
-    events: mpsc::UnboundedSender<SessionEvent>,
+    outputs: Outputs,
     mut commands: mpsc::UnboundedReceiver<Command>,
     mut inbound: mpsc::UnboundedReceiver<TcpStream>,
 ) {
@@ -176,7 +229,9 @@ async fn run(
         session,
         remote,
         tcp: std::sync::Arc::new(tcp),
-        events,
+        events: outputs.events,
+        info: outputs.info,
+        batches_queued: outputs.batches_queued,
         net_tx,
         conns: HashMap::new(),
         timers: HashMap::new(),
@@ -192,6 +247,26 @@ async fn run(
                 Some(Command::Send(u)) => {
                     if let Some(id) = d.established {
                         d.send(id, Message::Update(u)).await;
+                    }
+                }
+                Some(Command::SendBatch(updates)) => {
+                    if let Some(id) = d.established {
+                        for u in updates {
+                            if d.send(id, Message::Update(u)).await.is_some() {
+                                // The write failed: the connection is gone.
+                                d.feed(Event::Closed { conn: id }).await;
+                                break;
+                            }
+                        }
+                    }
+                    d.batches_queued.fetch_sub(1, Ordering::Relaxed);
+                }
+                Some(Command::RouteRefresh(family)) => {
+                    if let Some(id) = d.established {
+                        let request = Message::RouteRefresh(wire::RouteRefresh { family, subtype: 0 });
+                        if d.send(id, request).await.is_some() {
+                            d.feed(Event::Closed { conn: id }).await;
+                        }
                     }
                 }
                 Some(Command::Start) => d.feed(Event::Start).await,
@@ -332,7 +407,7 @@ impl Driver {
                 if self.connect.as_ref().is_some_and(|(c, _)| *c == id) {
                     self.connect = None;
                     if let Some(e) = setup_error {
-                        let _ = self.events.send(SessionEvent::SocketSetup(e));
+                        self.report(SessionEvent::SocketSetup(e)).await;
                     }
                     self.feed(Event::ConnectFailed).await;
                 }
@@ -352,6 +427,23 @@ impl Driver {
                 }
             }
         }
+        let state = self.session.state();
+        self.info.send_if_modified(|info| {
+            if info.state == state {
+                return false;
+            }
+            info.state = state;
+            info.since = std::time::SystemTime::now();
+            if state != State::Established {
+                info.local = None;
+            }
+            true
+        });
+    }
+
+    /// Waits while the owner's queue is full; an owner that is gone is ignored.
+    async fn report(&self, event: SessionEvent) {
+        let _ = self.events.send(event).await;
     }
 
     async fn send(&mut self, id: ConnId, message: Message) -> Option<Event> {
@@ -359,7 +451,7 @@ impl Driver {
         let bytes = match message.to_bytes(&c.encode) {
             Ok(b) => b,
             Err(e) => {
-                let _ = self.events.send(SessionEvent::NotSent(e));
+                self.report(SessionEvent::NotSent(e)).await;
                 return None;
             }
         };
@@ -416,26 +508,31 @@ impl Driver {
                     c.encode = negotiated.encode.clone();
                 }
                 self.established = Some(conn);
-                let _ = self.events.send(SessionEvent::Up(negotiated));
+                let local = self
+                    .conns
+                    .get(&conn)
+                    .and_then(|c| c.writer.local_addr().ok());
+                self.info.send_modify(|info| info.local = local);
+                self.report(SessionEvent::Up(negotiated)).await;
             }
             Action::Down { reason, stale } => {
                 self.established = None;
-                let _ = self.events.send(SessionEvent::Down { reason, stale });
+                self.report(SessionEvent::Down { reason, stale }).await;
             }
             Action::Received(u) => {
-                let _ = self.events.send(SessionEvent::Update(u));
+                self.report(SessionEvent::Update(u)).await;
             }
             Action::Withdraw(w) => {
-                let _ = self.events.send(SessionEvent::Withdraw(w));
+                self.report(SessionEvent::Withdraw(w)).await;
             }
             Action::RouteRefresh(f) => {
-                let _ = self.events.send(SessionEvent::RouteRefresh(f));
+                self.report(SessionEvent::RouteRefresh(f)).await;
             }
             Action::EndOfRib(f) => {
-                let _ = self.events.send(SessionEvent::EndOfRib(f));
+                self.report(SessionEvent::EndOfRib(f)).await;
             }
             Action::StaleExpired(f) => {
-                let _ = self.events.send(SessionEvent::StaleExpired(f));
+                self.report(SessionEvent::StaleExpired(f)).await;
             }
         }
         None

@@ -119,6 +119,9 @@ pub struct Rib {
     adj_in: HashMap<PeerId, HashSet<(IpNet, u32)>>,
     /// Paths per peer and family (IPv4, IPv6), for prefix limits and status.
     counts: HashMap<PeerId, [usize; 2]>,
+    /// Announcements each peer made that were not accepted (loop, filter, next hop), so
+    /// status can tell received from accepted.
+    refused: HashMap<PeerId, HashSet<(IpNet, u32)>>,
 }
 
 impl Rib {
@@ -129,11 +132,51 @@ impl Rib {
             dests: HashMap::new(),
             adj_in: HashMap::new(),
             counts: HashMap::new(),
+            refused: HashMap::new(),
         }
     }
 
     pub fn config(&self) -> &RibConfig {
         &self.cfg
+    }
+
+    /// Changes the local AS, router id or cluster id. Paths already accepted stay; callers
+    /// restart the sessions so that every path is checked again.
+    pub fn set_config(&mut self, cfg: RibConfig) {
+        self.cfg = cfg;
+    }
+
+    /// Announcements `peer` made that are held but were not accepted.
+    pub fn refused_count(&self, peer: PeerId) -> usize {
+        self.refused.get(&peer).map_or(0, |s| s.len())
+    }
+
+    /// Drops the paths of `peer` that its (changed) import filter now rejects. Paths it used
+    /// to reject come back only when the peer sends them again (route refresh).
+    pub fn refilter(&mut self, peer: PeerId) -> Vec<BestChange> {
+        let Some(import) = self.peers.get(&peer).map(|p| p.import.clone()) else {
+            return Vec::new();
+        };
+        let rejected: Vec<(IpNet, u32)> = self
+            .adj_in
+            .get(&peer)
+            .map(|keys| {
+                keys.iter()
+                    .filter(|(prefix, _)| !import.accepts(prefix, true))
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut touched = Vec::with_capacity(rejected.len());
+        for (prefix, path_id) in rejected {
+            self.remove(Source::Peer(peer), prefix, path_id);
+            self.refused
+                .entry(peer)
+                .or_default()
+                .insert((prefix, path_id));
+            touched.push(prefix);
+        }
+        self.reselect(touched)
     }
 
     pub fn peer(&self, id: PeerId) -> Option<&PeerInfo> {
@@ -250,8 +293,17 @@ impl Rib {
                 || !import.accepts(&nlri.prefix, true)
                 || next_hop.is_unspecified()
             {
-                withdrawn.push(nlri);
+                self.refused
+                    .entry(peer)
+                    .or_default()
+                    .insert((nlri.prefix, nlri.path_id.unwrap_or(0)));
+                // Withdraws any earlier path with this key.
+                self.remove(Source::Peer(peer), nlri.prefix, nlri.path_id.unwrap_or(0));
+                touched.push(nlri.prefix);
                 continue;
+            }
+            if let Some(r) = self.refused.get_mut(&peer) {
+                r.remove(&(nlri.prefix, nlri.path_id.unwrap_or(0)));
             }
             let path = Path {
                 source: Source::Peer(peer),
@@ -264,6 +316,9 @@ impl Rib {
             touched.push(nlri.prefix);
         }
         for nlri in withdrawn {
+            if let Some(r) = self.refused.get_mut(&peer) {
+                r.remove(&(nlri.prefix, nlri.path_id.unwrap_or(0)));
+            }
             if self.remove(Source::Peer(peer), nlri.prefix, nlri.path_id.unwrap_or(0)) {
                 touched.push(nlri.prefix);
             }
@@ -273,6 +328,11 @@ impl Rib {
 
     /// RFC 7606 treat-as-withdraw, or any list of withdrawals from `peer`.
     pub fn withdraw(&mut self, peer: PeerId, prefixes: &[Nlri]) -> Vec<BestChange> {
+        if let Some(r) = self.refused.get_mut(&peer) {
+            for n in prefixes {
+                r.remove(&(n.prefix, n.path_id.unwrap_or(0)));
+            }
+        }
         let touched: Vec<IpNet> = prefixes
             .iter()
             .filter(|n| self.remove(Source::Peer(peer), n.prefix, n.path_id.unwrap_or(0)))
@@ -285,6 +345,7 @@ impl Rib {
     pub fn peer_down(&mut self, peer: PeerId) -> Vec<BestChange> {
         let keys = self.adj_in.remove(&peer).unwrap_or_default();
         self.counts.remove(&peer);
+        self.refused.remove(&peer);
         let mut touched = Vec::with_capacity(keys.len());
         for (prefix, path_id) in keys {
             if let Some(d) = self.dests.get_mut(&prefix) {

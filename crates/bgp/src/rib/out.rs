@@ -54,6 +54,11 @@ impl AdjRibOut {
         v
     }
 
+    /// The prefixes the peer was sent and has now.
+    pub fn prefixes(&self) -> impl Iterator<Item = IpNet> + '_ {
+        self.sent.keys().copied()
+    }
+
     pub fn len(&self) -> usize {
         self.sent.len()
     }

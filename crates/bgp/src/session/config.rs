@@ -15,6 +15,9 @@ pub struct PeerConfig {
     pub passive: bool,
     /// Hold time we offer: 0 (no keepalives) or at least 3 seconds.
     pub hold_time: u16,
+    /// Seconds between our KEEPALIVEs; `None` (or anything longer) means a third of the
+    /// negotiated hold time (BIRD's `keepalive time`).
+    pub keepalive: Option<u16>,
     /// First wait between outbound connection attempts; doubles per attempt up to the max.
     pub connect_retry: Duration,
     pub connect_retry_max: Duration,
@@ -53,6 +56,8 @@ pub enum ConfigError {
     HoldTime(u16),
     #[error("graceful restart time {0} s exceeds 4095")]
     RestartTime(u16),
+    #[error("keepalive time must be at least 1 s")]
+    Keepalive,
     #[error("no address family configured")]
     NoFamily,
     #[error("router id 0.0.0.0 is not valid")]
@@ -73,6 +78,7 @@ impl PeerConfig {
             peer_as,
             passive: false,
             hold_time: 90,
+            keepalive: None,
             connect_retry: Duration::from_secs(5),
             connect_retry_max: Duration::from_secs(60),
             idle_hold: Duration::from_secs(5),
@@ -96,6 +102,9 @@ impl PeerConfig {
             && gr.restart_time > 4095
         {
             return Err(ConfigError::RestartTime(gr.restart_time));
+        }
+        if self.keepalive == Some(0) {
+            return Err(ConfigError::Keepalive);
         }
         if self.families.is_empty() {
             return Err(ConfigError::NoFamily);

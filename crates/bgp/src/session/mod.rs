@@ -712,6 +712,11 @@ impl Session {
             out.push(Action::AbortConnect);
         }
         out.push(Action::CancelTimer(Timer::ConnectRetry));
+        // RFC 4724 §3: the Restart State bit announces the restart just done; a later
+        // reconnect of this session is no restart of ours.
+        if let Some(gr) = self.cfg.graceful_restart.as_mut() {
+            gr.restarting = false;
+        }
         if let Some(negotiated) = self.conns[i].negotiated.clone() {
             out.push(Action::Up {
                 conn: id,

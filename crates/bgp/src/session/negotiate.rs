@@ -75,7 +75,11 @@ pub fn negotiate(cfg: &PeerConfig, peer: &Open) -> Result<Negotiated, Notificati
         ));
     }
     let hold_time = cfg.hold_time.min(peer.hold_time);
-    let keepalive = hold_time / 3;
+    let keepalive = match cfg.keepalive {
+        // Never more often than asked, never less often than a third of the hold time.
+        Some(k) if hold_time > 0 => k.min(hold_time / 3).max(1),
+        _ => hold_time / 3,
+    };
     let four_octet_as = peer.four_octet_as().is_some();
     let extended_message = cfg.extended_message && peer.has(crate::wire::CAP_EXTENDED_MESSAGE);
     let peer_add_path = peer.add_path();

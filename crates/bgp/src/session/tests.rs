@@ -1314,6 +1314,30 @@ fn a_restarted_peer_reconnecting_replaces_the_old_session() {
 }
 
 #[test]
+fn the_restart_bit_goes_only_in_opens_before_the_first_established_session() {
+    let restarting = PeerConfig {
+        graceful_restart: Some(GracefulRestartConfig {
+            restart_time: 120,
+            restarting: true,
+            forwarding_preserved: true,
+        }),
+        ..ibgp()
+    };
+    let r_bit = |s: &Session| {
+        s.open().capabilities.iter().any(|c| {
+            matches!(c, Capability::GracefulRestart(g) if g.restarting
+                && g.families.iter().all(|f| f.forwarding_preserved))
+        })
+    };
+    assert!(r_bit(&Session::new(restarting.clone()).unwrap()));
+    let t = Instant::now();
+    let (mut s, _) = established(restarting, gr_open(false), t);
+    assert!(!r_bit(&s));
+    s.handle(Event::Closed { conn: 1 }, t);
+    assert!(!r_bit(&s), "a reconnect is no restart");
+}
+
+#[test]
 fn parts_of_updates_for_families_not_negotiated_are_ignored() {
     let t = Instant::now();
     let (mut s, _) = established(ibgp(), peer_open([198, 18, 0, 9], 90), t);

@@ -6,6 +6,10 @@
 // Each interop test binary uses a different part of this module.
 #![allow(dead_code)]
 
+pub mod bird;
+pub mod lan;
+pub mod ours;
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -269,7 +273,11 @@ impl Drop for Speaker {
 }
 
 fn lock(m: &Mutex<SpeakerState>) -> MutexGuard<'_, SpeakerState> {
-    // A panic elsewhere must not hide what the speaker saw.
+    lock_or_recover(m)
+}
+
+/// A panic elsewhere must not hide what was seen.
+pub fn lock_or_recover<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -471,6 +479,18 @@ impl Daemon {
         self.dir.path().join(file)
     }
 
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(i32::try_from(self.child.id()).expect("pid"))
+    }
+
+    /// SIGKILL, as a crash (continued first in case it was stopped).
+    pub fn kill_hard(&mut self) {
+        if self.child.try_wait().is_none() {
+            let _ = kill(self.pid(), Signal::SIGCONT);
+            self.child.kill();
+        }
+    }
+
     /// Fails the test if the daemon has exited, with what it wrote.
     pub fn check_running(&mut self) {
         if let Some(status) = self.child.try_wait() {
@@ -490,6 +510,8 @@ impl Drop for Daemon {
         // only on a clean exit. SIGKILL if that does not end it soon.
         if self.child.try_wait().is_none() {
             if let Ok(pid) = i32::try_from(self.child.id()) {
+                // A stopped daemon (hold timer tests) must run to act on SIGTERM.
+                let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
                 let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
             }
             if self.child.wait_timeout(Duration::from_secs(5)).is_none() {

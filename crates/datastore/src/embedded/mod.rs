@@ -9,8 +9,11 @@
 //! `BEGIN IMMEDIATE` transaction. The file runs in WAL mode with `synchronous=NORMAL`: durable across
 //! process crashes, and readers never wait for writers.
 //!
-//! Watches poll the history table from their own connection, woken by inotify on the file's directory
-//! (writes from any process), by this store's own commits, and by a slow fallback timer.
+//! Watches poll the history table from their own connection, woken by this store's own commits, by
+//! inotify when any process closes the commit signal file (`<file>.committed`, which every writer opens
+//! for writing and closes right after each commit, so the commit is visible by then), and by a slow
+//! fallback timer. Only commits wake them: other processes opening, reading and closing the database
+//! itself (each CNI invocation does) do not.
 
 mod ops;
 mod sql;
@@ -244,7 +247,27 @@ impl EmbeddedStore {
             Ok((revision, previous))
         })?;
         self.local_commits.send_replace(revision);
+        self.signal_commit();
         Ok((revision, previous))
+    }
+
+    /// Tells other processes' watches that a commit happened: opening the signal file for writing and
+    /// closing it is the inotify event they wait for. If that fails they still see the commit at their
+    /// fallback poll, so the failure is logged rather than returned (the commit itself succeeded).
+    fn signal_commit(&self) {
+        let path = watch::commit_signal_path(&self.path);
+        if let Err(err) = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+        {
+            tracing::warn!(
+                path = %path.display(),
+                error = %err,
+                "cannot touch the commit signal file; other processes see this commit at their next poll"
+            );
+        }
     }
 
     fn commit_one(&self, op: WriteOp) -> Result<(Revision, Option<KeyValue>), StoreError> {

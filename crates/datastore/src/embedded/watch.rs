@@ -1,9 +1,10 @@
 //! Watches: a tokio task per watch with its own read connection. It reads new history rows whenever
-//! something may have changed: inotify reports a write to the database or its WAL by any process, this
-//! store committed, or the fallback poll interval passed. The task ends when the stream is dropped.
+//! something may have changed: inotify reports that a process closed the commit signal file (every
+//! writer does right after each commit), this store committed, or the fallback poll interval passed.
+//! The task ends when the stream is dropped.
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -21,13 +22,19 @@ use crate::{Revision, StoreError, WatchEvent, WatchStream};
 const READ_CHUNK: usize = 512;
 /// Events buffered between the task and the consumer before the task waits.
 const CHANNEL_CAPACITY: usize = 1024;
-/// After a file-change notification, read again after these delays: inotify fires when the writer's
-/// bytes reach the WAL, which can be a moment before the commit is visible to readers.
-const SETTLE_RECHECKS: [Duration; 3] = [
-    Duration::from_millis(1),
-    Duration::from_millis(4),
-    Duration::from_millis(15),
-];
+/// How often a watch reads anyway while inotify reports commits: a safety net for a lost event, rare
+/// enough that hundreds of idle watches on one machine (twenty calico-nodes in a lab) cost nothing.
+const POLL_WITH_INOTIFY: Duration = Duration::from_secs(2);
+
+/// The commit signal file's name is the database file's name with this appended.
+const COMMIT_SIGNAL_SUFFIX: &str = ".committed";
+
+/// The file writers open for writing and close after each commit (`datastore.db.committed`).
+pub(super) fn commit_signal_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(OsString::from).unwrap_or_default();
+    name.push(COMMIT_SIGNAL_SUFFIX);
+    path.with_file_name(name)
+}
 
 type Item = Result<WatchEvent, StoreError>;
 
@@ -69,37 +76,36 @@ pub(super) fn start(
     Ok(Box::pin(stream))
 }
 
-/// inotify on the directory holding the database: the WAL file comes and goes, the directory stays.
+/// inotify on the directory holding the database, for the commit signal file being closed after a
+/// write (the directory is watched rather than the file, which may not exist yet).
 struct FileChanges {
     events: EventStream<Vec<u8>>,
-    /// The database file's name; its `-wal`, `-shm` and `-journal` companions start with it too.
-    file_name: OsString,
+    /// The commit signal file's name.
+    signal_name: OsString,
 }
 
 impl FileChanges {
     fn new(path: &Path) -> std::io::Result<Self> {
         let dir = path.parent().unwrap_or_else(|| Path::new("."));
-        let file_name = path
+        let signal_name = commit_signal_path(path)
             .file_name()
             .map(|name| name.to_os_string())
             .unwrap_or_default();
         let inotify = Inotify::init()?;
-        inotify.watches().add(
-            dir,
-            WatchMask::MODIFY | WatchMask::CLOSE_WRITE | WatchMask::CREATE | WatchMask::MOVED_TO,
-        )?;
+        inotify.watches().add(dir, WatchMask::CLOSE_WRITE)?;
         let events = inotify.into_event_stream(vec![0u8; 4096])?;
-        Ok(FileChanges { events, file_name })
+        Ok(FileChanges {
+            events,
+            signal_name,
+        })
     }
 
-    /// Wait for a change to the database's files. `None` when inotify stopped working.
+    /// Wait for a commit by any process. `None` when inotify stopped working.
     async fn next_change(&mut self) -> Option<()> {
         loop {
             let event = self.events.next().await?.ok()?;
             let ours = match &event.name {
-                Some(name) => name
-                    .as_encoded_bytes()
-                    .starts_with(self.file_name.as_encoded_bytes()),
+                Some(name) => *name == self.signal_name,
                 // An event without a name (such as a queue overflow) may hide ours.
                 None => true,
             };
@@ -133,18 +139,18 @@ impl Watcher {
         mut file_changes: Option<FileChanges>,
     ) {
         let mut local_open = true;
-        let mut rechecks: Vec<Instant> = Vec::new();
         loop {
             if !self.deliver(&sender).await {
                 return;
             }
-            let now = Instant::now();
-            rechecks.retain(|at| *at > now);
-            let deadline = rechecks
-                .iter()
-                .min()
-                .copied()
-                .unwrap_or(now + self.poll_interval);
+            // With inotify every commit wakes us and the timer is only a safety net; without it the
+            // timer is how commits are seen.
+            let interval = if file_changes.is_some() {
+                self.poll_interval.max(POLL_WITH_INOTIFY)
+            } else {
+                self.poll_interval
+            };
+            let deadline = Instant::now() + interval;
             let wake = tokio::select! {
                 _ = sender.closed() => Wake::Stop,
                 changed = local_commits.changed(), if local_open => {
@@ -166,11 +172,7 @@ impl Watcher {
             };
             match wake {
                 Wake::Stop => return,
-                Wake::FileChanged => {
-                    let now = Instant::now();
-                    rechecks = SETTLE_RECHECKS.iter().map(|delay| now + *delay).collect();
-                }
-                Wake::Changed | Wake::Timer => {}
+                Wake::Changed | Wake::FileChanged | Wake::Timer => {}
             }
         }
     }

@@ -1,0 +1,359 @@
+//! A BGP speaker process: runs a [`Speaker`] from a JSON config file so that tests can start,
+//! SIGKILL and restart it like calico-node.
+//!
+//! Usage: `calico-bgp-speaker CONFIG.json [--restarting]`
+//!
+//! Commands, one per line on stdin: `originate PREFIX [NEXT_HOP]`, `withdraw PREFIX`, `status`,
+//! `reload` (read the config file again and apply its peers and identity). Output, one JSON
+//! object per line on stdout: `{"event":"started","listen":…}`, `{"event":"route",…}` for
+//! every best-path change, `{"event":"status","peers":[…]}`, `{"event":"error","message":…}`.
+//! SIGTERM or the end of stdin stops it with a Cease to every peer.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, UNIX_EPOCH};
+
+use calico_bgp::policy::{Filter, FilterRule, MatchOperator, RuleAction};
+use calico_bgp::rib::NextHopMode;
+use calico_bgp::speaker::{PeerSettings, PeerStatus, RouteChange, Speaker, SpeakerConfig};
+use ipnet::IpNet;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::signal::unix::{SignalKind, signal};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    local_as: u32,
+    router_id: Ipv4Addr,
+    /// `null` for no listener.
+    #[serde(default = "default_listen")]
+    listen: Option<SocketAddr>,
+    #[serde(default)]
+    cluster_id: Option<Ipv4Addr>,
+    #[serde(default)]
+    restarting: bool,
+    #[serde(default)]
+    peers: Vec<PeerEntry>,
+    /// Prefixes originated at start, with our address as next hop.
+    #[serde(default)]
+    originate: Vec<IpNet>,
+}
+
+fn default_listen() -> Option<SocketAddr> {
+    Some(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 179)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeerEntry {
+    address: IpAddr,
+    #[serde(default = "default_port")]
+    port: u16,
+    remote_as: u32,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    passive: bool,
+    #[serde(default)]
+    rr_client: bool,
+    /// `auto`, `self` or `keep`.
+    #[serde(default)]
+    next_hop: NextHopEntry,
+    /// Seconds; `null` turns graceful restart off for this peer.
+    #[serde(default = "default_restart_time")]
+    graceful_restart_time: Option<u16>,
+    #[serde(default = "default_hold")]
+    hold_time: u16,
+    #[serde(default)]
+    keepalive: Option<u16>,
+    #[serde(default)]
+    local_address: Option<IpAddr>,
+    #[serde(default = "default_retry")]
+    connect_retry_secs: u64,
+    #[serde(default = "default_retry")]
+    error_wait_secs: u64,
+    #[serde(default)]
+    import: Vec<RuleEntry>,
+    #[serde(default)]
+    export: Vec<RuleEntry>,
+}
+
+fn default_port() -> u16 {
+    179
+}
+fn default_restart_time() -> Option<u16> {
+    Some(120)
+}
+fn default_hold() -> u16 {
+    90
+}
+fn default_retry() -> u64 {
+    5
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum NextHopEntry {
+    #[default]
+    Auto,
+    #[serde(rename = "self")]
+    OurAddress,
+    Keep,
+}
+
+/// One rule of a Calico `BGPFilter` (`cidr`, `matchOperator`, `action`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RuleEntry {
+    cidr: IpNet,
+    match_operator: OperatorEntry,
+    action: ActionEntry,
+}
+
+#[derive(Debug, Deserialize)]
+enum OperatorEntry {
+    Equal,
+    In,
+    NotIn,
+}
+
+#[derive(Debug, Deserialize)]
+enum ActionEntry {
+    Accept,
+    Reject,
+}
+
+fn filter(rules: &[RuleEntry]) -> Filter {
+    Filter {
+        rules: rules
+            .iter()
+            .map(|r| FilterRule {
+                cidr: r.cidr,
+                operator: match r.match_operator {
+                    OperatorEntry::Equal => MatchOperator::Equal,
+                    OperatorEntry::In => MatchOperator::In,
+                    OperatorEntry::NotIn => MatchOperator::NotIn,
+                },
+                action: match r.action {
+                    ActionEntry::Accept => RuleAction::Accept,
+                    ActionEntry::Reject => RuleAction::Reject,
+                },
+            })
+            .collect(),
+    }
+}
+
+impl PeerEntry {
+    fn settings(&self) -> PeerSettings {
+        PeerSettings {
+            port: self.port,
+            password: self.password.clone(),
+            passive: self.passive,
+            rr_client: self.rr_client,
+            next_hop: match self.next_hop {
+                NextHopEntry::Auto => NextHopMode::Auto,
+                NextHopEntry::OurAddress => NextHopMode::OurAddress,
+                NextHopEntry::Keep => NextHopMode::Keep,
+            },
+            graceful_restart_time: self.graceful_restart_time,
+            hold_time: self.hold_time,
+            keepalive: self.keepalive,
+            local_address: self.local_address,
+            connect_retry: Duration::from_secs(self.connect_retry_secs),
+            error_wait: Duration::from_secs(self.error_wait_secs),
+            import: filter(&self.import),
+            export: filter(&self.export),
+            ..PeerSettings::new(self.address, self.remote_as)
+        }
+    }
+}
+
+fn read_config(path: &Path) -> Result<Config, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn emit(value: serde_json::Value) {
+    println!("{value}");
+}
+
+fn status_json(peers: &[PeerStatus]) -> serde_json::Value {
+    let peers: Vec<serde_json::Value> = peers
+        .iter()
+        .map(|p| {
+            json!({
+                "address": p.address.to_string(),
+                "port": p.port,
+                "remote_as": p.remote_as,
+                "state": format!("{:?}", p.state),
+                "since_unix_ms": p.since.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis()),
+                "last_error": p.last_error,
+                "router_id": p.router_id.map(|r| r.to_string()),
+                "received": p.received,
+                "accepted": p.accepted,
+                "advertised": p.advertised,
+                "initial_routes_received": p.initial_routes_received,
+            })
+        })
+        .collect();
+    json!({ "event": "status", "peers": peers })
+}
+
+async fn apply(speaker: &Speaker, config: &Config, known: &mut BTreeSet<IpAddr>) {
+    if let Err(e) = speaker
+        .set_identity(config.local_as, config.router_id, config.cluster_id)
+        .await
+    {
+        emit(json!({ "event": "error", "message": e.to_string() }));
+    }
+    let wanted: BTreeSet<IpAddr> = config.peers.iter().map(|p| p.address).collect();
+    for gone in known.difference(&wanted) {
+        if let Err(e) = speaker.remove_peer(*gone).await {
+            emit(json!({ "event": "error", "message": e.to_string() }));
+        }
+    }
+    for peer in &config.peers {
+        if let Err(e) = speaker.set_peer(peer.settings()).await {
+            emit(json!({ "event": "error", "message": e.to_string() }));
+        }
+    }
+    *known = wanted;
+}
+
+async fn command(speaker: &Speaker, line: &str, config_path: &Path, known: &mut BTreeSet<IpAddr>) {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let result: Result<(), String> = match words.as_slice() {
+        [] => Ok(()),
+        ["originate", prefix, rest @ ..] => match (prefix.parse::<IpNet>(), rest) {
+            (Ok(p), []) => speaker.originate(p, None).await.map_err(|e| e.to_string()),
+            (Ok(p), [nh]) => match nh.parse::<IpAddr>() {
+                Ok(nh) => speaker
+                    .originate(p, Some(nh))
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(format!("next hop {nh}: {e}")),
+            },
+            (Ok(_), _) => Err("usage: originate PREFIX [NEXT_HOP]".into()),
+            (Err(e), _) => Err(format!("prefix {prefix}: {e}")),
+        },
+        ["withdraw", prefix] => match prefix.parse::<IpNet>() {
+            Ok(p) => speaker.withdraw(p).await.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("prefix {prefix}: {e}")),
+        },
+        ["status"] => match speaker.status().await {
+            Ok(peers) => {
+                emit(status_json(&peers));
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        },
+        ["reload"] => match read_config(config_path) {
+            Ok(config) => {
+                apply(speaker, &config, known).await;
+                emit(json!({ "event": "reloaded" }));
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
+        _ => Err(format!("unknown command: {line}")),
+    };
+    if let Err(message) = result {
+        emit(json!({ "event": "error", "message": message }));
+    }
+}
+
+async fn run(config_path: PathBuf, restarting: bool) -> Result<(), String> {
+    let config = read_config(&config_path)?;
+    let speaker_config = SpeakerConfig {
+        listen: config.listen,
+        cluster_id: config.cluster_id,
+        restarting: restarting || config.restarting,
+        ..SpeakerConfig::new(config.local_as, config.router_id)
+    };
+    let (speaker, mut routes) = Speaker::start(speaker_config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut known = BTreeSet::new();
+    for prefix in &config.originate {
+        speaker
+            .originate(*prefix, None)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    // Everything we originate is in: a restarting speaker may now send End-of-RIB.
+    speaker
+        .initial_routes_done()
+        .await
+        .map_err(|e| e.to_string())?;
+    apply(&speaker, &config, &mut known).await;
+    emit(json!({
+        "event": "started",
+        "listen": speaker.local_addr().map(|a| a.to_string()),
+        "pid": std::process::id(),
+    }));
+    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM: {e}"))?;
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        tokio::select! {
+            change = routes.recv() => match change {
+                Some(RouteChange::Best { prefix, next_hops }) => emit(json!({
+                    "event": "route",
+                    "prefix": prefix.to_string(),
+                    "next_hops": next_hops.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+                })),
+                Some(RouteChange::Withdrawn { prefix }) => emit(json!({
+                    "event": "route",
+                    "prefix": prefix.to_string(),
+                    "next_hops": [],
+                })),
+                None => return Err("the speaker stopped".into()),
+            },
+            line = lines.next_line() => match line {
+                Ok(Some(line)) => command(&speaker, &line, &config_path, &mut known).await,
+                Ok(None) | Err(_) => break,
+            },
+            _ = term.recv() => break,
+        }
+    }
+    speaker.shutdown().await;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args_os().skip(1);
+    let Some(config_path) = args.next().map(PathBuf::from) else {
+        eprintln!("usage: calico-bgp-speaker CONFIG.json [--restarting]");
+        return ExitCode::from(2);
+    };
+    let restarting = match args.next() {
+        None => false,
+        Some(a) if a == "--restarting" => true,
+        Some(a) => {
+            eprintln!("unknown argument {}", a.to_string_lossy());
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config_path, restarting)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("calico-bgp-speaker: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,949 @@
+//! The RIB task: owns the RIB and every peer's Adj-RIB-Out, starts and stops session tasks,
+//! and turns what sessions report and what the API asks into UPDATEs and best-path changes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{
+    BATCH_PREFIXES, MAX_BATCHES_IN_FLIGHT, PeerSettings, PeerStatus, Request, RouteChange,
+    SpeakerConfig, SpeakerError,
+};
+use crate::net::listener::{ListenerHandle, PeerTable, serve};
+use crate::net::{self, Command, SessionEvent, SessionHandle, TcpOptions};
+use crate::rib::{AdjRibOut, BestChange, PeerId, PeerInfo, Rib, RibConfig, Source, pack};
+use crate::session::{GracefulRestartConfig, PeerConfig, Reason};
+use crate::wire::{Context, Family, PathAttributes, Update};
+
+/// Room for session events on their way to the RIB task (shared by all sessions).
+const EVENT_QUEUE: usize = 1024;
+/// How soon a backlog (a slow peer, a slow route reader) is looked at again.
+const BACKLOG_RETRY: Duration = Duration::from_millis(10);
+/// How long shutdown waits for each session to send its Cease.
+const SESSION_STOP_WAIT: Duration = Duration::from_secs(1);
+
+/// The session parameters of `peer` as the state machine and TCP layer take them.
+pub(super) fn session_config(
+    speaker: &SpeakerConfig,
+    peer: &PeerSettings,
+) -> (PeerConfig, TcpOptions) {
+    let mut cfg = PeerConfig::new(speaker.local_as, speaker.router_id, peer.remote_as);
+    cfg.passive = peer.passive;
+    cfg.hold_time = peer.hold_time;
+    cfg.keepalive = peer.keepalive;
+    // BIRD retries at a fixed interval and backs off after errors up to six times the first
+    // wait (`error wait time 5,30`).
+    cfg.connect_retry = peer.connect_retry;
+    cfg.connect_retry_max = peer.connect_retry;
+    cfg.idle_hold = peer.error_wait;
+    cfg.idle_hold_max = peer.error_wait.saturating_mul(6);
+    // As Calico's BIRD does: an IPv4 session carries IPv4 routes, an IPv6 session IPv6 ones.
+    cfg.families = vec![family_of(peer.address)];
+    cfg.graceful_restart = peer
+        .graceful_restart_time
+        .map(|restart_time| GracefulRestartConfig {
+            restart_time,
+            restarting: speaker.restarting,
+            forwarding_preserved: speaker.restarting,
+        });
+    let tcp = TcpOptions {
+        md5_key: peer.password.as_ref().map(|p| p.as_bytes().to_vec()),
+        local_addr: peer.local_address,
+    };
+    (cfg, tcp)
+}
+
+/// Whether going from `old` to `new` needs the session restarted: anything carried in the
+/// OPEN or the TCP connection does; route reflection, next hop and filters do not.
+pub(super) fn restart_needed(old: &PeerSettings, new: &PeerSettings) -> bool {
+    old.address != new.address
+        || old.port != new.port
+        || old.remote_as != new.remote_as
+        || old.password != new.password
+        || old.passive != new.passive
+        || old.graceful_restart_time != new.graceful_restart_time
+        || old.hold_time != new.hold_time
+        || old.keepalive != new.keepalive
+        || old.local_address != new.local_address
+        || old.connect_retry != new.connect_retry
+        || old.error_wait != new.error_wait
+}
+
+/// Whether what the peer should be sent may differ.
+fn export_changed(old: &PeerSettings, new: &PeerSettings) -> bool {
+    old.rr_client != new.rr_client || old.next_hop != new.next_hop || old.export != new.export
+}
+
+fn family_of(addr: IpAddr) -> Family {
+    match addr {
+        IpAddr::V4(_) => Family::IPV4_UNICAST,
+        IpAddr::V6(_) => Family::IPV6_UNICAST,
+    }
+}
+
+fn family_of_prefix(prefix: &IpNet) -> Family {
+    family_of(prefix.addr())
+}
+
+pub(super) fn describe(reason: &Reason) -> String {
+    match reason {
+        Reason::Stopped => "administratively stopped".into(),
+        Reason::ConnectionClosed => "connection closed".into(),
+        Reason::ConnectFailed => "connect failed".into(),
+        Reason::HoldTimerExpired => "hold timer expired".into(),
+        Reason::PeerRestarted => "peer restarted".into(),
+        Reason::Refused => "connection refused".into(),
+        Reason::Collision => "connection collision".into(),
+        Reason::Sent(n) => format!("sent NOTIFICATION {n}"),
+        Reason::Received(n) => format!("received NOTIFICATION {n}"),
+    }
+}
+
+/// What an established session agreed on.
+struct Up {
+    families: Vec<Family>,
+    encode: Context,
+    router_id: Ipv4Addr,
+    route_refresh: bool,
+    /// Families whose End-of-RIB the peer has sent on this session.
+    end_of_rib: Vec<Family>,
+}
+
+/// The RIB task's side of a session task (its events go through the forwarder).
+struct SessionLink {
+    commands: mpsc::UnboundedSender<Command>,
+    info: tokio::sync::watch::Receiver<net::SessionInfo>,
+    batches_queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct Peer {
+    settings: PeerSettings,
+    id: PeerId,
+    session: SessionLink,
+    forwarder: tokio::task::JoinHandle<()>,
+    out: AdjRibOut,
+    up: Option<Up>,
+    /// The initial table and End-of-RIB went out on this session.
+    initial_sent: bool,
+    /// Prefixes whose state toward this peer may have changed and is not sent yet.
+    pending: BTreeSet<IpNet>,
+    last_error: Option<String>,
+}
+
+pub(super) struct Core {
+    cfg: SpeakerConfig,
+    rib: Rib,
+    peers: BTreeMap<IpAddr, Peer>,
+    by_id: HashMap<PeerId, IpAddr>,
+    next_id: PeerId,
+    table: PeerTable,
+    listener: Option<ListenerHandle>,
+    /// The listening socket, kept to set and clear peers' TCP-MD5 keys on it.
+    listen_socket: Option<(OwnedFd, bool)>,
+    events_tx: mpsc::Sender<(PeerId, SessionEvent)>,
+    events_rx: Option<mpsc::Receiver<(PeerId, SessionEvent)>>,
+    routes: mpsc::Sender<RouteChange>,
+    /// Best-path changes the reader has not taken yet, the latest per prefix.
+    routes_pending: BTreeMap<IpNet, RouteChange>,
+    /// Prefixes the reader was last told have a path from a peer.
+    programmed: HashSet<IpNet>,
+    /// A restarting speaker may send its initial routes (always true when not restarting).
+    initial_routes_done: bool,
+    deferral_deadline: Option<Instant>,
+    /// Session tasks told to stop, so that shutdown can wait for their Cease to go out.
+    ending: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Core {
+    pub(super) async fn new(
+        cfg: SpeakerConfig,
+        routes: mpsc::Sender<RouteChange>,
+    ) -> Result<(Core, Option<SocketAddr>), SpeakerError> {
+        let table = PeerTable::new();
+        let (listener, listen_socket, local_addr) = match cfg.listen {
+            Some(addr) => {
+                let l = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| SpeakerError::Listen { addr, source })?;
+                let fd = l
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map_err(|source| SpeakerError::Listen { addr, source })?;
+                let handle = serve(l, table.clone());
+                let bound = handle.local_addr;
+                (Some(handle), Some((fd, addr.is_ipv6())), Some(bound))
+            }
+            None => (None, None, None),
+        };
+        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        let deferral_deadline = cfg
+            .restarting
+            .then(|| Instant::now() + cfg.restart_deferral);
+        let core = Core {
+            rib: Rib::new(RibConfig {
+                local_as: cfg.local_as,
+                router_id: cfg.router_id,
+                cluster_id: cfg.cluster_id,
+            }),
+            initial_routes_done: !cfg.restarting,
+            cfg,
+            peers: BTreeMap::new(),
+            by_id: HashMap::new(),
+            next_id: 1,
+            table,
+            listener,
+            listen_socket,
+            events_tx,
+            events_rx: Some(events_rx),
+            routes,
+            routes_pending: BTreeMap::new(),
+            programmed: HashSet::new(),
+            deferral_deadline,
+            ending: Vec::new(),
+        };
+        Ok((core, local_addr))
+    }
+
+    pub(super) async fn run(mut self, mut requests: mpsc::Receiver<Request>) {
+        let Some(mut events) = self.events_rx.take() else {
+            return;
+        };
+        loop {
+            let backlog = self.has_backlog();
+            let deferral = self.deferral_deadline.filter(|_| !self.initial_routes_done);
+            tokio::select! {
+                request = requests.recv() => match request {
+                    Some(Request::Shutdown(done)) => {
+                        self.shutdown().await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(r) => self.on_request(r),
+                    None => {
+                        self.shutdown().await;
+                        return;
+                    }
+                },
+                Some((id, event)) = events.recv() => self.on_event(id, event),
+                _ = tokio::time::sleep(BACKLOG_RETRY), if backlog => self.flush_all(),
+                _ = sleep_until(deferral), if deferral.is_some() => self.finish_initial_routes(),
+            }
+        }
+    }
+
+    fn has_backlog(&self) -> bool {
+        !self.routes_pending.is_empty()
+            || self
+                .peers
+                .values()
+                .any(|p| p.initial_sent && !p.pending.is_empty())
+    }
+
+    fn on_request(&mut self, request: Request) {
+        match request {
+            Request::SetPeer(settings, done) => {
+                let _ = done.send(self.set_peer(settings));
+            }
+            Request::RemovePeer(address, done) => {
+                let result = match self.peers.remove(&address) {
+                    Some(peer) => {
+                        self.stop_session(peer);
+                        Ok(())
+                    }
+                    None => Err(SpeakerError::NoSuchPeer(address)),
+                };
+                let _ = done.send(result);
+            }
+            Request::SetIdentity {
+                local_as,
+                router_id,
+                cluster_id,
+                done,
+            } => {
+                let _ = done.send(self.set_identity(local_as, router_id, cluster_id));
+            }
+            Request::Originate(prefix, next_hop) => {
+                let next_hop = next_hop.unwrap_or(match prefix {
+                    IpNet::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    IpNet::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                });
+                let changes = self
+                    .rib
+                    .originate(prefix, PathAttributes::default(), next_hop);
+                self.propagate(changes);
+            }
+            Request::Withdraw(prefix) => {
+                let changes = self.rib.withdraw_local(prefix);
+                self.propagate(changes);
+            }
+            Request::InitialRoutesDone => self.finish_initial_routes(),
+            Request::Status(done) => {
+                let _ = done.send(self.status());
+            }
+            // Handled in `run`.
+            Request::Shutdown(_) => {}
+        }
+    }
+
+    fn set_peer(&mut self, settings: PeerSettings) -> Result<(), SpeakerError> {
+        let address = settings.address;
+        let (cfg, _) = session_config(&self.cfg, &settings);
+        cfg.validate()
+            .map_err(|source| SpeakerError::PeerConfig { address, source })?;
+        if settings.passive && self.listener.is_none() {
+            return Err(SpeakerError::PassiveWithoutListener(address));
+        }
+        let Some(old) = self.peers.get(&address) else {
+            return self.start_session(settings);
+        };
+        if restart_needed(&old.settings, &settings) {
+            if let Some(old) = self.peers.remove(&address) {
+                self.stop_session(old);
+            }
+            return self.start_session(settings);
+        }
+        let import_changed = old.settings.import != settings.import;
+        let exports_changed = export_changed(&old.settings, &settings);
+        // Whether its routes may be reflected changes what every other peer is sent.
+        let reflection_changed = old.settings.rr_client != settings.rr_client;
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return Ok(());
+        };
+        peer.settings = settings;
+        let id = peer.id;
+        if let Some(mut info) = self.rib.peer(id).cloned() {
+            info.rr_client = peer.settings.rr_client;
+            info.next_hop = peer.settings.next_hop;
+            info.import = peer.settings.import.clone();
+            info.export = peer.settings.export.clone();
+            self.rib.set_peer(id, info);
+        }
+        if reflection_changed {
+            let all: Vec<IpAddr> = self.peers.keys().copied().collect();
+            for a in all {
+                self.resync(a);
+            }
+        } else if exports_changed {
+            self.resync(address);
+        }
+        let refreshed = if import_changed {
+            let changes = self.rib.refilter(id);
+            self.propagate(changes);
+            self.refresh_from(address)
+        } else {
+            Ok(())
+        };
+        self.flush_all();
+        refreshed
+    }
+
+    /// Re-checks everything `address` is or should be sent (after its export settings
+    /// changed): every best path of its families and everything it was sent.
+    fn resync(&mut self, address: IpAddr) {
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        let Some(up) = peer.up.as_ref().filter(|_| peer.initial_sent) else {
+            return;
+        };
+        let families = &up.families;
+        let best = self
+            .rib
+            .best_paths()
+            .map(|(p, _)| *p)
+            .filter(|p| families.contains(&family_of_prefix(p)));
+        peer.pending.extend(best);
+        // Prefixes it should no longer have are only in its Adj-RIB-Out.
+        peer.pending.extend(peer.out.prefixes());
+    }
+
+    /// Asks `address` for its routes again after its import filter changed; a peer that
+    /// cannot refresh is restarted.
+    fn refresh_from(&mut self, address: IpAddr) -> Result<(), SpeakerError> {
+        let Some(peer) = self.peers.get(&address) else {
+            return Ok(());
+        };
+        match &peer.up {
+            Some(up) if up.route_refresh => {
+                for &family in &up.families {
+                    let _ = peer.session.commands.send(Command::RouteRefresh(family));
+                }
+            }
+            Some(_) => {
+                let settings = peer.settings.clone();
+                if let Some(old) = self.peers.remove(&address) {
+                    self.stop_session(old);
+                }
+                return self.start_session(settings);
+            }
+            // Not established: the next session sends everything anyway.
+            None => {}
+        }
+        Ok(())
+    }
+
+    fn set_identity(
+        &mut self,
+        local_as: u32,
+        router_id: Ipv4Addr,
+        cluster_id: Option<Ipv4Addr>,
+    ) -> Result<(), SpeakerError> {
+        let mut cfg = self.cfg.clone();
+        cfg.local_as = local_as;
+        cfg.router_id = router_id;
+        cfg.cluster_id = cluster_id;
+        if cfg == self.cfg {
+            // Nothing changed: no session restarts.
+            return Ok(());
+        }
+        // Check every peer against the new identity before changing anything.
+        for peer in self.peers.values() {
+            let (pc, _) = session_config(&cfg, &peer.settings);
+            pc.validate().map_err(|source| SpeakerError::PeerConfig {
+                address: peer.settings.address,
+                source,
+            })?;
+        }
+        self.cfg = cfg;
+        self.rib.set_config(RibConfig {
+            local_as,
+            router_id,
+            cluster_id,
+        });
+        let all: Vec<PeerSettings> = self.peers.values().map(|p| p.settings.clone()).collect();
+        for settings in all {
+            if let Some(old) = self.peers.remove(&settings.address) {
+                self.stop_session(old);
+            }
+            self.start_session(settings)?;
+        }
+        Ok(())
+    }
+
+    fn start_session(&mut self, settings: PeerSettings) -> Result<(), SpeakerError> {
+        let address = settings.address;
+        let (cfg, tcp) = session_config(&self.cfg, &settings);
+        if let (Some(password), Some((socket, v6))) = (&settings.password, &self.listen_socket) {
+            calico_tcpmd5::set_key(
+                socket,
+                calico_tcpmd5::peer_for_socket(address, *v6),
+                password.as_bytes(),
+            )
+            .map_err(|e| SpeakerError::Password {
+                address,
+                reason: e.to_string(),
+            })?;
+        }
+        let ibgp = cfg.is_ibgp();
+        let SessionHandle {
+            mut events,
+            commands,
+            inbound,
+            task,
+            info,
+            batches_queued,
+        } = net::spawn_with(cfg, SocketAddr::new(address, settings.port), tcp)
+            .map_err(|source| SpeakerError::PeerConfig { address, source })?;
+        let session = SessionLink {
+            commands,
+            info,
+            batches_queued,
+            task,
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        if self.listener.is_some() {
+            self.table.insert(address, inbound);
+        }
+        let to_core = self.events_tx.clone();
+        let forwarder = tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                if to_core.send((id, event)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let (self_v4, self_v6) = match settings.local_address {
+            Some(IpAddr::V4(a)) => (Some(a), None),
+            Some(IpAddr::V6(a)) => (None, Some(a)),
+            None => (None, None),
+        };
+        self.rib.set_peer(
+            id,
+            PeerInfo {
+                address,
+                // Replaced by the identifier in its OPEN once the session is up.
+                router_id: self.cfg.router_id,
+                asn: settings.remote_as,
+                ibgp,
+                rr_client: settings.rr_client,
+                next_hop: settings.next_hop,
+                self_v4,
+                self_v6,
+                import: settings.import.clone(),
+                export: settings.export.clone(),
+            },
+        );
+        self.by_id.insert(id, address);
+        self.peers.insert(
+            address,
+            Peer {
+                settings,
+                id,
+                session,
+                forwarder,
+                out: AdjRibOut::default(),
+                up: None,
+                initial_sent: false,
+                pending: BTreeSet::new(),
+                last_error: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// Ends `peer`'s session (Cease) and drops its routes.
+    fn stop_session(&mut self, peer: Peer) {
+        let address = peer.settings.address;
+        let _ = peer.session.commands.send(Command::Shutdown);
+        // Its remaining events are of no interest; with the receiver gone the session task
+        // does not wait to report them.
+        peer.forwarder.abort();
+        if self.listener.is_some() {
+            self.table.remove(address);
+        }
+        if peer.settings.password.is_some()
+            && let Some((socket, v6)) = &self.listen_socket
+        {
+            let _ = calico_tcpmd5::remove_key(socket, calico_tcpmd5::peer_for_socket(address, *v6));
+        }
+        self.by_id.remove(&peer.id);
+        let changes = self.rib.remove_peer(peer.id);
+        self.propagate(changes);
+        self.ending.retain(|t| !t.is_finished());
+        self.ending.push(peer.session.task);
+    }
+
+    fn on_event(&mut self, id: PeerId, event: SessionEvent) {
+        let Some(&address) = self.by_id.get(&id) else {
+            // From a session stopped since.
+            return;
+        };
+        let changes = match event {
+            SessionEvent::Up(n) => {
+                self.on_up(address, id, n);
+                Vec::new()
+            }
+            SessionEvent::Down { reason, stale } => {
+                if let Some(peer) = self.peers.get_mut(&address) {
+                    peer.up = None;
+                    peer.initial_sent = false;
+                    peer.out.clear();
+                    peer.pending.clear();
+                    if reason != Reason::Stopped {
+                        peer.last_error = Some(describe(&reason));
+                    }
+                }
+                match stale {
+                    Some(stale) => self.rib.mark_stale(id, &stale.families),
+                    None => self.rib.peer_down(id),
+                }
+            }
+            SessionEvent::Update(update) => self.rib.apply_update(id, &update),
+            SessionEvent::Withdraw(nlri) => self.rib.withdraw(id, &nlri),
+            SessionEvent::EndOfRib(family) => {
+                if let Some(up) = self.peers.get_mut(&address).and_then(|p| p.up.as_mut())
+                    && !up.end_of_rib.contains(&family)
+                {
+                    up.end_of_rib.push(family);
+                }
+                self.rib.sweep_stale(id, family)
+            }
+            SessionEvent::StaleExpired(families) => families
+                .into_iter()
+                .flat_map(|f| self.rib.sweep_stale(id, f))
+                .collect(),
+            SessionEvent::RouteRefresh(family) => {
+                self.resend(address, family);
+                Vec::new()
+            }
+            SessionEvent::NotSent(e) => {
+                self.note_error(address, format!("UPDATE not sent: {e}"));
+                Vec::new()
+            }
+            SessionEvent::SocketSetup(e) => {
+                self.note_error(address, e);
+                Vec::new()
+            }
+        };
+        self.propagate(changes);
+    }
+
+    fn note_error(&mut self, address: IpAddr, error: String) {
+        if let Some(peer) = self.peers.get_mut(&address) {
+            peer.last_error = Some(error);
+        }
+    }
+
+    fn on_up(&mut self, address: IpAddr, id: PeerId, n: crate::session::Negotiated) {
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        let local = peer
+            .session
+            .info
+            .borrow()
+            .local
+            .map(|a| a.ip().to_canonical());
+        if let Some(mut info) = self.rib.peer(id).cloned() {
+            info.router_id = n.peer_id;
+            // Our end of this connection is our next hop toward the peer unless configured.
+            match (peer.settings.local_address, local) {
+                (None, Some(IpAddr::V4(a))) => info.self_v4 = Some(a),
+                (None, Some(IpAddr::V6(a))) => info.self_v6 = Some(a),
+                _ => {}
+            }
+            self.rib.set_peer(id, info);
+        }
+        peer.up = Some(Up {
+            families: n.families,
+            encode: n.encode,
+            router_id: n.peer_id,
+            route_refresh: n.peer_route_refresh,
+            end_of_rib: Vec::new(),
+        });
+        if self.initial_routes_done {
+            self.send_initial(address);
+        }
+    }
+
+    fn finish_initial_routes(&mut self) {
+        if self.initial_routes_done {
+            return;
+        }
+        self.initial_routes_done = true;
+        let waiting: Vec<IpAddr> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.up.is_some() && !p.initial_sent)
+            .map(|(a, _)| *a)
+            .collect();
+        for address in waiting {
+            self.send_initial(address);
+        }
+    }
+
+    /// Every best path the peer should have, then End-of-RIB per family (RFC 4724 §4.1). One
+    /// batch, whatever its size: the table is bounded by the Loc-RIB.
+    fn send_initial(&mut self, address: IpAddr) {
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        let Some(up) = &peer.up else {
+            return;
+        };
+        let packed = self
+            .rib
+            .initial_updates(peer.id, &up.families, &mut peer.out, &up.encode);
+        peer.pending.clear();
+        peer.initial_sent = true;
+        send_batch(&peer.session, packed.updates);
+    }
+
+    /// The peer asked for our routes of `family` again (RFC 2918).
+    fn resend(&mut self, address: IpAddr, family: Family) {
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        let Some(up) = &peer.up else {
+            return;
+        };
+        if !peer.initial_sent || !up.families.contains(&family) {
+            return;
+        }
+        let packed = pack(&peer.out.announcements(family), &up.encode);
+        send_batch(&peer.session, packed.updates);
+    }
+
+    /// Passes best-path changes on: to the route stream and to every established peer.
+    fn propagate(&mut self, changes: Vec<BestChange>) {
+        if changes.is_empty() {
+            return;
+        }
+        for c in &changes {
+            let learnt = c
+                .best
+                .as_ref()
+                .is_some_and(|p| matches!(p.source, Source::Peer(_)));
+            if learnt {
+                self.programmed.insert(c.prefix);
+                self.routes_pending.insert(
+                    c.prefix,
+                    RouteChange::Best {
+                        prefix: c.prefix,
+                        next_hops: c.next_hops.clone(),
+                    },
+                );
+            } else if self.programmed.remove(&c.prefix) {
+                self.routes_pending
+                    .insert(c.prefix, RouteChange::Withdrawn { prefix: c.prefix });
+            }
+        }
+        for peer in self.peers.values_mut() {
+            if peer.initial_sent {
+                peer.pending.extend(changes.iter().map(|c| c.prefix));
+            }
+        }
+        self.flush_all();
+    }
+
+    fn flush_all(&mut self) {
+        for peer in self.peers.values_mut() {
+            flush_peer(&self.rib, peer);
+        }
+        while let Some((prefix, change)) = self.routes_pending.pop_first() {
+            match self.routes.try_send(change) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(change)) => {
+                    self.routes_pending.insert(prefix, change);
+                    break;
+                }
+                // Nobody reads the stream: nothing to keep for it.
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.routes_pending.clear();
+                    break;
+                }
+            }
+        }
+    }
+
+    fn status(&self) -> Vec<PeerStatus> {
+        self.peers
+            .values()
+            .map(|p| {
+                let info = *p.session.info.borrow();
+                let accepted = self.rib.received_count(p.id);
+                PeerStatus {
+                    address: p.settings.address,
+                    port: p.settings.port,
+                    remote_as: p.settings.remote_as,
+                    state: info.state,
+                    since: info.since,
+                    last_error: p.last_error.clone(),
+                    router_id: p.up.as_ref().map(|u| u.router_id),
+                    received: accepted + self.rib.refused_count(p.id),
+                    accepted,
+                    advertised: p.out.len(),
+                    initial_routes_received: p
+                        .up
+                        .as_ref()
+                        .is_some_and(|u| u.families.iter().all(|f| u.end_of_rib.contains(f))),
+                }
+            })
+            .collect()
+    }
+
+    async fn shutdown(&mut self) {
+        let peers = std::mem::take(&mut self.peers);
+        for (_, peer) in peers {
+            self.stop_session(peer);
+        }
+        for task in std::mem::take(&mut self.ending) {
+            let _ = tokio::time::timeout(SESSION_STOP_WAIT, task).await;
+        }
+        if let Some(l) = self.listener.take() {
+            l.task.abort();
+        }
+        self.flush_all();
+    }
+}
+
+/// Sends the peer what changed for its pending prefixes, a batch at a time while it has
+/// fewer than [`MAX_BATCHES_IN_FLIGHT`] unwritten.
+fn flush_peer(rib: &Rib, peer: &mut Peer) {
+    let Some(up) = &peer.up else {
+        return;
+    };
+    if !peer.initial_sent {
+        return;
+    }
+    while !peer.pending.is_empty()
+        && peer.session.batches_queued.load(Ordering::Relaxed) < MAX_BATCHES_IN_FLIGHT
+    {
+        let mut batch = Vec::with_capacity(BATCH_PREFIXES.min(peer.pending.len()));
+        while batch.len() < BATCH_PREFIXES
+            && let Some(p) = peer.pending.pop_first()
+        {
+            // Only the families the session negotiated go on it.
+            if up.families.contains(&family_of_prefix(&p)) {
+                batch.push(p);
+            }
+        }
+        let changes = rib.sync_peer(peer.id, batch, &mut peer.out);
+        if changes.is_empty() {
+            continue;
+        }
+        send_batch(&peer.session, pack(&changes, &up.encode).updates);
+    }
+}
+
+fn send_batch(session: &SessionLink, updates: Vec<Update>) {
+    if updates.is_empty() {
+        return;
+    }
+    session.batches_queued.fetch_add(1, Ordering::Relaxed);
+    if session.commands.send(Command::SendBatch(updates)).is_err() {
+        session.batches_queued.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Filter;
+    use crate::rib::NextHopMode;
+    use crate::session::State;
+
+    fn v4(s: &str) -> Ipv4Addr {
+        s.parse().expect("address")
+    }
+
+    /// An established peer whose session is a channel the test reads.
+    fn fake_peer(core: &mut Core, addr: &str) -> mpsc::UnboundedReceiver<Command> {
+        let address = IpAddr::V4(v4(addr));
+        let (commands, rx) = mpsc::unbounded_channel();
+        let (_info_tx, info) = tokio::sync::watch::channel(net::SessionInfo {
+            state: State::Established,
+            since: std::time::SystemTime::now(),
+            local: None,
+        });
+        let id = core.next_id;
+        core.next_id += 1;
+        core.rib.set_peer(
+            id,
+            PeerInfo {
+                address,
+                router_id: v4(addr),
+                asn: 64512,
+                ibgp: true,
+                rr_client: false,
+                next_hop: NextHopMode::Auto,
+                self_v4: Some(v4("198.18.0.1")),
+                self_v6: None,
+                import: Filter::default(),
+                export: Filter::default(),
+            },
+        );
+        core.by_id.insert(id, address);
+        core.peers.insert(
+            address,
+            Peer {
+                settings: PeerSettings::new(address, 64512),
+                id,
+                session: SessionLink {
+                    commands,
+                    info,
+                    batches_queued: Default::default(),
+                    task: tokio::spawn(async {}),
+                },
+                forwarder: tokio::spawn(async {}),
+                out: AdjRibOut::default(),
+                up: Some(Up {
+                    families: vec![Family::IPV4_UNICAST],
+                    encode: Context::default(),
+                    router_id: v4(addr),
+                    route_refresh: true,
+                    end_of_rib: Vec::new(),
+                }),
+                initial_sent: true,
+                pending: BTreeSet::new(),
+                last_error: None,
+            },
+        );
+        rx
+    }
+
+    /// The prefixes announced in the batches waiting on `rx`.
+    fn announced(rx: &mut mpsc::UnboundedReceiver<Command>) -> Vec<IpNet> {
+        let mut out = Vec::new();
+        while let Ok(cmd) = rx.try_recv() {
+            if let Command::SendBatch(updates) = cmd {
+                out.extend(updates.iter().flat_map(|u| u.nlri.iter().map(|n| n.prefix)));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_does_not_keep_up_costs_a_prefix_set_and_delays_nobody() {
+        let (routes, _routes) = mpsc::channel(16);
+        let cfg = SpeakerConfig {
+            listen: None,
+            ..SpeakerConfig::new(64512, v4("198.18.0.1"))
+        };
+        let (mut core, _) = Core::new(cfg, routes).await.expect("core");
+        let mut slow = fake_peer(&mut core, "198.18.0.2");
+        let mut fast = fake_peer(&mut core, "198.18.0.3");
+        let slow_addr = IpAddr::V4(v4("198.18.0.2"));
+        core.peers[&slow_addr]
+            .session
+            .batches_queued
+            .store(MAX_BATCHES_IN_FLIGHT, Ordering::Relaxed);
+
+        let prefixes: Vec<IpNet> = (1..=3)
+            .map(|i| format!("198.19.{i}.0/24").parse().expect("prefix"))
+            .collect();
+        for p in &prefixes {
+            core.on_request(Request::Originate(*p, None));
+        }
+        assert_eq!(
+            announced(&mut fast),
+            prefixes,
+            "the other peer is not held up"
+        );
+        assert!(
+            announced(&mut slow).is_empty(),
+            "nothing queued past the limit"
+        );
+        assert_eq!(core.peers[&slow_addr].pending.len(), 3);
+        assert!(core.has_backlog());
+
+        // More churn while it is stuck costs nothing more than the set of prefixes.
+        core.on_request(Request::Withdraw(prefixes[0]));
+        core.on_request(Request::Originate(prefixes[0], None));
+        core.on_request(Request::Withdraw(prefixes[0]));
+        assert_eq!(core.peers[&slow_addr].pending.len(), 3);
+
+        // Once it has read its batches it gets the state as it is now, and nothing about the
+        // prefix that came and went.
+        core.peers[&slow_addr]
+            .session
+            .batches_queued
+            .store(0, Ordering::Relaxed);
+        core.flush_all();
+        assert_eq!(announced(&mut slow), prefixes[1..].to_vec());
+        assert_eq!(
+            core.peers[&slow_addr]
+                .session
+                .batches_queued
+                .load(Ordering::Relaxed),
+            1
+        );
+        assert!(!core.has_backlog());
+    }
+}

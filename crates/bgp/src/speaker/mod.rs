@@ -1,0 +1,350 @@
+//! The speaker calico-node runs: a local AS and router id, a set of peers that can be added,
+//! changed and removed while it runs, prefixes to originate, a stream of best-path changes for
+//! the kernel, and per-peer status for `calicoctl node status` and `/readiness`.
+//!
+//! Tasks and channels:
+//!
+//! - One RIB task owns the [`Rib`](crate::rib::Rib) (Adj-RIBs-In, Loc-RIB) and every peer's
+//!   Adj-RIB-Out. API calls reach it through a bounded request channel.
+//! - One task per session ([`crate::net`]), started by the RIB task, and the shared
+//!   [`listener`](crate::net::listener) that hands each peer's inbound connection to its task.
+//! - Session events reach the RIB task through one bounded channel (a forwarding task per
+//!   session waits for room, so a flooding peer waits in TCP and the others take turns with it).
+//! - Toward a session the RIB task never waits: a peer has at most [`MAX_BATCHES_IN_FLIGHT`]
+//!   batches of UPDATEs outstanding; beyond that its changed prefixes are only noted, and sent
+//!   (as their state is then) once it has read what it was sent. A slow peer thus costs a set
+//!   of prefixes, bounded by the Loc-RIB, and delays nobody else.
+//! - Best-path changes go out on a bounded channel; when the reader falls behind they are
+//!   coalesced per prefix (only the latest state of each is kept) until it catches up.
+//!
+//! Graceful restart (RFC 4724): as helper, a peer that restarts keeps its routes, marked
+//! stale, until its End-of-RIB or the restart time (the session and RIB already do this). As
+//! the restarting speaker, [`SpeakerConfig::restarting`] sets the R and F bits in our OPENs
+//! (R only until each session's first establishment: a later reconnect is no restart),
+//! and the initial routes and End-of-RIB are held back until [`Speaker::initial_routes_done`]
+//! (or [`SpeakerConfig::restart_deferral`] runs out), so that a peer keeping our routes does
+//! not flush them because we said End-of-RIB before re-originating them.
+
+mod core;
+#[cfg(test)]
+mod tests;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use ipnet::IpNet;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::policy::Filter;
+use crate::rib::NextHopMode;
+use crate::session::{ConfigError, State};
+
+/// Most UPDATE batches a session may have queued and not yet written.
+pub const MAX_BATCHES_IN_FLIGHT: usize = 8;
+/// Most prefixes the RIB task packs into one batch toward a peer.
+pub const BATCH_PREFIXES: usize = 2048;
+
+/// The speaker as a whole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpeakerConfig {
+    pub local_as: u32,
+    pub router_id: Ipv4Addr,
+    /// Where the shared listener binds (port 179 in production); `None`: no listener, every
+    /// peer is reached by connecting out.
+    pub listen: Option<SocketAddr>,
+    /// Our cluster id when we reflect routes to clients (defaults to the router id).
+    pub cluster_id: Option<Ipv4Addr>,
+    /// This process has just restarted with its forwarding state kept (RFC 4724).
+    pub restarting: bool,
+    /// How long a restarting speaker waits for [`Speaker::initial_routes_done`] before sending
+    /// its routes and End-of-RIB anyway.
+    pub restart_deferral: Duration,
+    /// Room in the best-path change channel.
+    pub route_queue: usize,
+}
+
+impl SpeakerConfig {
+    /// Listening on 0.0.0.0:179, not restarting.
+    pub fn new(local_as: u32, router_id: Ipv4Addr) -> Self {
+        SpeakerConfig {
+            local_as,
+            router_id,
+            listen: Some(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 179))),
+            cluster_id: None,
+            restarting: false,
+            restart_deferral: Duration::from_secs(60),
+            route_queue: 1024,
+        }
+    }
+}
+
+/// One peer, as Calico's BIRD template and BGPPeer resources describe it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerSettings {
+    pub address: IpAddr,
+    pub port: u16,
+    pub remote_as: u32,
+    /// TCP-MD5 password (RFC 2385).
+    pub password: Option<String>,
+    /// Never connect out; wait for the peer.
+    pub passive: bool,
+    /// A route-reflection client of ours (our cluster id is [`SpeakerConfig::cluster_id`]).
+    pub rr_client: bool,
+    pub next_hop: NextHopMode,
+    /// Seconds the peer should keep our routes while we restart; `None`: no graceful restart
+    /// with this peer in either role.
+    pub graceful_restart_time: Option<u16>,
+    /// Hold time we offer (0, or at least 3 s).
+    pub hold_time: u16,
+    /// Seconds between KEEPALIVEs; by default a third of the hold time.
+    pub keepalive: Option<u16>,
+    /// Source address of our connections, and our next hop toward this peer.
+    pub local_address: Option<IpAddr>,
+    /// First wait between connection attempts, and first wait after an error (BIRD's
+    /// `connect retry time` and `error wait time`).
+    pub connect_retry: Duration,
+    pub error_wait: Duration,
+    /// Routes from the peer; a prefix no rule matches is accepted.
+    pub import: Filter,
+    /// Routes to the peer; a prefix no rule matches is sent.
+    pub export: Filter,
+}
+
+impl PeerSettings {
+    /// Calico's defaults: port 179, hold 90 s, graceful restart 120 s, connect retry 5 s.
+    pub fn new(address: IpAddr, remote_as: u32) -> Self {
+        PeerSettings {
+            address,
+            port: 179,
+            remote_as,
+            password: None,
+            passive: false,
+            rr_client: false,
+            next_hop: NextHopMode::Auto,
+            graceful_restart_time: Some(120),
+            hold_time: 90,
+            keepalive: None,
+            local_address: None,
+            connect_retry: Duration::from_secs(5),
+            error_wait: Duration::from_secs(5),
+            import: Filter::default(),
+            export: Filter::default(),
+        }
+    }
+}
+
+/// A change of what the kernel should hold for a prefix learnt by BGP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteChange {
+    /// The best path is from a peer; these are the equal-cost next hops, best first.
+    Best {
+        prefix: IpNet,
+        next_hops: Vec<IpAddr>,
+    },
+    /// No path from a peer any more (none at all, or our own origination won).
+    Withdrawn { prefix: IpNet },
+}
+
+impl RouteChange {
+    pub fn prefix(&self) -> IpNet {
+        match self {
+            RouteChange::Best { prefix, .. } | RouteChange::Withdrawn { prefix } => *prefix,
+        }
+    }
+}
+
+/// One peer's state, for `calicoctl node status` and readiness.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerStatus {
+    pub address: IpAddr,
+    pub port: u16,
+    pub remote_as: u32,
+    pub state: State,
+    /// When the session entered `state`.
+    pub since: SystemTime,
+    /// Why the session last went down or failed to come up.
+    pub last_error: Option<String>,
+    /// The peer's router id while established.
+    pub router_id: Option<Ipv4Addr>,
+    /// Paths the peer has announced and not withdrawn.
+    pub received: usize,
+    /// Of those, the ones accepted into the Loc-RIB (import filter and loop checks passed).
+    pub accepted: usize,
+    /// Prefixes we currently advertise to the peer.
+    pub advertised: usize,
+    /// The peer sent End-of-RIB for every family of the established session: its initial
+    /// routes are all in (a restarted calico-node can then drop kernel routes it did not get
+    /// again).
+    pub initial_routes_received: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpeakerError {
+    #[error("listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("peer {address}: {source}")]
+    PeerConfig {
+        address: IpAddr,
+        source: ConfigError,
+    },
+    #[error("peer {address}: TCP-MD5 password: {reason}")]
+    Password { address: IpAddr, reason: String },
+    #[error("peer {0} is passive but the speaker has no listener")]
+    PassiveWithoutListener(IpAddr),
+    #[error("no peer {0}")]
+    NoSuchPeer(IpAddr),
+    #[error("next hop {next_hop} is not of the family of {prefix}")]
+    NextHopFamily { prefix: IpNet, next_hop: IpAddr },
+    #[error("the speaker has stopped")]
+    Stopped,
+}
+
+/// Requests to the RIB task.
+enum Request {
+    SetPeer(PeerSettings, oneshot::Sender<Result<(), SpeakerError>>),
+    RemovePeer(IpAddr, oneshot::Sender<Result<(), SpeakerError>>),
+    SetIdentity {
+        local_as: u32,
+        router_id: Ipv4Addr,
+        cluster_id: Option<Ipv4Addr>,
+        done: oneshot::Sender<Result<(), SpeakerError>>,
+    },
+    Originate(IpNet, Option<IpAddr>),
+    Withdraw(IpNet),
+    InitialRoutesDone,
+    Status(oneshot::Sender<Vec<PeerStatus>>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A running speaker; clones are handles to the same one. Dropping the last stops the RIB
+/// task, which ends every session.
+#[derive(Clone)]
+pub struct Speaker {
+    requests: mpsc::Sender<Request>,
+    local_addr: Option<SocketAddr>,
+    task: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl Speaker {
+    /// Starts the speaker on the current tokio runtime. Returns it and the stream of best-path
+    /// changes (which must be read, or changes coalesce until it is).
+    pub async fn start(
+        config: SpeakerConfig,
+    ) -> Result<(Speaker, mpsc::Receiver<RouteChange>), SpeakerError> {
+        let (requests, request_rx) = mpsc::channel(256);
+        let (route_tx, routes) = mpsc::channel(config.route_queue.max(1));
+        let (core, local_addr) = core::Core::new(config, route_tx).await?;
+        let task = tokio::spawn(core.run(request_rx));
+        Ok((
+            Speaker {
+                requests,
+                local_addr,
+                task: Arc::new(Mutex::new(Some(task))),
+            },
+            routes,
+        ))
+    }
+
+    /// Where the listener is bound (its port when configured as 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
+    }
+
+    /// Adds a peer, or changes the one with this address. Only a change of the session's own
+    /// parameters (AS, port, password, passive, timers, graceful restart, source address)
+    /// restarts its session; route reflection, next hop and export changes are sent as
+    /// UPDATEs, and an import filter change asks the peer for its routes again (ROUTE-REFRESH,
+    /// or a restart when the peer cannot refresh).
+    pub async fn set_peer(&self, peer: PeerSettings) -> Result<(), SpeakerError> {
+        self.ask(|done| Request::SetPeer(peer, done)).await?
+    }
+
+    /// Removes a peer: its session ends with a Cease and its routes go.
+    pub async fn remove_peer(&self, address: IpAddr) -> Result<(), SpeakerError> {
+        self.ask(|done| Request::RemovePeer(address, done)).await?
+    }
+
+    /// Changes the local AS, router id or cluster id; every session restarts.
+    pub async fn set_identity(
+        &self,
+        local_as: u32,
+        router_id: Ipv4Addr,
+        cluster_id: Option<Ipv4Addr>,
+    ) -> Result<(), SpeakerError> {
+        self.ask(|done| Request::SetIdentity {
+            local_as,
+            router_id,
+            cluster_id,
+            done,
+        })
+        .await?
+    }
+
+    /// Originates `prefix`; with `next_hop` `None` each peer is sent our address on its
+    /// session.
+    pub async fn originate(
+        &self,
+        prefix: IpNet,
+        next_hop: Option<IpAddr>,
+    ) -> Result<(), SpeakerError> {
+        if let Some(nh) = next_hop
+            && nh.is_ipv4() != matches!(prefix, IpNet::V4(_))
+        {
+            return Err(SpeakerError::NextHopFamily {
+                prefix,
+                next_hop: nh,
+            });
+        }
+        self.request(Request::Originate(prefix.trunc(), next_hop))
+            .await
+    }
+
+    pub async fn withdraw(&self, prefix: IpNet) -> Result<(), SpeakerError> {
+        self.request(Request::Withdraw(prefix.trunc())).await
+    }
+
+    /// A restarting speaker has originated everything it had before: peers can now be sent
+    /// our routes and End-of-RIB. Without effect when not restarting.
+    pub async fn initial_routes_done(&self) -> Result<(), SpeakerError> {
+        self.request(Request::InitialRoutesDone).await
+    }
+
+    /// Every peer's status, in address order.
+    pub async fn status(&self) -> Result<Vec<PeerStatus>, SpeakerError> {
+        self.ask(Request::Status).await
+    }
+
+    /// Stops every session (with a Cease) and the RIB task, for every clone.
+    pub async fn shutdown(self) {
+        let (done, wait) = oneshot::channel();
+        if self.requests.send(Request::Shutdown(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+        // The lock is only held to take the handle (a panic cannot leave it half-taken).
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+
+    async fn request(&self, r: Request) -> Result<(), SpeakerError> {
+        self.requests
+            .send(r)
+            .await
+            .map_err(|_| SpeakerError::Stopped)
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Request,
+    ) -> Result<T, SpeakerError> {
+        let (tx, rx) = oneshot::channel();
+        self.request(make(tx)).await?;
+        rx.await.map_err(|_| SpeakerError::Stopped)
+    }
+}
