@@ -72,6 +72,9 @@ struct PeerEntry {
     keepalive: Option<u16>,
     #[serde(default)]
     local_address: Option<IpAddr>,
+    /// TTL for a peer not directly connected; absent: 1 for eBGP, 64 for iBGP.
+    #[serde(default)]
+    multihop: Option<u8>,
     #[serde(default = "default_retry")]
     connect_retry_secs: u64,
     #[serde(default = "default_retry")]
@@ -163,6 +166,7 @@ impl PeerEntry {
             hold_time: self.hold_time,
             keepalive: self.keepalive,
             local_address: self.local_address,
+            multihop: self.multihop,
             connect_retry: Duration::from_secs(self.connect_retry_secs),
             error_wait: Duration::from_secs(self.error_wait_secs),
             import: filter(&self.import),

@@ -5,10 +5,10 @@
 //! exchange is already read with the session's 4-octet AS and ADD-PATH settings), feeds the
 //! state machine, and carries out its actions. [`listener`] accepts connections for every peer
 //! on one socket and hands each to its session. Outbound connections can be signed with
-//! TCP-MD5 and bound to a source address ([`TcpOptions`]; a listener's keys are set on its
-//! socket with [`calico_tcpmd5::set_key`]). Events go to the owner on a bounded queue
-//! ([`EVENT_QUEUE`]): an owner that falls behind makes this session wait, and its peer's
-//! UPDATEs wait in TCP. Not here yet: TTL settings, and a writer that cannot stall the task (a
+//! TCP-MD5, bound to a source address and with the TTL of its packets set ([`TcpOptions`]; a
+//! listener's keys are set on its socket with [`calico_tcpmd5::set_key`]). Events go to the
+//! owner on a bounded queue ([`EVENT_QUEUE`]): an owner that falls behind makes this session
+//! wait, and its peer's UPDATEs wait in TCP. Not here yet: a writer that cannot stall the task (a
 //! peer that stops reading blocks this session's writes, and with them its timers, until TCP
 //! gives up; [`crate::speaker`] at least never queues more than a few batches for it).
 
@@ -63,6 +63,21 @@ pub struct TcpOptions {
     pub md5_key: Option<Vec<u8>>,
     /// Source address of our connections (port chosen by the kernel).
     pub local_addr: Option<std::net::IpAddr>,
+    /// TTL (IPv4) or hop limit (IPv6) of every packet of the session, set before an outbound
+    /// SYN and on an accepted connection before anything is written; `None`: the system
+    /// default. 1 keeps a session to directly connected peers (BIRD's eBGP default).
+    pub ttl: Option<u8>,
+}
+
+/// Sets the TTL (IPv4) or unicast hop limit (IPv6) of `socket`.
+fn set_ttl(socket: &impl std::os::fd::AsFd, ipv6: bool, ttl: u8) -> nix::Result<()> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let ttl = i32::from(ttl);
+    if ipv6 {
+        setsockopt(socket, sockopt::Ipv6Ttl, &ttl)
+    } else {
+        setsockopt(socket, sockopt::Ipv4Ttl, &ttl)
+    }
 }
 
 async fn connect(remote: SocketAddr, tcp: &TcpOptions) -> Result<TcpStream, NetIn> {
@@ -82,6 +97,9 @@ async fn connect(remote: SocketAddr, tcp: &TcpOptions) -> Result<TcpStream, NetI
         socket
             .bind(SocketAddr::new(local, 0))
             .map_err(|e| setup("source address", &e))?;
+    }
+    if let Some(ttl) = tcp.ttl {
+        set_ttl(&socket, remote.is_ipv6(), ttl).map_err(|e| setup("TTL", &e))?;
     }
     socket
         .connect(remote)
@@ -271,6 +289,14 @@ async fn run(
                 }
             },
             Some(stream) = inbound.recv() => {
+                // An accepted connection carries the listener's TTL until set here, before
+                // our OPEN. A socket that refuses it is dropped, as a failed connect would be.
+                if let Some(ttl) = d.tcp.ttl
+                    && let Err(e) = set_ttl(&stream, remote.is_ipv6(), ttl)
+                {
+                    d.report(SessionEvent::SocketSetup(format!("TTL for {remote}: {e}"))).await;
+                    continue;
+                }
                 let id = d.attach(stream);
                 d.feed(Event::Connected { conn: id, inbound: true }).await;
             }
