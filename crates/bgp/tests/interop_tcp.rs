@@ -1,5 +1,6 @@
-//! The `calico-bgp-speaker` process over TCP in network namespaces (root): an eBGP session two
-//! hops away that needs multihop (TTL) and our source address; hand-built malformed messages
+//! The `calico-bgp-speaker` process over TCP in network namespaces (root): eBGP sessions two
+//! hops away that need multihop (TTL), ours connecting out (from our source address) and ours
+//! accepting BIRD's connection; hand-built malformed messages
 //! from raw TCP peers, each answered with the right NOTIFICATION or treated as a withdrawal,
 //! while a BIRD session on the same speaker stays up with its routes; and one peer flooding
 //! 200,000 routes (`CALICO_BGP_FLOOD_ROUTES=1000000` for a million) with the speaker's memory
@@ -204,13 +205,21 @@ fn bird_peer(name: &str, local: Ipv4Addr, local_as: u32, peer: Ipv4Addr, extra: 
     )
 }
 
-#[test]
-fn ebgp_two_hops_away_needs_multihop_and_uses_our_source_address() {
-    // n1 (ours: 198.18.45.1 and .11) -- r (router) -- n2 (BIRD: 198.18.46.2).
-    let n1 = TestNetns::new("bgp-ttl-n1").expect("namespace");
-    let r = TestNetns::new("bgp-ttl-r").expect("namespace");
-    let n2 = TestNetns::new("bgp-ttl-n2").expect("namespace");
-    for (ns, router_end, peer) in [(&n1, "a0", 45u8), (&n2, "b0", 46)] {
+/// n1 (ours: 198.18.`net`.1 and .11) -- r (a router) -- n2 (198.18.`net + 1`.2).
+struct TwoHops {
+    n1: TestNetns,
+    n2: TestNetns,
+    _r: TestNetns,
+    us: Ipv4Addr,
+    source: Ipv4Addr,
+    them: Ipv4Addr,
+}
+
+fn two_hops(tag: &str, net: u8) -> TwoHops {
+    let n1 = TestNetns::new(&format!("bgp-{tag}-n1")).expect("namespace");
+    let r = TestNetns::new(&format!("bgp-{tag}-r")).expect("namespace");
+    let n2 = TestNetns::new(&format!("bgp-{tag}-n2")).expect("namespace");
+    for (ns, router_end, lan) in [(&n1, "a0", net), (&n2, "b0", net + 1)] {
         r.ip(&[
             "link",
             "add",
@@ -227,7 +236,7 @@ fn ebgp_two_hops_away_needs_multihop_and_uses_our_source_address() {
         r.ip(&[
             "addr",
             "add",
-            &format!("198.18.{peer}.254/24"),
+            &format!("198.18.{lan}.254/24"),
             "dev",
             router_end,
         ])
@@ -237,21 +246,52 @@ fn ebgp_two_hops_away_needs_multihop_and_uses_our_source_address() {
     }
     exec(&r, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]).expect("forwarding");
     let (us, source, them) = (
-        Ipv4Addr::new(198, 18, 45, 1),
-        Ipv4Addr::new(198, 18, 45, 11),
-        Ipv4Addr::new(198, 18, 46, 2),
+        Ipv4Addr::new(198, 18, net, 1),
+        Ipv4Addr::new(198, 18, net, 11),
+        Ipv4Addr::new(198, 18, net + 1, 2),
     );
     for a in [us, source] {
         n1.ip(&["addr", "add", &format!("{a}/24"), "dev", "eth0"])
             .expect("address");
     }
-    n1.ip(&["route", "add", "198.18.46.0/24", "via", "198.18.45.254"])
-        .expect("route");
+    n1.ip(&[
+        "route",
+        "add",
+        &format!("198.18.{}.0/24", net + 1),
+        "via",
+        &format!("198.18.{net}.254"),
+    ])
+    .expect("route");
     n2.ip(&["addr", "add", &format!("{them}/24"), "dev", "eth0"])
         .expect("address");
-    n2.ip(&["route", "add", "198.18.45.0/24", "via", "198.18.46.254"])
-        .expect("route");
+    n2.ip(&[
+        "route",
+        "add",
+        &format!("198.18.{net}.0/24"),
+        "via",
+        &format!("198.18.{}.254", net + 1),
+    ])
+    .expect("route");
+    TwoHops {
+        n1,
+        n2,
+        _r: r,
+        us,
+        source,
+        them,
+    }
+}
 
+#[test]
+fn ebgp_two_hops_away_needs_multihop_and_uses_our_source_address() {
+    let TwoHops {
+        n1,
+        n2,
+        _r,
+        us,
+        source,
+        them,
+    } = two_hops("ttl", 45);
     // BIRD (AS 64513) waits for us (passive), at TTL 2, knowing us only by our second address:
     // only a connection of ours from that source with a TTL above 1 makes a session.
     let mut bird = Bird::start(
@@ -814,4 +854,67 @@ fn a_peer_flooding_routes_leaves_memory_bounded_and_other_sessions_up() {
         );
     }
     assert_eq!(us.route("198.19.3.0/24"), Some(vec![n3.addr.to_string()]));
+}
+
+#[test]
+fn a_passive_ebgp_session_two_hops_away_answers_only_with_multihop() {
+    let TwoHops {
+        n1,
+        n2,
+        _r,
+        us,
+        them,
+        ..
+    } = two_hops("ttlin", 48);
+    // BIRD connects to us at TTL 2 and gets through; our answers on the accepted connection
+    // carry TTL 1 until multihop is set, and die at the router.
+    let mut bird = Bird::start(
+        &n2,
+        &bird::config(
+            them,
+            &["198.19.2.0/24"],
+            // Our answers never reach it: without a short initial hold time it would wait
+            // 240 s in OpenSent on a connection we have long given up.
+            &bird_peer("ours", them, 64513, us, "multihop 2; startup hold time 3;"),
+        ),
+        &[],
+    );
+    let peer = |multihop: Option<u8>| {
+        let mut p = ours::peer(them, 64513);
+        p["passive"] = json!(true);
+        if let Some(ttl) = multihop {
+            p["multihop"] = json!(ttl);
+        }
+        p
+    };
+    let mut speaker = Ours::start(
+        "ours",
+        &n1,
+        &ours::config(AS, us, vec![peer(None)], &["198.19.1.0/24"]),
+    );
+    // BIRD's connections arrive (it retries every second) but no session forms.
+    let until = Instant::now() + Duration::from_secs(4);
+    let mut tried = false;
+    while Instant::now() < until {
+        let st = speaker.peer_status(them);
+        assert_ne!(st["state"], "Established", "TTL 1 crossed a router: {st}");
+        tried |= st["state"] == "OpenSent" || st["state"] == "OpenConfirm";
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(tried, "BIRD's connection never reached us");
+    let shown = bird.birdc(&["show", "protocols", "ours"]).expect("birdc");
+    assert!(!shown.contains("Established"), "{shown}");
+
+    speaker.reload(&ours::config(
+        AS,
+        us,
+        vec![peer(Some(2))],
+        &["198.19.1.0/24"],
+    ));
+    speaker.wait_established(them);
+    bird.wait_established("ours");
+    speaker.wait("BIRD's block via BIRD", |s| {
+        (s.routes.get("198.19.2.0/24") == Some(&vec![them.to_string()])).then_some(())
+    });
+    bird.daemon.check_running();
 }
