@@ -51,8 +51,9 @@ pub enum SessionEvent {
     /// A message could not be encoded for this session (an UPDATE larger than the peer
     /// takes); it was not sent.
     NotSent(wire::EncodeError),
-    /// An outbound socket could not be set up as configured (TCP-MD5 key, source address);
-    /// the attempt counts as a failed connect.
+    /// An outbound socket could not be set up as configured (TCP-MD5 key, source address,
+    /// TTL): the attempt counts as a failed connect; or an accepted connection could not be
+    /// given the TTL: it is dropped.
     SocketSetup(String),
 }
 
