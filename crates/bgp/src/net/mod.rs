@@ -556,3 +556,27 @@ impl Driver {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use nix::sys::socket::{getsockopt, sockopt};
+
+    use super::set_ttl;
+
+    #[test]
+    fn ttl_and_hop_limit_are_set_on_the_socket() {
+        let v4 = std::net::UdpSocket::bind("127.0.0.1:0").expect("IPv4 socket");
+        set_ttl(&v4, false, 1).expect("IP_TTL");
+        assert_eq!(getsockopt(&v4, sockopt::Ipv4Ttl).expect("get IP_TTL"), 1);
+        set_ttl(&v4, false, 255).expect("IP_TTL");
+        assert_eq!(getsockopt(&v4, sockopt::Ipv4Ttl).expect("get IP_TTL"), 255);
+        // Hosts without IPv6 (a disabled stack) skip the second half.
+        if let Ok(v6) = std::net::UdpSocket::bind("[::1]:0") {
+            set_ttl(&v6, true, 2).expect("IPV6_UNICAST_HOPS");
+            assert_eq!(
+                getsockopt(&v6, sockopt::Ipv6Ttl).expect("get IPV6_UNICAST_HOPS"),
+                2
+            );
+        }
+    }
+}
