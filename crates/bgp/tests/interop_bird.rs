@@ -253,6 +253,7 @@ fn tcp_md5_with_the_right_password_establishes() {
     let tcp = TcpOptions {
         md5_key: Some(b"calico-s3cret".to_vec()),
         local_addr: None,
+        ttl: None,
     };
     let speaker = Speaker::start_with(&pair.ours, fast_peer(64512, us, 64512), them, us, tcp);
     speaker.originate("198.19.6.0/24");
@@ -276,6 +277,7 @@ fn tcp_md5_with_a_wrong_password_never_establishes() {
     let tcp = TcpOptions {
         md5_key: Some(b"not-the-password".to_vec()),
         local_addr: None,
+        ttl: None,
     };
     let speaker = Speaker::start_with(&pair.ours, fast_peer(64512, us, 64512), them, us, tcp);
     // Several connect attempts (retry 1-2 s) in this time; BIRD's kernel drops every SYN.

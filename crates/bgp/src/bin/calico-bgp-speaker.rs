@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::OnceLock;
 use std::time::{Duration, UNIX_EPOCH};
 
 use calico_bgp::policy::{Filter, FilterRule, MatchOperator, RuleAction};
@@ -23,6 +24,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, oneshot};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,6 +74,9 @@ struct PeerEntry {
     keepalive: Option<u16>,
     #[serde(default)]
     local_address: Option<IpAddr>,
+    /// TTL for a peer not directly connected; absent: 1 for eBGP, 64 for iBGP.
+    #[serde(default)]
+    multihop: Option<u8>,
     #[serde(default = "default_retry")]
     connect_retry_secs: u64,
     #[serde(default = "default_retry")]
@@ -163,6 +168,7 @@ impl PeerEntry {
             hold_time: self.hold_time,
             keepalive: self.keepalive,
             local_address: self.local_address,
+            multihop: self.multihop,
             connect_retry: Duration::from_secs(self.connect_retry_secs),
             error_wait: Duration::from_secs(self.error_wait_secs),
             import: filter(&self.import),
@@ -178,8 +184,79 @@ fn read_config(path: &Path) -> Result<Config, String> {
     serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// Lines for stdout, written by the output thread (see [`spawn_output`]).
+static OUTPUT: OnceLock<mpsc::UnboundedSender<Output>> = OnceLock::new();
+
+enum Output {
+    Line(serde_json::Value),
+    /// Everything before this is written: the thread ends.
+    End,
+}
+
+/// Prints one JSON line, through the output thread once it runs.
 fn emit(value: serde_json::Value) {
-    println!("{value}");
+    match OUTPUT.get() {
+        Some(out) => {
+            if let Err(mpsc::error::SendError(Output::Line(v))) = out.send(Output::Line(value)) {
+                println!("{v}");
+            }
+        }
+        None => println!("{value}"),
+    }
+}
+
+fn route_json(change: RouteChange) -> serde_json::Value {
+    match change {
+        RouteChange::Best { prefix, next_hops } => json!({
+            "event": "route",
+            "prefix": prefix.to_string(),
+            "next_hops": next_hops.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+        }),
+        RouteChange::Withdrawn { prefix } => json!({
+            "event": "route",
+            "prefix": prefix.to_string(),
+            "next_hops": [],
+        }),
+    }
+}
+
+/// Stdout is written by a thread of its own: a reader that falls behind blocks only it, never
+/// a runtime worker (the sessions' timers run there). Routes stay in the speaker's bounded
+/// stream meanwhile (it coalesces them); the other lines are few. `stopped` is told when the
+/// speaker's route stream ends.
+fn spawn_output(
+    mut routes: mpsc::Receiver<RouteChange>,
+    stopped: oneshot::Sender<()>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let (tx, mut lines) = mpsc::unbounded_channel();
+    let _ = OUTPUT.set(tx);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("output".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                let mut stopped = Some(stopped);
+                loop {
+                    tokio::select! {
+                        biased;
+                        line = lines.recv() => match line {
+                            Some(Output::Line(v)) => println!("{v}"),
+                            Some(Output::End) | None => return,
+                        },
+                        change = routes.recv(), if stopped.is_some() => match change {
+                            Some(c) => println!("{}", route_json(c)),
+                            None => {
+                                if let Some(s) = stopped.take() {
+                                    let _ = s.send(());
+                                }
+                            }
+                        },
+                    }
+                }
+            });
+        })
 }
 
 fn status_json(peers: &[PeerStatus]) -> serde_json::Value {
@@ -275,9 +352,11 @@ async fn run(config_path: PathBuf, restarting: bool) -> Result<(), String> {
         restarting: restarting || config.restarting,
         ..SpeakerConfig::new(config.local_as, config.router_id)
     };
-    let (speaker, mut routes) = Speaker::start(speaker_config)
+    let (speaker, routes) = Speaker::start(speaker_config)
         .await
         .map_err(|e| e.to_string())?;
+    let (stopped_tx, mut stopped) = oneshot::channel();
+    let output = spawn_output(routes, stopped_tx).map_err(|e| format!("output thread: {e}"))?;
     let mut known = BTreeSet::new();
     for prefix in &config.originate {
         speaker
@@ -300,19 +379,7 @@ async fn run(config_path: PathBuf, restarting: bool) -> Result<(), String> {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     loop {
         tokio::select! {
-            change = routes.recv() => match change {
-                Some(RouteChange::Best { prefix, next_hops }) => emit(json!({
-                    "event": "route",
-                    "prefix": prefix.to_string(),
-                    "next_hops": next_hops.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
-                })),
-                Some(RouteChange::Withdrawn { prefix }) => emit(json!({
-                    "event": "route",
-                    "prefix": prefix.to_string(),
-                    "next_hops": [],
-                })),
-                None => return Err("the speaker stopped".into()),
-            },
+            _ = &mut stopped => return Err("the speaker stopped".into()),
             line = lines.next_line() => match line {
                 Ok(Some(line)) => command(&speaker, &line, &config_path, &mut known).await,
                 Ok(None) | Err(_) => break,
@@ -321,6 +388,10 @@ async fn run(config_path: PathBuf, restarting: bool) -> Result<(), String> {
         }
     }
     speaker.shutdown().await;
+    if let Some(out) = OUTPUT.get() {
+        let _ = out.send(Output::End);
+    }
+    let _ = output.join();
     Ok(())
 }
 

@@ -5,10 +5,10 @@
 //! exchange is already read with the session's 4-octet AS and ADD-PATH settings), feeds the
 //! state machine, and carries out its actions. [`listener`] accepts connections for every peer
 //! on one socket and hands each to its session. Outbound connections can be signed with
-//! TCP-MD5 and bound to a source address ([`TcpOptions`]; a listener's keys are set on its
-//! socket with [`calico_tcpmd5::set_key`]). Events go to the owner on a bounded queue
-//! ([`EVENT_QUEUE`]): an owner that falls behind makes this session wait, and its peer's
-//! UPDATEs wait in TCP. Not here yet: TTL settings, and a writer that cannot stall the task (a
+//! TCP-MD5, bound to a source address and with the TTL of its packets set ([`TcpOptions`]; a
+//! listener's keys are set on its socket with [`calico_tcpmd5::set_key`]). Events go to the
+//! owner on a bounded queue ([`EVENT_QUEUE`]): an owner that falls behind makes this session
+//! wait, and its peer's UPDATEs wait in TCP. Not here yet: a writer that cannot stall the task (a
 //! peer that stops reading blocks this session's writes, and with them its timers, until TCP
 //! gives up; [`crate::speaker`] at least never queues more than a few batches for it).
 
@@ -51,8 +51,9 @@ pub enum SessionEvent {
     /// A message could not be encoded for this session (an UPDATE larger than the peer
     /// takes); it was not sent.
     NotSent(wire::EncodeError),
-    /// An outbound socket could not be set up as configured (TCP-MD5 key, source address);
-    /// the attempt counts as a failed connect.
+    /// An outbound socket could not be set up as configured (TCP-MD5 key, source address,
+    /// TTL): the attempt counts as a failed connect; or an accepted connection could not be
+    /// given the TTL: it is dropped.
     SocketSetup(String),
 }
 
@@ -63,6 +64,21 @@ pub struct TcpOptions {
     pub md5_key: Option<Vec<u8>>,
     /// Source address of our connections (port chosen by the kernel).
     pub local_addr: Option<std::net::IpAddr>,
+    /// TTL (IPv4) or hop limit (IPv6) of every packet of the session, set before an outbound
+    /// SYN and on an accepted connection before anything is written; `None`: the system
+    /// default. 1 keeps a session to directly connected peers (BIRD's eBGP default).
+    pub ttl: Option<u8>,
+}
+
+/// Sets the TTL (IPv4) or unicast hop limit (IPv6) of `socket`.
+fn set_ttl(socket: &impl std::os::fd::AsFd, ipv6: bool, ttl: u8) -> nix::Result<()> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let ttl = i32::from(ttl);
+    if ipv6 {
+        setsockopt(socket, sockopt::Ipv6Ttl, &ttl)
+    } else {
+        setsockopt(socket, sockopt::Ipv4Ttl, &ttl)
+    }
 }
 
 async fn connect(remote: SocketAddr, tcp: &TcpOptions) -> Result<TcpStream, NetIn> {
@@ -82,6 +98,9 @@ async fn connect(remote: SocketAddr, tcp: &TcpOptions) -> Result<TcpStream, NetI
         socket
             .bind(SocketAddr::new(local, 0))
             .map_err(|e| setup("source address", &e))?;
+    }
+    if let Some(ttl) = tcp.ttl {
+        set_ttl(&socket, remote.is_ipv6(), ttl).map_err(|e| setup("TTL", &e))?;
     }
     socket
         .connect(remote)
@@ -280,6 +299,14 @@ async fn run(
                 }
             },
             Some(stream) = inbound.recv() => {
+                // An accepted connection carries the listener's TTL until set here, before
+                // our OPEN. A socket that refuses it is dropped, as a failed connect would be.
+                if let Some(ttl) = d.tcp.ttl
+                    && let Err(e) = set_ttl(&stream, remote.is_ipv6(), ttl)
+                {
+                    d.report(SessionEvent::SocketSetup(format!("TTL for {remote}: {e}"))).await;
+                    continue;
+                }
                 let id = d.attach(stream);
                 d.feed(Event::Connected { conn: id, inbound: true }).await;
             }
@@ -536,5 +563,29 @@ impl Driver {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nix::sys::socket::{getsockopt, sockopt};
+
+    use super::set_ttl;
+
+    #[test]
+    fn ttl_and_hop_limit_are_set_on_the_socket() {
+        let v4 = std::net::UdpSocket::bind("127.0.0.1:0").expect("IPv4 socket");
+        set_ttl(&v4, false, 1).expect("IP_TTL");
+        assert_eq!(getsockopt(&v4, sockopt::Ipv4Ttl).expect("get IP_TTL"), 1);
+        set_ttl(&v4, false, 255).expect("IP_TTL");
+        assert_eq!(getsockopt(&v4, sockopt::Ipv4Ttl).expect("get IP_TTL"), 255);
+        // Hosts without IPv6 (a disabled stack) skip the second half.
+        if let Ok(v6) = std::net::UdpSocket::bind("[::1]:0") {
+            set_ttl(&v6, true, 2).expect("IPV6_UNICAST_HOPS");
+            assert_eq!(
+                getsockopt(&v6, sockopt::Ipv6Ttl).expect("get IPV6_UNICAST_HOPS"),
+                2
+            );
+        }
     }
 }

@@ -56,8 +56,19 @@ pub(super) fn session_config(
     let tcp = TcpOptions {
         md5_key: peer.password.as_ref().map(|p| p.as_bytes().to_vec()),
         local_addr: peer.local_address,
+        ttl: Some(session_ttl(speaker, peer)),
     };
     (cfg, tcp)
+}
+
+/// TTL 1 toward a directly connected eBGP peer unless multihop is set, as BIRD does; 64 (a
+/// usual system default, and BIRD's iBGP one) toward an iBGP peer.
+pub(super) fn session_ttl(speaker: &SpeakerConfig, peer: &PeerSettings) -> u8 {
+    match peer.multihop {
+        Some(ttl) => ttl,
+        None if peer.remote_as == speaker.local_as => 64,
+        None => 1,
+    }
 }
 
 /// Whether going from `old` to `new` needs the session restarted: anything carried in the
@@ -72,6 +83,7 @@ pub(super) fn restart_needed(old: &PeerSettings, new: &PeerSettings) -> bool {
         || old.hold_time != new.hold_time
         || old.keepalive != new.keepalive
         || old.local_address != new.local_address
+        || old.multihop != new.multihop
         || old.connect_retry != new.connect_retry
         || old.error_wait != new.error_wait
 }

@@ -102,6 +102,10 @@ pub struct PeerSettings {
     pub keepalive: Option<u16>,
     /// Source address of our connections, and our next hop toward this peer.
     pub local_address: Option<IpAddr>,
+    /// The TTL (hop limit) of the session's packets, for a peer that is not directly
+    /// connected (BIRD's `multihop`). `None`: 1 toward an eBGP peer, which must then share a
+    /// link with us (BIRD's `direct`, the eBGP default), and 64 toward an iBGP peer.
+    pub multihop: Option<u8>,
     /// First wait between connection attempts, and first wait after an error (BIRD's
     /// `connect retry time` and `error wait time`).
     pub connect_retry: Duration,
@@ -127,6 +131,7 @@ impl PeerSettings {
             hold_time: 90,
             keepalive: None,
             local_address: None,
+            multihop: None,
             connect_retry: Duration::from_secs(5),
             error_wait: Duration::from_secs(5),
             import: Filter::default(),
@@ -256,7 +261,8 @@ impl Speaker {
     }
 
     /// Adds a peer, or changes the one with this address. Only a change of the session's own
-    /// parameters (AS, port, password, passive, timers, graceful restart, source address)
+    /// parameters (AS, port, password, passive, timers, graceful restart, source address,
+    /// multihop)
     /// restarts its session; route reflection, next hop and export changes are sent as
     /// UPDATEs, and an import filter change asks the peer for its routes again (ROUTE-REFRESH,
     /// or a restart when the peer cannot refresh).

@@ -76,6 +76,23 @@ fn session_config_follows_the_settings() {
     assert!(tcp.md5_key.is_some());
 }
 
+#[test]
+fn ttl_is_one_toward_ebgp_peers_unless_multihop() {
+    let speaker = SpeakerConfig::new(64512, v4("198.18.0.1"));
+    let mut ebgp = PeerSettings::new(IpAddr::V4(v4("198.18.0.2")), 64513);
+    assert_eq!(session_config(&speaker, &ebgp).1.ttl, Some(1));
+    ebgp.multihop = Some(2);
+    assert_eq!(session_config(&speaker, &ebgp).1.ttl, Some(2));
+    let mut ibgp = PeerSettings::new(IpAddr::V4(v4("198.18.0.3")), 64512);
+    assert_eq!(session_config(&speaker, &ibgp).1.ttl, Some(64));
+    ibgp.multihop = Some(5);
+    assert_eq!(session_config(&speaker, &ibgp).1.ttl, Some(5));
+    // A TTL change is a change of the TCP connection: the session restarts.
+    let before = PeerSettings::new(IpAddr::V4(v4("198.18.0.2")), 64513);
+    assert!(restart_needed(&before, &ebgp));
+    assert!(!restart_needed(&before, &before.clone()));
+}
+
 const WAIT: Duration = Duration::from_secs(15);
 
 /// A speaker of ours listening on `addr`:0 (iBGP AS 64512, router id `addr`).

@@ -197,6 +197,11 @@ impl Ours {
         self.seen().routes.get(prefix).cloned()
     }
 
+    /// How many prefixes the route stream holds now.
+    pub fn route_count(&self) -> usize {
+        self.seen().routes.len()
+    }
+
     /// Every change of `prefix` seen so far, with when.
     pub fn changes_of(&self, prefix: &str) -> Vec<(Instant, Vec<String>)> {
         self.seen()
