@@ -10,9 +10,9 @@
 //! process crashes, and readers never wait for writers.
 //!
 //! Watches poll the history table from their own connection, woken by this store's own commits, by
-//! inotify when any process closes the commit signal file (`<file>.committed`, which every writer opens
-//! for writing and closes right after each commit, so the commit is visible by then), and by a slow
-//! fallback timer. Only commits wake them: other processes opening, reading and closing the database
+//! inotify when any process closes a commit signal file (`<file>.committed.<key class>`, which every
+//! writer opens for writing and closes right after each commit, so the commit is visible by then; a
+//! watch wakes only for the classes of key its prefix can hold), and by a slow fallback timer. Only commits wake them: other processes opening, reading and closing the database
 //! itself (each CNI invocation does) do not.
 
 mod ops;
@@ -214,9 +214,10 @@ impl EmbeddedStore {
         }
         let options = &self.options;
         let now_ms = unix_millis();
-        let (revision, previous) = self.write_locked(|conn| {
+        let (revision, previous, expired_any) = self.write_locked(|conn| {
             let (mut current, compacted) = ops::revisions(conn)?;
             let expired = ops::expired_keys(conn, now_ms)?;
+            let expired_any = !expired.is_empty();
             if !expired.is_empty() {
                 current += 1;
                 for (seq, key) in (0_i64..).zip(&expired) {
@@ -244,29 +245,34 @@ impl EmbeddedStore {
                     ops::compact_history(conn, target, compacted)?;
                 }
             }
-            Ok((revision, previous))
+            Ok((revision, previous, expired_any))
         })?;
         self.local_commits.send_replace(revision);
-        self.signal_commit();
+        let keys: Vec<&str> = ops.iter().map(WriteOp::key).collect();
+        self.signal_commit(&keys, expired_any);
         Ok((revision, previous))
     }
 
-    /// Tells other processes' watches that a commit happened: opening the signal file for writing and
-    /// closing it is the inotify event they wait for. If that fails they still see the commit at their
-    /// fallback poll, so the failure is logged rather than returned (the commit itself succeeded).
-    fn signal_commit(&self) {
-        let path = watch::commit_signal_path(&self.path);
-        if let Err(err) = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-        {
-            tracing::warn!(
-                path = %path.display(),
-                error = %err,
-                "cannot touch the commit signal file; other processes see this commit at their next poll"
-            );
+    /// Tells other processes' watches that a commit happened: opening a signal file for writing and
+    /// closing it is the inotify event they wait for. There is one signal file per class of key written
+    /// (see [`watch::signal_classes`]), so a watch wakes only for commits that can concern its prefix;
+    /// a commit that also deleted expired keys signals every watch. If touching fails, the watches still
+    /// see the commit at their fallback poll, so the failure is logged rather than returned (the commit
+    /// itself succeeded).
+    fn signal_commit(&self, keys: &[&str], everyone: bool) {
+        for path in watch::signal_paths(&self.path, keys, everyone) {
+            if let Err(err) = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+            {
+                tracing::warn!(
+                    path = %path.display(),
+                    error = %err,
+                    "cannot touch a commit signal file; other processes see this commit at their next poll"
+                );
+            }
         }
     }
 

@@ -26,14 +26,85 @@ const CHANNEL_CAPACITY: usize = 1024;
 /// enough that hundreds of idle watches on one machine (twenty calico-nodes in a lab) cost nothing.
 const POLL_WITH_INOTIFY: Duration = Duration::from_secs(2);
 
-/// The commit signal file's name is the database file's name with this appended.
+/// Commit signal files are named after the database file with this appended, then `.` and a key
+/// class; without a class the file signals every watch.
 const COMMIT_SIGNAL_SUFFIX: &str = ".committed";
+/// A key's class: at most this many of its leading path segments, never its last one (the name), so
+/// a class separates the kinds of resource (`/calico/resources/v3/projectcalico.org/workloadendpoints`)
+/// and IPAM's blocks from its handles.
+const CLASS_SEGMENTS: usize = 5;
+/// Longest file name most filesystems take.
+const MAX_FILE_NAME: usize = 255;
 
-/// The file writers open for writing and close after each commit (`datastore.db.committed`).
-pub(super) fn commit_signal_path(path: &Path) -> PathBuf {
+/// The class of `key` (see [`CLASS_SEGMENTS`]), without a trailing `/`.
+fn key_class(key: &str) -> String {
+    let segments: Vec<&str> = key.split('/').collect();
+    // `/a/b/name` splits into "", "a", "b", "name": the leading "" keeps the class's leading `/`.
+    let keep = segments.len().saturating_sub(1).min(CLASS_SEGMENTS + 1);
+    segments[..keep].join("/")
+}
+
+/// Whether a commit of a key of `class` may concern a watch of `prefix`: some key under the class
+/// starts with the prefix.
+fn class_concerns(class: &str, prefix: &str) -> bool {
+    let under = format!("{class}/");
+    under.starts_with(prefix) || prefix.starts_with(&under)
+}
+
+/// File-name form of a class: `%` and `/` escaped.
+fn escape_class(class: &str) -> String {
+    class.replace('%', "%25").replace('/', "%2F")
+}
+
+fn unescape_class(name: &str) -> String {
+    name.replace("%2F", "/").replace("%25", "%")
+}
+
+/// The signal file that wakes every watch (`datastore.db.committed`).
+fn everyone_signal(path: &Path) -> PathBuf {
     let mut name = path.file_name().map(OsString::from).unwrap_or_default();
     name.push(COMMIT_SIGNAL_SUFFIX);
     path.with_file_name(name)
+}
+
+/// The signal files a commit of `keys` touches: one per class of key, or the one for every watch when
+/// `everyone` or when a class is too long for a file name.
+pub(super) fn signal_paths(path: &Path, keys: &[&str], everyone: bool) -> Vec<PathBuf> {
+    let everyone_path = everyone_signal(path);
+    if everyone {
+        return vec![everyone_path];
+    }
+    let base = everyone_path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut names = std::collections::BTreeSet::new();
+    for key in keys {
+        let name = format!("{base}.{}", escape_class(&key_class(key)));
+        if name.len() > MAX_FILE_NAME {
+            return vec![everyone_path];
+        }
+        names.insert(name);
+    }
+    names
+        .into_iter()
+        .map(|name| path.with_file_name(name))
+        .collect()
+}
+
+/// Whether a closed file named `name` is a commit signal that concerns a watch of `prefix`, given the
+/// database's everyone-signal name `base`.
+fn signal_concerns(name: &str, base: &str, prefix: &str) -> bool {
+    if name == base {
+        return true;
+    }
+    match name
+        .strip_prefix(base)
+        .and_then(|rest| rest.strip_prefix('.'))
+    {
+        Some(class) => class_concerns(&unescape_class(class), prefix),
+        None => false,
+    }
 }
 
 type Item = Result<WatchEvent, StoreError>;
@@ -50,7 +121,7 @@ pub(super) fn start(
     })?;
     let display_path = path.display().to_string();
     let conn = sql::connect(path, options.busy_timeout, false)?;
-    let file_changes = match FileChanges::new(path) {
+    let file_changes = match FileChanges::new(path, prefix) {
         Ok(changes) => Some(changes),
         Err(err) => {
             tracing::warn!(
@@ -76,36 +147,39 @@ pub(super) fn start(
     Ok(Box::pin(stream))
 }
 
-/// inotify on the directory holding the database, for the commit signal file being closed after a
-/// write (the directory is watched rather than the file, which may not exist yet).
+/// inotify on the directory holding the database, for commit signal files being closed after a
+/// write (the directory is watched rather than the files, which may not exist yet).
 struct FileChanges {
     events: EventStream<Vec<u8>>,
-    /// The commit signal file's name.
-    signal_name: OsString,
+    /// The name of the signal file that wakes every watch; class signals add `.<class>`.
+    base: String,
+    prefix: String,
 }
 
 impl FileChanges {
-    fn new(path: &Path) -> std::io::Result<Self> {
+    fn new(path: &Path, prefix: &str) -> std::io::Result<Self> {
         let dir = path.parent().unwrap_or_else(|| Path::new("."));
-        let signal_name = commit_signal_path(path)
+        let base = everyone_signal(path)
             .file_name()
-            .map(|name| name.to_os_string())
+            .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_default();
         let inotify = Inotify::init()?;
         inotify.watches().add(dir, WatchMask::CLOSE_WRITE)?;
         let events = inotify.into_event_stream(vec![0u8; 4096])?;
         Ok(FileChanges {
             events,
-            signal_name,
+            base,
+            prefix: prefix.to_string(),
         })
     }
 
-    /// Wait for a commit by any process. `None` when inotify stopped working.
+    /// Wait for a commit by any process that may concern this watch. `None` when inotify stopped
+    /// working.
     async fn next_change(&mut self) -> Option<()> {
         loop {
             let event = self.events.next().await?.ok()?;
             let ours = match &event.name {
-                Some(name) => *name == self.signal_name,
+                Some(name) => signal_concerns(&name.to_string_lossy(), &self.base, &self.prefix),
                 // An event without a name (such as a queue overflow) may hide ours.
                 None => true,
             };
@@ -222,4 +296,102 @@ fn is_busy(err: &rusqlite::Error) -> bool {
         rusqlite::Error::SqliteFailure(failure, _)
             if matches!(failure.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
     )
+}
+
+#[cfg(test)]
+mod signal_tests {
+    use super::*;
+
+    #[test]
+    fn a_key_s_class_is_its_leading_segments_without_its_name() {
+        assert_eq!(
+            key_class("/calico/resources/v3/projectcalico.org/workloadendpoints/ns/name"),
+            "/calico/resources/v3/projectcalico.org/workloadendpoints"
+        );
+        assert_eq!(
+            key_class("/calico/ipam/v2/assignment/ipv4/block/198.19.0.0-26"),
+            "/calico/ipam/v2/assignment/ipv4"
+        );
+        assert_eq!(
+            key_class("/calico/ipam/v2/handle/h1"),
+            "/calico/ipam/v2/handle"
+        );
+        assert_eq!(key_class("/x/1"), "/x");
+        assert_eq!(key_class("/top"), "");
+    }
+
+    #[test]
+    fn a_watch_wakes_for_classes_its_prefix_can_hold_and_no_others() {
+        let wep = "/calico/resources/v3/projectcalico.org/workloadendpoints";
+        let block = "/calico/ipam/v2/assignment/ipv4";
+        let handle = "/calico/ipam/v2/handle";
+        // calico-node's two watches.
+        assert!(class_concerns(wep, "/calico/resources/v3/"));
+        assert!(!class_concerns(block, "/calico/resources/v3/"));
+        assert!(class_concerns(block, "/calico/ipam/v2/assignment/"));
+        assert!(!class_concerns(handle, "/calico/ipam/v2/assignment/"));
+        assert!(!class_concerns(wep, "/calico/ipam/v2/assignment/"));
+        // Narrower and broader prefixes, and everything.
+        assert!(class_concerns(wep, &format!("{wep}/ns1/")));
+        assert!(class_concerns(wep, "/calico/"));
+        assert!(class_concerns(wep, ""));
+        assert!(class_concerns("/x", "/x/"));
+        assert!(!class_concerns("/xy", "/x/"));
+        assert!(class_concerns("", "/anything/"));
+    }
+
+    #[test]
+    fn signal_files_are_one_per_class_and_name_their_class() {
+        let db = Path::new("/run/lab/datastore.db");
+        let paths = signal_paths(
+            db,
+            &[
+                "/calico/ipam/v2/assignment/ipv4/block/198.19.0.0-26",
+                "/calico/ipam/v2/handle/h1",
+                "/calico/ipam/v2/handle/h2",
+            ],
+            false,
+        );
+        let names: Vec<String> = paths
+            .iter()
+            .map(|p| {
+                p.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                "datastore.db.committed.%2Fcalico%2Fipam%2Fv2%2Fassignment%2Fipv4".to_string(),
+                "datastore.db.committed.%2Fcalico%2Fipam%2Fv2%2Fhandle".to_string(),
+            ]
+        );
+        let base = "datastore.db.committed";
+        assert!(signal_concerns(
+            &names[0],
+            base,
+            "/calico/ipam/v2/assignment/"
+        ));
+        assert!(!signal_concerns(
+            &names[1],
+            base,
+            "/calico/ipam/v2/assignment/"
+        ));
+        assert!(signal_concerns(base, base, "/calico/ipam/v2/assignment/"));
+        assert!(!signal_concerns("datastore.db-wal", base, "/calico/"));
+        assert!(!signal_concerns("other.db.committed", base, "/calico/"));
+        assert_eq!(
+            signal_paths(db, &["/calico/a/b"], true),
+            vec![PathBuf::from("/run/lab/datastore.db.committed")]
+        );
+        let long = format!("/{}/name", "x".repeat(300));
+        assert_eq!(
+            signal_paths(db, &[long.as_str()], false),
+            vec![PathBuf::from("/run/lab/datastore.db.committed")]
+        );
+        // A class with `%` in it survives the file-name round trip.
+        assert_eq!(unescape_class(&escape_class("/a%2F/b")), "/a%2F/b");
+    }
 }
