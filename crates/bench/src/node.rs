@@ -507,13 +507,19 @@ fn reconcile(remote_nodes: usize) -> Result<(Table, Vec<Goal>)> {
         .and_then(|_| netns.ip(&["link", "set", UPLINK, "up"]))
         .map_err(|e| anyhow!("preparing the underlay in {}: {e}", netns.name()))?;
     let handle = Netns::open(&netns.path())?;
-    let passes = handle.run(|| -> Result<Vec<(Duration, usize, Vec<String>)>> {
+    let passes = handle.run(|| -> Result<Vec<(Duration, usize, Vec<String>, u64)>> {
         let mut dataplane = Dataplane::new()?;
         let mut passes = Vec::new();
         for _ in 0..2 {
             let started = Instant::now();
+            let sent_before = dataplane.netlink_requests();
             let report = dataplane.apply(&desired)?;
-            passes.push((started.elapsed(), report.writes(), report.failures.clone()));
+            passes.push((
+                started.elapsed(),
+                report.writes(),
+                report.failures.clone(),
+                dataplane.netlink_requests() - sent_before,
+            ));
         }
         Ok(passes)
     })??;
@@ -527,9 +533,15 @@ fn reconcile(remote_nodes: usize) -> Result<(Table, Vec<Goal>)> {
         &format!(
             "Reconcile from empty: VXLAN device, {remote_nodes} VTEPs and {remote_nodes} remote block routes (/{RECONCILE_BLOCK_PREFIX}) in a test namespace"
         ),
-        &["pass", "time (ms)", "kernel writes", "failures"],
+        &[
+            "pass",
+            "time (ms)",
+            "kernel writes",
+            "netlink requests",
+            "failures",
+        ],
     );
-    for (i, (time, writes, failures)) in passes.iter().enumerate() {
+    for (i, (time, writes, failures, requests)) in passes.iter().enumerate() {
         table.push(vec![
             if i == 0 {
                 "first (from empty)"
@@ -539,6 +551,7 @@ fn reconcile(remote_nodes: usize) -> Result<(Table, Vec<Goal>)> {
             .into(),
             format!("{:.1}", time.as_secs_f64() * 1e3),
             thousands(*writes as f64),
+            thousands(*requests as f64),
             failures.len().to_string(),
         ]);
     }
@@ -556,9 +569,10 @@ fn reconcile(remote_nodes: usize) -> Result<(Table, Vec<Goal>)> {
             met: None,
             informational: true,
             detail: format!(
-                "{:.1} ms, {} kernel writes",
+                "{:.1} ms, {} kernel writes, {} netlink requests",
                 passes[0].0.as_secs_f64() * 1e3,
-                thousands(passes[0].1 as f64)
+                thousands(passes[0].1 as f64),
+                thousands(passes[0].3 as f64)
             ),
         },
         Goal {

@@ -131,6 +131,11 @@ impl Dataplane {
         self.route_grace
     }
 
+    /// Netlink requests this driver has sent (writes and dumps), for benchmarks and debugging.
+    pub fn netlink_requests(&self) -> u64 {
+        self.netlink.requests_sent()
+    }
+
     /// What this driver is doing right now (netlink or nft), readable from any thread.
     pub fn activity(&self) -> Arc<Activity> {
         Arc::clone(&self.activity)

@@ -30,6 +30,8 @@ const NLMSGERR_ATTR_MSG: u16 = 1;
 pub struct Netlink {
     socket: netlink_sys::Socket,
     sequence: u32,
+    /// Requests sent to the kernel (each write, and each dump, counts one).
+    sent: u64,
 }
 
 /// Why an exchange failed, before the caller names the operation.
@@ -82,6 +84,7 @@ impl Netlink {
         Ok(Self {
             socket,
             sequence: 0,
+            sent: 0,
         })
     }
 
@@ -89,6 +92,11 @@ impl Netlink {
     /// and can be used from any thread afterwards.
     pub fn in_netns(ns: &Netns) -> Result<Self, NetlinkError> {
         ns.run(Netlink::new)?
+    }
+
+    /// How many requests this socket has sent to the kernel (writes and dumps alike).
+    pub fn requests_sent(&self) -> u64 {
+        self.sent
     }
 
     /// Sends a request that expects an ACK (or replies followed by an ACK) and returns the replies.
@@ -157,6 +165,7 @@ impl Netlink {
         self.socket
             .send_to(&bytes, &kernel, 0)
             .map_err(|e| Failure::Io(format!("send to kernel: {e}")))?;
+        self.sent += 1;
 
         let mut replies = Vec::new();
         let mut decode_error = None;
