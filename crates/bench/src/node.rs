@@ -484,6 +484,9 @@ fn reconcile_desired(remote_nodes: usize) -> Result<Desired> {
     Ok(desired)
 }
 
+/// One reconcile pass: time, kernel writes, failures, netlink requests sent.
+type ReconcilePass = (Duration, usize, Vec<String>, u64);
+
 fn reconcile(remote_nodes: usize) -> Result<(Table, Vec<Goal>)> {
     require_root().map_err(|e| anyhow!(e))?;
     require_binary("ip", "iproute2").map_err(|e| anyhow!(e))?;
@@ -507,7 +510,7 @@ fn reconcile(remote_nodes: usize) -> Result<(Table, Vec<Goal>)> {
         .and_then(|_| netns.ip(&["link", "set", UPLINK, "up"]))
         .map_err(|e| anyhow!("preparing the underlay in {}: {e}", netns.name()))?;
     let handle = Netns::open(&netns.path())?;
-    let passes = handle.run(|| -> Result<Vec<(Duration, usize, Vec<String>, u64)>> {
+    let passes = handle.run(|| -> Result<Vec<ReconcilePass>> {
         let mut dataplane = Dataplane::new()?;
         let mut passes = Vec::new();
         for _ in 0..2 {
