@@ -192,7 +192,7 @@ async fn reads_use_indexes_not_scans() {
         plan.contains("SEARCH history USING INDEX history_by_key (key>? AND key<?)"),
         "{plan}"
     );
-    let plan = query_plan(&conn, ops::WATCH_SQL, &[&1, &2, &3, &low, &high, &10]);
+    let plan = query_plan(&conn, ops::WATCH_SQL, &[&1, &2, &3, &low, &high]);
     assert!(
         plan.contains("SEARCH history USING INDEX sqlite_autoindex_history_1")
             && !plan.contains("TEMP B-TREE"),
@@ -802,4 +802,24 @@ fn the_store_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync + 'static>() {}
     assert_send_sync::<EmbeddedStore>();
     let _: Option<Arc<dyn Store>> = None::<Arc<EmbeddedStore>>.map(|s| s as Arc<dyn Store>);
+}
+
+/// A watch read runs the same compiled statement each time: nothing bound to it makes SQLite compile
+/// it again (a bound LIMIT did, on every read of every watch).
+#[tokio::test]
+async fn watch_reads_reuse_their_compiled_query() {
+    use rusqlite::StatementStatus;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reuse.db");
+    let writer = EmbeddedStore::open(&path).unwrap();
+    let mut conn = sql::connect(&path, Duration::from_secs(1), false).unwrap();
+    let mut cursor = ops::WatchCursor::before(0);
+    for i in 0..5 {
+        writer.put(&format!("/x/{i}"), vec![1]).await.unwrap();
+        let chunk = ops::read_events(&mut conn, "/x/", &mut cursor).unwrap();
+        assert_eq!(chunk.events.len(), 1);
+    }
+    let stmt = conn.prepare_cached(ops::WATCH_SQL).unwrap();
+    assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0);
+    assert!(ops::WATCH_SQL.ends_with(&format!("LIMIT {}", ops::WATCH_CHUNK)));
 }

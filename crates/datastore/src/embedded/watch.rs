@@ -18,8 +18,6 @@ use super::ops::{self, WatchCursor};
 use super::sql::{self, TxError};
 use crate::{Revision, StoreError, WatchEvent, WatchStream};
 
-/// Events read per query; also bounds how long one read holds a snapshot open.
-const READ_CHUNK: usize = 512;
 /// Events buffered between the task and the consumer before the task waits.
 const CHANNEL_CAPACITY: usize = 1024;
 /// How often a watch reads anyway while inotify reports commits: a safety net for a lost event, rare
@@ -254,8 +252,7 @@ impl Watcher {
     /// Send every new event. Returns false when the watch is over (consumer gone or a final error sent).
     async fn deliver(&mut self, sender: &mpsc::Sender<Item>) -> bool {
         loop {
-            let chunk =
-                ops::read_events(&mut self.conn, &self.prefix, &mut self.cursor, READ_CHUNK);
+            let chunk = ops::read_events(&mut self.conn, &self.prefix, &mut self.cursor);
             match chunk {
                 Ok(chunk) => {
                     for event in chunk.events {
