@@ -183,7 +183,7 @@ pub(super) fn open_store(
         }
         other => other,
     })?;
-    {
+    if !already_complete(&mut conn, path)? {
         // Holding the write lock while we look at the file means no other process is half-way through
         // initialising it, so "zero length" really means "new".
         let tx = conn
@@ -224,6 +224,34 @@ pub(super) fn open_store(
     conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
         .map_err(|err| classify(&display, err))?;
     Ok(conn)
+}
+
+/// Whether the file is already a complete, valid store (every table there), judged in a read
+/// transaction. Most opens (each CNI invocation, each calicoctl command) end here and never take the
+/// write lock, so they neither wait for writers nor make writers wait. A file that is not a store is
+/// reported as `Corrupt`; anything else (new, empty, or missing a table) is left to the locked path.
+fn already_complete(conn: &mut Connection, path: &Path) -> Result<bool, StoreError> {
+    let display = path.display().to_string();
+    let tx = conn.transaction().map_err(|err| classify(&display, err))?;
+    if check_file(path)? == 0 {
+        return Ok(false);
+    }
+    let tables: Vec<String> = {
+        let mut stmt = tx
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+            .map_err(|err| classify(&display, err))?;
+        let rows = stmt
+            .query_map([], |row| row.get::<_, String>(0))
+            .map_err(|err| classify(&display, err))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(|err| classify(&display, err))?
+    };
+    if tables.is_empty() || !tables.iter().any(|t| t == "leases") {
+        return Ok(false);
+    }
+    validate(&tx, path, &tables)?;
+    tx.finish().map_err(|err| classify(&display, err))?;
+    Ok(true)
 }
 
 fn initialise(tx: &rusqlite::Transaction<'_>) -> Result<(), rusqlite::Error> {

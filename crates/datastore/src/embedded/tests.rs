@@ -823,3 +823,27 @@ async fn watch_reads_reuse_their_compiled_query() {
     assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0);
     assert!(ops::WATCH_SQL.ends_with(&format!("LIMIT {}", ops::WATCH_CHUNK)));
 }
+
+/// Opening an existing store takes no write lock: it succeeds while another process holds the lock for
+/// longer than the opener's busy timeout (every CNI invocation opens the store; none waits on a writer).
+#[test]
+fn opening_an_existing_store_does_not_wait_for_the_write_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locked.db");
+    EmbeddedStore::open(&path).unwrap();
+    let holder = rusqlite::Connection::open(&path).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let options = EmbeddedOptions {
+        busy_timeout: Duration::from_millis(200),
+        ..EmbeddedOptions::default()
+    };
+    let started = Instant::now();
+    let opened = EmbeddedStore::open_with(&path, options);
+    assert!(opened.is_ok(), "{opened:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "{:?}",
+        started.elapsed()
+    );
+    holder.execute_batch("ROLLBACK").unwrap();
+}
