@@ -190,16 +190,7 @@ pub(super) fn open_store(
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|err| classify(&display, err))?;
         let file_len = check_file(path)?;
-        let tables: Vec<String> = {
-            let mut stmt = tx
-                .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
-                .map_err(|err| classify(&display, err))?;
-            let rows = stmt
-                .query_map([], |row| row.get::<_, String>(0))
-                .map_err(|err| classify(&display, err))?;
-            rows.collect::<Result<_, _>>()
-                .map_err(|err| classify(&display, err))?
-        };
+        let tables = table_names(&tx).map_err(|err| classify(&display, err))?;
         if tables.is_empty() && file_len == 0 {
             if !create {
                 // Dropping the transaction rolls back: nothing was written.
@@ -236,22 +227,20 @@ fn already_complete(conn: &mut Connection, path: &Path) -> Result<bool, StoreErr
     if check_file(path)? == 0 {
         return Ok(false);
     }
-    let tables: Vec<String> = {
-        let mut stmt = tx
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
-            .map_err(|err| classify(&display, err))?;
-        let rows = stmt
-            .query_map([], |row| row.get::<_, String>(0))
-            .map_err(|err| classify(&display, err))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(|err| classify(&display, err))?
-    };
+    let tables = table_names(&tx).map_err(|err| classify(&display, err))?;
     if tables.is_empty() || !tables.iter().any(|t| t == "leases") {
         return Ok(false);
     }
     validate(&tx, path, &tables)?;
     tx.finish().map_err(|err| classify(&display, err))?;
     Ok(true)
+}
+
+/// The names of the file's tables.
+fn table_names(conn: &Connection) -> Result<Vec<String>, rusqlite::Error> {
+    let mut stmt = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table'")?;
+    let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+    rows.collect()
 }
 
 fn initialise(tx: &rusqlite::Transaction<'_>) -> Result<(), rusqlite::Error> {

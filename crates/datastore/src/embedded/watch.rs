@@ -196,13 +196,6 @@ struct Watcher {
     poll_interval: Duration,
 }
 
-enum Wake {
-    Stop,
-    Changed,
-    FileChanged,
-    Timer,
-}
-
 impl Watcher {
     async fn run(
         mut self,
@@ -223,28 +216,27 @@ impl Watcher {
                 self.poll_interval
             };
             let deadline = Instant::now() + interval;
-            let wake = tokio::select! {
-                _ = sender.closed() => Wake::Stop,
+            // Every wake-up but the consumer leaving means: read again.
+            let stop = tokio::select! {
+                _ = sender.closed() => true,
                 changed = local_commits.changed(), if local_open => {
                     if changed.is_err() {
                         // The store was dropped; other processes' writes still arrive via inotify.
                         local_open = false;
                     }
-                    Wake::Changed
+                    false
                 }
-                change = next_file_change(&mut file_changes) => match change {
-                    Some(()) => Wake::FileChanged,
-                    None => {
+                change = next_file_change(&mut file_changes) => {
+                    if change.is_none() {
                         tracing::warn!(path = %self.display_path, "inotify stopped; watch falls back to polling");
                         file_changes = None;
-                        Wake::Changed
                     }
-                },
-                _ = tokio::time::sleep_until(deadline) => Wake::Timer,
+                    false
+                }
+                _ = tokio::time::sleep_until(deadline) => false,
             };
-            match wake {
-                Wake::Stop => return,
-                Wake::Changed | Wake::FileChanged | Wake::Timer => {}
+            if stop {
+                return;
             }
         }
     }
