@@ -122,11 +122,11 @@ impl Netlink {
     /// mappings), of link `index` or of all links.
     pub fn neighbours(&mut self, index: Option<u32>) -> Result<Vec<Neighbour>, NetlinkError> {
         let replies = match index {
-            // The kernel sends only that link's entries (see `dump_filtered`).
+            // The kernel sends only that link's entries (the socket checks dumps strictly).
             Some(index) => {
                 let mut request = NeighbourMessage::default();
                 request.attributes.push(NeighbourAttribute::IfIndex(index));
-                self.dump_filtered(RouteNetlinkMessage::GetNeighbour(request))
+                self.dump(RouteNetlinkMessage::GetNeighbour(request))
             }
             None => self.dump(RouteNetlinkMessage::GetNeighbour(
                 NeighbourMessage::default(),

@@ -363,8 +363,8 @@ impl Netlink {
         label
     }
 
-    /// Routes of `table` whose output link is `oif`, both families. The kernel filters (see
-    /// [`Netlink::dump_filtered`]), so this costs what the matching routes cost, not the whole table.
+    /// Routes of `table` whose output link is `oif`, both families. The kernel filters (the socket
+    /// checks dumps strictly), so this costs what the matching routes cost, not the whole table.
     pub fn routes_via(&mut self, table: u32, oif: u32) -> Result<Vec<Route>, NetlinkError> {
         let mut request = RouteMessage::default();
         request.header.address_family = AddressFamily::Unspec;
@@ -373,18 +373,13 @@ impl Netlink {
             Err(_) => request.attributes.push(RouteAttribute::Table(table)),
         }
         request.attributes.push(RouteAttribute::Oif(oif));
-        let replies = self.dump_filtered(RouteNetlinkMessage::GetRoute(request));
+        let replies = self.dump(RouteNetlinkMessage::GetRoute(request));
         let replies = self.named(replies, |s| {
             format!("list routes of table {table} via {}", s.link_label(oif))
         })?;
-        Ok(replies
-            .into_iter()
-            .filter_map(|reply| match reply {
-                RouteNetlinkMessage::NewRoute(message) => Route::from_message(message),
-                _ => None,
-            })
-            .filter(|route| route.table == table && route.oif == Some(oif))
-            .collect())
+        Ok(routes_in(replies, |route| {
+            route.table == table && route.oif == Some(oif)
+        }))
     }
 
     /// Routes of `family`. With `Some(table)` only that table's routes are returned, which leaves out the
@@ -406,15 +401,22 @@ impl Netlink {
             Some(table) => format!("list routes of table {table}"),
             None => "list routes".to_string(),
         })?;
-        Ok(replies
-            .into_iter()
-            .filter_map(|reply| match reply {
-                RouteNetlinkMessage::NewRoute(message) => Route::from_message(message),
-                _ => None,
-            })
-            .filter(|route| table.is_none_or(|table| route.table == table))
-            .collect())
+        Ok(routes_in(replies, |route| {
+            table.is_none_or(|table| route.table == table)
+        }))
     }
+}
+
+/// The routes among a dump's replies that `keep` accepts.
+fn routes_in(replies: Vec<RouteNetlinkMessage>, keep: impl Fn(&Route) -> bool) -> Vec<Route> {
+    replies
+        .into_iter()
+        .filter_map(|reply| match reply {
+            RouteNetlinkMessage::NewRoute(message) => Route::from_message(message),
+            _ => None,
+        })
+        .filter(|route| keep(route))
+        .collect()
 }
 
 #[cfg(test)]

@@ -75,7 +75,9 @@ impl Netlink {
         let _ = socket.set_ext_ack(true);
         let _ = socket.set_cap_ack(true);
         let _ = socket.set_rx_buf_sz(RECEIVE_BUFFER_BYTES);
-        // Dump requests that name a table, link or interface are then filtered by the kernel.
+        // Strict checking: dump requests that name a table, link or interface are filtered by the
+        // kernel, which then sends only what matches instead of the whole table. A kernel without it
+        // (before 4.20) sends everything, so callers filter the replies as well.
         let _ = socket.set_netlink_get_strict_chk(true);
         let timeout = TimeVal::new(REPLY_TIMEOUT.as_secs() as _, 0);
         setsockopt(&socket, ReceiveTimeout, &timeout).map_err(|e| {
@@ -120,17 +122,6 @@ impl Netlink {
             }
         }
         Err(Failure::DumpInterrupted)
-    }
-
-    /// A dump whose request asks the kernel to filter (by table, output link, interface index). The
-    /// socket has strict checking on, so the kernel applies the filter and sends only what matches
-    /// instead of the whole table; a kernel without strict checking (before 4.20) sends everything, so
-    /// callers filter the replies as well.
-    pub(crate) fn dump_filtered(
-        &mut self,
-        message: RouteNetlinkMessage,
-    ) -> Result<Vec<RouteNetlinkMessage>, Failure> {
-        self.dump(message)
     }
 
     /// Converts a failure into an error naming the operation; `describe` runs only on failure, so it may
