@@ -183,6 +183,15 @@ impl Host {
             .expect("apply reaches the kernel")
     }
 
+    /// A veth with both ends in this host and up, as a workload interface before its endpoint exists.
+    fn up_veth(&self, host_end: &str, other_end: &str) {
+        self.ns.ip(&[
+            "link", "add", host_end, "type", "veth", "peer", "name", other_end,
+        ]);
+        self.ns.ip(&["link", "set", host_end, "up"]);
+        self.ns.ip(&["link", "set", other_end, "up"]);
+    }
+
     fn apply_change(&self, dataplane: &mut Dataplane, desired: &Desired) -> ApplyReport {
         self.ns
             .run(|| dataplane.apply_change(desired))
@@ -788,11 +797,7 @@ fn routes_on_a_new_interface_without_an_endpoint_wait_out_the_grace_period() {
     let desired = a.desired(&b);
     assert_clean(&a.apply(&mut dp, &desired));
 
-    a.ns.ip(&[
-        "link", "add", "cali0new", "type", "veth", "peer", "name", "tmp0new",
-    ]);
-    a.ns.ip(&["link", "set", "cali0new", "up"]);
-    a.ns.ip(&["link", "set", "tmp0new", "up"]);
+    a.up_veth("cali0new", "tmp0new");
     a.ns.ip(&["route", "add", "198.19.0.30/32", "dev", "cali0new"]);
     let report = a.apply(&mut dp, &desired);
     assert_eq!(
@@ -879,11 +884,7 @@ fn a_change_from_the_last_apply_touches_only_the_changed_pod() {
     assert_clean(&a.apply(&mut dp, &desired));
     a.ns.ip(&["route", "add", "blackhole", "198.19.9.0/26", "proto", "80"]);
 
-    a.ns.ip(&[
-        "link", "add", "cali0c", "type", "veth", "peer", "name", "tmp0c",
-    ]);
-    a.ns.ip(&["link", "set", "cali0c", "up"]);
-    a.ns.ip(&["link", "set", "tmp0c", "up"]);
+    a.up_veth("cali0c", "tmp0c");
     let mut with_pod = desired.clone();
     with_pod.workloads.insert(
         "cali0c".to_string(),
@@ -955,11 +956,7 @@ fn a_change_from_the_last_apply_touches_only_the_changed_pod() {
         "proto",
         "static",
     ]);
-    a.ns.ip(&[
-        "link", "add", "cali0e", "type", "veth", "peer", "name", "tmp0e",
-    ]);
-    a.ns.ip(&["link", "set", "cali0e", "up"]);
-    a.ns.ip(&["link", "set", "tmp0e", "up"]);
+    a.up_veth("cali0e", "tmp0e");
     let mut taken = with_pod.clone();
     taken.workloads.insert(
         "cali0e".to_string(),

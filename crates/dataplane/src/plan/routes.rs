@@ -257,18 +257,18 @@ mod tests {
             }
         }
 
+        fn cx(&self) -> RouteContext<'_> {
+            RouteContext {
+                links: &self.links,
+                vxlan_index: Some(VXLAN),
+                first_seen: &self.first_seen,
+                now: self.now,
+                grace: Duration::from_secs(10),
+            }
+        }
+
         fn plan(&self, desired: &Desired, observed: &[Route]) -> Plan {
-            plan_routes(
-                desired,
-                observed,
-                &RouteContext {
-                    links: &self.links,
-                    vxlan_index: Some(VXLAN),
-                    first_seen: &self.first_seen,
-                    now: self.now,
-                    grace: Duration::from_secs(10),
-                },
-            )
+            plan_routes(desired, observed, &self.cx())
         }
     }
 
@@ -576,14 +576,7 @@ mod tests {
         workload(&mut desired, "calia0000000001", "198.19.0.3/32");
         // The CNI plugin's route for .1 is there but scoped wrongly; .3 has none on this link.
         let wrong_scope = cni_route("198.19.0.1/32", POD_A).with_scope(RouteScope::Universe);
-        let cx = RouteContext {
-            links: &case.links,
-            vxlan_index: Some(VXLAN),
-            first_seen: &case.first_seen,
-            now: case.now,
-            grace: Duration::from_secs(10),
-        };
-        let plan = plan_workload_routes(&desired, &[wrong_scope], &cx);
+        let plan = plan_workload_routes(&desired, &[wrong_scope], &case.cx());
         assert_eq!(
             plan.ops,
             vec![
@@ -598,18 +591,11 @@ mod tests {
         let case = Case::new();
         let mut desired = Desired::default();
         workload(&mut desired, "calia0000000001", "198.19.0.1/32");
-        let cx = RouteContext {
-            links: &case.links,
-            vxlan_index: Some(VXLAN),
-            first_seen: &case.first_seen,
-            now: case.now,
-            grace: Duration::from_secs(10),
-        };
         let observed = [
             cni_route("198.19.0.1/32", POD_A),
             cni_route("198.19.0.9/32", POD_A),
         ];
-        let plan = plan_workload_routes(&desired, &observed, &cx);
+        let plan = plan_workload_routes(&desired, &observed, &case.cx());
         assert_eq!(
             plan.ops,
             vec![Op::DelRoute(cni_route("198.19.0.9/32", POD_A))]
