@@ -8,26 +8,14 @@ mod support;
 
 use std::net::IpAddr;
 use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
 
 use calico_bgp::wire::{AsPath, Origin};
-use calico_testutil::netns::{checked_stdout, run_with_timeout};
-use nix::unistd::{Group, User};
 use serde_json::Value;
-use std::os::unix::fs::chown;
-use support::{Daemon, Pair, Speaker, daemon_dir, eventually, fast_peer, need};
+use support::{Pair, Speaker, eventually, fast_peer, frr};
 
 /// FRR's view of the IPv4 unicast table: prefix to its paths.
-fn frr_routes(vtysh: &str, vty_dir: &Path) -> Result<serde_json::Map<String, Value>, String> {
-    let out = run_with_timeout(
-        Command::new(vtysh)
-            .arg("--vty_socket")
-            .arg(vty_dir)
-            .args(["-c", "show bgp ipv4 unicast json"]),
-        Duration::from_secs(10),
-    )?;
-    let text = checked_stdout(out, "vtysh")?;
+fn frr_routes(vty_dir: &Path) -> Result<serde_json::Map<String, Value>, String> {
+    let text = frr::vtysh(vty_dir, "show bgp ipv4 unicast json")?;
     let v: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
     match v.get("routes") {
         Some(Value::Object(m)) => Ok(m.clone()),
@@ -37,16 +25,12 @@ fn frr_routes(vtysh: &str, vty_dir: &Path) -> Result<serde_json::Map<String, Val
 
 #[test]
 fn ibgp_with_frr_exchanges_and_withdraws_routes() {
-    let bgpd = need("/usr/lib/frr/bgpd", "frr");
-    let vtysh = need("vtysh", "frr");
     let pair = Pair::new("frr", 2);
     let (us, them) = (pair.our_addr, pair.their_addr);
 
-    let dir = daemon_dir("frr");
-    let conf = dir.path().join("frr.conf");
-    std::fs::write(
-        &conf,
-        format!(
+    let (mut daemon, vty_dir) = frr::start_bgpd(
+        &pair.theirs,
+        &format!(
             "frr defaults traditional
 hostname calico-bgp-test
 router bgp 64512
@@ -60,50 +44,6 @@ router bgp 64512
  exit-address-family
 "
         ),
-    )
-    .expect("frr.conf");
-    // bgpd drops to user frr and then needs its directory.
-    let user = User::from_name("frr")
-        .ok()
-        .flatten()
-        .expect("user frr (Debian package frr)");
-    let group = Group::from_name("frr")
-        .ok()
-        .flatten()
-        .expect("group frr (Debian package frr)");
-    for p in [dir.path(), conf.as_path()] {
-        chown(p, Some(user.uid.as_raw()), Some(group.gid.as_raw())).expect("chown to frr");
-    }
-    let vty_dir = dir.path().to_path_buf();
-    let arg = |f: &str| dir.path().join(f).to_string_lossy().into_owned();
-    let (conf_s, pid, zsock, vty_s) = (
-        conf.to_string_lossy().into_owned(),
-        arg("bgpd.pid"),
-        arg("zserv.api"),
-        vty_dir.to_string_lossy().into_owned(),
-    );
-    let mut daemon = Daemon::spawn(
-        "bgpd",
-        &pair.theirs,
-        dir,
-        &[
-            &bgpd,
-            "-f",
-            &conf_s,
-            "-i",
-            &pid,
-            "-z",
-            &zsock,
-            "--vty_socket",
-            &vty_s,
-            "-P",
-            "0",
-            "-Z",
-            "-u",
-            "frr",
-            "-g",
-            "frr",
-        ],
     );
 
     let speaker = Speaker::start(&pair.ours, fast_peer(64512, us, 64512), them, us);
@@ -115,7 +55,7 @@ router bgp 64512
 
     for prefix in ["198.19.1.0/24", "198.19.2.0/24"] {
         let path = eventually(&format!("FRR shows {prefix} from us"), || {
-            let routes = frr_routes(&vtysh, &vty_dir)?;
+            let routes = frr_routes(&vty_dir)?;
             routes
                 .get(prefix)
                 .and_then(|paths| paths.get(0))
@@ -143,7 +83,7 @@ router bgp 64512
 
     speaker.withdraw("198.19.1.0/24");
     eventually("FRR drops the withdrawn 198.19.1.0/24", || {
-        let routes = frr_routes(&vtysh, &vty_dir)?;
+        let routes = frr_routes(&vty_dir)?;
         if routes.contains_key("198.19.1.0/24") {
             Err(format!("{routes:?}"))
         } else if !routes.contains_key("198.19.2.0/24") {

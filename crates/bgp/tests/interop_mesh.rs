@@ -7,159 +7,24 @@
 mod support;
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use calico_testutil::netns::{TestNetns, checked_stdout, run_with_timeout};
-use nix::unistd::{Group, User};
+use calico_testutil::netns::{TestNetns, run_with_timeout};
 use serde_json::{Value, json};
 use support::bird::{self, Bird};
 use support::lan::Lan;
 use support::ours::{self, Ours};
-use support::{Daemon, daemon_dir, eventually, exec, need};
+use support::{
+    Daemon, daemon_dir, eventually, exec, frr, kernel_route, need, wait_kernel_route_via,
+};
 
 const AS: u32 = 64512;
 
-/// A BIRD iBGP protocol toward `peer` with test timers and `extra`.
-fn bird_peer(name: &str, local: Ipv4Addr, peer: Ipv4Addr, extra: &str) -> String {
-    format!(
-        r#"protocol bgp {name} {{
-  local {local} as {AS};
-  neighbor {peer} as {AS};
-  direct;
-  hold time 3;
-  connect delay time 1;
-  connect retry time 1;
-  error wait time 1, 2;
-  {extra}
-  ipv4 {{ import all; export all; }};
-}}
-"#
-    )
-}
-
-fn kernel_route(ns: &TestNetns, prefix: &str) -> String {
-    ns.ip(&["-4", "route", "show", prefix])
-        .unwrap_or_else(|e| panic!("ip route: {e}"))
-}
-
-fn wait_kernel_route_via(ns: &TestNetns, prefix: &str, via: Ipv4Addr, proto: &str) {
-    eventually(
-        &format!("{prefix} via {via} (proto {proto}) in the kernel"),
-        || {
-            let out = kernel_route(ns, prefix);
-            if out.contains(&format!("via {via} dev eth0"))
-                && out.contains(&format!("proto {proto}"))
-            {
-                Ok(())
-            } else {
-                Err(out)
-            }
-        },
-    );
-}
-
-fn chown_frr(paths: &[&Path]) {
-    let user = User::from_name("frr")
-        .ok()
-        .flatten()
-        .expect("user frr (Debian package frr)");
-    let group = Group::from_name("frr")
-        .ok()
-        .flatten()
-        .expect("group frr (Debian package frr)");
-    for p in paths {
-        std::os::unix::fs::chown(p, Some(user.uid.as_raw()), Some(group.gid.as_raw()))
-            .expect("chown to frr");
-    }
-}
-
-/// FRR in `ns`: zebra (which installs bgpd's best paths into the namespace's kernel table),
-/// then bgpd with `conf`. Returns both daemons (bgpd first) and the vty directory.
-fn start_frr_with_zebra(ns: &TestNetns, conf_text: &str) -> (Daemon, Daemon, PathBuf) {
-    let zebra = need("/usr/lib/frr/zebra", "frr");
-    let bgpd = need("/usr/lib/frr/bgpd", "frr");
-    let zdir = daemon_dir("zebra");
-    let bdir = daemon_dir("frr");
-    // One vty directory for both, as vtysh expects.
-    let vty = bdir.path().to_path_buf();
-    let zconf = zdir.path().join("zebra.conf");
-    let bconf = bdir.path().join("frr.conf");
-    std::fs::write(&zconf, "hostname calico-bgp-zebra\n").expect("zebra.conf");
-    std::fs::write(&bconf, conf_text).expect("frr.conf");
-    chown_frr(&[zdir.path(), bdir.path(), &zconf, &bconf]);
-    let s = |p: &Path| p.to_string_lossy().into_owned();
-    let zsock = s(&zdir.path().join("zserv.api"));
-    let (zconf, zpid) = (s(&zconf), s(&zdir.path().join("zebra.pid")));
-    let (bconf, bpid, vty_s) = (s(&bconf), s(&bdir.path().join("bgpd.pid")), s(&vty));
-    let mut zd = Daemon::spawn(
-        "zebra",
-        ns,
-        zdir,
-        &[
-            &zebra,
-            "-f",
-            &zconf,
-            "-i",
-            &zpid,
-            "-z",
-            &zsock,
-            "--vty_socket",
-            &vty_s,
-            "-u",
-            "frr",
-            "-g",
-            "frr",
-        ],
-    );
-    eventually("zebra's API socket", || {
-        zd.check_running();
-        if Path::new(&zsock).exists() {
-            Ok(())
-        } else {
-            Err("not yet".into())
-        }
-    });
-    let bd = Daemon::spawn(
-        "bgpd",
-        ns,
-        bdir,
-        &[
-            &bgpd,
-            "-f",
-            &bconf,
-            "-i",
-            &bpid,
-            "-z",
-            &zsock,
-            "--vty_socket",
-            &vty_s,
-            "-P",
-            "0",
-            "-u",
-            "frr",
-            "-g",
-            "frr",
-        ],
-    );
-    (bd, zd, vty)
-}
-
-fn vtysh(vty: &Path, command: &str) -> Result<String, String> {
-    let out = run_with_timeout(
-        Command::new(need("vtysh", "frr"))
-            .arg("--vty_socket")
-            .arg(vty)
-            .args(["-c", command]),
-        Duration::from_secs(10),
-    )?;
-    checked_stdout(out, "vtysh")
-}
-
 /// FRR's best path for `prefix` (vtysh JSON), if it has one.
 fn frr_best(vty: &Path, prefix: &str) -> Result<Option<Value>, String> {
-    let out = vtysh(vty, &format!("show bgp ipv4 unicast {prefix} json"))?;
+    let out = frr::vtysh(vty, &format!("show bgp ipv4 unicast {prefix} json"))?;
     let v: Value = serde_json::from_str(&out).map_err(|e| format!("{e}: {out}"))?;
     Ok(v["paths"].as_array().and_then(|paths| {
         paths
@@ -288,7 +153,7 @@ fn full_mesh_of_two_speakers_with_bird_frr_and_gobgp_and_a_withdrawal_to_all() {
     let protocols: String = others(3)
         .iter()
         .enumerate()
-        .map(|(i, peer)| bird_peer(&format!("p{i}"), addr(3), *peer, ""))
+        .map(|(i, peer)| bird::ibgp_peer(&format!("p{i}"), addr(3), *peer, ""))
         .collect();
     let mut bird = Bird::start(
         &nodes[2].ns,
@@ -303,7 +168,7 @@ fn full_mesh_of_two_speakers_with_bird_frr_and_gobgp_and_a_withdrawal_to_all() {
             )
         })
         .collect();
-    let (mut bgpd, mut zebra, vty) = start_frr_with_zebra(
+    let (mut bgpd, mut zebra, vty) = frr::start_with_zebra(
         &nodes[3].ns,
         &format!(
             "frr defaults traditional
@@ -508,7 +373,7 @@ fn we_reflect_to_gobgp_and_drop_routes_carrying_our_cluster_id_or_router_id() {
 "#
     );
     let protocols = looped
-        + &bird_peer("reflector", n3.addr, us, "")
+        + &bird::ibgp_peer("reflector", n3.addr, us, "")
             .replace("export all;", "export filter to_reflector;");
     let mut bird = Bird::start(
         &n3.ns,

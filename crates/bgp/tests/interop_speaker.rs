@@ -8,64 +8,16 @@
 mod support;
 
 use std::net::Ipv4Addr;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use calico_testutil::netns::{TestNetns, checked_stdout, run_with_timeout};
+use calico_testutil::netns::TestNetns;
 use nix::sys::signal::{Signal, kill};
-use nix::unistd::{Group, User};
 use serde_json::{Value, json};
 use support::bird::{self, Bird};
 use support::lan::Lan;
 use support::ours::{self, Ours};
-use support::{Daemon, daemon_dir, eventually, need};
-
-/// A BIRD iBGP protocol toward `peer` (AS 64512 on both sides) with test timers and `extra`.
-fn bird_peer(name: &str, local: Ipv4Addr, peer: Ipv4Addr, extra: &str) -> String {
-    format!(
-        r#"protocol bgp {name} {{
-  local {local} as 64512;
-  neighbor {peer} as 64512;
-  direct;
-  hold time 3;
-  connect delay time 1;
-  connect retry time 1;
-  error wait time 1, 2;
-  {extra}
-  ipv4 {{ import all; export all; }};
-}}
-"#
-    )
-}
-
-/// The kernel route for `prefix` in `ns`, empty when there is none.
-fn kernel_route(ns: &TestNetns, prefix: &str) -> String {
-    ns.ip(&["-4", "route", "show", prefix])
-        .unwrap_or_else(|e| panic!("ip route: {e}"))
-}
-
-fn wait_kernel_route_via(ns: &TestNetns, prefix: &str, via: Ipv4Addr) {
-    eventually(&format!("{prefix} via {via} in the kernel"), || {
-        let out = kernel_route(ns, prefix);
-        if out.contains(&format!("via {via} dev eth0")) && out.contains("proto bird") {
-            Ok(())
-        } else {
-            Err(out)
-        }
-    });
-}
-
-fn wait_kernel_route_gone(ns: &TestNetns, prefix: &str) {
-    eventually(&format!("{prefix} gone from the kernel"), || {
-        let out = kernel_route(ns, prefix);
-        if out.trim().is_empty() {
-            Ok(())
-        } else {
-            Err(out)
-        }
-    });
-}
+use support::{eventually, frr, kernel_route, wait_kernel_route_gone, wait_kernel_route_via};
 
 fn wait_bird_route(bird: &Bird, prefix: &str, needles: &[String]) -> String {
     eventually(&format!("BIRD shows {prefix} with {needles:?}"), || {
@@ -96,7 +48,8 @@ fn hops(addrs: &[Ipv4Addr]) -> Vec<String> {
 fn mesh_of_two_speakers_and_bird() {
     let lan = Lan::new("mesh", 20);
     let (n1, n2, n3) = (lan.node(1), lan.node(2), lan.node(3));
-    let protocols = bird_peer("n1", n3.addr, n1.addr, "") + &bird_peer("n2", n3.addr, n2.addr, "");
+    let protocols =
+        bird::ibgp_peer("n1", n3.addr, n1.addr, "") + &bird::ibgp_peer("n2", n3.addr, n2.addr, "");
     let mut bird = Bird::start(
         &n3.ns,
         &bird::config(n3.addr, &["198.19.3.0/24"], &protocols),
@@ -143,7 +96,7 @@ fn mesh_of_two_speakers_and_bird() {
     for (prefix, via) in [("198.19.1.0/24", n1.addr), ("198.19.2.0/24", n2.addr)] {
         let shown = wait_bird_route(&bird, prefix, &[format!("BGP.next_hop: {via}")]);
         assert!(shown.contains("BGP.local_pref: 100"), "{shown}");
-        wait_kernel_route_via(&n3.ns, prefix, via);
+        wait_kernel_route_via(&n3.ns, prefix, via, "bird");
     }
 
     // Status: iBGP split horizon means each peer is sent only our own block.
@@ -205,8 +158,8 @@ fn bird_reflects_between_our_speakers() {
     let lan = Lan::new("rrbird", 21);
     let (n1, n2, n3) = (lan.node(1), lan.node(2), lan.node(3));
     let cluster = "rr client; rr cluster id 198.18.21.100;";
-    let protocols =
-        bird_peer("n1", n3.addr, n1.addr, cluster) + &bird_peer("n2", n3.addr, n2.addr, cluster);
+    let protocols = bird::ibgp_peer("n1", n3.addr, n1.addr, cluster)
+        + &bird::ibgp_peer("n2", n3.addr, n2.addr, cluster);
     let mut bird = Bird::start(&n3.ns, &bird::config(n3.addr, &[], &protocols), &[]);
     // The clients peer only with the reflector.
     let mut a = Ours::start(
@@ -243,71 +196,8 @@ fn bird_reflects_between_our_speakers() {
         s["accepted"] == 1
     });
     assert_eq!(st["advertised"], 1, "{st}");
-    wait_kernel_route_via(&n3.ns, "198.19.1.0/24", n1.addr);
-    wait_kernel_route_via(&n3.ns, "198.19.2.0/24", n2.addr);
-}
-
-/// FRR's bgpd (BGP only, no zebra) in `ns` with `conf`, and its vty directory.
-fn start_frr(ns: &TestNetns, conf_text: &str) -> (Daemon, std::path::PathBuf) {
-    let bgpd = need("/usr/lib/frr/bgpd", "frr");
-    let dir = daemon_dir("frr");
-    let conf = dir.path().join("frr.conf");
-    std::fs::write(&conf, conf_text).expect("frr.conf");
-    let user = User::from_name("frr")
-        .ok()
-        .flatten()
-        .expect("user frr (Debian package frr)");
-    let group = Group::from_name("frr")
-        .ok()
-        .flatten()
-        .expect("group frr (Debian package frr)");
-    for p in [dir.path(), conf.as_path()] {
-        std::os::unix::fs::chown(p, Some(user.uid.as_raw()), Some(group.gid.as_raw()))
-            .expect("chown to frr");
-    }
-    let vty = dir.path().to_path_buf();
-    let arg = |f: &str| dir.path().join(f).to_string_lossy().into_owned();
-    let (conf_s, pid, zsock, vty_s) = (
-        conf.to_string_lossy().into_owned(),
-        arg("bgpd.pid"),
-        arg("zserv.api"),
-        vty.to_string_lossy().into_owned(),
-    );
-    let daemon = Daemon::spawn(
-        "bgpd",
-        ns,
-        dir,
-        &[
-            &bgpd,
-            "-f",
-            &conf_s,
-            "-i",
-            &pid,
-            "-z",
-            &zsock,
-            "--vty_socket",
-            &vty_s,
-            "-P",
-            "0",
-            "-Z",
-            "-u",
-            "frr",
-            "-g",
-            "frr",
-        ],
-    );
-    (daemon, vty)
-}
-
-fn vtysh(vty: &Path, command: &str) -> Result<String, String> {
-    let out = run_with_timeout(
-        Command::new(need("vtysh", "frr"))
-            .arg("--vty_socket")
-            .arg(vty)
-            .args(["-c", command]),
-        Duration::from_secs(10),
-    )?;
-    checked_stdout(out, "vtysh")
+    wait_kernel_route_via(&n3.ns, "198.19.1.0/24", n1.addr, "bird");
+    wait_kernel_route_via(&n3.ns, "198.19.2.0/24", n2.addr, "bird");
 }
 
 #[test]
@@ -320,12 +210,12 @@ fn we_reflect_between_bird_and_frr() {
         &bird::config(
             n2.addr,
             &["198.19.2.0/24"],
-            &bird_peer("reflector", n2.addr, n1.addr, ""),
+            &bird::ibgp_peer("reflector", n2.addr, n1.addr, ""),
         ),
         &[],
     );
     let us = n1.addr;
-    let (mut frr, vty) = start_frr(
+    let (mut frr, vty) = frr::start_bgpd(
         &n3.ns,
         &format!(
             "frr defaults traditional
@@ -365,7 +255,7 @@ router bgp 64512
 
     // BIRD's block at FRR: reflected with BIRD as originator and our cluster id.
     let shown = eventually("FRR shows BIRD's block reflected", || {
-        let out = vtysh(&vty, "show bgp ipv4 unicast 198.19.2.0/24 json")?;
+        let out = frr::vtysh(&vty, "show bgp ipv4 unicast 198.19.2.0/24 json")?;
         let v: Value = serde_json::from_str(&out).map_err(|e| format!("{e}: {out}"))?;
         let path = v["paths"].get(0).cloned().ok_or_else(|| out.clone())?;
         if path["originatorId"] == n2.addr.to_string() {
@@ -393,7 +283,7 @@ router bgp 64512
         ],
     );
     assert!(shown.contains("[reflector "), "{shown}");
-    wait_kernel_route_via(&n2.ns, "198.19.3.0/24", n3.addr);
+    wait_kernel_route_via(&n2.ns, "198.19.3.0/24", n3.addr, "bird");
     // Our own block reaches both clients without reflection attributes.
     let shown = wait_bird_route(&bird, "198.19.1.0/24", &[format!("BGP.next_hop: {us}")]);
     assert!(!shown.contains("BGP.originator_id"), "{shown}");
@@ -438,7 +328,7 @@ fn bird_keeps_our_routes_while_we_restart() {
         &bird::config(
             n2.addr,
             &[],
-            &bird_peer("ours", n2.addr, n1.addr, "graceful restart on;"),
+            &bird::ibgp_peer("ours", n2.addr, n1.addr, "graceful restart on;"),
         ),
         &[],
     );
@@ -450,8 +340,8 @@ fn bird_keeps_our_routes_while_we_restart() {
     );
     let first = Ours::start("ours", &n1.ns, &both);
     bird.wait_established("ours");
-    wait_kernel_route_via(&n2.ns, "198.19.1.0/24", n1.addr);
-    wait_kernel_route_via(&n2.ns, "198.19.9.0/24", n1.addr);
+    wait_kernel_route_via(&n2.ns, "198.19.1.0/24", n1.addr, "bird");
+    wait_kernel_route_via(&n2.ns, "198.19.9.0/24", n1.addr, "bird");
 
     let monitor = RouteMonitor::start(&n2.ns);
     std::thread::sleep(Duration::from_millis(200));
@@ -511,7 +401,7 @@ fn bird_drops_our_routes_when_we_stay_down_past_the_restart_time() {
         &bird::config(
             n2.addr,
             &[],
-            &bird_peer("ours", n2.addr, n1.addr, "graceful restart on;"),
+            &bird::ibgp_peer("ours", n2.addr, n1.addr, "graceful restart on;"),
         ),
         &[],
     );
@@ -523,7 +413,7 @@ fn bird_drops_our_routes_when_we_stay_down_past_the_restart_time() {
         &ours::config(64512, n1.addr, vec![p], &["198.19.1.0/24"]),
     );
     bird.wait_established("ours");
-    wait_kernel_route_via(&n2.ns, "198.19.1.0/24", n1.addr);
+    wait_kernel_route_via(&n2.ns, "198.19.1.0/24", n1.addr, "bird");
     let killed = Instant::now();
     speaker.kill();
     std::thread::sleep(Duration::from_secs(1));
@@ -547,7 +437,7 @@ fn we_keep_birds_routes_while_it_restarts() {
         &bird::config(
             n2.addr,
             &["198.19.2.0/24", "198.19.8.0/24"],
-            &bird_peer("ours", n2.addr, n1.addr, gr),
+            &bird::ibgp_peer("ours", n2.addr, n1.addr, gr),
         ),
         &[],
     );
@@ -582,7 +472,7 @@ fn we_keep_birds_routes_while_it_restarts() {
         &bird::config(
             n2.addr,
             &["198.19.2.0/24"],
-            &bird_peer("ours", n2.addr, n1.addr, gr),
+            &bird::ibgp_peer("ours", n2.addr, n1.addr, gr),
         ),
         &["-R"],
     );
@@ -609,7 +499,7 @@ fn hold_timer_expires_when_the_peer_is_stopped() {
         &bird::config(
             n2.addr,
             &["198.19.2.0/24"],
-            &bird_peer("ours", n2.addr, n1.addr, "graceful restart on;"),
+            &bird::ibgp_peer("ours", n2.addr, n1.addr, "graceful restart on;"),
         ),
         &[],
     );
@@ -681,7 +571,7 @@ fn route_refresh_both_ways() {
         &bird::config(
             n2.addr,
             &["198.19.2.0/24", "198.19.3.0/24"],
-            &bird_peer("ours", n2.addr, n1.addr, ""),
+            &bird::ibgp_peer("ours", n2.addr, n1.addr, ""),
         ),
         &[],
     );
@@ -752,7 +642,7 @@ fn tcp_md5_passwords_on_our_listener() {
             &bird::config(
                 node.addr,
                 &[],
-                &bird_peer(
+                &bird::ibgp_peer(
                     "ours",
                     node.addr,
                     n1.addr,
@@ -778,7 +668,7 @@ fn tcp_md5_passwords_on_our_listener() {
     );
     us.wait_established(n2.addr);
     good.wait_established("ours");
-    wait_kernel_route_via(&n2.ns, "198.19.1.0/24", n1.addr);
+    wait_kernel_route_via(&n2.ns, "198.19.1.0/24", n1.addr, "bird");
     // The mismatched one had the same time and never got a session.
     std::thread::sleep(Duration::from_secs(2));
     let st = us.peer_status(n3.addr);
@@ -817,7 +707,7 @@ router bgp 64512
             n2.addr
         )
     };
-    let (mut frr, _vty) = start_frr(&n2.ns, &frr_conf(&["198.19.2.0/24", "198.19.8.0/24"]));
+    let (mut frr, _vty) = frr::start_bgpd(&n2.ns, &frr_conf(&["198.19.2.0/24", "198.19.8.0/24"]));
     let mut ours = Ours::start(
         "ours",
         &n1.ns,
@@ -839,7 +729,7 @@ router bgp 64512
     );
 
     // bgpd back without 198.19.8.0/24: its End-of-RIB sweeps that one only.
-    let (mut frr, _vty) = start_frr(&n2.ns, &frr_conf(&["198.19.2.0/24"]));
+    let (mut frr, _vty) = frr::start_bgpd(&n2.ns, &frr_conf(&["198.19.2.0/24"]));
     ours.wait_established(n2.addr);
     ours.wait("the stale 198.19.8.0/24 swept", |s| {
         (!s.routes.contains_key("198.19.8.0/24")).then_some(())

@@ -89,3 +89,26 @@ protocol static {{
 "#
     )
 }
+
+/// A BIRD iBGP protocol toward `peer` (AS 64512 on both sides) with test timers and `extra`.
+pub fn ibgp_peer(
+    name: &str,
+    local: std::net::Ipv4Addr,
+    peer: std::net::Ipv4Addr,
+    extra: &str,
+) -> String {
+    format!(
+        r#"protocol bgp {name} {{
+  local {local} as 64512;
+  neighbor {peer} as 64512;
+  direct;
+  hold time 3;
+  connect delay time 1;
+  connect retry time 1;
+  error wait time 1, 2;
+  {extra}
+  ipv4 {{ import all; export all; }};
+}}
+"#
+    )
+}

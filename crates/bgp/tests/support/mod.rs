@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod bird;
+pub mod frr;
 pub mod lan;
 pub mod ours;
 
@@ -551,4 +552,39 @@ pub fn need(binary: &str, package: &str) -> String {
         .unwrap_or_else(|e| panic!("{e}"))
         .to_string_lossy()
         .into_owned()
+}
+
+/// The IPv4 kernel route for `prefix` in `ns`, empty when there is none.
+pub fn kernel_route(ns: &TestNetns, prefix: &str) -> String {
+    ns.ip(&["-4", "route", "show", prefix])
+        .unwrap_or_else(|e| panic!("ip route: {e}"))
+}
+
+/// Waits until `ns`'s kernel routes `prefix` via `via` on eth0 with protocol `proto`.
+pub fn wait_kernel_route_via(ns: &TestNetns, prefix: &str, via: Ipv4Addr, proto: &str) {
+    eventually(
+        &format!("{prefix} via {via} (proto {proto}) in the kernel"),
+        || {
+            let out = kernel_route(ns, prefix);
+            if out.contains(&format!("via {via} dev eth0"))
+                && out.contains(&format!("proto {proto}"))
+            {
+                Ok(())
+            } else {
+                Err(out)
+            }
+        },
+    );
+}
+
+/// Waits until `ns`'s kernel has no route for `prefix`.
+pub fn wait_kernel_route_gone(ns: &TestNetns, prefix: &str) {
+    eventually(&format!("{prefix} gone from the kernel"), || {
+        let out = kernel_route(ns, prefix);
+        if out.trim().is_empty() {
+            Ok(())
+        } else {
+            Err(out)
+        }
+    });
 }
