@@ -13,7 +13,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
-use calico_testutil::netns::TestNetns;
+use calico_testutil::netns::{TestNetns, veth_pair};
 use nix::sched::{CloneFlags, setns};
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, connect, socket};
 use serde_json::{Value, json};
@@ -219,41 +219,25 @@ fn two_hops(tag: &str, net: u8) -> TwoHops {
     let n1 = TestNetns::new(&format!("bgp-{tag}-n1")).expect("namespace");
     let r = TestNetns::new(&format!("bgp-{tag}-r")).expect("namespace");
     let n2 = TestNetns::new(&format!("bgp-{tag}-n2")).expect("namespace");
-    for (ns, router_end, lan) in [(&n1, "a0", net), (&n2, "b0", net + 1)] {
-        r.ip(&[
-            "link",
-            "add",
-            router_end,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            ns.name(),
-        ])
-        .expect("veth");
-        r.ip(&[
-            "addr",
-            "add",
-            &format!("198.18.{lan}.254/24"),
-            "dev",
-            router_end,
-        ])
-        .expect("router address");
-        r.ip(&["link", "set", router_end, "up"]).expect("up");
-        ns.ip(&["link", "set", "eth0", "up"]).expect("up");
-    }
     exec(&r, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]).expect("forwarding");
     let (us, source, them) = (
         Ipv4Addr::new(198, 18, net, 1),
         Ipv4Addr::new(198, 18, net, 11),
         Ipv4Addr::new(198, 18, net + 1, 2),
     );
-    for a in [us, source] {
-        n1.ip(&["addr", "add", &format!("{a}/24"), "dev", "eth0"])
-            .expect("address");
+    for (ns, router_end, lan, addr) in [(&n1, "a0", net, us), (&n2, "b0", net + 1, them)] {
+        veth_pair(
+            &r,
+            router_end,
+            &format!("198.18.{lan}.254/24"),
+            ns,
+            "eth0",
+            &format!("{addr}/24"),
+        )
+        .expect("veth to the router");
     }
+    n1.ip(&["addr", "add", &format!("{source}/24"), "dev", "eth0"])
+        .expect("second address");
     n1.ip(&[
         "route",
         "add",
@@ -262,8 +246,6 @@ fn two_hops(tag: &str, net: u8) -> TwoHops {
         &format!("198.18.{net}.254"),
     ])
     .expect("route");
-    n2.ip(&["addr", "add", &format!("{them}/24"), "dev", "eth0"])
-        .expect("address");
     n2.ip(&[
         "route",
         "add",
