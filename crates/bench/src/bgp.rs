@@ -1007,24 +1007,11 @@ fn ingest(lab: &Lab, tools: &BirdTools, args: &BgpArgs) -> Result<(Vec<Table>, V
 /// clients that received it.
 const NEW_PREFIX: &str = "10.255.255.0/26";
 
+/// The reflector case's injector: its clients' sessions, and how many of them the reflected route
+/// has reached.
 struct RrInjector {
-    ready: std::sync::mpsc::Receiver<Result<Option<Instant>>>,
-    go: Option<oneshot::Sender<()>>,
-    stop: Option<oneshot::Sender<()>>,
+    injector: Injector,
     reached: Arc<AtomicUsize>,
-    thread: Option<JoinHandle<Result<()>>>,
-}
-
-impl Drop for RrInjector {
-    fn drop(&mut self) {
-        drop(self.go.take());
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = join(t);
-        }
-    }
 }
 
 fn rr_injector(
@@ -1084,11 +1071,13 @@ fn rr_injector(
         })
     })?;
     Ok(RrInjector {
-        ready,
-        go: Some(go),
-        stop: Some(stop),
+        injector: Injector {
+            ready,
+            go: Some(go),
+            stop: Some(stop),
+            thread: Some(thread),
+        },
         reached,
-        thread: Some(thread),
     })
 }
 
@@ -1106,20 +1095,17 @@ fn rr_case(
     established: &mut dyn FnMut() -> Result<usize>,
 ) -> Result<RrRun> {
     let mut inj = rr_injector(lab, clients, target, next_hop)?;
-    let started = match inj.ready.recv_timeout(Duration::from_secs(180)) {
+    let started = match inj.injector.ready.recv_timeout(Duration::from_secs(180)) {
         Ok(Ok(Some(t))) => t,
         Ok(Err(e)) => return Err(e),
         _ => bail!("the {clients} client sessions did not come up within 180 s"),
     };
     let up = wait_until(Duration::from_secs(60), || Ok(established()? >= clients))
         .context("every client Established at the reflector")?;
-    if let Some(go) = inj.go.take() {
-        let _ = go.send(());
-    }
-    let t0 = match inj.ready.recv_timeout(Duration::from_secs(10)) {
-        Ok(Ok(Some(t))) => t,
-        _ => bail!("the client did not announce"),
-    };
+    let t0 = inj
+        .injector
+        .go()
+        .context("the announcing client did not start")?;
     let reached = Arc::clone(&inj.reached);
     let done = wait_until(RR_TIMEOUT, || {
         Ok(reached.load(Ordering::Relaxed) >= clients - 1)
