@@ -230,8 +230,7 @@ fn sections(args: &LabArgs) -> Result<(String, Vec<Goal>)> {
     }
 
     if args.wants(Part::CniScale) && args.big_nodes > 0 {
-        let name = "CNI ADD p50, large lab / 1-host lab";
-        let goal = Some(format!("<= {CNI_SCALE_GOAL:.1}x"));
+        let (name, goal) = (CNI_SCALE_FIGURE, cni_scale_goal());
         match cni_scale(&tools, args.big_nodes, args.scale_pods) {
             Ok((figure, table)) => {
                 figures.push(figure);
@@ -1424,6 +1423,11 @@ fn resources(tools: &Tools, lab: &Lab, args: &LabArgs, figures: &mut Vec<Figure>
 
 /// Goal: an ADD in a large lab takes at most this many times as long as in a 1-host lab.
 const CNI_SCALE_GOAL: f64 = 1.2;
+const CNI_SCALE_FIGURE: &str = "CNI ADD p50, large lab / 1-host lab";
+
+fn cni_scale_goal() -> Option<String> {
+    Some(format!("<= {CNI_SCALE_GOAL:.1}x"))
+}
 
 /// CNI ADD wall time (the plugin process, IPAM and endpoint writes included) for `pods` pods added one
 /// by one on node1 of a 1-host lab, then of a `nodes`-host lab, in this run: every other host's
@@ -1465,10 +1469,10 @@ fn cni_scale(tools: &Tools, nodes: usize, pods: usize) -> Result<(Figure, Table)
     let many = p(&rows[1].1, 50.0);
     let ratio = many / one;
     let figure = Figure {
-        name: "CNI ADD p50, large lab / 1-host lab",
+        name: CNI_SCALE_FIGURE,
         result: format!("{ratio:.2}x"),
         detail: format!("{many:.1} ms with {nodes} hosts, {one:.1} ms with 1 host"),
-        goal: Some(format!("<= {CNI_SCALE_GOAL:.1}x")),
+        goal: cni_scale_goal(),
         met: Some(ratio <= CNI_SCALE_GOAL),
     };
     Ok((figure, table))
