@@ -16,9 +16,7 @@ use serde_json::{Value, json};
 use support::bird::{self, Bird};
 use support::lan::Lan;
 use support::ours::{self, Ours};
-use support::{
-    Daemon, daemon_dir, eventually, exec, frr, kernel_route, need, wait_kernel_route_via,
-};
+use support::{eventually, frr, gobgp, kernel_route, need, wait_kernel_route_via};
 
 const AS: u32 = 64512;
 
@@ -34,77 +32,13 @@ fn frr_best(vty: &Path, prefix: &str) -> Result<Option<Value>, String> {
     }))
 }
 
-const GOBGP_API: &str = "50051";
-
-fn start_gobgp(ns: &TestNetns, conf_text: &str) -> Daemon {
-    let gobgpd = need("gobgpd", "gobgpd");
-    let dir = daemon_dir("gobgp");
-    let conf = dir.path().join("gobgpd.toml");
-    std::fs::write(&conf, conf_text).expect("gobgpd.toml");
-    let conf = conf.to_string_lossy().into_owned();
-    let api = format!("127.0.0.1:{GOBGP_API}");
-    Daemon::spawn(
-        "gobgpd",
-        ns,
-        dir,
-        &[
-            &gobgpd,
-            "-f",
-            &conf,
-            "-t",
-            "toml",
-            "--api-hosts",
-            &api,
-            "--pprof-disable",
-        ],
-    )
-}
-
-fn gobgp(ns: &TestNetns, args: &[&str]) -> Result<String, String> {
-    let bin = need("gobgp", "gobgpd");
-    let mut argv = vec![bin.as_str(), "-u", "127.0.0.1", "-p", GOBGP_API];
-    argv.extend_from_slice(args);
-    exec(ns, &argv)
-}
-
-/// GoBGP's IPv4 global RIB: prefix to its paths.
-fn gobgp_rib(ns: &TestNetns) -> Result<serde_json::Map<String, Value>, String> {
-    let text = gobgp(ns, &["global", "rib", "-a", "ipv4", "-j"])?;
-    if text.trim().is_empty() {
-        return Ok(serde_json::Map::new());
-    }
-    match serde_json::from_str(&text) {
-        Ok(Value::Object(m)) => Ok(m),
-        other => Err(format!("{other:?}: {text}")),
-    }
-}
-
 /// GoBGP's best path for `prefix`.
 fn gobgp_best(ns: &TestNetns, prefix: &str) -> Result<Option<Value>, String> {
-    let rib = gobgp_rib(ns)?;
+    let rib = gobgp::rib(ns)?;
     Ok(rib
         .get(prefix)
         .and_then(|paths| paths.as_array())
         .and_then(|paths| paths.iter().find(|p| p["best"] == true).cloned()))
-}
-
-/// The attribute of `type_code` in one GoBGP path's `attrs`.
-fn gobgp_attr(path: &Value, type_code: u64) -> Option<&Value> {
-    path["attrs"]
-        .as_array()?
-        .iter()
-        .find(|a| a["type"].as_u64() == Some(type_code))
-}
-
-fn gobgp_add(ns: &TestNetns, prefix: &str) {
-    eventually(&format!("GoBGP takes {prefix}"), || {
-        gobgp(
-            ns,
-            &[
-                "global", "rib", "add", "-a", "ipv4", prefix, "origin", "igp",
-            ],
-        )
-    });
 }
 
 /// A gobgpd.toml: `router_id`, iBGP neighbors with test timers.
@@ -185,8 +119,8 @@ router bgp {AS}
             block(4)
         ),
     );
-    let mut gobgpd = start_gobgp(&nodes[4].ns, &gobgp_conf(addr(5), &others(5)));
-    gobgp_add(&nodes[4].ns, &block(5));
+    let mut gobgpd = gobgp::start(&nodes[4].ns, &gobgp_conf(addr(5), &others(5)));
+    gobgp::add(&nodes[4].ns, &block(5));
 
     let start_ours = |name: &'static str, h: usize| {
         Ours::start(
@@ -259,7 +193,7 @@ router bgp {AS}
             &nodes[4].ns,
             &prefix,
         )? {
-            Some(p) if gobgp_attr(&p, 3).map(|a| &a["nexthop"]) == Some(&json!(o.to_string())) => {
+            Some(p) if gobgp::attr(&p, 3).map(|a| &a["nexthop"]) == Some(&json!(o.to_string())) => {
                 Ok(p)
             }
             other => Err(format!("{other:?}")),
@@ -300,7 +234,7 @@ router bgp {AS}
         ),
         (
             "GoBGP's RIB",
-            Box::new(move || gobgp_rib(ns5).is_ok_and(|r| !r.contains_key(w))),
+            Box::new(move || gobgp::rib(ns5).is_ok_and(|r| !r.contains_key(w))),
         ),
         (
             "ours2's route stream",
@@ -360,8 +294,8 @@ fn we_reflect_to_gobgp_and_drop_routes_carrying_our_cluster_id_or_router_id() {
     let (n1, n2, n3) = (lan.node(1), lan.node(2), lan.node(3));
     let us = n1.addr;
     let cluster_id = Ipv4Addr::new(198, 18, 41, 100);
-    let mut gobgpd = start_gobgp(&n2.ns, &gobgp_conf(n2.addr, &[us]));
-    gobgp_add(&n2.ns, "198.19.2.0/24");
+    let mut gobgpd = gobgp::start(&n2.ns, &gobgp_conf(n2.addr, &[us]));
+    gobgp::add(&n2.ns, "198.19.2.0/24");
     // BIRD sends three blocks: one clean, one whose CLUSTER_LIST already holds our cluster
     // id, one whose ORIGINATOR_ID is our router id. The last two are loops (RFC 4456 §8).
     let looped = format!(
@@ -410,17 +344,17 @@ fn we_reflect_to_gobgp_and_drop_routes_carrying_our_cluster_id_or_router_id() {
     });
     eprintln!("GoBGP's reflected path: {path}");
     assert_eq!(
-        gobgp_attr(&path, 3).map(|a| &a["nexthop"]),
+        gobgp::attr(&path, 3).map(|a| &a["nexthop"]),
         Some(&json!(n3.addr.to_string())),
         "next hop unchanged: {path}"
     );
     assert_eq!(
-        gobgp_attr(&path, 9).map(|a| &a["value"]),
+        gobgp::attr(&path, 9).map(|a| &a["value"]),
         Some(&json!(n3.addr.to_string())),
         "ORIGINATOR_ID: {path}"
     );
     assert_eq!(
-        gobgp_attr(&path, 10).map(|a| &a["value"]),
+        gobgp::attr(&path, 10).map(|a| &a["value"]),
         Some(&json!([cluster_id.to_string()])),
         "CLUSTER_LIST: {path}"
     );
@@ -429,8 +363,8 @@ fn we_reflect_to_gobgp_and_drop_routes_carrying_our_cluster_id_or_router_id() {
     let own = eventually("GoBGP has our block", || {
         gobgp_best(&n2.ns, "198.19.1.0/24")?.ok_or_else(|| "not yet".to_string())
     });
-    assert!(gobgp_attr(&own, 9).is_none(), "{own}");
-    assert!(gobgp_attr(&own, 10).is_none(), "{own}");
+    assert!(gobgp::attr(&own, 9).is_none(), "{own}");
+    assert!(gobgp::attr(&own, 10).is_none(), "{own}");
     // GoBGP's block at BIRD, reflected likewise.
     eventually("BIRD shows GoBGP's block reflected", || {
         let out = bird.route("198.19.2.0/24")?;

@@ -8,6 +8,7 @@
 
 pub mod bird;
 pub mod frr;
+pub mod gobgp;
 pub mod lan;
 pub mod ours;
 
