@@ -7,7 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{Path, PeerId, PeerInfo, Source};
+use smallvec::SmallVec;
+
+use super::{PathView, PeerId, PeerInfo, Source};
 use crate::wire::Origin;
 
 /// LOCAL_PREF assumed when a path has none (the usual default; RFC 4271 leaves it to policy).
@@ -21,51 +23,58 @@ pub struct Selection {
     pub multipath: Vec<usize>,
 }
 
-struct Candidate<'a> {
+struct Candidate<'a, P> {
     index: usize,
-    path: &'a Path,
+    path: &'a P,
     peer: Option<&'a PeerInfo>,
 }
 
-impl Candidate<'_> {
+impl<P: PathView> Candidate<'_, P> {
     fn local_pref(&self) -> u32 {
-        self.path.attrs.local_pref.unwrap_or(DEFAULT_LOCAL_PREF)
+        self.path.attrs().local_pref.unwrap_or(DEFAULT_LOCAL_PREF)
     }
     fn as_path_len(&self) -> usize {
         self.path
-            .attrs
+            .attrs()
             .as_path
             .as_ref()
             .map_or(0, |p| p.decision_len())
     }
     fn origin(&self) -> Origin {
-        self.path.attrs.origin.unwrap_or(Origin::Incomplete)
+        self.path.attrs().origin.unwrap_or(Origin::Incomplete)
     }
     /// A missing MED counts as the lowest value (RFC 4271 §9.1.2.2 c).
     fn med(&self) -> u32 {
-        self.path.attrs.med.unwrap_or(0)
+        self.path.attrs().med.unwrap_or(0)
     }
     fn neighbour_as(&self) -> Option<u32> {
-        self.path.attrs.as_path.as_ref().and_then(|p| p.first_asn())
+        self.path
+            .attrs()
+            .as_path
+            .as_ref()
+            .and_then(|p| p.first_asn())
     }
     fn ebgp(&self) -> bool {
         self.peer.is_some_and(|p| !p.ibgp)
     }
     /// ORIGINATOR_ID stands in for the peer's identifier when present (RFC 4456 §9).
     fn router_id(&self) -> u32 {
-        match (self.path.attrs.originator_id, self.peer) {
+        match (self.path.attrs().originator_id, self.peer) {
             (Some(id), _) => u32::from(id),
             (None, Some(p)) => u32::from(p.router_id),
             (None, None) => 0,
         }
     }
     fn cluster_len(&self) -> usize {
-        self.path.attrs.cluster_list.len()
+        self.path.attrs().cluster_list.len()
     }
 }
 
+/// Candidates without a heap allocation for the usual handful of paths.
+type Candidates<'a, P> = SmallVec<[Candidate<'a, P>; 8]>;
+
 /// Keeps the candidates whose `key` is the minimum.
-fn keep_min<K: Ord>(c: &mut Vec<Candidate<'_>>, key: impl Fn(&Candidate<'_>) -> K) {
+fn keep_min<P: PathView, K: Ord>(c: &mut Candidates<'_, P>, key: impl Fn(&Candidate<'_, P>) -> K) {
     if let Some(min) = c.iter().map(&key).min() {
         c.retain(|x| key(x) == min);
     }
@@ -73,11 +82,11 @@ fn keep_min<K: Ord>(c: &mut Vec<Candidate<'_>>, key: impl Fn(&Candidate<'_>) -> 
 
 /// Chooses among `paths` (all for one prefix). Paths from peers unknown to `peers` are not
 /// candidates. `None` when nothing is usable.
-pub fn select(paths: &[Path], peers: &BTreeMap<PeerId, PeerInfo>) -> Option<Selection> {
-    let mut c: Vec<Candidate<'_>> = paths
+pub fn select<P: PathView>(paths: &[P], peers: &BTreeMap<PeerId, PeerInfo>) -> Option<Selection> {
+    let mut c: Candidates<'_, P> = paths
         .iter()
         .enumerate()
-        .filter_map(|(index, path)| match path.source {
+        .filter_map(|(index, path)| match path.source() {
             Source::Local => Some(Candidate {
                 index,
                 path,
@@ -98,13 +107,13 @@ pub fn select(paths: &[Path], peers: &BTreeMap<PeerId, PeerInfo>) -> Option<Sele
         c.retain(|x| x.peer.is_none());
     }
     // Stale paths (graceful restart) lose to fresh ones.
-    keep_min(&mut c, |x| x.path.stale);
+    keep_min(&mut c, |x| x.path.stale());
     keep_min(&mut c, |x| std::cmp::Reverse(x.local_pref()));
     keep_min(&mut c, |x| x.as_path_len());
     keep_min(&mut c, |x| x.origin());
     // MED: within each neighbouring AS, only the lowest survives.
     // (Few neighbour ASes per prefix: a small list beats a map.)
-    let mut lowest: Vec<(Option<u32>, u32)> = Vec::new();
+    let mut lowest: SmallVec<[(Option<u32>, u32); 4]> = SmallVec::new();
     for x in &c {
         let asn = x.neighbour_as();
         match lowest.iter_mut().find(|(a, _)| *a == asn) {
@@ -123,13 +132,13 @@ pub fn select(paths: &[Path], peers: &BTreeMap<PeerId, PeerInfo>) -> Option<Sele
     }
     // (No IGP metric to compare: next hops are directly connected or equal.) What is left is
     // the equal-cost set; the tie-breakers below only choose the best among it.
-    let mut ordered: Vec<&Candidate<'_>> = c.iter().collect();
+    let mut ordered: SmallVec<[&Candidate<'_, P>; 8]> = c.iter().collect();
     ordered.sort_by_key(|x| {
         (
             x.router_id(),
             x.cluster_len(),
             x.peer.map(|p| p.address),
-            x.path.path_id,
+            x.path.path_id(),
             x.index,
         )
     });

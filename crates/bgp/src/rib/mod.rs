@@ -13,7 +13,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 
 pub use decision::{DEFAULT_LOCAL_PREF, Selection, select};
 pub use export::{Exported, NO_ADVERTISE, NO_EXPORT, NO_EXPORT_SUBCONFED, NextHopMode, export};
@@ -65,7 +67,7 @@ impl RibConfig {
     }
 }
 
-/// One path to a prefix.
+/// One path to a prefix, as the RIB reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Path {
     pub source: Source,
@@ -77,6 +79,30 @@ pub struct Path {
     pub stale: bool,
 }
 
+/// What the decision process reads of a path; both [`Path`] and the RIB's own compact form
+/// provide it.
+pub trait PathView {
+    fn source(&self) -> Source;
+    fn path_id(&self) -> u32;
+    fn attrs(&self) -> &PathAttributes;
+    fn stale(&self) -> bool;
+}
+
+impl PathView for Path {
+    fn source(&self) -> Source {
+        self.source
+    }
+    fn path_id(&self) -> u32 {
+        self.path_id
+    }
+    fn attrs(&self) -> &PathAttributes {
+        &self.attrs
+    }
+    fn stale(&self) -> bool {
+        self.stale
+    }
+}
+
 /// A prefix whose best path or equal-cost next hops changed; `best: None` means it is gone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BestChange {
@@ -86,11 +112,191 @@ pub struct BestChange {
     pub next_hops: Vec<IpAddr>,
 }
 
+/// What the paths of one UPDATE (one family's NLRI) have in common. Paths share it, so a path
+/// costs the RIB a pointer, its source and its path id.
+#[derive(Debug, PartialEq, Eq)]
+struct Route {
+    attrs: Arc<PathAttributes>,
+    next_hop: IpAddr,
+    /// Kept through a peer's graceful restart, awaiting its End-of-RIB.
+    stale: bool,
+}
+
+/// A path as the RIB holds it.
+#[derive(Clone, Debug)]
+struct Stored {
+    route: Arc<Route>,
+    source: Source,
+    path_id: u32,
+}
+
+impl Stored {
+    fn is(&self, source: Source, path_id: u32) -> bool {
+        self.source == source && self.path_id == path_id
+    }
+
+    /// The same path: same key, same attributes, next hop and staleness.
+    fn same(&self, other: &Stored) -> bool {
+        self.is(other.source, other.path_id)
+            && (Arc::ptr_eq(&self.route, &other.route) || self.route == other.route)
+    }
+
+    fn to_path(&self) -> Path {
+        Path {
+            source: self.source,
+            path_id: self.path_id,
+            attrs: Arc::clone(&self.route.attrs),
+            next_hop: self.route.next_hop,
+            stale: self.route.stale,
+        }
+    }
+}
+
+impl PathView for Stored {
+    fn source(&self) -> Source {
+        self.source
+    }
+    fn path_id(&self) -> u32 {
+        self.path_id
+    }
+    fn attrs(&self) -> &PathAttributes {
+        &self.route.attrs
+    }
+    fn stale(&self) -> bool {
+        self.route.stale
+    }
+}
+
+type Paths = SmallVec<[Stored; 1]>;
+
+/// One prefix's paths. Most prefixes have one path, held inline.
 #[derive(Clone, Debug, Default)]
 struct Dest {
-    paths: Vec<Path>,
-    /// The current choice: the best path and the ECMP next hops.
-    chosen: Option<(Path, Vec<IpAddr>)>,
+    /// The chosen paths come first, in order: the best, then the rest of its equal-cost set.
+    paths: Paths,
+    /// How many of `paths` are chosen (0: none is usable).
+    chosen: u32,
+}
+
+/// Distinct next hops of `paths`, in order.
+fn next_hops(paths: &[Stored]) -> SmallVec<[IpAddr; 2]> {
+    let mut hops: SmallVec<[IpAddr; 2]> = SmallVec::new();
+    for p in paths {
+        if !hops.contains(&p.route.next_hop) {
+            hops.push(p.route.next_hop);
+        }
+    }
+    hops
+}
+
+impl Dest {
+    fn chosen(&self) -> &[Stored] {
+        &self.paths[..self.chosen as usize]
+    }
+
+    /// Runs the decision process and puts the chosen paths first.
+    fn choose(&mut self, peers: &BTreeMap<PeerId, PeerInfo>) {
+        let usable = |p: &Stored| match p.source {
+            Source::Local => true,
+            Source::Peer(id) => peers.contains_key(&id),
+        };
+        // One path (the common case) needs no comparison.
+        if self.paths.len() == 1 {
+            self.chosen = u32::from(usable(&self.paths[0]));
+            return;
+        }
+        let Some(selection) = select(&self.paths, peers) else {
+            self.chosen = 0;
+            return;
+        };
+        let mut ordered: Paths = SmallVec::with_capacity(self.paths.len());
+        ordered.extend(selection.multipath.iter().map(|&i| self.paths[i].clone()));
+        ordered.extend(
+            self.paths
+                .drain(..)
+                .enumerate()
+                .filter_map(|(i, p)| (!selection.multipath.contains(&i)).then_some(p)),
+        );
+        self.chosen = selection.multipath.len() as u32;
+        self.paths = ordered;
+    }
+}
+
+/// The prefixes and their paths, IPv4 keyed by a packed integer (a fifth of an `IpNet`'s
+/// hashing and room).
+#[derive(Debug, Default)]
+struct Table {
+    v4: FxHashMap<u64, Dest>,
+    v6: FxHashMap<Ipv6Net, Dest>,
+}
+
+fn v4_key(net: &Ipv4Net) -> u64 {
+    (u64::from(u32::from(net.addr())) << 8) | u64::from(net.prefix_len())
+}
+
+fn v4_net(key: u64) -> IpNet {
+    // Keys are only ever made by `v4_key`, from valid prefixes.
+    let addr = Ipv4Addr::from((key >> 8) as u32);
+    IpNet::V4(Ipv4Net::new_assert(addr, (key & 0xff) as u8))
+}
+
+impl Table {
+    fn get(&self, prefix: &IpNet) -> Option<&Dest> {
+        match prefix {
+            IpNet::V4(n) => self.v4.get(&v4_key(n)),
+            IpNet::V6(n) => self.v6.get(n),
+        }
+    }
+
+    fn get_mut(&mut self, prefix: &IpNet) -> Option<&mut Dest> {
+        match prefix {
+            IpNet::V4(n) => self.v4.get_mut(&v4_key(n)),
+            IpNet::V6(n) => self.v6.get_mut(n),
+        }
+    }
+
+    fn get_or_default(&mut self, prefix: &IpNet) -> &mut Dest {
+        match prefix {
+            IpNet::V4(n) => self.v4.entry(v4_key(n)).or_default(),
+            IpNet::V6(n) => self.v6.entry(*n).or_default(),
+        }
+    }
+
+    fn remove(&mut self, prefix: &IpNet) {
+        match prefix {
+            IpNet::V4(n) => self.v4.remove(&v4_key(n)),
+            IpNet::V6(n) => self.v6.remove(n),
+        };
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (IpNet, &Dest)> {
+        self.v4
+            .iter()
+            .map(|(k, d)| (v4_net(*k), d))
+            .chain(self.v6.iter().map(|(n, d)| (IpNet::V6(*n), d)))
+    }
+
+    /// The keys of the paths `source` has, as (prefix, path id).
+    fn keys_of(&self, source: Source) -> Vec<(IpNet, u32)> {
+        self.iter()
+            .flat_map(|(prefix, d)| {
+                d.paths
+                    .iter()
+                    .filter(move |p| p.source == source)
+                    .map(move |p| (prefix, p.path_id))
+            })
+            .collect()
+    }
+}
+
+/// How one change to a prefix's paths went.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Nothing was changed.
+    Same,
+    Added,
+    Replaced,
+    Removed,
 }
 
 /// Why an announcement was not accepted (it then withdraws any earlier path with its key).
@@ -114,9 +320,8 @@ pub enum Rejected {
 pub struct Rib {
     cfg: RibConfig,
     peers: BTreeMap<PeerId, PeerInfo>,
-    dests: HashMap<IpNet, Dest>,
-    /// Adj-RIB-In index: the keys each peer has paths under.
-    adj_in: HashMap<PeerId, HashSet<(IpNet, u32)>>,
+    /// The Loc-RIB and, through each path's source, the Adj-RIBs-In (paths are stored once).
+    table: Table,
     /// Paths per peer and family (IPv4, IPv6), for prefix limits and status.
     counts: HashMap<PeerId, [usize; 2]>,
     /// Announcements each peer made that were not accepted (loop, filter, next hop), so
@@ -129,8 +334,7 @@ impl Rib {
         Rib {
             cfg,
             peers: BTreeMap::new(),
-            dests: HashMap::new(),
-            adj_in: HashMap::new(),
+            table: Table::default(),
             counts: HashMap::new(),
             refused: HashMap::new(),
         }
@@ -157,26 +361,18 @@ impl Rib {
         let Some(import) = self.peers.get(&peer).map(|p| p.import.clone()) else {
             return Vec::new();
         };
-        let rejected: Vec<(IpNet, u32)> = self
-            .adj_in
-            .get(&peer)
-            .map(|keys| {
-                keys.iter()
-                    .filter(|(prefix, _)| !import.accepts(prefix, true))
-                    .copied()
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut touched = Vec::with_capacity(rejected.len());
-        for (prefix, path_id) in rejected {
-            self.remove(Source::Peer(peer), prefix, path_id);
+        let mut changes = Vec::new();
+        for (prefix, path_id) in self.table.keys_of(Source::Peer(peer)) {
+            if import.accepts(&prefix, true) {
+                continue;
+            }
+            changes.extend(self.remove(Source::Peer(peer), prefix, path_id).1);
             self.refused
                 .entry(peer)
                 .or_default()
                 .insert((prefix, path_id));
-            touched.push(prefix);
         }
-        self.reselect(touched)
+        changes
     }
 
     pub fn peer(&self, id: PeerId) -> Option<&PeerInfo> {
@@ -200,23 +396,33 @@ impl Rib {
     }
 
     /// The chosen path for `prefix`.
-    pub fn best(&self, prefix: &IpNet) -> Option<&Path> {
-        self.dests
+    pub fn best(&self, prefix: &IpNet) -> Option<Path> {
+        self.table
             .get(prefix)
-            .and_then(|d| d.chosen.as_ref())
-            .map(|(p, _)| p)
+            .and_then(|d| d.chosen().first())
+            .map(Stored::to_path)
     }
 
     /// Every prefix with a chosen path, with it.
-    pub fn best_paths(&self) -> impl Iterator<Item = (&IpNet, &Path)> {
-        self.dests
+    pub fn best_paths(&self) -> impl Iterator<Item = (IpNet, Path)> + '_ {
+        self.table
             .iter()
-            .filter_map(|(k, d)| d.chosen.as_ref().map(|(p, _)| (k, p)))
+            .filter_map(|(k, d)| d.chosen().first().map(|p| (k, p.to_path())))
+    }
+
+    /// Every prefix with a chosen path.
+    pub fn best_prefixes(&self) -> impl Iterator<Item = IpNet> + '_ {
+        self.table
+            .iter()
+            .filter(|(_, d)| d.chosen > 0)
+            .map(|(k, _)| k)
     }
 
     /// Paths (all sources) for `prefix`.
-    pub fn paths(&self, prefix: &IpNet) -> &[Path] {
-        self.dests.get(prefix).map_or(&[], |d| &d.paths)
+    pub fn paths(&self, prefix: &IpNet) -> Vec<Path> {
+        self.table
+            .get(prefix)
+            .map_or_else(Vec::new, |d| d.paths.iter().map(Stored::to_path).collect())
     }
 
     /// Number of paths of `family` `peer` has in the Adj-RIB-In.
@@ -227,7 +433,7 @@ impl Rib {
 
     /// Number of paths `peer` has in the Adj-RIB-In.
     pub fn received_count(&self, peer: PeerId) -> usize {
-        self.adj_in.get(&peer).map_or(0, |s| s.len())
+        self.counts.get(&peer).map_or(0, |c| c[0] + c[1])
     }
 
     /// Why `peer` may not give us a path with these attributes, if it may not.
@@ -253,27 +459,6 @@ impl Rib {
         let Some(info) = self.peers.get(&peer) else {
             return Vec::new();
         };
-        let mut touched: Vec<IpNet> = Vec::new();
-        let mut withdrawn: Vec<Nlri> = update.withdrawn.clone();
-        if let Some(mp) = &update.mp_unreach {
-            withdrawn.extend_from_slice(&mp.nlri);
-        }
-        let mut announced: Vec<(Nlri, IpAddr)> = Vec::new();
-        if let Some(nh) = update.attributes.next_hop {
-            announced.extend(update.nlri.iter().map(|n| (*n, IpAddr::V4(nh))));
-        } else {
-            // Without NEXT_HOP these announcements are unusable (the codec already treats a
-            // missing one as withdraw; this guards direct callers).
-            withdrawn.extend_from_slice(&update.nlri);
-        }
-        if let Some(mp) = &update.mp_reach {
-            let nh = match mp.next_hop {
-                NextHop::V4(a) => IpAddr::V4(a),
-                NextHop::V6 { global, .. } => IpAddr::V6(global),
-            };
-            announced.extend(mp.nlri.iter().map(|n| (*n, nh)));
-        }
-
         let mut attrs = update.attributes.clone();
         if !info.ibgp {
             // Meaningful only inside an AS (RFC 4271 §5.1.5, RFC 4456).
@@ -281,129 +466,165 @@ impl Rib {
             attrs.originator_id = None;
             attrs.cluster_list.clear();
         }
-        let rejected = if announced.is_empty() {
-            None
-        } else {
+        let announces = !update.nlri.is_empty()
+            || update
+                .mp_reach
+                .as_ref()
+                .is_some_and(|mp| !mp.nlri.is_empty());
+        let rejected = if announces {
             self.check_import(info, &attrs)
+        } else {
+            None
         };
-        let attrs = Arc::new(attrs);
         let import = info.import.clone();
-        for (nlri, next_hop) in announced {
-            if rejected.is_some()
-                || !import.accepts(&nlri.prefix, true)
-                || next_hop.is_unspecified()
-            {
-                self.refused
-                    .entry(peer)
-                    .or_default()
-                    .insert((nlri.prefix, nlri.path_id.unwrap_or(0)));
-                // Withdraws any earlier path with this key.
-                self.remove(Source::Peer(peer), nlri.prefix, nlri.path_id.unwrap_or(0));
-                touched.push(nlri.prefix);
-                continue;
-            }
-            if let Some(r) = self.refused.get_mut(&peer) {
-                r.remove(&(nlri.prefix, nlri.path_id.unwrap_or(0)));
-            }
-            let path = Path {
-                source: Source::Peer(peer),
-                path_id: nlri.path_id.unwrap_or(0),
+        let attrs = Arc::new(attrs);
+        let route = |next_hop: IpAddr| {
+            Arc::new(Route {
                 attrs: Arc::clone(&attrs),
                 next_hop,
                 stale: false,
-            };
-            self.insert(nlri.prefix, path);
-            touched.push(nlri.prefix);
-        }
-        for nlri in withdrawn {
-            if let Some(r) = self.refused.get_mut(&peer) {
-                r.remove(&(nlri.prefix, nlri.path_id.unwrap_or(0)));
+            })
+        };
+        let mut changes = Vec::new();
+        match update.attributes.next_hop {
+            Some(nh) => {
+                let route = route(IpAddr::V4(nh));
+                for nlri in &update.nlri {
+                    changes.extend(self.announce(peer, nlri, &route, rejected, &import));
+                }
             }
-            if self.remove(Source::Peer(peer), nlri.prefix, nlri.path_id.unwrap_or(0)) {
-                touched.push(nlri.prefix);
+            // Without NEXT_HOP these announcements are unusable (the codec already treats a
+            // missing one as withdraw; this guards direct callers).
+            None => changes.extend(self.withdraw(peer, &update.nlri)),
+        }
+        if let Some(mp) = &update.mp_reach {
+            let route = route(match mp.next_hop {
+                NextHop::V4(a) => IpAddr::V4(a),
+                NextHop::V6 { global, .. } => IpAddr::V6(global),
+            });
+            for nlri in &mp.nlri {
+                changes.extend(self.announce(peer, nlri, &route, rejected, &import));
             }
         }
-        self.reselect(touched)
+        changes.extend(self.withdraw(peer, &update.withdrawn));
+        if let Some(mp) = &update.mp_unreach {
+            changes.extend(self.withdraw(peer, &mp.nlri));
+        }
+        changes
+    }
+
+    /// One announcement from `peer`: held, or noted as refused (withdrawing any earlier path
+    /// with its key).
+    fn announce(
+        &mut self,
+        peer: PeerId,
+        nlri: &Nlri,
+        route: &Arc<Route>,
+        rejected: Option<Rejected>,
+        import: &Filter,
+    ) -> Option<BestChange> {
+        let path_id = nlri.path_id.unwrap_or(0);
+        if rejected.is_some()
+            || route.next_hop.is_unspecified()
+            || !import.accepts(&nlri.prefix, true)
+        {
+            self.refused
+                .entry(peer)
+                .or_default()
+                .insert((nlri.prefix, path_id));
+            return self.remove(Source::Peer(peer), nlri.prefix, path_id).1;
+        }
+        if let Some(r) = self.refused.get_mut(&peer) {
+            r.remove(&(nlri.prefix, path_id));
+        }
+        self.insert(
+            nlri.prefix,
+            Stored {
+                route: Arc::clone(route),
+                source: Source::Peer(peer),
+                path_id,
+            },
+        )
     }
 
     /// RFC 7606 treat-as-withdraw, or any list of withdrawals from `peer`.
     pub fn withdraw(&mut self, peer: PeerId, prefixes: &[Nlri]) -> Vec<BestChange> {
-        if let Some(r) = self.refused.get_mut(&peer) {
-            for n in prefixes {
-                r.remove(&(n.prefix, n.path_id.unwrap_or(0)));
+        let mut changes = Vec::new();
+        for n in prefixes {
+            let path_id = n.path_id.unwrap_or(0);
+            if let Some(r) = self.refused.get_mut(&peer) {
+                r.remove(&(n.prefix, path_id));
             }
+            changes.extend(self.remove(Source::Peer(peer), n.prefix, path_id).1);
         }
-        let touched: Vec<IpNet> = prefixes
-            .iter()
-            .filter(|n| self.remove(Source::Peer(peer), n.prefix, n.path_id.unwrap_or(0)))
-            .map(|n| n.prefix)
-            .collect();
-        self.reselect(touched)
+        changes
     }
 
     /// The session with `peer` ended without graceful restart: all its paths go.
     pub fn peer_down(&mut self, peer: PeerId) -> Vec<BestChange> {
-        let keys = self.adj_in.remove(&peer).unwrap_or_default();
-        self.counts.remove(&peer);
         self.refused.remove(&peer);
-        let mut touched = Vec::with_capacity(keys.len());
-        for (prefix, path_id) in keys {
-            if let Some(d) = self.dests.get_mut(&prefix) {
-                d.paths
-                    .retain(|p| !(p.source == Source::Peer(peer) && p.path_id == path_id));
-                touched.push(prefix);
-            }
+        let mut changes = Vec::new();
+        for (prefix, path_id) in self.table.keys_of(Source::Peer(peer)) {
+            changes.extend(self.remove(Source::Peer(peer), prefix, path_id).1);
         }
-        self.reselect(touched)
+        self.counts.remove(&peer);
+        changes
     }
 
     /// Graceful restart helper: `peer`'s paths of `families` become stale (kept, but losing to
     /// any fresh path); the others go.
     pub fn mark_stale(&mut self, peer: PeerId, families: &[Family]) -> Vec<BestChange> {
-        let keys: Vec<(IpNet, u32)> = self
-            .adj_in
-            .get(&peer)
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default();
-        let mut touched = Vec::new();
-        for (prefix, path_id) in keys {
-            let keep = families.contains(&Nlri::new(prefix).family());
-            if keep {
-                if let Some(p) = self.path_mut(peer, prefix, path_id) {
-                    p.stale = true;
-                }
-            } else {
-                self.remove(Source::Peer(peer), prefix, path_id);
+        let source = Source::Peer(peer);
+        // Paths that shared attributes keep sharing them once stale.
+        let mut stale_of: HashMap<*const Route, Arc<Route>> = HashMap::new();
+        let mut changes = Vec::new();
+        for (prefix, path_id) in self.table.keys_of(source) {
+            if !families.contains(&Nlri::new(prefix).family()) {
+                changes.extend(self.remove(source, prefix, path_id).1);
+                continue;
             }
-            touched.push(prefix);
+            let change = self.modify(prefix, |paths| {
+                let Some(p) = paths.iter_mut().find(|p| p.is(source, path_id)) else {
+                    return Outcome::Same;
+                };
+                if p.route.stale {
+                    return Outcome::Same;
+                }
+                let stale = stale_of.entry(Arc::as_ptr(&p.route)).or_insert_with(|| {
+                    Arc::new(Route {
+                        attrs: Arc::clone(&p.route.attrs),
+                        next_hop: p.route.next_hop,
+                        stale: true,
+                    })
+                });
+                p.route = Arc::clone(stale);
+                Outcome::Replaced
+            });
+            changes.extend(change);
         }
-        self.reselect(touched)
+        changes
     }
 
     /// End-of-RIB from `peer` for `family`, or its restart time ran out: its stale paths of
     /// that family go.
     pub fn sweep_stale(&mut self, peer: PeerId, family: Family) -> Vec<BestChange> {
-        let keys: Vec<(IpNet, u32)> = self
-            .adj_in
-            .get(&peer)
-            .map(|s| {
-                s.iter()
-                    .copied()
-                    .filter(|(p, _)| Nlri::new(*p).family() == family)
-                    .collect()
+        let source = Source::Peer(peer);
+        let stale: Vec<(IpNet, u32)> = self
+            .table
+            .iter()
+            .filter(|(prefix, _)| Nlri::new(*prefix).family() == family)
+            .flat_map(|(prefix, d)| {
+                d.paths
+                    .iter()
+                    .filter(move |p| p.source == source && p.route.stale)
+                    .map(move |p| (prefix, p.path_id))
             })
-            .unwrap_or_default();
-        let mut touched = Vec::new();
-        for (prefix, path_id) in keys {
-            if self
-                .path_mut(peer, prefix, path_id)
-                .is_some_and(|p| p.stale)
-            {
-                self.remove(Source::Peer(peer), prefix, path_id);
-                touched.push(prefix);
-            }
+            .collect();
+        let mut changes = Vec::new();
+        for (prefix, path_id) in stale {
+            changes.extend(self.remove(source, prefix, path_id).1);
         }
-        self.reselect(touched)
+        changes
     }
 
     /// Originates `prefix` with `attrs` (ORIGIN and AS_PATH are filled in if absent). With an
@@ -416,30 +637,30 @@ impl Rib {
     ) -> Vec<BestChange> {
         attrs.origin.get_or_insert(crate::wire::Origin::Igp);
         attrs.as_path.get_or_insert_with(Default::default);
-        let path = Path {
+        let path = Stored {
+            route: Arc::new(Route {
+                attrs: Arc::new(attrs),
+                next_hop,
+                stale: false,
+            }),
             source: Source::Local,
             path_id: 0,
-            attrs: Arc::new(attrs),
-            next_hop,
-            stale: false,
         };
-        self.insert(prefix, path);
-        self.reselect(vec![prefix])
+        self.insert(prefix, path).into_iter().collect()
     }
 
     pub fn withdraw_local(&mut self, prefix: IpNet) -> Vec<BestChange> {
-        if self.remove(Source::Local, prefix, 0) {
-            self.reselect(vec![prefix])
-        } else {
-            Vec::new()
-        }
+        self.remove(Source::Local, prefix, 0)
+            .1
+            .into_iter()
+            .collect()
     }
 
     /// What peer `to_id` should have for `prefix` now.
     pub fn exported(&self, to_id: PeerId, prefix: &IpNet) -> Option<Exported> {
         let to = self.peers.get(&to_id)?;
         let best = self.best(prefix)?;
-        export(&self.cfg, prefix, best, &self.peers, to_id, to)
+        export(&self.cfg, prefix, &best, &self.peers, to_id, to)
     }
 
     /// Brings `out` (what peer `to_id` was sent) in line with the best paths of `prefixes`;
@@ -467,10 +688,8 @@ impl Rib {
     ) -> Packed {
         out.clear();
         let mut prefixes: Vec<IpNet> = self
-            .dests
-            .iter()
-            .filter(|(p, d)| d.chosen.is_some() && families.contains(&Nlri::new(**p).family()))
-            .map(|(p, _)| *p)
+            .best_prefixes()
+            .filter(|p| families.contains(&Nlri::new(*p).family()))
             .collect();
         prefixes.sort_unstable();
         let changes = self.sync_peer(to_id, prefixes, out);
@@ -481,85 +700,110 @@ impl Rib {
         packed
     }
 
-    fn path_mut(&mut self, peer: PeerId, prefix: IpNet, path_id: u32) -> Option<&mut Path> {
-        self.dests
-            .get_mut(&prefix)?
-            .paths
-            .iter_mut()
-            .find(|p| p.source == Source::Peer(peer) && p.path_id == path_id)
-    }
-
-    fn insert(&mut self, prefix: IpNet, path: Path) {
-        if let Source::Peer(peer) = path.source
-            && self
-                .adj_in
-                .entry(peer)
-                .or_default()
-                .insert((prefix, path.path_id))
+    /// Adds `path`, or replaces the one with its key.
+    fn insert(&mut self, prefix: IpNet, path: Stored) -> Option<BestChange> {
+        let (outcome, change) = self.modify_or_create(prefix, true, |paths| {
+            match paths.iter_mut().find(|p| p.is(path.source, path.path_id)) {
+                Some(old) if old.same(&path) => Outcome::Same,
+                Some(old) => {
+                    *old = path.clone();
+                    Outcome::Replaced
+                }
+                None => {
+                    paths.push(path.clone());
+                    Outcome::Added
+                }
+            }
+        });
+        if outcome == Outcome::Added
+            && let Source::Peer(peer) = path.source
         {
             self.counts.entry(peer).or_default()[usize::from(prefix.addr().is_ipv6())] += 1;
         }
-        let d = self.dests.entry(prefix).or_default();
-        match d
-            .paths
-            .iter_mut()
-            .find(|p| p.source == path.source && p.path_id == path.path_id)
-        {
-            Some(old) => *old = path,
-            None => d.paths.push(path),
-        }
+        change
     }
 
-    /// Removes one path; whether there was one.
-    fn remove(&mut self, source: Source, prefix: IpNet, path_id: u32) -> bool {
-        if let Source::Peer(peer) = source
-            && let Some(keys) = self.adj_in.get_mut(&peer)
-            && keys.remove(&(prefix, path_id))
+    /// Removes one path: whether there was one, and the change it made.
+    fn remove(
+        &mut self,
+        source: Source,
+        prefix: IpNet,
+        path_id: u32,
+    ) -> (bool, Option<BestChange>) {
+        let (outcome, change) = self.modify_or_create(prefix, false, |paths| {
+            match paths.iter().position(|p| p.is(source, path_id)) {
+                Some(i) => {
+                    paths.remove(i);
+                    Outcome::Removed
+                }
+                None => Outcome::Same,
+            }
+        });
+        let removed = outcome == Outcome::Removed;
+        if removed
+            && let Source::Peer(peer) = source
             && let Some(c) = self.counts.get_mut(&peer)
         {
             let i = usize::from(prefix.addr().is_ipv6());
             c[i] = c[i].saturating_sub(1);
         }
-        let Some(d) = self.dests.get_mut(&prefix) else {
-            return false;
-        };
-        let before = d.paths.len();
-        d.paths
-            .retain(|p| !(p.source == source && p.path_id == path_id));
-        d.paths.len() != before
+        (removed, change)
     }
 
-    /// Runs the decision process for `prefixes` and reports what changed.
-    fn reselect(&mut self, mut prefixes: Vec<IpNet>) -> Vec<BestChange> {
-        prefixes.sort_unstable();
-        prefixes.dedup();
-        let mut changes = Vec::new();
-        for prefix in prefixes {
-            let Some(d) = self.dests.get_mut(&prefix) else {
-                continue;
-            };
-            let chosen = select(&d.paths, &self.peers).map(|s| {
-                let mut hops: Vec<IpAddr> = Vec::new();
-                for &i in &s.multipath {
-                    if !hops.contains(&d.paths[i].next_hop) {
-                        hops.push(d.paths[i].next_hop);
-                    }
-                }
-                (d.paths[s.best].clone(), hops)
-            });
-            if chosen != d.chosen {
-                changes.push(BestChange {
-                    prefix,
-                    best: chosen.as_ref().map(|(p, _)| p.clone()),
-                    next_hops: chosen.as_ref().map(|(_, h)| h.clone()).unwrap_or_default(),
-                });
-                d.chosen = chosen;
+    fn modify(
+        &mut self,
+        prefix: IpNet,
+        f: impl FnOnce(&mut Paths) -> Outcome,
+    ) -> Option<BestChange> {
+        self.modify_or_create(prefix, false, f).1
+    }
+
+    /// Changes `prefix`'s paths with `f`, runs the decision process if anything changed, and
+    /// reports a change of the best path or of the equal-cost next hops.
+    fn modify_or_create(
+        &mut self,
+        prefix: IpNet,
+        create: bool,
+        f: impl FnOnce(&mut Paths) -> Outcome,
+    ) -> (Outcome, Option<BestChange>) {
+        let dest = if create {
+            Some(self.table.get_or_default(&prefix))
+        } else {
+            self.table.get_mut(&prefix)
+        };
+        let Some(dest) = dest else {
+            return (Outcome::Same, None);
+        };
+        // What was chosen, kept before `f` may replace or drop it.
+        let before: Option<(Stored, SmallVec<[IpAddr; 2]>)> = dest
+            .chosen()
+            .first()
+            .map(|best| (best.clone(), next_hops(dest.chosen())));
+        let outcome = f(&mut dest.paths);
+        if outcome == Outcome::Same {
+            if dest.paths.is_empty() {
+                self.table.remove(&prefix);
             }
-            if d.paths.is_empty() {
-                self.dests.remove(&prefix);
-            }
+            return (outcome, None);
         }
-        changes
+        dest.choose(&self.peers);
+        let after = dest.chosen().first();
+        let changed = match (&before, after) {
+            (None, None) => false,
+            (Some((old, old_hops)), Some(new)) => {
+                !old.same(new) || *old_hops != next_hops(dest.chosen())
+            }
+            _ => true,
+        };
+        let change = changed.then(|| BestChange {
+            prefix,
+            best: after.map(Stored::to_path),
+            next_hops: next_hops(dest.chosen()).into_vec(),
+        });
+        if dest.paths.is_empty() {
+            self.table.remove(&prefix);
+        }
+        (outcome, change)
     }
 }
 

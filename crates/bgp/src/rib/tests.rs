@@ -351,7 +351,7 @@ fn paths_from_unknown_peers_are_not_candidates() {
         select(&[path(Source::Peer(9), attrs(&[]), "198.18.1.9")], &ps),
         None
     );
-    assert_eq!(select(&[], &ps), None);
+    assert_eq!(select::<Path>(&[], &ps), None);
 }
 
 // ---- Adj-RIB-In and Loc-RIB ----
@@ -1144,7 +1144,7 @@ mod properties {
                         model.keys().filter(|(_, q)| *q == prefix).map(|(s, _)| *s).collect();
                     expected.sort();
                     prop_assert_eq!(held, expected);
-                    prop_assert_eq!(r.best(&prefix), view.get(&prefix).map(|(p, _)| p));
+                    prop_assert_eq!(r.best(&prefix), view.get(&prefix).map(|(p, _)| p.clone()));
                     // A local origination always wins.
                     if model.contains_key(&(Source::Local, prefix)) {
                         prop_assert_eq!(r.best(&prefix).map(|p| p.source), Some(Source::Local));

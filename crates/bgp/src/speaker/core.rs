@@ -369,8 +369,7 @@ impl Core {
         let families = &up.families;
         let best = self
             .rib
-            .best_paths()
-            .map(|(p, _)| *p)
+            .best_prefixes()
             .filter(|p| families.contains(&family_of_prefix(p)));
         peer.pending.extend(best);
         // Prefixes it should no longer have are only in its Adj-RIB-Out.

@@ -418,18 +418,18 @@ async fn drive(
         let learnt = rib
             .best_paths()
             .filter(|(_, p)| p.source == Source::Peer(PEER))
-            .map(|(prefix, p)| (*prefix, (p.next_hop, (*p.attrs).clone())))
+            .map(|(prefix, p)| (prefix, (p.next_hop, (*p.attrs).clone())))
             .collect();
         let path_ids = rib
             .best_paths()
             .map(|(prefix, _)| {
                 let ids = rib
-                    .paths(prefix)
+                    .paths(&prefix)
                     .iter()
                     .filter(|p| p.source == Source::Peer(PEER))
                     .map(|p| p.path_id)
                     .collect::<Vec<u32>>();
-                (*prefix, ids)
+                (prefix, ids)
             })
             .filter(|(_, ids)| !ids.is_empty())
             .collect();
