@@ -990,10 +990,11 @@ impl MessageReader {
             }
             self.buf.drain(..self.start);
             self.start = 0;
-            let mut chunk = [0u8; 65536];
-            match self.r.read(&mut chunk).await {
+            // Into the spare capacity: no zeroed chunk per read.
+            self.buf.reserve(65536);
+            match self.r.read_buf(&mut self.buf).await {
                 Ok(0) | Err(_) => return Ok(None),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(_) => {}
             }
         }
     }
