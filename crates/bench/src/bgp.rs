@@ -399,6 +399,8 @@ struct SpeakerStats {
     best_changes: AtomicUsize,
     /// Prefixes whose latest change on the stream is a best path.
     best_prefixes: AtomicUsize,
+    /// Stop polling the status: the figure being taken no longer needs it.
+    quiet: AtomicBool,
     failed: AtomicBool,
 }
 
@@ -503,6 +505,9 @@ async fn run_speaker(
             tokio::select! {
                 _ = &mut stop => return Ok(()),
                 _ = tokio::time::sleep(STATUS_POLL) => {}
+            }
+            if stats.quiet.load(Ordering::Relaxed) {
+                continue;
             }
             let status = speaker.status().await.context("speaker status")?;
             let up = status
@@ -1244,11 +1249,23 @@ fn reflection(lab: &Lab, tools: &BirdTools, clients: usize) -> Result<(Table, Ve
         let stats = Arc::clone(&ours.stats);
         let run = rr_case(lab, clients, OURS, &mut || {
             ours.check()?;
-            Ok(stats.established.load(Ordering::Relaxed))
+            let up = stats.established.load(Ordering::Relaxed);
+            // From here the figures are the clients' own: polling would only slow the
+            // reflector down.
+            if up >= clients {
+                stats.quiet.store(true, Ordering::Relaxed);
+            }
+            Ok(up)
         });
         ours.finish()?;
         run?
     };
+    eprintln!(
+        "calico-bench bgp: ours: every client holds every route in {}",
+        ours_run
+            .all_seconds
+            .map_or("(timeout)".into(), |s| format!("{s:.3} s"))
+    );
     check_cancelled()?;
     let bird_run = {
         let bird = Bird::start(tools, &lab.bird, &sources, true)?;

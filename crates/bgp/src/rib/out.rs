@@ -207,29 +207,35 @@ pub fn pack(changes: &[OutChange], ctx: &Context) -> Packed {
     }
 
     // Announcements, one attribute set at a time.
+    let mut scratch = Vec::new();
     for (e, prefixes) in groups {
         let (v4, v6): (Vec<IpNet>, Vec<IpNet>) =
             prefixes.iter().partition(|p| matches!(p, IpNet::V4(_)));
         match (v4.is_empty(), e.next_hop) {
             (true, _) => {}
             (false, IpAddr::V4(nh)) => {
-                let attributes = PathAttributes {
-                    next_hop: Some(nh),
-                    ..e.attrs.clone()
-                };
-                let base = encoded_len(
-                    &Update {
-                        attributes: attributes.clone(),
-                        ..Update::default()
+                // Measured as the UPDATE without prefixes, which is then reused.
+                let mut probe = Update {
+                    attributes: PathAttributes {
+                        next_hop: Some(nh),
+                        ..e.attrs.clone()
                     },
-                    ctx,
-                );
+                    ..Update::default()
+                };
+                let base = crate::wire::update_len(&probe, ctx, &mut scratch);
                 match base.filter(|&b| b + MAX_NLRI_LEN <= max) {
                     Some(base) => {
-                        for chunk in chunks(&v4, max - base, ap4) {
+                        let mut runs = chunks(&v4, max - base, ap4).into_iter().peekable();
+                        while let Some(chunk) = runs.next() {
                             let nlri = to_nlri(chunk);
+                            // The last run takes the attributes, the others a copy.
+                            let attributes = if runs.peek().is_some() {
+                                probe.attributes.clone()
+                            } else {
+                                std::mem::take(&mut probe.attributes)
+                            };
                             out.push(Update {
-                                attributes: attributes.clone(),
+                                attributes,
                                 nlri,
                                 ..Update::default()
                             });
@@ -262,7 +268,7 @@ pub fn pack(changes: &[OutChange], ctx: &Context) -> Packed {
                 ..Update::default()
             };
             // +1: the MP attribute may need the extended length once it holds prefixes.
-            let base = encoded_len(&probe, ctx).map(|b| b + 1);
+            let base = crate::wire::update_len(&probe, ctx, &mut scratch).map(|b| b + 1);
             match base.filter(|&b| b + MAX_NLRI_LEN <= max) {
                 Some(base) => {
                     for chunk in chunks(&v6, max - base, ap6) {
@@ -281,13 +287,6 @@ pub fn pack(changes: &[OutChange], ctx: &Context) -> Packed {
         updates: out,
         unsendable,
     }
-}
-
-fn encoded_len(u: &Update, ctx: &Context) -> Option<usize> {
-    crate::wire::Message::Update(u.clone())
-        .to_bytes(ctx)
-        .ok()
-        .map(|b| b.len())
 }
 
 fn to_nlri(prefixes: &[IpNet]) -> Vec<Nlri> {
