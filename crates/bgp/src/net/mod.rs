@@ -134,6 +134,11 @@ pub enum Command {
     /// Send these UPDATEs in order on the established session (dropped when there is none);
     /// [`SessionHandle::batches_queued`] goes down by one once they are written or dropped.
     SendBatch(Vec<Update>),
+    /// Pack these Adj-RIB-Out changes into UPDATEs for the established session
+    /// ([`crate::rib::pack`] with its negotiated context) and send them as one batch, as
+    /// [`Command::SendBatch`] does: packing and encoding then run on the session's task, beside
+    /// the RIB task rather than on it.
+    SendChanges(Vec<crate::rib::OutChange>),
     /// Ask the peer to send its routes of this family again (RFC 2918).
     RouteRefresh(Family),
     Start,
@@ -277,6 +282,17 @@ async fn run(
                     {
                         // The write failed: the connection is gone.
                         d.feed(closed).await;
+                    }
+                    d.batches_queued.fetch_sub(1, Ordering::Relaxed);
+                }
+                Some(Command::SendChanges(changes)) => {
+                    if let Some(id) = d.established
+                        && let Some(c) = d.conns.get(&id)
+                    {
+                        let updates = crate::rib::pack(&changes, &c.encode).updates;
+                        if let Some(closed) = d.send_batch(id, updates).await {
+                            d.feed(closed).await;
+                        }
                     }
                     d.batches_queued.fetch_sub(1, Ordering::Relaxed);
                 }

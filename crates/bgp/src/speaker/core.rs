@@ -842,7 +842,17 @@ fn flush_peer(rib: &Rib, peer: &mut Peer) {
         if changes.is_empty() {
             continue;
         }
-        send_batch(&peer.session, pack(&changes, &up.encode).updates);
+        // Packed and encoded by the session task: with many peers that work, once per peer,
+        // would otherwise all fall on the RIB task.
+        peer.session.batches_queued.fetch_add(1, Ordering::Relaxed);
+        if peer
+            .session
+            .commands
+            .send(Command::SendChanges(changes))
+            .is_err()
+        {
+            peer.session.batches_queued.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -928,11 +938,21 @@ mod tests {
         rx
     }
 
+    /// The UPDATEs a batch command puts on the wire (the test sessions use the default
+    /// context).
+    fn sent_updates(cmd: Command) -> Option<Vec<Update>> {
+        match cmd {
+            Command::SendBatch(updates) => Some(updates),
+            Command::SendChanges(changes) => Some(pack(&changes, &Context::default()).updates),
+            _ => None,
+        }
+    }
+
     /// The prefixes announced in the batches waiting on `rx`.
     fn announced(rx: &mut mpsc::UnboundedReceiver<Command>) -> Vec<IpNet> {
         let mut out = Vec::new();
         while let Ok(cmd) = rx.try_recv() {
-            if let Command::SendBatch(updates) = cmd {
+            if let Some(updates) = sent_updates(cmd) {
                 out.extend(updates.iter().flat_map(|u| u.nlri.iter().map(|n| n.prefix)));
             }
         }
@@ -959,7 +979,7 @@ mod tests {
         held: &mut BTreeMap<IpNet, PathAttributes>,
     ) {
         while let Ok(cmd) = rx.try_recv() {
-            if let Command::SendBatch(updates) = cmd {
+            if let Some(updates) = sent_updates(cmd) {
                 for u in updates {
                     for n in &u.withdrawn {
                         held.remove(&n.prefix);
