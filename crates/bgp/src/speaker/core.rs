@@ -238,8 +238,17 @@ impl Core {
         let Some(mut events) = self.events_rx.take() else {
             return;
         };
+        // When a backlog is next looked at: a deadline kept across iterations, since a new
+        // sleep each time would be pushed back by every request and event (a status poll every
+        // few ms would then hold the route stream's backlog forever).
+        let mut retry_at: Option<Instant> = None;
         loop {
             let backlog = self.has_backlog();
+            if !backlog {
+                retry_at = None;
+            } else if retry_at.is_none() {
+                retry_at = Some(Instant::now() + BACKLOG_RETRY);
+            }
             let deferral = self.deferral_deadline.filter(|_| !self.initial_routes_done);
             tokio::select! {
                 request = requests.recv() => match request {
@@ -255,7 +264,10 @@ impl Core {
                     }
                 },
                 Some((id, event)) = events.recv() => self.on_events(id, event, &mut events),
-                _ = tokio::time::sleep(BACKLOG_RETRY), if backlog => self.flush_all(),
+                _ = sleep_until(retry_at), if retry_at.is_some() => {
+                    retry_at = None;
+                    self.flush_all();
+                }
                 _ = sleep_until(deferral), if deferral.is_some() => self.finish_initial_routes(),
             }
         }
@@ -1089,6 +1101,45 @@ mod tests {
             .collect();
         assert!(copies.len() >= 4);
         assert!(copies.iter().all(|e| std::ptr::eq(*e, copies[0])));
+    }
+
+    /// Frequent requests (a status poll) do not hold back a backlog of route changes.
+    #[tokio::test]
+    async fn the_route_stream_backlog_drains_while_status_is_polled() {
+        let (routes, mut stream) = mpsc::channel(1);
+        let cfg = SpeakerConfig {
+            listen: None,
+            cluster_id: Some(v4("198.18.0.1")),
+            ..SpeakerConfig::new(64512, v4("198.18.0.1"))
+        };
+        let (mut core, _) = Core::new(cfg, routes).await.expect("core");
+        let _a = fake_client(&mut core, "198.18.0.2");
+        let id = core.peers[&IpAddr::V4(v4("198.18.0.2"))].id;
+        for i in 0..3 {
+            core.on_event(id, SessionEvent::Update(client_route(i, v4("198.18.0.2"))));
+        }
+        let (requests, request_rx) = mpsc::channel(4);
+        let task = tokio::spawn(core.run(request_rx));
+        let mut got = 0;
+        // A poll every 2 ms, a fifth of the retry wait; bounded by polls (at least 10 s).
+        for _ in 0..5000 {
+            while stream.try_recv().is_ok() {
+                got += 1;
+            }
+            if got == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            let (done, status) = tokio::sync::oneshot::channel();
+            requests
+                .send(Request::Status(done))
+                .await
+                .expect("core running");
+            status.await.expect("status");
+        }
+        assert_eq!(got, 3, "every change came out while the status was polled");
+        drop(requests);
+        task.await.expect("core task");
     }
 
     #[tokio::test]
