@@ -1195,7 +1195,16 @@ fn rr_case(
 ) -> Result<RrRun> {
     let inj = rr_injector(lab, clients, target)?;
     let mut run = RrRun::default();
-    let started = match inj.ready.recv_timeout(RR_UP_TIMEOUT) {
+    // Waited for in short steps, so that an interrupt is noticed.
+    let deadline = Instant::now() + RR_UP_TIMEOUT;
+    let opened = loop {
+        check_cancelled()?;
+        match inj.ready.recv_timeout(Duration::from_millis(200)) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
+            other => break other,
+        }
+    };
+    let started = match opened {
         Ok(Ok(t)) => t,
         Ok(Err(e)) => return Err(e),
         Err(_) => {
