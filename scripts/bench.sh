@@ -10,8 +10,9 @@
 # reconciling 5,000 remote block routes from empty (and a second pass), and a real calico-node's
 # WorkloadEndpoint write -> route in the kernel; `scripts/bench.sh node --help` lists --only and sizes.
 # `bgp` (root, a few minutes): our BGP speaker beside BIRD 2 in test namespaces, fed by one injector:
-# ingest of 1 and 10 peers x 100,000 prefixes (time, RSS per path), decision time per prefix, and a
-# route reflector with 2,500 clients; `scripts/bench.sh bgp --help` lists --only and the sizes.
+# ingest of 1 and 10 peers x 100,000 prefixes (time, RSS per path, best-path changes), and a route
+# reflector with 2,500 clients, one route each (time until every client holds every route);
+# `scripts/bench.sh bgp --help` lists --only and the sizes.
 # Stores (the embedded file, etcd's data dir) live under $TMPDIR (default /tmp, on disk). On this
 # kind of virtual machine, disk syncs dominate the watch-latency tail; `TMPDIR=/dev/shm` measures
 # the same path without them.

@@ -53,7 +53,7 @@ enum Section {
     /// 5,000 remote block routes from empty. Not part of `all`.
     Node(node::NodeArgs),
     /// (root) The BGP speaker beside BIRD 2 in test namespaces: ingest of 1 and 10 peers × 100,000
-    /// prefixes (time, memory per route), decision time per prefix, 2,500 route-reflector clients.
+    /// prefixes (time, memory per route), best-path changes, 2,500 route-reflector clients with a route each.
     /// Not part of `all`.
     Bgp(bgp::BgpArgs),
     /// Write the apply section's input (a multi-document YAML of --count policies) to a file.

@@ -99,3 +99,94 @@ async fn two_speakers_establish_exchange_routes_and_stop() {
     b.task.await.unwrap();
     accept.abort();
 }
+
+/// The UPDATE for 10.x.y.0/24 number `i`, each with its own next hop (as a reflector's
+/// clients' routes are), so none share a message.
+fn numbered(i: u32) -> Update {
+    let prefix = ipnet::Ipv4Net::new(Ipv4Addr::from(0x0a00_0000 + (i << 8)), 24).unwrap();
+    Update {
+        attributes: PathAttributes {
+            origin: Some(Origin::Igp),
+            as_path: Some(AsPath::default()),
+            next_hop: Some(Ipv4Addr::from(0xc613_0000 + i)),
+            local_pref: Some(100),
+            ..PathAttributes::default()
+        },
+        nlri: vec![Nlri::new(ipnet::IpNet::V4(prefix))],
+        ..Update::default()
+    }
+}
+
+/// Batches are written in buffers of many messages; a batch of changes is packed by the
+/// session. Either way the peer gets every UPDATE, whole and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_arrive_whole_and_in_order() {
+    use calico_bgp::rib::{Exported, OutChange, pack};
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let a_cfg = PeerConfig {
+        passive: true,
+        ..PeerConfig::new(64512, Ipv4Addr::new(198, 18, 0, 1), 64512)
+    };
+    let b_cfg = PeerConfig::new(64512, Ipv4Addr::new(198, 18, 0, 2), 64512);
+    let mut a = spawn(a_cfg, addr).unwrap();
+    let mut b = spawn(b_cfg, addr).unwrap();
+    let a_inbound = a.inbound.clone();
+    let accept = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            if a_inbound.send(stream).is_err() {
+                return;
+            }
+        }
+    });
+    assert!(matches!(next(&mut a).await, SessionEvent::Up(_)));
+    let SessionEvent::Up(nb) = next(&mut b).await else {
+        panic!("B not up")
+    };
+
+    // Several buffers' worth (each message is about 60 octets).
+    let batch: Vec<Update> = (0..3000).map(numbered).collect();
+    b.batches_queued
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    b.commands.send(Command::SendBatch(batch.clone())).unwrap();
+    for want in &batch {
+        let SessionEvent::Update(u) = next(&mut a).await else {
+            panic!("not an UPDATE")
+        };
+        assert_eq!(&u, want);
+    }
+
+    let mut changes: Vec<OutChange> = (3000..3010)
+        .map(|i| {
+            let u = numbered(i);
+            let nh = u.attributes.next_hop.unwrap();
+            let exported = Exported {
+                attrs: PathAttributes {
+                    next_hop: None,
+                    ..u.attributes
+                },
+                next_hop: std::net::IpAddr::V4(nh),
+            };
+            OutChange::Announce(u.nlri[0].prefix, exported)
+        })
+        .collect();
+    changes.push(OutChange::Withdraw(batch[0].nlri[0].prefix));
+    let want = pack(&changes, &nb.encode).updates;
+    assert!(want.len() >= 2);
+    b.batches_queued
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    b.commands.send(Command::SendChanges(changes)).unwrap();
+    for want in &want {
+        let SessionEvent::Update(u) = next(&mut a).await else {
+            panic!("not an UPDATE")
+        };
+        assert_eq!(&u, want);
+    }
+
+    b.commands.send(Command::Shutdown).unwrap();
+    a.commands.send(Command::Shutdown).unwrap();
+    a.task.await.unwrap();
+    b.task.await.unwrap();
+    accept.abort();
+}

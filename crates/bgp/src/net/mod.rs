@@ -112,6 +112,9 @@ async fn connect(remote: SocketAddr, tcp: &TcpOptions) -> Result<TcpStream, NetI
 /// with it reading from this peer (its UPDATEs then wait in TCP, not in our memory).
 pub const EVENT_QUEUE: usize = 256;
 
+/// Most octets of a batch of UPDATEs written at once.
+const BATCH_WRITE: usize = 64 * 1024;
+
 /// The session's state as its owner can see it at any time, without an event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SessionInfo {
@@ -131,6 +134,11 @@ pub enum Command {
     /// Send these UPDATEs in order on the established session (dropped when there is none);
     /// [`SessionHandle::batches_queued`] goes down by one once they are written or dropped.
     SendBatch(Vec<Update>),
+    /// Pack these Adj-RIB-Out changes into UPDATEs for the established session
+    /// ([`crate::rib::pack`] with its negotiated context) and send them as one batch, as
+    /// [`Command::SendBatch`] does: packing and encoding then run on the session's task, beside
+    /// the RIB task rather than on it.
+    SendChanges(Vec<crate::rib::OutChange>),
     /// Ask the peer to send its routes of this family again (RFC 2918).
     RouteRefresh(Family),
     Start,
@@ -269,13 +277,21 @@ async fn run(
                     }
                 }
                 Some(Command::SendBatch(updates)) => {
-                    if let Some(id) = d.established {
-                        for u in updates {
-                            if d.send(id, Message::Update(u)).await.is_some() {
-                                // The write failed: the connection is gone.
-                                d.feed(Event::Closed { conn: id }).await;
-                                break;
-                            }
+                    if let Some(id) = d.established
+                        && let Some(closed) = d.send_batch(id, updates).await
+                    {
+                        // The write failed: the connection is gone.
+                        d.feed(closed).await;
+                    }
+                    d.batches_queued.fetch_sub(1, Ordering::Relaxed);
+                }
+                Some(Command::SendChanges(changes)) => {
+                    if let Some(id) = d.established
+                        && let Some(c) = d.conns.get(&id)
+                    {
+                        let updates = crate::rib::pack(&changes, &c.encode).updates;
+                        if let Some(closed) = d.send_batch(id, updates).await {
+                            d.feed(closed).await;
                         }
                     }
                     d.batches_queued.fetch_sub(1, Ordering::Relaxed);
@@ -486,6 +502,34 @@ impl Driver {
             Ok(()) => None,
             Err(_) => Some(Event::Closed { conn: id }),
         }
+    }
+
+    /// Writes `updates` in order, encoded into buffers of up to [`BATCH_WRITE`] octets: one
+    /// write per buffer rather than per message (a reflector sends thousands of one-prefix
+    /// UPDATEs to each client). One that cannot be encoded is reported and left out.
+    async fn send_batch(&mut self, id: ConnId, updates: Vec<Update>) -> Option<Event> {
+        let mut not_sent = Vec::new();
+        let mut closed = None;
+        if let Some(c) = self.conns.get_mut(&id) {
+            let mut buf = Vec::with_capacity(BATCH_WRITE.min(updates.len() * 64));
+            let last = updates.len();
+            for (i, u) in updates.into_iter().enumerate() {
+                if let Err(e) = wire::encode(&Message::Update(u), &c.encode, &mut buf) {
+                    not_sent.push(e);
+                }
+                if (buf.len() >= BATCH_WRITE || i + 1 == last) && !buf.is_empty() {
+                    if c.writer.write_all(&buf).await.is_err() {
+                        closed = Some(Event::Closed { conn: id });
+                        break;
+                    }
+                    buf.clear();
+                }
+            }
+        }
+        for e in not_sent {
+            self.report(SessionEvent::NotSent(e)).await;
+        }
+        closed
     }
 
     async fn act(&mut self, action: Action) -> Option<Event> {

@@ -18,12 +18,19 @@ use super::{
 };
 use crate::net::listener::{ListenerHandle, PeerTable, serve};
 use crate::net::{self, Command, SessionEvent, SessionHandle, TcpOptions};
+use crate::rib::out::ExportInterner;
 use crate::rib::{AdjRibOut, BestChange, PeerId, PeerInfo, Rib, RibConfig, Source, pack};
 use crate::session::{GracefulRestartConfig, PeerConfig, Reason};
 use crate::wire::{Context, Family, PathAttributes, Update};
 
 /// Room for session events on their way to the RIB task (shared by all sessions).
 const EVENT_QUEUE: usize = 1024;
+/// Most session events taken in one round before their changes go out: enough that a burst
+/// (a reflector's clients each announcing a route) costs one sync per peer per round instead
+/// of one per event, few enough that a round's work and memory stay small.
+const MAX_EVENTS_PER_ROUND: usize = 256;
+/// A round also ends once its events have changed this many best paths.
+const MAX_CHANGES_PER_ROUND: usize = BATCH_PREFIXES;
 /// How soon a backlog (a slow peer, a slow route reader) is looked at again.
 const BACKLOG_RETRY: Duration = Duration::from_millis(10);
 /// How long shutdown waits for each session to send its Cease.
@@ -163,6 +170,8 @@ pub(super) struct Core {
     events_tx: mpsc::Sender<(PeerId, SessionEvent)>,
     events_rx: Option<mpsc::Receiver<(PeerId, SessionEvent)>>,
     routes: mpsc::Sender<RouteChange>,
+    /// Shared by every peer's Adj-RIB-Out, so that a route sent to many peers is held once.
+    exports: ExportInterner,
     /// Best-path changes the reader has not taken yet, the latest per prefix.
     routes_pending: BTreeMap<IpNet, RouteChange>,
     /// Prefixes the reader was last told have a path from a peer.
@@ -216,6 +225,7 @@ impl Core {
             events_tx,
             events_rx: Some(events_rx),
             routes,
+            exports: ExportInterner::default(),
             routes_pending: BTreeMap::new(),
             programmed: HashSet::new(),
             deferral_deadline,
@@ -228,8 +238,17 @@ impl Core {
         let Some(mut events) = self.events_rx.take() else {
             return;
         };
+        // When a backlog is next looked at: a deadline kept across iterations, since a new
+        // sleep each time would be pushed back by every request and event (a status poll every
+        // few ms would then hold the route stream's backlog forever).
+        let mut retry_at: Option<Instant> = None;
         loop {
             let backlog = self.has_backlog();
+            if !backlog {
+                retry_at = None;
+            } else if retry_at.is_none() {
+                retry_at = Some(Instant::now() + BACKLOG_RETRY);
+            }
             let deferral = self.deferral_deadline.filter(|_| !self.initial_routes_done);
             tokio::select! {
                 request = requests.recv() => match request {
@@ -244,8 +263,11 @@ impl Core {
                         return;
                     }
                 },
-                Some((id, event)) = events.recv() => self.on_event(id, event),
-                _ = tokio::time::sleep(BACKLOG_RETRY), if backlog => self.flush_all(),
+                Some((id, event)) = events.recv() => self.on_events(id, event, &mut events),
+                _ = sleep_until(retry_at), if retry_at.is_some() => {
+                    retry_at = None;
+                    self.flush_all();
+                }
                 _ = sleep_until(deferral), if deferral.is_some() => self.finish_initial_routes(),
             }
         }
@@ -511,7 +533,7 @@ impl Core {
                 id,
                 session,
                 forwarder,
-                out: AdjRibOut::default(),
+                out: AdjRibOut::sharing(&self.exports),
                 up: None,
                 initial_sent: false,
                 pending: BTreeSet::new(),
@@ -543,12 +565,42 @@ impl Core {
         self.ending.push(peer.session.task);
     }
 
+    /// Takes `first` and whatever events are already queued behind it (bounded), applies them
+    /// all, then sends the peers and the route stream what changed, once.
+    fn on_events(
+        &mut self,
+        id: PeerId,
+        first: SessionEvent,
+        events: &mut mpsc::Receiver<(PeerId, SessionEvent)>,
+    ) {
+        let mut changes = self.apply_event(id, first);
+        for _ in 1..MAX_EVENTS_PER_ROUND {
+            if changes.len() >= MAX_CHANGES_PER_ROUND {
+                break;
+            }
+            match events.try_recv() {
+                Ok((id, event)) => changes.extend(self.apply_event(id, event)),
+                Err(_) => break,
+            }
+        }
+        self.propagate(changes);
+    }
+
+    #[cfg(test)]
     fn on_event(&mut self, id: PeerId, event: SessionEvent) {
+        let changes = self.apply_event(id, event);
+        self.propagate(changes);
+    }
+
+    /// Applies one session event to the RIB and the peer's state; the best-path changes it
+    /// made, not yet sent anywhere. Sessions that come up or refresh meanwhile are sent the
+    /// RIB as it is then, so sending the changes later gives every peer the same end state.
+    fn apply_event(&mut self, id: PeerId, event: SessionEvent) -> Vec<BestChange> {
         let Some(&address) = self.by_id.get(&id) else {
             // From a session stopped since.
-            return;
+            return Vec::new();
         };
-        let changes = match event {
+        match event {
             SessionEvent::Up(n) => {
                 self.on_up(address, id, n);
                 Vec::new()
@@ -594,8 +646,7 @@ impl Core {
                 self.note_error(address, e);
                 Vec::new()
             }
-        };
-        self.propagate(changes);
+        }
     }
 
     fn note_error(&mut self, address: IpAddr, error: String) {
@@ -802,7 +853,17 @@ fn flush_peer(rib: &Rib, peer: &mut Peer) {
         if changes.is_empty() {
             continue;
         }
-        send_batch(&peer.session, pack(&changes, &up.encode).updates);
+        // Packed and encoded by the session task: with many peers that work, once per peer,
+        // would otherwise all fall on the RIB task.
+        peer.session.batches_queued.fetch_add(1, Ordering::Relaxed);
+        if peer
+            .session
+            .commands
+            .send(Command::SendChanges(changes))
+            .is_err()
+        {
+            peer.session.batches_queued.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -872,7 +933,7 @@ mod tests {
                     task: tokio::spawn(async {}),
                 },
                 forwarder: tokio::spawn(async {}),
-                out: AdjRibOut::default(),
+                out: AdjRibOut::sharing(&core.exports),
                 up: Some(Up {
                     families: vec![Family::IPV4_UNICAST],
                     encode: Context::default(),
@@ -888,16 +949,220 @@ mod tests {
         rx
     }
 
+    /// The UPDATEs a batch command puts on the wire (the test sessions use the default
+    /// context).
+    fn sent_updates(cmd: Command) -> Option<Vec<Update>> {
+        match cmd {
+            Command::SendBatch(updates) => Some(updates),
+            Command::SendChanges(changes) => Some(pack(&changes, &Context::default()).updates),
+            _ => None,
+        }
+    }
+
     /// The prefixes announced in the batches waiting on `rx`.
     fn announced(rx: &mut mpsc::UnboundedReceiver<Command>) -> Vec<IpNet> {
         let mut out = Vec::new();
         while let Ok(cmd) = rx.try_recv() {
-            if let Command::SendBatch(updates) = cmd {
+            if let Some(updates) = sent_updates(cmd) {
                 out.extend(updates.iter().flat_map(|u| u.nlri.iter().map(|n| n.prefix)));
             }
         }
         out.sort();
         out
+    }
+
+    /// A reflector's client: `fake_peer` whose routes are reflected.
+    fn fake_client(core: &mut Core, addr: &str) -> mpsc::UnboundedReceiver<Command> {
+        let rx = fake_peer(core, addr);
+        let address = IpAddr::V4(v4(addr));
+        let peer = core.peers.get_mut(&address).expect("peer");
+        peer.settings.rr_client = true;
+        let id = peer.id;
+        let mut info = core.rib.peer(id).cloned().expect("rib peer");
+        info.rr_client = true;
+        core.rib.set_peer(id, info);
+        rx
+    }
+
+    /// What a peer holds after reading every batch waiting on `rx`, in order.
+    fn replay(
+        rx: &mut mpsc::UnboundedReceiver<Command>,
+        held: &mut BTreeMap<IpNet, PathAttributes>,
+    ) {
+        while let Ok(cmd) = rx.try_recv() {
+            if let Some(updates) = sent_updates(cmd) {
+                for u in updates {
+                    for n in &u.withdrawn {
+                        held.remove(&n.prefix);
+                    }
+                    for n in &u.nlri {
+                        held.insert(n.prefix, u.attributes.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    fn client_route(i: u32, next_hop: Ipv4Addr) -> Update {
+        Update {
+            attributes: PathAttributes {
+                origin: Some(crate::wire::Origin::Igp),
+                as_path: Some(crate::wire::AsPath::default()),
+                next_hop: Some(next_hop),
+                local_pref: Some(100),
+                ..PathAttributes::default()
+            },
+            // 10.0.i.0/26 for i below 256.
+            nlri: vec![crate::wire::Nlri::new(IpNet::V4(
+                ipnet::Ipv4Net::new(Ipv4Addr::from(0x0a00_0000 + (i << 8)), 26).expect("prefix"),
+            ))],
+            ..Update::default()
+        }
+    }
+
+    /// Clients announce, replace and withdraw routes and one session goes down; returns what
+    /// each client ends up holding, with the events taken one by one or in rounds.
+    async fn reflect(coalesced: bool) -> (Vec<BTreeMap<IpNet, PathAttributes>>, Core) {
+        let (routes, _routes) = mpsc::channel(1024);
+        let cfg = SpeakerConfig {
+            listen: None,
+            cluster_id: Some(v4("198.18.0.1")),
+            ..SpeakerConfig::new(64512, v4("198.18.0.1"))
+        };
+        let (mut core, _) = Core::new(cfg, routes).await.expect("core");
+        let addrs: Vec<String> = (2..8).map(|i| format!("198.18.0.{i}")).collect();
+        let mut rxs: Vec<_> = addrs.iter().map(|a| fake_client(&mut core, a)).collect();
+        let ids: Vec<PeerId> = addrs
+            .iter()
+            .map(|a| core.peers[&IpAddr::V4(v4(a))].id)
+            .collect();
+        let mut events: Vec<(PeerId, SessionEvent)> = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            let nh = v4(&addrs[i]);
+            events.push((*id, SessionEvent::Update(client_route(i as u32, nh))));
+            // The same prefix from two clients: one wins, then changes.
+            events.push((*id, SessionEvent::Update(client_route(100, nh))));
+        }
+        events.push((
+            ids[1],
+            SessionEvent::Withdraw(vec![crate::wire::Nlri::new(
+                "10.0.1.0/26".parse().expect("prefix"),
+            )]),
+        ));
+        events.push((
+            ids[0],
+            SessionEvent::Down {
+                reason: Reason::ConnectionClosed,
+                stale: None,
+            },
+        ));
+        if coalesced {
+            let (tx, mut rx) = mpsc::channel(events.len());
+            let mut it = events.into_iter();
+            let (id, first) = it.next().expect("an event");
+            for e in it {
+                tx.try_send(e).expect("room");
+            }
+            core.on_events(id, first, &mut rx);
+            assert!(rx.try_recv().is_err(), "every event taken in one round");
+        } else {
+            for (id, e) in events {
+                core.on_event(id, e);
+            }
+        }
+        let mut held = Vec::new();
+        for rx in &mut rxs {
+            let mut h = BTreeMap::new();
+            replay(rx, &mut h);
+            held.push(h);
+        }
+        (held, core)
+    }
+
+    #[tokio::test]
+    async fn coalesced_events_leave_every_peer_as_one_by_one_does() {
+        let (one_by_one, _) = reflect(false).await;
+        let (coalesced, core) = reflect(true).await;
+        // The client whose session went down is left out: what it was sent before is moot.
+        assert_eq!(coalesced[1..], one_by_one[1..]);
+        // A client still up holds the others' routes and the contested prefix, not its own.
+        let held = &coalesced[2];
+        assert!(held.contains_key(&"10.0.3.0/26".parse().expect("prefix")));
+        assert!(held.contains_key(&"10.0.100.0/26".parse().expect("prefix")));
+        assert!(!held.contains_key(&"10.0.2.0/26".parse().expect("prefix")));
+        assert!(!held.contains_key(&"10.0.1.0/26".parse().expect("prefix")));
+        // Every client's Adj-RIB-Out holds one shared copy of a reflected route.
+        let p: IpNet = "10.0.5.0/26".parse().expect("prefix");
+        let copies: Vec<&crate::rib::Exported> = core
+            .peers
+            .values()
+            .filter_map(|peer| peer.out.get(&p))
+            .collect();
+        assert!(copies.len() >= 4);
+        assert!(copies.iter().all(|e| std::ptr::eq(*e, copies[0])));
+    }
+
+    /// Frequent requests (a status poll) do not hold back a backlog of route changes.
+    #[tokio::test]
+    async fn the_route_stream_backlog_drains_while_status_is_polled() {
+        let (routes, mut stream) = mpsc::channel(1);
+        let cfg = SpeakerConfig {
+            listen: None,
+            cluster_id: Some(v4("198.18.0.1")),
+            ..SpeakerConfig::new(64512, v4("198.18.0.1"))
+        };
+        let (mut core, _) = Core::new(cfg, routes).await.expect("core");
+        let _a = fake_client(&mut core, "198.18.0.2");
+        let id = core.peers[&IpAddr::V4(v4("198.18.0.2"))].id;
+        for i in 0..3 {
+            core.on_event(id, SessionEvent::Update(client_route(i, v4("198.18.0.2"))));
+        }
+        let (requests, request_rx) = mpsc::channel(4);
+        let task = tokio::spawn(core.run(request_rx));
+        let mut got = 0;
+        // A poll every 2 ms, a fifth of the retry wait; bounded by polls (at least 10 s).
+        for _ in 0..5000 {
+            while stream.try_recv().is_ok() {
+                got += 1;
+            }
+            if got == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            let (done, status) = tokio::sync::oneshot::channel();
+            requests
+                .send(Request::Status(done))
+                .await
+                .expect("core running");
+            status.await.expect("status");
+        }
+        assert_eq!(got, 3, "every change came out while the status was polled");
+        drop(requests);
+        task.await.expect("core task");
+    }
+
+    #[tokio::test]
+    async fn a_round_takes_at_most_its_share_of_queued_events() {
+        let (routes, _routes) = mpsc::channel(16);
+        let cfg = SpeakerConfig {
+            listen: None,
+            ..SpeakerConfig::new(64512, v4("198.18.0.1"))
+        };
+        let (mut core, _) = Core::new(cfg, routes).await.expect("core");
+        let _a = fake_client(&mut core, "198.18.0.2");
+        let id = core.peers[&IpAddr::V4(v4("198.18.0.2"))].id;
+        let (tx, mut rx) = mpsc::channel(2 * MAX_EVENTS_PER_ROUND);
+        for i in 0..2 * MAX_EVENTS_PER_ROUND as u32 {
+            tx.try_send((id, SessionEvent::Update(client_route(i, v4("198.18.0.2")))))
+                .expect("room");
+        }
+        let (id, first) = rx.try_recv().expect("event");
+        core.on_events(id, first, &mut rx);
+        assert_eq!(
+            rx.len(),
+            MAX_EVENTS_PER_ROUND,
+            "the rest waits for the next round"
+        );
     }
 
     #[tokio::test]

@@ -10,6 +10,12 @@
 //!   [`listener`](crate::net::listener) that hands each peer's inbound connection to its task.
 //! - Session events reach the RIB task through one bounded channel (a forwarding task per
 //!   session waits for room, so a flooding peer waits in TCP and the others take turns with it).
+//!   The RIB task takes them in rounds: one event and what is already queued behind it (at
+//!   most 256 events or a batch's worth of best-path changes), applied to the RIB, then sent
+//!   on once, so a burst of many peers' small UPDATEs costs one sync per peer per round.
+//! - Every peer's Adj-RIB-Out holds what it was sent as shared, interned values: a route
+//!   reflected to thousands of clients is one allocation, not one per client. The changes for
+//!   a peer are packed into UPDATEs and encoded on its session task.
 //! - Toward a session the RIB task never waits: a peer has at most [`MAX_BATCHES_IN_FLIGHT`]
 //!   batches of UPDATEs outstanding; beyond that its changed prefixes are only noted, and sent
 //!   (as their state is then) once it has read what it was sent. A slow peer thus costs a set

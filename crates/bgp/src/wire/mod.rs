@@ -318,6 +318,16 @@ pub fn encode(msg: &Message, ctx: &Context, out: &mut Vec<u8>) -> Result<(), Enc
     result
 }
 
+/// The encoded length of an UPDATE message, or `None` when it cannot be encoded or is longer
+/// than `ctx` allows (as [`encode`] would refuse it); `scratch` is reused, so measuring
+/// neither copies the UPDATE nor allocates each time.
+pub(crate) fn update_len(u: &Update, ctx: &Context, scratch: &mut Vec<u8>) -> Option<usize> {
+    scratch.clear();
+    update::encode(u, ctx, scratch).ok()?;
+    let len = HEADER_LEN + scratch.len();
+    (len <= ctx.max_message_len()).then_some(len)
+}
+
 fn encode_at(
     msg: &Message,
     ctx: &Context,
