@@ -250,6 +250,10 @@ impl Core {
                 retry_at = Some(Instant::now() + BACKLOG_RETRY);
             }
             let deferral = self.deferral_deadline.filter(|_| !self.initial_routes_done);
+            // Woken as soon as the route reader makes room, not only at the next retry: the
+            // stream's backlog would otherwise move one channel's worth per retry interval.
+            let routes = self.routes.clone();
+            let stream_waiting = !self.routes_pending.is_empty();
             tokio::select! {
                 request = requests.recv() => match request {
                     Some(Request::Shutdown(done)) => {
@@ -268,6 +272,16 @@ impl Core {
                     retry_at = None;
                     self.flush_all();
                 }
+                permit = routes.reserve(), if stream_waiting => match permit {
+                    Ok(permit) => {
+                        if let Some((_, change)) = self.routes_pending.pop_first() {
+                            permit.send(change);
+                        }
+                        self.flush_routes();
+                    }
+                    // Nobody reads the stream: nothing to keep for it.
+                    Err(_) => self.routes_pending.clear(),
+                },
                 _ = sleep_until(deferral), if deferral.is_some() => self.finish_initial_routes(),
             }
         }
@@ -771,6 +785,11 @@ impl Core {
         for peer in self.peers.values_mut() {
             flush_peer(&self.rib, peer);
         }
+        self.flush_routes();
+    }
+
+    /// Hands the route stream what it has room for.
+    fn flush_routes(&mut self) {
         while let Some((prefix, change)) = self.routes_pending.pop_first() {
             match self.routes.try_send(change) {
                 Ok(()) => {}
