@@ -18,6 +18,28 @@ async fn next(h: &mut SessionHandle) -> SessionEvent {
     }
 }
 
+/// Session A passive on a loopback listener, session B connecting to it; the task handing A
+/// its inbound connections (abort it at the end).
+async fn pair(
+    a_cfg: PeerConfig,
+    b_cfg: PeerConfig,
+) -> (SessionHandle, SessionHandle, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // B's remote is A's listener; A is passive, so its remote address is never dialled.
+    let a = spawn(a_cfg, addr).unwrap();
+    let b = spawn(b_cfg, addr).unwrap();
+    let a_inbound = a.inbound.clone();
+    let accept = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            if a_inbound.send(stream).is_err() {
+                return;
+            }
+        }
+    });
+    (a, b, accept)
+}
+
 fn announcement(prefix: &str, asn: u32) -> Update {
     Update {
         attributes: PathAttributes {
@@ -33,26 +55,13 @@ fn announcement(prefix: &str, asn: u32) -> Update {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_speakers_establish_exchange_routes_and_stop() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-
     // A: passive, AS 4200000001 (4-octet), waits for B. B: connects to A.
     let a_cfg = PeerConfig {
         passive: true,
         ..PeerConfig::new(4_200_000_001, Ipv4Addr::new(198, 18, 0, 1), 4_200_000_002)
     };
     let b_cfg = PeerConfig::new(4_200_000_002, Ipv4Addr::new(198, 18, 0, 2), 4_200_000_001);
-    // B's remote is A's listener; A is passive, so its remote address is never dialled.
-    let mut a = spawn(a_cfg, addr).unwrap();
-    let mut b = spawn(b_cfg, addr).unwrap();
-    let a_inbound = a.inbound.clone();
-    let accept = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            if a_inbound.send(stream).is_err() {
-                return;
-            }
-        }
-    });
+    let (mut a, mut b, accept) = pair(a_cfg, b_cfg).await;
 
     let SessionEvent::Up(na) = next(&mut a).await else {
         panic!("A not up")
@@ -123,23 +132,12 @@ fn numbered(i: u32) -> Update {
 async fn batches_arrive_whole_and_in_order() {
     use calico_bgp::rib::{Exported, OutChange, pack};
 
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let a_cfg = PeerConfig {
         passive: true,
         ..PeerConfig::new(64512, Ipv4Addr::new(198, 18, 0, 1), 64512)
     };
     let b_cfg = PeerConfig::new(64512, Ipv4Addr::new(198, 18, 0, 2), 64512);
-    let mut a = spawn(a_cfg, addr).unwrap();
-    let mut b = spawn(b_cfg, addr).unwrap();
-    let a_inbound = a.inbound.clone();
-    let accept = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            if a_inbound.send(stream).is_err() {
-                return;
-            }
-        }
-    });
+    let (mut a, mut b, accept) = pair(a_cfg, b_cfg).await;
     assert!(matches!(next(&mut a).await, SessionEvent::Up(_)));
     let SessionEvent::Up(nb) = next(&mut b).await else {
         panic!("B not up")
