@@ -1,7 +1,7 @@
 //! The RIB task: owns the RIB and every peer's Adj-RIB-Out, starts and stops session tasks,
 //! and turns what sessions report and what the API asks into UPDATEs and best-path changes.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
@@ -175,7 +175,7 @@ pub(super) struct Core {
     /// Best-path changes the reader has not taken yet, the latest per prefix.
     routes_pending: BTreeMap<IpNet, RouteChange>,
     /// Prefixes the reader was last told have a path from a peer.
-    programmed: HashSet<IpNet>,
+    programmed: rustc_hash::FxHashSet<IpNet>,
     /// A restarting speaker may send its initial routes (always true when not restarting).
     initial_routes_done: bool,
     deferral_deadline: Option<Instant>,
@@ -227,7 +227,7 @@ impl Core {
             routes,
             exports: ExportInterner::default(),
             routes_pending: BTreeMap::new(),
-            programmed: HashSet::new(),
+            programmed: Default::default(),
             deferral_deadline,
             ending: Vec::new(),
         };
