@@ -189,22 +189,6 @@ fn try_established_raw(
     }
 }
 
-fn bird_peer(name: &str, local: Ipv4Addr, local_as: u32, peer: Ipv4Addr, extra: &str) -> String {
-    format!(
-        r#"protocol bgp {name} {{
-  local {local} as {local_as};
-  neighbor {peer} as {AS};
-  hold time 3;
-  connect delay time 1;
-  connect retry time 1;
-  error wait time 1, 2;
-  {extra}
-  ipv4 {{ import all; export all; }};
-}}
-"#
-    )
-}
-
 /// n1 (ours: 198.18.`net`.1 and .11) -- r (a router) -- n2 (198.18.`net + 1`.2).
 struct TwoHops {
     n1: TestNetns,
@@ -281,7 +265,7 @@ fn ebgp_two_hops_away_needs_multihop_and_uses_our_source_address() {
         &bird::config(
             them,
             &["198.19.2.0/24"],
-            &bird_peer("ours", them, 64513, source, "multihop 2; passive on;"),
+            &bird::bgp_peer("ours", them, 64513, source, "multihop 2; passive on;"),
         ),
         &[],
     );
@@ -361,7 +345,7 @@ fn malformed_messages_over_tcp_get_the_right_answer_and_other_sessions_stay_up()
         &bird::config(
             n3.addr,
             &["198.19.3.0/24"],
-            &bird_peer("ours", n3.addr, AS, n1.addr, "direct;"),
+            &bird::bgp_peer("ours", n3.addr, AS, n1.addr, "direct;"),
         ),
         &[],
     );
@@ -682,7 +666,7 @@ fn a_peer_flooding_routes_leaves_memory_bounded_and_other_sessions_up() {
         &bird::config(
             n3.addr,
             &["198.19.3.0/24"],
-            &bird_peer("ours", n3.addr, AS, n1.addr, "direct;"),
+            &bird::bgp_peer("ours", n3.addr, AS, n1.addr, "direct;"),
         ),
         &[],
     );
@@ -864,7 +848,7 @@ fn a_passive_ebgp_session_two_hops_away_answers_only_with_multihop() {
             &["198.19.2.0/24"],
             // Our answers never reach it: without a short initial hold time it would wait
             // 240 s in OpenSent on a connection we have long given up.
-            &bird_peer("ours", them, 64513, us, "multihop 2; startup hold time 3;"),
+            &bird::bgp_peer("ours", them, 64513, us, "multihop 2; startup hold time 3;"),
         ),
         &[],
     );

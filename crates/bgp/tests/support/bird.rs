@@ -90,18 +90,30 @@ protocol static {{
     )
 }
 
-/// A BIRD iBGP protocol toward `peer` (AS 64512 on both sides) with test timers and `extra`.
+/// A BIRD iBGP protocol toward a directly connected `peer` (AS 64512 on both sides) with
+/// test timers and `extra`.
 pub fn ibgp_peer(
     name: &str,
     local: std::net::Ipv4Addr,
     peer: std::net::Ipv4Addr,
     extra: &str,
 ) -> String {
+    bgp_peer(name, local, 64512, peer, &format!("direct;\n  {extra}"))
+}
+
+/// A BIRD BGP protocol from `local` in `local_as` toward `peer` in AS 64512, with test timers
+/// and `extra` (`direct;`, `multihop 2;`, `passive on;` ...).
+pub fn bgp_peer(
+    name: &str,
+    local: std::net::Ipv4Addr,
+    local_as: u32,
+    peer: std::net::Ipv4Addr,
+    extra: &str,
+) -> String {
     format!(
         r#"protocol bgp {name} {{
-  local {local} as 64512;
+  local {local} as {local_as};
   neighbor {peer} as 64512;
-  direct;
   hold time 3;
   connect delay time 1;
   connect retry time 1;
