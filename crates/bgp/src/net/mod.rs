@@ -276,25 +276,10 @@ async fn run(
                         d.send(id, Message::Update(u)).await;
                     }
                 }
-                Some(Command::SendBatch(updates)) => {
-                    if let Some(id) = d.established
-                        && let Some(closed) = d.send_batch(id, updates).await
-                    {
-                        // The write failed: the connection is gone.
-                        d.feed(closed).await;
-                    }
-                    d.batches_queued.fetch_sub(1, Ordering::Relaxed);
-                }
+                Some(Command::SendBatch(updates)) => d.send_queued(|_| updates).await,
                 Some(Command::SendChanges(changes)) => {
-                    if let Some(id) = d.established
-                        && let Some(c) = d.conns.get(&id)
-                    {
-                        let updates = crate::rib::pack(&changes, &c.encode).updates;
-                        if let Some(closed) = d.send_batch(id, updates).await {
-                            d.feed(closed).await;
-                        }
-                    }
-                    d.batches_queued.fetch_sub(1, Ordering::Relaxed);
+                    d.send_queued(|ctx| crate::rib::pack(&changes, ctx).updates)
+                        .await
                 }
                 Some(Command::RouteRefresh(family)) => {
                     if let Some(id) = d.established {
@@ -502,6 +487,21 @@ impl Driver {
             Ok(()) => None,
             Err(_) => Some(Event::Closed { conn: id }),
         }
+    }
+
+    /// One queued batch: the UPDATEs `make` builds for the established connection's encoding
+    /// context are written (dropped when there is none), and the batch leaves the count.
+    async fn send_queued(&mut self, make: impl FnOnce(&Context) -> Vec<Update>) {
+        if let Some(id) = self.established
+            && let Some(c) = self.conns.get(&id)
+        {
+            let updates = make(&c.encode);
+            if let Some(closed) = self.send_batch(id, updates).await {
+                // The write failed: the connection is gone.
+                self.feed(closed).await;
+            }
+        }
+        self.batches_queued.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Writes `updates` in order, encoded into buffers of up to [`BATCH_WRITE`] octets: one
