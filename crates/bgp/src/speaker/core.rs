@@ -31,7 +31,7 @@ const EVENT_QUEUE: usize = 1024;
 const MAX_EVENTS_PER_ROUND: usize = 256;
 /// A round also ends once its events have changed this many best paths.
 const MAX_CHANGES_PER_ROUND: usize = BATCH_PREFIXES;
-/// How soon a backlog (a slow peer, a slow route reader) is looked at again.
+/// How soon a slow peer's backlog is looked at again.
 const BACKLOG_RETRY: Duration = Duration::from_millis(10);
 /// How long shutdown waits for each session to send its Cease.
 const SESSION_STOP_WAIT: Duration = Duration::from_secs(1);
@@ -240,7 +240,7 @@ impl Core {
         };
         // When a backlog is next looked at: a deadline kept across iterations, since a new
         // sleep each time would be pushed back by every request and event (a status poll every
-        // few ms would then hold the route stream's backlog forever).
+        // few ms would then hold a slow peer's backlog back forever).
         let mut retry_at: Option<Instant> = None;
         loop {
             let backlog = self.has_backlog();
@@ -287,12 +287,12 @@ impl Core {
         }
     }
 
+    /// Peers with changes held back until they read what they were sent. (The route stream's
+    /// backlog needs no retry: `run` waits for room in the stream itself.)
     fn has_backlog(&self) -> bool {
-        !self.routes_pending.is_empty()
-            || self
-                .peers
-                .values()
-                .any(|p| p.initial_sent && !p.pending.is_empty())
+        self.peers
+            .values()
+            .any(|p| p.initial_sent && !p.pending.is_empty())
     }
 
     fn on_request(&mut self, request: Request) {
@@ -874,15 +874,7 @@ fn flush_peer(rib: &Rib, peer: &mut Peer) {
         }
         // Packed and encoded by the session task: with many peers that work, once per peer,
         // would otherwise all fall on the RIB task.
-        peer.session.batches_queued.fetch_add(1, Ordering::Relaxed);
-        if peer
-            .session
-            .commands
-            .send(Command::SendChanges(changes))
-            .is_err()
-        {
-            peer.session.batches_queued.fetch_sub(1, Ordering::Relaxed);
-        }
+        queue_batch(&peer.session, Command::SendChanges(changes));
     }
 }
 
@@ -890,8 +882,13 @@ fn send_batch(session: &SessionLink, updates: Vec<Update>) {
     if updates.is_empty() {
         return;
     }
+    queue_batch(session, Command::SendBatch(updates));
+}
+
+/// Hands the session a batch command, counted until the session has written it.
+fn queue_batch(session: &SessionLink, batch: Command) {
     session.batches_queued.fetch_add(1, Ordering::Relaxed);
-    if session.commands.send(Command::SendBatch(updates)).is_err() {
+    if session.commands.send(batch).is_err() {
         session.batches_queued.fetch_sub(1, Ordering::Relaxed);
     }
 }
