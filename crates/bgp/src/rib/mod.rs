@@ -278,11 +278,21 @@ impl Table {
 
     /// The keys of the paths `source` has, as (prefix, path id).
     fn keys_of(&self, source: Source) -> Vec<(IpNet, u32)> {
+        self.keys_where(source, |_, _| true)
+    }
+
+    /// The keys of the paths `source` has for which `keep` holds.
+    fn keys_where(
+        &self,
+        source: Source,
+        keep: impl Fn(&IpNet, &Stored) -> bool,
+    ) -> Vec<(IpNet, u32)> {
+        let keep = &keep;
         self.iter()
             .flat_map(|(prefix, d)| {
                 d.paths
                     .iter()
-                    .filter(move |p| p.source == source)
+                    .filter(move |p| p.source == source && keep(&prefix, p))
                     .map(move |p| (prefix, p.path_id))
             })
             .collect()
@@ -583,7 +593,7 @@ impl Rib {
                 changes.extend(self.remove(source, prefix, path_id).1);
                 continue;
             }
-            let change = self.modify(prefix, |paths| {
+            let (_, change) = self.modify_or_create(prefix, false, |paths| {
                 let Some(p) = paths.iter_mut().find(|p| p.is(source, path_id)) else {
                     return Outcome::Same;
                 };
@@ -609,17 +619,9 @@ impl Rib {
     /// that family go.
     pub fn sweep_stale(&mut self, peer: PeerId, family: Family) -> Vec<BestChange> {
         let source = Source::Peer(peer);
-        let stale: Vec<(IpNet, u32)> = self
-            .table
-            .iter()
-            .filter(|(prefix, _)| Nlri::new(*prefix).family() == family)
-            .flat_map(|(prefix, d)| {
-                d.paths
-                    .iter()
-                    .filter(move |p| p.source == source && p.route.stale)
-                    .map(move |p| (prefix, p.path_id))
-            })
-            .collect();
+        let stale = self.table.keys_where(source, |prefix, p| {
+            p.route.stale && Nlri::new(*prefix).family() == family
+        });
         let mut changes = Vec::new();
         for (prefix, path_id) in stale {
             changes.extend(self.remove(source, prefix, path_id).1);
@@ -748,14 +750,6 @@ impl Rib {
             c[i] = c[i].saturating_sub(1);
         }
         (removed, change)
-    }
-
-    fn modify(
-        &mut self,
-        prefix: IpNet,
-        f: impl FnOnce(&mut Paths) -> Outcome,
-    ) -> Option<BestChange> {
-        self.modify_or_create(prefix, false, f).1
     }
 
     /// Changes `prefix`'s paths with `f`, runs the decision process if anything changed, and
