@@ -267,26 +267,39 @@ fn encoded_routes(count: u32, next_hop: Ipv4Addr) -> Result<Vec<u8>> {
 }
 
 struct Conn {
-    r: OwnedReadHalf,
+    reader: MessageReader,
     w: OwnedWriteHalf,
-    buf: Vec<u8>,
 }
 
-async fn read_message(r: &mut OwnedReadHalf, buf: &mut Vec<u8>) -> Result<Option<Message>> {
-    loop {
-        match frame(buf, &ctx()) {
-            Ok(Some(len)) => {
-                let msg: Vec<u8> = buf.drain(..len).collect();
-                let decoded = decode(&msg, &ctx()).map_err(|e| anyhow!("bad message: {e}"))?;
-                return Ok(Some(decoded.message));
+/// Reads one session's messages, decoding each with our codec; the buffer is compacted once
+/// per read rather than once per message, since a client gets thousands of small UPDATEs.
+struct MessageReader {
+    r: OwnedReadHalf,
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl MessageReader {
+    async fn next(&mut self) -> Result<Option<Message>> {
+        loop {
+            match frame(&self.buf[self.start..], &ctx()) {
+                Ok(Some(len)) => {
+                    let bytes = &self.buf[self.start..self.start + len];
+                    let decoded = decode(bytes, &ctx()).map_err(|e| anyhow!("bad message: {e}"))?;
+                    self.start += len;
+                    return Ok(Some(decoded.message));
+                }
+                Ok(None) => {}
+                Err(n) => bail!("bad framing: {n:?}"),
             }
-            Ok(None) => {}
-            Err(n) => bail!("bad framing: {n:?}"),
-        }
-        let mut chunk = [0u8; 16384];
-        match r.read(&mut chunk).await {
-            Ok(0) | Err(_) => return Ok(None),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            self.buf.drain(..self.start);
+            self.start = 0;
+            // Into the spare capacity: no zeroed chunk per read.
+            self.buf.reserve(65536);
+            match self.r.read_buf(&mut self.buf).await {
+                Ok(0) | Err(_) => return Ok(None),
+                Ok(_) => {}
+            }
         }
     }
 }
@@ -301,9 +314,12 @@ async fn open_session(source: Ipv4Addr, target: SocketAddr) -> Result<Conn> {
             Ok(Ok(stream)) => {
                 let (r, w) = stream.into_split();
                 let mut c = Conn {
-                    r,
+                    reader: MessageReader {
+                        r,
+                        buf: Vec::new(),
+                        start: 0,
+                    },
                     w,
-                    buf: Vec::new(),
                 };
                 match tokio::time::timeout(Duration::from_secs(30), handshake(&mut c, source)).await
                 {
@@ -335,7 +351,7 @@ async fn handshake(c: &mut Conn, id: Ipv4Addr) -> Result<()> {
         .await?;
     let mut got_open = false;
     loop {
-        match read_message(&mut c.r, &mut c.buf).await? {
+        match c.reader.next().await? {
             Some(Message::Open(_)) => {
                 got_open = true;
                 c.w.write_all(&Message::Keepalive.to_bytes(&ctx())?).await?;
@@ -702,7 +718,7 @@ fn injector(
             let _ = ready_tx.send(Ok(Some(Instant::now())));
             let mut writers = Vec::new();
             for c in conns {
-                drain(c.r);
+                drain(c.reader.r);
                 let stream = Arc::clone(&stream);
                 let mut w = c.w;
                 writers.push(tokio::spawn(async move {
@@ -972,39 +988,6 @@ fn rr_announcement(i: usize) -> Result<Vec<u8>> {
         .context("encode a client's UPDATE")
 }
 
-/// Reads one session's messages, decoding each with our codec; the buffer is compacted once
-/// per read rather than once per message, since a client gets thousands of small UPDATEs.
-struct MessageReader {
-    r: OwnedReadHalf,
-    buf: Vec<u8>,
-    start: usize,
-}
-
-impl MessageReader {
-    async fn next(&mut self) -> Result<Option<Message>> {
-        loop {
-            match frame(&self.buf[self.start..], &ctx()) {
-                Ok(Some(len)) => {
-                    let bytes = &self.buf[self.start..self.start + len];
-                    let decoded = decode(bytes, &ctx()).map_err(|e| anyhow!("bad message: {e}"))?;
-                    self.start += len;
-                    return Ok(Some(decoded.message));
-                }
-                Ok(None) => {}
-                Err(n) => bail!("bad framing: {n:?}"),
-            }
-            self.buf.drain(..self.start);
-            self.start = 0;
-            // Into the spare capacity: no zeroed chunk per read.
-            self.buf.reserve(65536);
-            match self.r.read_buf(&mut self.buf).await {
-                Ok(0) | Err(_) => return Ok(None),
-                Ok(_) => {}
-            }
-        }
-    }
-}
-
 /// What the reflector case's injector is told to do.
 enum RrStep {
     /// Every client announces its own route.
@@ -1123,15 +1106,10 @@ fn rr_injector(lab: &Lab, clients: usize, target: Ipv4Addr) -> Result<RrInjector
             let mut writers = Vec::new();
             for (i, conn) in conns.into_iter().enumerate() {
                 writers.push(conn.w);
-                let reader = MessageReader {
-                    r: conn.r,
-                    buf: conn.buf,
-                    start: 0,
-                };
                 tokio::spawn(rr_reader(
                     i,
                     clients,
-                    reader,
+                    conn.reader,
                     Arc::clone(&c),
                     Arc::clone(&r),
                 ));
