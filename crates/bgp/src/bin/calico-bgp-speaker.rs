@@ -18,7 +18,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use calico_bgp::policy::{Filter, FilterRule, MatchOperator, RuleAction};
 use calico_bgp::rib::NextHopMode;
-use calico_bgp::speaker::{PeerSettings, PeerStatus, RouteChange, Speaker, SpeakerConfig};
+use calico_bgp::speaker::{
+    PeerSettings, PeerStatus, RouteChange, RouteStream, Speaker, SpeakerConfig,
+};
 use ipnet::IpNet;
 use serde::Deserialize;
 use serde_json::json;
@@ -225,7 +227,7 @@ fn route_json(change: RouteChange) -> serde_json::Value {
 /// stream meanwhile (it coalesces them); the other lines are few. `stopped` is told when the
 /// speaker's route stream ends.
 fn spawn_output(
-    mut routes: mpsc::Receiver<RouteChange>,
+    mut routes: RouteStream,
     stopped: oneshot::Sender<()>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let (tx, mut lines) = mpsc::unbounded_channel();

@@ -110,6 +110,9 @@ pub struct BestChange {
     pub best: Option<Path>,
     /// Distinct next hops of the equal-cost paths, best first.
     pub next_hops: Vec<IpAddr>,
+    /// Where the best path before this change came from (`None`: there was none), so that a
+    /// consumer can tell a new prefix from a changed one without keeping its own index.
+    pub previous: Option<Source>,
 }
 
 /// What the paths of one UPDATE (one family's NLRI) have in common. Paths share it, so a path
@@ -793,6 +796,7 @@ impl Rib {
             prefix,
             best: after.map(Stored::to_path),
             next_hops: next_hops(dest.chosen()).into_vec(),
+            previous: before.as_ref().map(|(old, _)| old.source),
         });
         if dest.paths.is_empty() {
             self.table.remove(&prefix);

@@ -415,7 +415,8 @@ fn announcements_and_withdrawals_move_the_best_path() {
         vec![BestChange {
             prefix: net("198.19.0.0/26"),
             best: None,
-            next_hops: vec![]
+            next_hops: vec![],
+            previous: Some(Source::Peer(1)),
         }]
     );
     assert!(r.best(&net("198.19.0.0/26")).is_none());
@@ -645,7 +646,8 @@ fn graceful_restart_stale_paths_stay_until_end_of_rib() {
         vec![BestChange {
             prefix: net("198.19.1.0/26"),
             best: None,
-            next_hops: vec![]
+            next_hops: vec![],
+            previous: Some(Source::Peer(1)),
         }]
     );
     assert!(r.best(&net("198.19.0.0/26")).is_some());
@@ -1116,6 +1118,8 @@ mod properties {
                     }
                 };
                 for c in changes {
+                    // `previous` names the source of the best path the stream showed before.
+                    prop_assert_eq!(c.previous, view.get(&c.prefix).map(|(p, _)| p.source));
                     match c.best {
                         Some(best) => {
                             prop_assert!(!c.next_hops.is_empty());

@@ -1,13 +1,14 @@
 //! The RIB task: owns the RIB and every peer's Adj-RIB-Out, starts and stops session tasks,
 //! and turns what sessions report and what the API asks into UPDATEs and best-path changes.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use rustc_hash::FxHashMap;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -143,6 +144,9 @@ struct SessionLink {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// Prefixes, each once, in the order first noted; O(1) to add and to take.
+type PrefixSet = indexmap::IndexSet<IpNet, rustc_hash::FxBuildHasher>;
+
 struct Peer {
     settings: PeerSettings,
     id: PeerId,
@@ -153,7 +157,7 @@ struct Peer {
     /// The initial table and End-of-RIB went out on this session.
     initial_sent: bool,
     /// Prefixes whose state toward this peer may have changed and is not sent yet.
-    pending: BTreeSet<IpNet>,
+    pending: PrefixSet,
     last_error: Option<String>,
 }
 
@@ -169,13 +173,12 @@ pub(super) struct Core {
     listen_socket: Option<(OwnedFd, bool)>,
     events_tx: mpsc::Sender<(PeerId, SessionEvent)>,
     events_rx: Option<mpsc::Receiver<(PeerId, SessionEvent)>>,
-    routes: mpsc::Sender<RouteChange>,
+    routes: mpsc::Sender<Vec<RouteChange>>,
     /// Shared by every peer's Adj-RIB-Out, so that a route sent to many peers is held once.
     exports: ExportInterner,
-    /// Best-path changes the reader has not taken yet, the latest per prefix.
-    routes_pending: BTreeMap<IpNet, RouteChange>,
-    /// Prefixes the reader was last told have a path from a peer.
-    programmed: rustc_hash::FxHashSet<IpNet>,
+    /// Best-path changes the stream had no room for, the latest per prefix: handed over as
+    /// one batch when it has.
+    routes_pending: FxHashMap<IpNet, RouteChange>,
     /// A restarting speaker may send its initial routes (always true when not restarting).
     initial_routes_done: bool,
     deferral_deadline: Option<Instant>,
@@ -186,7 +189,7 @@ pub(super) struct Core {
 impl Core {
     pub(super) async fn new(
         cfg: SpeakerConfig,
-        routes: mpsc::Sender<RouteChange>,
+        routes: mpsc::Sender<Vec<RouteChange>>,
     ) -> Result<(Core, Option<SocketAddr>), SpeakerError> {
         let table = PeerTable::new();
         let (listener, listen_socket, local_addr) = match cfg.listen {
@@ -226,8 +229,7 @@ impl Core {
             events_rx: Some(events_rx),
             routes,
             exports: ExportInterner::default(),
-            routes_pending: BTreeMap::new(),
-            programmed: Default::default(),
+            routes_pending: FxHashMap::default(),
             deferral_deadline,
             ending: Vec::new(),
         };
@@ -273,14 +275,9 @@ impl Core {
                     self.flush_all();
                 }
                 permit = routes.reserve(), if stream_waiting => match permit {
-                    Ok(permit) => {
-                        if let Some((_, change)) = self.routes_pending.pop_first() {
-                            permit.send(change);
-                        }
-                        self.flush_routes();
-                    }
+                    Ok(permit) => permit.send(self.take_held_routes()),
                     // Nobody reads the stream: nothing to keep for it.
-                    Err(_) => self.routes_pending.clear(),
+                    Err(_) => self.routes_pending = FxHashMap::default(),
                 },
                 _ = sleep_until(deferral), if deferral.is_some() => self.finish_initial_routes(),
             }
@@ -550,7 +547,7 @@ impl Core {
                 out: AdjRibOut::sharing(&self.exports),
                 up: None,
                 initial_sent: false,
-                pending: BTreeSet::new(),
+                pending: PrefixSet::default(),
                 last_error: None,
             },
         );
@@ -750,35 +747,67 @@ impl Core {
     }
 
     /// Passes best-path changes on: to the route stream and to every established peer.
-    fn propagate(&mut self, changes: Vec<BestChange>) {
+    fn propagate(&mut self, mut changes: Vec<BestChange>) {
         if changes.is_empty() {
             return;
-        }
-        for c in &changes {
-            let learnt = c
-                .best
-                .as_ref()
-                .is_some_and(|p| matches!(p.source, Source::Peer(_)));
-            if learnt {
-                self.programmed.insert(c.prefix);
-                self.routes_pending.insert(
-                    c.prefix,
-                    RouteChange::Best {
-                        prefix: c.prefix,
-                        next_hops: c.next_hops.clone(),
-                    },
-                );
-            } else if self.programmed.remove(&c.prefix) {
-                self.routes_pending
-                    .insert(c.prefix, RouteChange::Withdrawn { prefix: c.prefix });
-            }
         }
         for peer in self.peers.values_mut() {
             if peer.initial_sent {
                 peer.pending.extend(changes.iter().map(|c| c.prefix));
             }
         }
+        let learnt = |source: Option<Source>| matches!(source, Some(Source::Peer(_)));
+        // The stream tells the kernel about paths from peers only: our own originations are
+        // routed by whoever asked for them.
+        let round: Vec<RouteChange> = changes
+            .iter_mut()
+            .filter_map(|c| {
+                if learnt(c.best.as_ref().map(|p| p.source)) {
+                    Some(RouteChange::Best {
+                        prefix: c.prefix,
+                        next_hops: std::mem::take(&mut c.next_hops),
+                    })
+                } else if learnt(c.previous) {
+                    Some(RouteChange::Withdrawn { prefix: c.prefix })
+                } else {
+                    None
+                }
+            })
+            .collect();
+        self.send_routes(round);
         self.flush_all();
+    }
+
+    /// Sends a round's route changes as one batch, or holds them (coalesced per prefix) while
+    /// the stream is full. Changes already held go first, so a prefix's changes stay in order.
+    fn send_routes(&mut self, round: Vec<RouteChange>) {
+        if round.is_empty() {
+            return;
+        }
+        if self.routes_pending.is_empty() {
+            match self.routes.try_send(round) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(round)) => self.hold_routes(round),
+                // Nobody reads the stream: nothing to keep for it.
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        } else {
+            self.hold_routes(round);
+            self.flush_routes();
+        }
+    }
+
+    fn hold_routes(&mut self, round: Vec<RouteChange>) {
+        for change in round {
+            self.routes_pending.insert(change.prefix(), change);
+        }
+    }
+
+    /// The held changes as one batch, their memory released.
+    fn take_held_routes(&mut self) -> Vec<RouteChange> {
+        std::mem::take(&mut self.routes_pending)
+            .into_values()
+            .collect()
     }
 
     fn flush_all(&mut self) {
@@ -788,20 +817,17 @@ impl Core {
         self.flush_routes();
     }
 
-    /// Hands the route stream what it has room for.
+    /// Hands the route stream the held changes if it has room.
     fn flush_routes(&mut self) {
-        while let Some((prefix, change)) = self.routes_pending.pop_first() {
-            match self.routes.try_send(change) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(change)) => {
-                    self.routes_pending.insert(prefix, change);
-                    break;
-                }
-                // Nobody reads the stream: nothing to keep for it.
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    self.routes_pending.clear();
-                    break;
-                }
+        if self.routes_pending.is_empty() {
+            return;
+        }
+        let routes = self.routes.clone();
+        match routes.try_reserve() {
+            Ok(permit) => permit.send(self.take_held_routes()),
+            Err(mpsc::error::TrySendError::Full(())) => {}
+            Err(mpsc::error::TrySendError::Closed(())) => {
+                self.routes_pending = FxHashMap::default();
             }
         }
     }
@@ -861,7 +887,7 @@ fn flush_peer(rib: &Rib, peer: &mut Peer) {
     {
         let mut batch = Vec::with_capacity(BATCH_PREFIXES.min(peer.pending.len()));
         while batch.len() < BATCH_PREFIXES
-            && let Some(p) = peer.pending.pop_first()
+            && let Some(p) = peer.pending.pop()
         {
             // Only the families the session negotiated go on it.
             if up.families.contains(&family_of_prefix(&p)) {
@@ -958,7 +984,7 @@ mod tests {
                     end_of_rib: Vec::new(),
                 }),
                 initial_sent: true,
-                pending: BTreeSet::new(),
+                pending: PrefixSet::default(),
                 last_error: None,
             },
         );
@@ -1121,7 +1147,8 @@ mod tests {
     /// Frequent requests (a status poll) do not hold back a backlog of route changes.
     #[tokio::test]
     async fn the_route_stream_backlog_drains_while_status_is_polled() {
-        let (routes, mut stream) = mpsc::channel(1);
+        let (routes, stream) = mpsc::channel(1);
+        let mut stream = super::super::RouteStream::new(stream);
         let cfg = SpeakerConfig {
             listen: None,
             cluster_id: Some(v4("198.18.0.1")),

@@ -20,8 +20,9 @@
 //!   batches of UPDATEs outstanding; beyond that its changed prefixes are only noted, and sent
 //!   (as their state is then) once it has read what it was sent. A slow peer thus costs a set
 //!   of prefixes, bounded by the Loc-RIB, and delays nobody else.
-//! - Best-path changes go out on a bounded channel; when the reader falls behind they are
-//!   coalesced per prefix (only the latest state of each is kept) until it catches up.
+//! - Best-path changes go out on a bounded channel ([`RouteStream`]), a round's changes as one
+//!   batch; when the reader falls behind they are coalesced per prefix (only the latest state
+//!   of each is kept) and handed over as one batch when it has room again.
 //!
 //! Graceful restart (RFC 4724): as helper, a peer that restarts keeps its routes, marked
 //! stale, until its End-of-RIB or the restart time (the session and RIB already do this). As
@@ -67,7 +68,7 @@ pub struct SpeakerConfig {
     /// How long a restarting speaker waits for [`Speaker::initial_routes_done`] before sending
     /// its routes and End-of-RIB anyway.
     pub restart_deferral: Duration,
-    /// Room in the best-path change channel.
+    /// Room in the best-path change channel, in batches (a round's changes each).
     pub route_queue: usize,
 }
 
@@ -81,7 +82,7 @@ impl SpeakerConfig {
             cluster_id: None,
             restarting: false,
             restart_deferral: Duration::from_secs(60),
-            route_queue: 1024,
+            route_queue: 16,
         }
     }
 }
@@ -166,6 +167,59 @@ impl RouteChange {
     }
 }
 
+/// The best-path changes, in the order they were made for each prefix. They travel in
+/// batches (a channel operation per batch, not per prefix); `recv` hands them out one at a
+/// time, `recv_batch` as they came.
+pub struct RouteStream {
+    batches: mpsc::Receiver<Vec<RouteChange>>,
+    /// The rest of the batch `recv` is handing out.
+    current: std::vec::IntoIter<RouteChange>,
+}
+
+impl RouteStream {
+    pub(crate) fn new(batches: mpsc::Receiver<Vec<RouteChange>>) -> RouteStream {
+        RouteStream {
+            batches,
+            current: Vec::new().into_iter(),
+        }
+    }
+
+    /// The next change; `None` once the speaker has stopped. Cancel-safe (for `select!`).
+    pub async fn recv(&mut self) -> Option<RouteChange> {
+        loop {
+            if let Some(change) = self.current.next() {
+                return Some(change);
+            }
+            self.current = self.batches.recv().await?.into_iter();
+        }
+    }
+
+    /// The next change if one is waiting.
+    pub fn try_recv(&mut self) -> Result<RouteChange, mpsc::error::TryRecvError> {
+        loop {
+            if let Some(change) = self.current.next() {
+                return Ok(change);
+            }
+            self.current = self.batches.try_recv()?.into_iter();
+        }
+    }
+
+    /// The changes not handed out yet of the current batch, or the next batch (never empty);
+    /// `None` once the speaker has stopped. Cancel-safe.
+    pub async fn recv_batch(&mut self) -> Option<Vec<RouteChange>> {
+        let rest: Vec<RouteChange> = std::mem::take(&mut self.current).collect();
+        if !rest.is_empty() {
+            return Some(rest);
+        }
+        loop {
+            let batch = self.batches.recv().await?;
+            if !batch.is_empty() {
+                return Some(batch);
+            }
+        }
+    }
+}
+
 /// One peer's state, for `calicoctl node status` and readiness.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerStatus {
@@ -244,11 +298,10 @@ pub struct Speaker {
 impl Speaker {
     /// Starts the speaker on the current tokio runtime. Returns it and the stream of best-path
     /// changes (which must be read, or changes coalesce until it is).
-    pub async fn start(
-        config: SpeakerConfig,
-    ) -> Result<(Speaker, mpsc::Receiver<RouteChange>), SpeakerError> {
+    pub async fn start(config: SpeakerConfig) -> Result<(Speaker, RouteStream), SpeakerError> {
         let (requests, request_rx) = mpsc::channel(256);
         let (route_tx, routes) = mpsc::channel(config.route_queue.max(1));
+        let routes = RouteStream::new(routes);
         let (core, local_addr) = core::Core::new(config, route_tx).await?;
         let task = tokio::spawn(core.run(request_rx));
         Ok((

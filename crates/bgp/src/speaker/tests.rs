@@ -5,7 +5,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use tokio::sync::mpsc;
 
 use super::core::{restart_needed, session_config};
 use super::*;
@@ -96,7 +95,7 @@ fn ttl_is_one_toward_ebgp_peers_unless_multihop() {
 const WAIT: Duration = Duration::from_secs(15);
 
 /// A speaker of ours listening on `addr`:0 (iBGP AS 64512, router id `addr`).
-async fn loopback_speaker(addr: &str) -> (Speaker, mpsc::Receiver<RouteChange>, u16) {
+async fn loopback_speaker(addr: &str) -> (Speaker, RouteStream, u16) {
     let ip = v4(addr);
     let cfg = SpeakerConfig {
         listen: Some(SocketAddr::from((ip, 0))),
@@ -149,7 +148,7 @@ async fn until_status(
 }
 
 /// The next change on `routes` for `prefix` (others are skipped).
-async fn next_change(routes: &mut mpsc::Receiver<RouteChange>, prefix: &str) -> RouteChange {
+async fn next_change(routes: &mut RouteStream, prefix: &str) -> RouteChange {
     let prefix = net(prefix);
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
