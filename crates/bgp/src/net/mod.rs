@@ -110,7 +110,7 @@ async fn connect(remote: SocketAddr, tcp: &TcpOptions) -> Result<TcpStream, NetI
 
 /// How many session events may wait for the owner; beyond that the session task waits, and
 /// with it reading from this peer (its UPDATEs then wait in TCP, not in our memory).
-pub const EVENT_QUEUE: usize = 256;
+pub const EVENT_QUEUE: usize = 16;
 
 /// Most octets of a batch of UPDATEs written at once.
 const BATCH_WRITE: usize = 64 * 1024;

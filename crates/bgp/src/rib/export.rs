@@ -62,6 +62,22 @@ pub fn export(
     {
         return None;
     }
+    // iBGP split horizon, relaxed for route reflection: a client's routes go to everyone, a
+    // non-client's only to clients (RFC 4456 §6). Decided before anything is copied: with
+    // many iBGP peers most exports end here.
+    let reflected = match from {
+        Some(from) if to.ibgp && from.ibgp => {
+            if !from.rr_client && !to.rr_client {
+                return None;
+            }
+            // The receiver would drop it anyway (RFC 4456 §8).
+            if best.attrs.originator_id == Some(to.router_id) {
+                return None;
+            }
+            Some(from)
+        }
+        _ => None,
+    };
     let mut attrs = (*best.attrs).clone();
     let mut next_hop = best.next_hop;
     let ours = |to: &PeerInfo| -> Option<IpAddr> {
@@ -71,16 +87,7 @@ pub fn export(
         }
     };
     if to.ibgp {
-        if let Some(from) = from.filter(|f| f.ibgp) {
-            // iBGP split horizon, relaxed for route reflection: a client's routes go to
-            // everyone, a non-client's only to clients (RFC 4456 §6).
-            if !from.rr_client && !to.rr_client {
-                return None;
-            }
-            // The receiver would drop it anyway (RFC 4456 §8).
-            if attrs.originator_id == Some(to.router_id) {
-                return None;
-            }
+        if let Some(from) = reflected {
             attrs.originator_id.get_or_insert(from.router_id);
             attrs.cluster_list.insert(0, cfg.cluster_id());
         }

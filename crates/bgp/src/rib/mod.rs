@@ -115,10 +115,11 @@ pub struct BestChange {
     pub previous: Option<Source>,
 }
 
-/// What the paths of one UPDATE (one family's NLRI) have in common. Paths share it, so a path
-/// costs the RIB a pointer, its source and its path id.
+/// What the paths of one UPDATE (one family's NLRI) have in common, its sender included.
+/// Paths share it, so a path costs the RIB a pointer and its path id (16 bytes).
 #[derive(Debug, PartialEq, Eq)]
 struct Route {
+    source: Source,
     attrs: Arc<PathAttributes>,
     next_hop: IpAddr,
     /// Kept through a peer's graceful restart, awaiting its End-of-RIB.
@@ -129,24 +130,26 @@ struct Route {
 #[derive(Clone, Debug)]
 struct Stored {
     route: Arc<Route>,
-    source: Source,
     path_id: u32,
 }
 
+// The room one path takes; the memory figures depend on it.
+const _: () = assert!(std::mem::size_of::<Stored>() == 16);
+
 impl Stored {
     fn is(&self, source: Source, path_id: u32) -> bool {
-        self.source == source && self.path_id == path_id
+        self.route.source == source && self.path_id == path_id
     }
 
     /// The same path: same key, same attributes, next hop and staleness.
     fn same(&self, other: &Stored) -> bool {
-        self.is(other.source, other.path_id)
+        self.is(other.route.source, other.path_id)
             && (Arc::ptr_eq(&self.route, &other.route) || self.route == other.route)
     }
 
     fn to_path(&self) -> Path {
         Path {
-            source: self.source,
+            source: self.route.source,
             path_id: self.path_id,
             attrs: Arc::clone(&self.route.attrs),
             next_hop: self.route.next_hop,
@@ -157,7 +160,7 @@ impl Stored {
 
 impl PathView for Stored {
     fn source(&self) -> Source {
-        self.source
+        self.route.source
     }
     fn path_id(&self) -> u32 {
         self.path_id
@@ -199,7 +202,7 @@ impl Dest {
 
     /// Runs the decision process and puts the chosen paths first.
     fn choose(&mut self, peers: &BTreeMap<PeerId, PeerInfo>) {
-        let usable = |p: &Stored| match p.source {
+        let usable = |p: &Stored| match p.route.source {
             Source::Local => true,
             Source::Peer(id) => peers.contains_key(&id),
         };
@@ -212,16 +215,31 @@ impl Dest {
             self.chosen = 0;
             return;
         };
-        let mut ordered: Paths = SmallVec::with_capacity(self.paths.len());
-        ordered.extend(selection.multipath.iter().map(|&i| self.paths[i].clone()));
-        ordered.extend(
-            self.paths
-                .drain(..)
-                .enumerate()
-                .filter_map(|(i, p)| (!selection.multipath.contains(&i)).then_some(p)),
-        );
+        // The new order: the chosen paths, then the others as they were.
+        let mut order: SmallVec<[usize; 16]> = SmallVec::with_capacity(self.paths.len());
+        order.extend_from_slice(&selection.multipath);
+        order.extend((0..self.paths.len()).filter(|i| !selection.multipath.contains(i)));
+        reorder(&mut self.paths, &mut order);
         self.chosen = selection.multipath.len() as u32;
-        self.paths = ordered;
+    }
+}
+
+/// Rearranges `items` in place so that `items[i]` becomes what was at `order[i]` (`order` a
+/// permutation, used up as a scratch mark), following each cycle with swaps: no copy of the
+/// paths and no allocation for the common few.
+fn reorder<T>(items: &mut [T], order: &mut [usize]) {
+    const DONE: usize = usize::MAX;
+    for start in 0..items.len() {
+        let mut at = start;
+        while order[at] != DONE {
+            let from = order[at];
+            order[at] = DONE;
+            if from == start {
+                break;
+            }
+            items.swap(at, from);
+            at = from;
+        }
     }
 }
 
@@ -295,7 +313,7 @@ impl Table {
             .flat_map(|(prefix, d)| {
                 d.paths
                     .iter()
-                    .filter(move |p| p.source == source && keep(&prefix, p))
+                    .filter(move |p| p.route.source == source && keep(&prefix, p))
                     .map(move |p| (prefix, p.path_id))
             })
             .collect()
@@ -493,6 +511,7 @@ impl Rib {
         let attrs = Arc::new(attrs);
         let route = |next_hop: IpAddr| {
             Arc::new(Route {
+                source: Source::Peer(peer),
                 attrs: Arc::clone(&attrs),
                 next_hop,
                 stale: false,
@@ -554,7 +573,6 @@ impl Rib {
             nlri.prefix,
             Stored {
                 route: Arc::clone(route),
-                source: Source::Peer(peer),
                 path_id,
             },
         )
@@ -605,6 +623,7 @@ impl Rib {
                 }
                 let stale = stale_of.entry(Arc::as_ptr(&p.route)).or_insert_with(|| {
                     Arc::new(Route {
+                        source,
                         attrs: Arc::clone(&p.route.attrs),
                         next_hop: p.route.next_hop,
                         stale: true,
@@ -644,11 +663,11 @@ impl Rib {
         attrs.as_path.get_or_insert_with(Default::default);
         let path = Stored {
             route: Arc::new(Route {
+                source: Source::Local,
                 attrs: Arc::new(attrs),
                 next_hop,
                 stale: false,
             }),
-            source: Source::Local,
             path_id: 0,
         };
         self.insert(prefix, path).into_iter().collect()
@@ -708,7 +727,10 @@ impl Rib {
     /// Adds `path`, or replaces the one with its key.
     fn insert(&mut self, prefix: IpNet, path: Stored) -> Option<BestChange> {
         let (outcome, change) = self.modify_or_create(prefix, true, |paths| {
-            match paths.iter_mut().find(|p| p.is(path.source, path.path_id)) {
+            match paths
+                .iter_mut()
+                .find(|p| p.is(path.route.source, path.path_id))
+            {
                 Some(old) if old.same(&path) => Outcome::Same,
                 Some(old) => {
                     *old = path.clone();
@@ -721,7 +743,7 @@ impl Rib {
             }
         });
         if outcome == Outcome::Added
-            && let Source::Peer(peer) = path.source
+            && let Source::Peer(peer) = path.route.source
         {
             self.counts.entry(peer).or_default()[usize::from(prefix.addr().is_ipv6())] += 1;
         }
@@ -796,7 +818,7 @@ impl Rib {
             prefix,
             best: after.map(Stored::to_path),
             next_hops: next_hops(dest.chosen()).into_vec(),
-            previous: before.as_ref().map(|(old, _)| old.source),
+            previous: before.as_ref().map(|(old, _)| old.route.source),
         });
         if dest.paths.is_empty() {
             self.table.remove(&prefix);

@@ -1078,6 +1078,22 @@ mod properties {
     }
 
     proptest! {
+        /// The in-place reorder of a prefix's paths moves every item where the order says.
+        #[test]
+        fn reorder_puts_each_item_where_the_order_says(
+            order in (1usize..40).prop_flat_map(|n| Just((0..n).collect::<Vec<usize>>()).prop_shuffle())
+        ) {
+            let items: Vec<String> = (0..order.len()).map(|i| format!("path {i}")).collect();
+            let mut moved = items.clone();
+            let mut scratch = order.clone();
+            reorder(&mut moved, &mut scratch);
+            for (i, &from) in order.iter().enumerate() {
+                prop_assert_eq!(&moved[i], &items[from]);
+            }
+        }
+    }
+
+    proptest! {
         #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
 
         /// After any sequence of operations the RIB holds exactly the paths a plain model

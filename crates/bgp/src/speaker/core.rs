@@ -25,7 +25,7 @@ use crate::session::{GracefulRestartConfig, PeerConfig, Reason};
 use crate::wire::{Context, Family, PathAttributes, Update};
 
 /// Room for session events on their way to the RIB task (shared by all sessions).
-const EVENT_QUEUE: usize = 1024;
+const EVENT_QUEUE: usize = MAX_EVENTS_PER_ROUND;
 /// Most session events taken in one round before their changes go out: enough that a burst
 /// (a reflector's clients each announcing a route) costs one sync per peer per round instead
 /// of one per event, few enough that a round's work and memory stay small.
