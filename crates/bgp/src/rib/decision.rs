@@ -27,7 +27,14 @@ struct Candidate<'a, P> {
     index: usize,
     path: &'a P,
     peer: Option<&'a PeerInfo>,
+    /// The rules before MED, in order, computed once: lowest wins.
+    rank: Rank,
 }
+
+/// Our own originations first, then fresh over stale (graceful restart), higher LOCAL_PREF,
+/// shorter AS_PATH, lower ORIGIN. Comparing these tuples is the same as eliminating by each
+/// rule in turn, since each later rule only decides among the survivors of the earlier ones.
+type Rank = (bool, bool, std::cmp::Reverse<u32>, usize, Origin);
 
 impl<P: PathView> Candidate<'_, P> {
     fn local_pref(&self) -> u32 {
@@ -74,11 +81,25 @@ impl<P: PathView> Candidate<'_, P> {
 /// inline-or-heap check on every access costs more than the one allocation.)
 type Candidates<'a, P> = Vec<Candidate<'a, P>>;
 
-/// Keeps the candidates whose `key` is the minimum.
-fn keep_min<P: PathView, K: Ord>(c: &mut Candidates<'_, P>, key: impl Fn(&Candidate<'_, P>) -> K) {
-    if let Some(min) = c.iter().map(&key).min() {
-        c.retain(|x| key(x) == min);
-    }
+fn candidate<'a, P: PathView>(
+    index: usize,
+    path: &'a P,
+    peer: Option<&'a PeerInfo>,
+) -> Candidate<'a, P> {
+    let mut c = Candidate {
+        index,
+        path,
+        peer,
+        rank: (false, false, std::cmp::Reverse(0), 0, Origin::Igp),
+    };
+    c.rank = (
+        peer.is_some(),
+        path.stale(),
+        std::cmp::Reverse(c.local_pref()),
+        c.as_path_len(),
+        c.origin(),
+    );
+    c
 }
 
 /// Chooses among `paths` (all for one prefix). Paths from peers unknown to `peers` are not
@@ -88,30 +109,14 @@ pub fn select<P: PathView>(paths: &[P], peers: &BTreeMap<PeerId, PeerInfo>) -> O
         .iter()
         .enumerate()
         .filter_map(|(index, path)| match path.source() {
-            Source::Local => Some(Candidate {
-                index,
-                path,
-                peer: None,
-            }),
-            Source::Peer(id) => peers.get(&id).map(|peer| Candidate {
-                index,
-                path,
-                peer: Some(peer),
-            }),
+            Source::Local => Some(candidate(index, path, None)),
+            Source::Peer(id) => peers
+                .get(&id)
+                .map(|peer| candidate(index, path, Some(peer))),
         })
         .collect();
-    if c.is_empty() {
-        return None;
-    }
-    // Our own originations come first.
-    if c.iter().any(|x| x.peer.is_none()) {
-        c.retain(|x| x.peer.is_none());
-    }
-    // Stale paths (graceful restart) lose to fresh ones.
-    keep_min(&mut c, |x| x.path.stale());
-    keep_min(&mut c, |x| std::cmp::Reverse(x.local_pref()));
-    keep_min(&mut c, |x| x.as_path_len());
-    keep_min(&mut c, |x| x.origin());
+    let best_rank = c.iter().map(|x| x.rank).min()?;
+    c.retain(|x| x.rank == best_rank);
     // MED: within each neighbouring AS, only the lowest survives.
     // (Few neighbour ASes per prefix: a small list beats a map.)
     let mut lowest: SmallVec<[(Option<u32>, u32); 4]> = SmallVec::new();
@@ -133,7 +138,7 @@ pub fn select<P: PathView>(paths: &[P], peers: &BTreeMap<PeerId, PeerInfo>) -> O
     }
     // (No IGP metric to compare: next hops are directly connected or equal.) What is left is
     // the equal-cost set; the tie-breakers below only choose the best among it.
-    let mut ordered: SmallVec<[&Candidate<'_, P>; 8]> = c.iter().collect();
+    let mut ordered: SmallVec<[&Candidate<'_, P>; 16]> = c.iter().collect();
     ordered.sort_by_key(|x| {
         (
             x.router_id(),
