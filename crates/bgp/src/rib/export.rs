@@ -33,6 +33,13 @@ pub struct Exported {
     pub next_hop: IpAddr,
 }
 
+/// iBGP split horizon, relaxed for route reflection: a client's routes go to everyone, a
+/// non-client's only to clients (RFC 4456 §6). A path from `from` (`None`: our own) is kept
+/// from `to` when this holds, whatever its attributes.
+pub(super) fn split_horizon(from: Option<&PeerInfo>, to: &PeerInfo) -> bool {
+    from.is_some_and(|from| to.ibgp && from.ibgp && !from.rr_client && !to.rr_client)
+}
+
 /// What `to` (peer `to_id`) is sent for `best`, the chosen path to `prefix`, or `None` when it
 /// gets nothing (and so must be sent a withdrawal if it had something). `peers` resolves the
 /// path's source.
@@ -50,6 +57,9 @@ pub fn export(
         Source::Peer(id) if id == to_id => return None,
         Source::Peer(id) => Some(peers.get(&id)?),
     };
+    if split_horizon(from, to) {
+        return None;
+    }
     if !to.export.accepts(prefix, true) {
         return None;
     }
@@ -62,14 +72,8 @@ pub fn export(
     {
         return None;
     }
-    // iBGP split horizon, relaxed for route reflection: a client's routes go to everyone, a
-    // non-client's only to clients (RFC 4456 §6). Decided before anything is copied: with
-    // many iBGP peers most exports end here.
     let reflected = match from {
         Some(from) if to.ibgp && from.ibgp => {
-            if !from.rr_client && !to.rr_client {
-                return None;
-            }
             // The receiver would drop it anyway (RFC 4456 §8).
             if best.attrs.originator_id == Some(to.router_id) {
                 return None;

@@ -680,6 +680,24 @@ impl Rib {
             .collect()
     }
 
+    /// Whether a best path from `source` (`None`: no best path) might be sent to peer `to_id`:
+    /// `false` only when `export` would certainly send nothing (no path, or the peer's own,
+    /// or held back by iBGP split horizon), decided without looking the prefix up. A peer that
+    /// holds nothing for a prefix needs no sync for changes this rules out.
+    pub fn may_export(&self, to_id: PeerId, source: Option<Source>) -> bool {
+        let Some(to) = self.peers.get(&to_id) else {
+            return false;
+        };
+        match source {
+            None => false,
+            Some(Source::Local) => true,
+            Some(Source::Peer(id)) if id == to_id => false,
+            Some(Source::Peer(id)) => {
+                !export::split_horizon(self.peers.get(&id), to)
+            }
+        }
+    }
+
     /// What peer `to_id` should have for `prefix` now.
     pub fn exported(&self, to_id: PeerId, prefix: &IpNet) -> Option<Exported> {
         let to = self.peers.get(&to_id)?;

@@ -1078,6 +1078,51 @@ mod properties {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// `may_export`'s shortcut never hides a route `export` would send: whenever it says
+        /// no, the peer is sent nothing.
+        #[test]
+        fn may_export_says_no_only_when_nothing_is_sent(
+            roles in prop::collection::vec((any::<bool>(), any::<bool>()), 4),
+            from in 0u8..4,
+            to in 1u8..4,
+            originator in prop::option::of(1u8..4),
+            a in small_attrs(),
+        ) {
+            let mut r = Rib::new(RibConfig {
+                local_as: LOCAL_AS,
+                router_id: ROUTER_ID,
+                cluster_id: Some(ROUTER_ID),
+            });
+            for (n, (ibgp, rr_client)) in roles.iter().enumerate().skip(1) {
+                let n = n as u8;
+                let mut info = peer(n, if *ibgp { LOCAL_AS } else { 65000 + u32::from(n) });
+                info.rr_client = *rr_client && *ibgp;
+                r.set_peer(PeerId::from(n), info);
+            }
+            let prefix = net("198.19.0.0/26");
+            let mut a = a;
+            a.originator_id = originator.map(|n| Ipv4Addr::new(198, 18, 2, n));
+            if from == 0 {
+                r.originate(prefix, a, ip("198.18.0.1"));
+            } else {
+                let nlri = Nlri::new(prefix);
+                r.apply_update(PeerId::from(from), &Update {
+                    attributes: PathAttributes { next_hop: Some(Ipv4Addr::new(198, 18, 1, from)), ..a },
+                    nlri: vec![nlri],
+                    ..Update::default()
+                });
+            }
+            let best = r.best(&prefix);
+            let to = PeerId::from(to);
+            if !r.may_export(to, best.as_ref().map(|p| p.source)) {
+                prop_assert!(r.exported(to, &prefix).is_none());
+            }
+        }
+    }
+
+    proptest! {
         /// The in-place reorder of a prefix's paths moves every item where the order says.
         #[test]
         fn reorder_puts_each_item_where_the_order_says(

@@ -752,9 +752,22 @@ impl Core {
             return;
         }
         for peer in self.peers.values_mut() {
-            if peer.initial_sent {
-                peer.pending.extend(changes.iter().map(|c| c.prefix));
+            if !peer.initial_sent {
+                continue;
             }
+            // A change the peer can get nothing from, for a prefix it holds nothing for, needs
+            // no sync: with many iBGP peers (split horizon) that is most of them.
+            let rib = &self.rib;
+            let (out, id) = (&peer.out, peer.id);
+            peer.pending.extend(
+                changes
+                    .iter()
+                    .filter(|c| {
+                        out.get(&c.prefix).is_some()
+                            || rib.may_export(id, c.best.as_ref().map(|p| p.source))
+                    })
+                    .map(|c| c.prefix),
+            );
         }
         let learnt = |source: Option<Source>| matches!(source, Some(Source::Peer(_)));
         // The stream tells the kernel about paths from peers only: our own originations are
