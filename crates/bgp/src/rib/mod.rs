@@ -103,13 +103,16 @@ impl PathView for Path {
     }
 }
 
+/// Equal-cost next hops, held inline for the usual one or two (no allocation per change).
+pub type NextHops = SmallVec<[IpAddr; 2]>;
+
 /// A prefix whose best path or equal-cost next hops changed; `best: None` means it is gone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BestChange {
     pub prefix: IpNet,
     pub best: Option<Path>,
     /// Distinct next hops of the equal-cost paths, best first.
-    pub next_hops: Vec<IpAddr>,
+    pub next_hops: NextHops,
     /// Where the best path before this change came from (`None`: there was none), so that a
     /// consumer can tell a new prefix from a changed one without keeping its own index.
     pub previous: Option<Source>,
@@ -185,8 +188,8 @@ struct Dest {
 }
 
 /// Distinct next hops of `paths`, in order.
-fn next_hops(paths: &[Stored]) -> SmallVec<[IpAddr; 2]> {
-    let mut hops: SmallVec<[IpAddr; 2]> = SmallVec::new();
+fn next_hops(paths: &[Stored]) -> NextHops {
+    let mut hops = NextHops::new();
     for p in paths {
         if !hops.contains(&p.route.next_hop) {
             hops.push(p.route.next_hop);
@@ -812,7 +815,7 @@ impl Rib {
             return (Outcome::Same, None);
         };
         // What was chosen, kept before `f` may replace or drop it.
-        let before: Option<(Stored, SmallVec<[IpAddr; 2]>)> = dest
+        let before: Option<(Stored, NextHops)> = dest
             .chosen()
             .first()
             .map(|best| (best.clone(), next_hops(dest.chosen())));
@@ -825,17 +828,16 @@ impl Rib {
         }
         dest.choose(&self.peers);
         let after = dest.chosen().first();
+        let after_hops = next_hops(dest.chosen());
         let changed = match (&before, after) {
             (None, None) => false,
-            (Some((old, old_hops)), Some(new)) => {
-                !old.same(new) || *old_hops != next_hops(dest.chosen())
-            }
+            (Some((old, old_hops)), Some(new)) => !old.same(new) || *old_hops != after_hops,
             _ => true,
         };
         let change = changed.then(|| BestChange {
             prefix,
             best: after.map(Stored::to_path),
-            next_hops: next_hops(dest.chosen()).into_vec(),
+            next_hops: after_hops,
             previous: before.as_ref().map(|(old, _)| old.route.source),
         });
         if dest.paths.is_empty() {

@@ -389,7 +389,7 @@ fn announcements_and_withdrawals_move_the_best_path() {
     r.set_peer(2, peer(2, LOCAL_AS));
     let c = r.apply_update(1, &announce(&["198.19.0.0/26"], attrs(&[]), "198.18.1.1"));
     assert_eq!(c.len(), 1);
-    assert_eq!(c[0].next_hops, vec![ip("198.18.1.1")]);
+    assert_eq!(c[0].next_hops.as_slice(), [ip("198.18.1.1")]);
     // A better path (higher LOCAL_PREF) from peer 2 takes over.
     let better = PathAttributes {
         local_pref: Some(200),
@@ -415,7 +415,7 @@ fn announcements_and_withdrawals_move_the_best_path() {
         vec![BestChange {
             prefix: net("198.19.0.0/26"),
             best: None,
-            next_hops: vec![],
+            next_hops: smallvec::smallvec![],
             previous: Some(Source::Peer(1)),
         }]
     );
@@ -575,7 +575,7 @@ fn ecmp_next_hops_are_reported_once_each() {
         2,
         &announce(&["198.19.0.0/26"], attrs(&[65002]), "198.18.1.2"),
     );
-    assert_eq!(c[0].next_hops, vec![ip("198.18.1.1"), ip("198.18.1.2")]);
+    assert_eq!(c[0].next_hops.as_slice(), [ip("198.18.1.1"), ip("198.18.1.2")]);
     // Peer 3 uses the same next hop as peer 2: one next hop, and no change to report.
     let c = r.apply_update(
         3,
@@ -646,7 +646,7 @@ fn graceful_restart_stale_paths_stay_until_end_of_rib() {
         vec![BestChange {
             prefix: net("198.19.1.0/26"),
             best: None,
-            next_hops: vec![],
+            next_hops: smallvec::smallvec![],
             previous: Some(Source::Peer(1)),
         }]
     );
@@ -1185,7 +1185,7 @@ mod properties {
                         Some(best) => {
                             prop_assert!(!c.next_hops.is_empty());
                             prop_assert_eq!(c.next_hops[0], best.next_hop);
-                            view.insert(c.prefix, (best, c.next_hops));
+                            view.insert(c.prefix, (best, c.next_hops.into_vec()));
                         }
                         None => {
                             prop_assert!(view.remove(&c.prefix).is_some(), "withdrawal of an unknown prefix");

@@ -45,6 +45,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::policy::Filter;
+pub use crate::rib::NextHops;
 use crate::rib::NextHopMode;
 use crate::session::{ConfigError, State};
 
@@ -153,7 +154,7 @@ pub enum RouteChange {
     /// The best path is from a peer; these are the equal-cost next hops, best first.
     Best {
         prefix: IpNet,
-        next_hops: Vec<IpAddr>,
+        next_hops: NextHops,
     },
     /// No path from a peer any more (none at all, or our own origination won).
     Withdrawn { prefix: IpNet },

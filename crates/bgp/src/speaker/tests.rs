@@ -183,7 +183,7 @@ async fn routes_filters_and_refresh_between_two_speakers() {
         next_change(&mut b_routes, "198.19.1.0/24").await,
         RouteChange::Best {
             prefix: net("198.19.1.0/24"),
-            next_hops: vec![IpAddr::V4(v4("127.0.0.11"))],
+            next_hops: smallvec::smallvec![IpAddr::V4(v4("127.0.0.11"))],
         }
     );
     let st = until_status(&b, "127.0.0.11", "b counts the route", |s| s.accepted == 1).await;
@@ -534,7 +534,7 @@ async fn ipv6_sessions_carry_ipv6_routes() {
         next_change(&mut b_routes, "2001:2:0:71::/64").await,
         RouteChange::Best {
             prefix: net("2001:2:0:71::/64"),
-            next_hops: vec![lo],
+            next_hops: smallvec::smallvec![lo],
         }
     );
     let st = status_of(&b, "::1").await;
@@ -631,7 +631,7 @@ async fn next_hop_self_toward_a_reflection_client() {
         next_change(&mut c_routes, "198.19.91.0/24").await,
         RouteChange::Best {
             prefix: net("198.19.91.0/24"),
-            next_hops: vec![IpAddr::V4(v4("127.0.0.91"))],
+            next_hops: smallvec::smallvec![IpAddr::V4(v4("127.0.0.91"))],
         }
     );
     // Next hop self: b's own address, without a session restart.
@@ -642,7 +642,7 @@ async fn next_hop_self_toward_a_reflection_client() {
         next_change(&mut c_routes, "198.19.91.0/24").await,
         RouteChange::Best {
             prefix: net("198.19.91.0/24"),
-            next_hops: vec![IpAddr::V4(v4("127.0.0.92"))],
+            next_hops: smallvec::smallvec![IpAddr::V4(v4("127.0.0.92"))],
         }
     );
     assert_eq!(status_of(&b, "127.0.0.93").await.since, since);
@@ -682,7 +682,7 @@ async fn making_a_peer_a_client_reflects_its_routes_to_the_others() {
         next_change(&mut c_routes, "198.19.101.0/24").await,
         RouteChange::Best {
             prefix: net("198.19.101.0/24"),
-            next_hops: vec![IpAddr::V4(v4("127.0.0.101"))],
+            next_hops: smallvec::smallvec![IpAddr::V4(v4("127.0.0.101"))],
         }
     );
     for s in [a, b, c] {
