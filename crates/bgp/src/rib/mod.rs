@@ -695,9 +695,7 @@ impl Rib {
             None => false,
             Some(Source::Local) => true,
             Some(Source::Peer(id)) if id == to_id => false,
-            Some(Source::Peer(id)) => {
-                !export::split_horizon(self.peers.get(&id), to)
-            }
+            Some(Source::Peer(id)) => !export::split_horizon(self.peers.get(&id), to),
         }
     }
 

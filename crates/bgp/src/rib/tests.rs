@@ -575,7 +575,10 @@ fn ecmp_next_hops_are_reported_once_each() {
         2,
         &announce(&["198.19.0.0/26"], attrs(&[65002]), "198.18.1.2"),
     );
-    assert_eq!(c[0].next_hops.as_slice(), [ip("198.18.1.1"), ip("198.18.1.2")]);
+    assert_eq!(
+        c[0].next_hops.as_slice(),
+        [ip("198.18.1.1"), ip("198.18.1.2")]
+    );
     // Peer 3 uses the same next hop as peer 2: one next hop, and no change to report.
     let c = r.apply_update(
         3,

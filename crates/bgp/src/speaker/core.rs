@@ -32,6 +32,9 @@ const EVENT_QUEUE: usize = MAX_EVENTS_PER_ROUND;
 const MAX_EVENTS_PER_ROUND: usize = 256;
 /// A round also ends once its events have changed this many best paths.
 const MAX_CHANGES_PER_ROUND: usize = BATCH_PREFIXES;
+/// Events of one session queued for the RIB task at most. A flooding peer's UPDATEs then wait
+/// in its TCP socket, not decoded in our memory, while other sessions keep their turns.
+const EVENTS_IN_FLIGHT_PER_PEER: usize = 8;
 /// How soon a slow peer's backlog is looked at again.
 const BACKLOG_RETRY: Duration = Duration::from_millis(10);
 /// How long shutdown waits for each session to send its Cease.
@@ -152,6 +155,9 @@ struct Peer {
     id: PeerId,
     session: SessionLink,
     forwarder: tokio::task::JoinHandle<()>,
+    /// The forwarder's room for this session's events in the RIB task's queue: it takes a
+    /// permit per event, the RIB task gives it back once the event is applied.
+    credit: std::sync::Arc<tokio::sync::Semaphore>,
     out: AdjRibOut,
     up: Option<Up>,
     /// The initial table and End-of-RIB went out on this session.
@@ -488,7 +494,7 @@ impl Core {
         }
         let ibgp = cfg.is_ibgp();
         let SessionHandle {
-            mut events,
+            events,
             commands,
             inbound,
             task,
@@ -507,14 +513,13 @@ impl Core {
         if self.listener.is_some() {
             self.table.insert(address, inbound);
         }
-        let to_core = self.events_tx.clone();
-        let forwarder = tokio::spawn(async move {
-            while let Some(event) = events.recv().await {
-                if to_core.send((id, event)).await.is_err() {
-                    return;
-                }
-            }
-        });
+        let credit = std::sync::Arc::new(tokio::sync::Semaphore::new(EVENTS_IN_FLIGHT_PER_PEER));
+        let forwarder = tokio::spawn(forward(
+            id,
+            events,
+            self.events_tx.clone(),
+            std::sync::Arc::clone(&credit),
+        ));
         let (self_v4, self_v6) = match settings.local_address {
             Some(IpAddr::V4(a)) => (Some(a), None),
             Some(IpAddr::V6(a)) => (None, Some(a)),
@@ -544,6 +549,7 @@ impl Core {
                 id,
                 session,
                 forwarder,
+                credit,
                 out: AdjRibOut::sharing(&self.exports),
                 up: None,
                 initial_sent: false,
@@ -611,6 +617,9 @@ impl Core {
             // From a session stopped since.
             return Vec::new();
         };
+        if let Some(peer) = self.peers.get(&address).filter(|p| p.id == id) {
+            peer.credit.add_permits(1);
+        }
         match event {
             SessionEvent::Up(n) => {
                 self.on_up(address, id, n);
@@ -917,6 +926,25 @@ fn flush_peer(rib: &Rib, peer: &mut Peer) {
     }
 }
 
+/// Moves a session's events into the RIB task's queue, each once `credit` has room for it (the
+/// RIB task gives the permit back when it has applied the event).
+async fn forward(
+    id: PeerId,
+    mut events: mpsc::Receiver<SessionEvent>,
+    to_core: mpsc::Sender<(PeerId, SessionEvent)>,
+    credit: std::sync::Arc<tokio::sync::Semaphore>,
+) {
+    while let Some(event) = events.recv().await {
+        match credit.acquire().await {
+            Ok(permit) => permit.forget(),
+            Err(_) => return,
+        }
+        if to_core.send((id, event)).await.is_err() {
+            return;
+        }
+    }
+}
+
 fn send_batch(session: &SessionLink, updates: Vec<Update>) {
     if updates.is_empty() {
         return;
@@ -988,6 +1016,7 @@ mod tests {
                     task: tokio::spawn(async {}),
                 },
                 forwarder: tokio::spawn(async {}),
+                credit: std::sync::Arc::new(tokio::sync::Semaphore::new(EVENTS_IN_FLIGHT_PER_PEER)),
                 out: AdjRibOut::sharing(&core.exports),
                 up: Some(Up {
                     families: vec![Family::IPV4_UNICAST],
@@ -1195,6 +1224,45 @@ mod tests {
         assert_eq!(got, 3, "every change came out while the status was polled");
         drop(requests);
         task.await.expect("core task");
+    }
+
+    /// A flooding session gets no more than its share of the RIB task's queue: the rest of
+    /// its UPDATEs wait (in TCP, for a real session) until the RIB task has applied some.
+    #[tokio::test]
+    async fn a_session_has_at_most_its_credit_of_events_queued() {
+        let (session_tx, session_rx) = mpsc::channel(64);
+        let (to_core, mut core_rx) = mpsc::channel(64);
+        let credit = std::sync::Arc::new(tokio::sync::Semaphore::new(EVENTS_IN_FLIGHT_PER_PEER));
+        for i in 0..20 {
+            session_tx
+                .try_send(SessionEvent::Update(client_route(i, v4("198.18.0.2"))))
+                .expect("room");
+        }
+        let task = tokio::spawn(forward(
+            7,
+            session_rx,
+            to_core,
+            std::sync::Arc::clone(&credit),
+        ));
+        let settle = || async {
+            for _ in 0..100 {
+                tokio::task::yield_now().await;
+            }
+        };
+        settle().await;
+        assert_eq!(core_rx.len(), EVENTS_IN_FLIGHT_PER_PEER);
+        // The RIB task applies two: two more come.
+        for _ in 0..2 {
+            let (id, _) = core_rx.try_recv().expect("an event");
+            assert_eq!(id, 7);
+            credit.add_permits(1);
+        }
+        settle().await;
+        assert_eq!(core_rx.len(), EVENTS_IN_FLIGHT_PER_PEER);
+        // Of the 20: 10 passed on, one in the forwarder's hand waiting for credit, the rest
+        // still in the session's queue.
+        assert_eq!(session_tx.capacity(), 64 - (20 - 10 - 1));
+        task.abort();
     }
 
     #[tokio::test]

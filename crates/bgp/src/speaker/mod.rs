@@ -45,8 +45,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::policy::Filter;
-pub use crate::rib::NextHops;
 use crate::rib::NextHopMode;
+pub use crate::rib::NextHops;
 use crate::session::{ConfigError, State};
 
 /// Most UPDATE batches a session may have queued and not yet written.
@@ -152,10 +152,7 @@ impl PeerSettings {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RouteChange {
     /// The best path is from a peer; these are the equal-cost next hops, best first.
-    Best {
-        prefix: IpNet,
-        next_hops: NextHops,
-    },
+    Best { prefix: IpNet, next_hops: NextHops },
     /// No path from a peer any more (none at all, or our own origination won).
     Withdrawn { prefix: IpNet },
 }
