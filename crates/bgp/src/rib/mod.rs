@@ -178,9 +178,23 @@ impl PathView for Stored {
 
 type Paths = SmallVec<[Stored; 1]>;
 
-/// One prefix's paths. Most prefixes have one path, held inline.
+/// One prefix's paths. Most prefixes have one path, held inline: a table entry is then the
+/// key and 24 bytes.
 #[derive(Clone, Debug, Default)]
-struct Dest {
+enum Dest {
+    /// No path (only while being filled or emptied: empty prefixes leave the table).
+    #[default]
+    Empty,
+    /// The only path, and chosen (a lone path that is not usable is held as `Many`).
+    One(Stored),
+    Many(Box<Many>),
+}
+
+// The room one prefix takes in the table beside its key; the memory figures depend on it.
+const _: () = assert!(std::mem::size_of::<Dest>() == 24);
+
+#[derive(Clone, Debug)]
+struct Many {
     /// The chosen paths come first, in order: the best, then the rest of its equal-cost set.
     paths: Paths,
     /// How many of `paths` are chosen (0: none is usable).
@@ -199,8 +213,43 @@ fn next_hops(paths: &[Stored]) -> NextHops {
 }
 
 impl Dest {
+    fn paths(&self) -> &[Stored] {
+        match self {
+            Dest::Empty => &[],
+            Dest::One(p) => std::slice::from_ref(p),
+            Dest::Many(m) => &m.paths,
+        }
+    }
+
     fn chosen(&self) -> &[Stored] {
-        &self.paths[..self.chosen as usize]
+        match self {
+            Dest::Empty => &[],
+            Dest::One(p) => std::slice::from_ref(p),
+            Dest::Many(m) => &m.paths[..m.chosen as usize],
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.paths().is_empty()
+    }
+
+    /// Changes the paths with `f`, in place when there are several (no allocation), and
+    /// keeps the variant matching their number. The decision is left to `choose`.
+    fn modify(&mut self, f: impl FnOnce(&mut Paths) -> Outcome) -> Outcome {
+        if let Dest::Many(m) = self {
+            return f(&mut m.paths);
+        }
+        let mut paths: Paths = match std::mem::take(self) {
+            Dest::One(p) => smallvec::smallvec![p],
+            _ => Paths::new(),
+        };
+        let outcome = f(&mut paths);
+        *self = match paths.len() {
+            0 => Dest::Empty,
+            1 => Dest::One(paths.remove(0)),
+            _ => Dest::Many(Box::new(Many { paths, chosen: 0 })),
+        };
+        outcome
     }
 
     /// Runs the decision process and puts the chosen paths first.
@@ -209,21 +258,37 @@ impl Dest {
             Source::Local => true,
             Source::Peer(id) => peers.contains_key(&id),
         };
-        // One path (the common case) needs no comparison.
-        if self.paths.len() == 1 {
-            self.chosen = u32::from(usable(&self.paths[0]));
-            return;
+        match self {
+            Dest::Empty => {}
+            // One path (the common case) needs no comparison.
+            Dest::One(p) => {
+                if !usable(p) {
+                    let p = p.clone();
+                    *self = Dest::Many(Box::new(Many {
+                        paths: smallvec::smallvec![p],
+                        chosen: 0,
+                    }));
+                }
+            }
+            Dest::Many(m) if m.paths.len() <= 1 => {
+                m.chosen = 0;
+                if let Some(p) = m.paths.first().filter(|p| usable(p)) {
+                    *self = Dest::One(p.clone());
+                }
+            }
+            Dest::Many(m) => {
+                let Some(selection) = select(&m.paths, peers) else {
+                    m.chosen = 0;
+                    return;
+                };
+                // The new order: the chosen paths, then the others as they were.
+                let mut order: SmallVec<[usize; 16]> = SmallVec::with_capacity(m.paths.len());
+                order.extend_from_slice(&selection.multipath);
+                order.extend((0..m.paths.len()).filter(|i| !selection.multipath.contains(i)));
+                reorder(&mut m.paths, &mut order);
+                m.chosen = selection.multipath.len() as u32;
+            }
         }
-        let Some(selection) = select(&self.paths, peers) else {
-            self.chosen = 0;
-            return;
-        };
-        // The new order: the chosen paths, then the others as they were.
-        let mut order: SmallVec<[usize; 16]> = SmallVec::with_capacity(self.paths.len());
-        order.extend_from_slice(&selection.multipath);
-        order.extend((0..self.paths.len()).filter(|i| !selection.multipath.contains(i)));
-        reorder(&mut self.paths, &mut order);
-        self.chosen = selection.multipath.len() as u32;
     }
 }
 
@@ -314,7 +379,7 @@ impl Table {
         let keep = &keep;
         self.iter()
             .flat_map(|(prefix, d)| {
-                d.paths
+                d.paths()
                     .iter()
                     .filter(move |p| p.route.source == source && keep(&prefix, p))
                     .map(move |p| (prefix, p.path_id))
@@ -448,15 +513,15 @@ impl Rib {
     pub fn best_prefixes(&self) -> impl Iterator<Item = IpNet> + '_ {
         self.table
             .iter()
-            .filter(|(_, d)| d.chosen > 0)
+            .filter(|(_, d)| !d.chosen().is_empty())
             .map(|(k, _)| k)
     }
 
     /// Paths (all sources) for `prefix`.
     pub fn paths(&self, prefix: &IpNet) -> Vec<Path> {
-        self.table
-            .get(prefix)
-            .map_or_else(Vec::new, |d| d.paths.iter().map(Stored::to_path).collect())
+        self.table.get(prefix).map_or_else(Vec::new, |d| {
+            d.paths().iter().map(Stored::to_path).collect()
+        })
     }
 
     /// Number of paths of `family` `peer` has in the Adj-RIB-In.
@@ -817,9 +882,9 @@ impl Rib {
             .chosen()
             .first()
             .map(|best| (best.clone(), next_hops(dest.chosen())));
-        let outcome = f(&mut dest.paths);
+        let outcome = dest.modify(f);
         if outcome == Outcome::Same {
-            if dest.paths.is_empty() {
+            if dest.is_empty() {
                 self.table.remove(&prefix);
             }
             return (outcome, None);
@@ -838,7 +903,7 @@ impl Rib {
             next_hops: after_hops,
             previous: before.as_ref().map(|(old, _)| old.route.source),
         });
-        if dest.paths.is_empty() {
+        if dest.is_empty() {
             self.table.remove(&prefix);
         }
         (outcome, change)
