@@ -20,8 +20,11 @@ pub const DEFAULT_LOCAL_PREF: u32 = 100;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Selection {
     pub best: usize,
-    pub multipath: Vec<usize>,
+    pub multipath: Multipath,
 }
+
+/// Indices of the equal-cost set, best first (inline for the usual few).
+pub type Multipath = SmallVec<[usize; 4]>;
 
 struct Candidate<'a, P> {
     index: usize,
@@ -105,18 +108,35 @@ fn candidate<'a, P: PathView>(
 /// Chooses among `paths` (all for one prefix). Paths from peers unknown to `peers` are not
 /// candidates. `None` when nothing is usable.
 pub fn select<P: PathView>(paths: &[P], peers: &BTreeMap<PeerId, PeerInfo>) -> Option<Selection> {
-    let mut c: Candidates<'_, P> = paths
-        .iter()
-        .enumerate()
-        .filter_map(|(index, path)| match path.source() {
-            Source::Local => Some(candidate(index, path, None)),
-            Source::Peer(id) => peers
-                .get(&id)
-                .map(|peer| candidate(index, path, Some(peer))),
-        })
-        .collect();
-    let best_rank = c.iter().map(|x| x.rank).min()?;
-    c.retain(|x| x.rank == best_rank);
+    // The rules before MED in one pass: only the candidates of the best rank are kept.
+    let mut c: Candidates<'_, P> = Vec::new();
+    for (index, path) in paths.iter().enumerate() {
+        let peer = match path.source() {
+            Source::Local => None,
+            Source::Peer(id) => match peers.get(&id) {
+                Some(peer) => Some(peer),
+                None => continue,
+            },
+        };
+        let x = candidate(index, path, peer);
+        match c.first().map(|first| x.rank.cmp(&first.rank)) {
+            Some(std::cmp::Ordering::Greater) => {}
+            Some(std::cmp::Ordering::Equal) => c.push(x),
+            _ => {
+                c.clear();
+                c.push(x);
+            }
+        }
+    }
+    if let [only] = c.as_slice() {
+        return Some(Selection {
+            best: only.index,
+            multipath: smallvec::smallvec![only.index],
+        });
+    }
+    if c.is_empty() {
+        return None;
+    }
     // MED: within each neighbouring AS, only the lowest survives.
     // (Few neighbour ASes per prefix: a small list beats a map.)
     let mut lowest: SmallVec<[(Option<u32>, u32); 4]> = SmallVec::new();
@@ -138,17 +158,21 @@ pub fn select<P: PathView>(paths: &[P], peers: &BTreeMap<PeerId, PeerInfo>) -> O
     }
     // (No IGP metric to compare: next hops are directly connected or equal.) What is left is
     // the equal-cost set; the tie-breakers below only choose the best among it.
-    let mut ordered: SmallVec<[&Candidate<'_, P>; 16]> = c.iter().collect();
-    ordered.sort_by_key(|x| {
-        (
-            x.router_id(),
-            x.cluster_len(),
-            x.peer.map(|p| p.address),
-            x.path.path_id(),
-            x.index,
-        )
-    });
-    let multipath: Vec<usize> = ordered.iter().map(|x| x.index).collect();
+    // Each key computed once; no two are equal (the index is last).
+    let mut ordered: SmallVec<[_; 16]> = c
+        .iter()
+        .map(|x| {
+            (
+                x.router_id(),
+                x.cluster_len(),
+                x.peer.map(|p| p.address),
+                x.path.path_id(),
+                x.index,
+            )
+        })
+        .collect();
+    ordered.sort_unstable();
+    let multipath: Multipath = ordered.iter().map(|key| key.4).collect();
     Some(Selection {
         best: multipath[0],
         multipath,

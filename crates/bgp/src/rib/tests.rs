@@ -249,7 +249,7 @@ fn ebgp_wins_over_ibgp() {
         s,
         Selection {
             best: 1,
-            multipath: vec![1]
+            multipath: smallvec::smallvec![1]
         },
         "the iBGP path is not even a multipath"
     );
@@ -339,7 +339,7 @@ fn equal_ebgp_paths_form_the_multipath_set() {
         s,
         Selection {
             best: 1,
-            multipath: vec![1, 0]
+            multipath: smallvec::smallvec![1, 0]
         }
     );
 }
