@@ -1,5 +1,6 @@
 //! Decision-process microbenchmark: µs per prefix for the RIB ingesting paths from several
-//! peers, and for `select` alone over a prefix's candidates. Runs in a few seconds:
+//! peers (paths that differ, then ten equal-cost paths per prefix as in the ingest
+//! benchmark), and for `select` alone over a prefix's candidates. Runs in a few seconds:
 //! `cargo bench -p calico-bgp --bench decision`.
 
 use std::collections::BTreeMap;
@@ -137,4 +138,55 @@ fn main() {
         s.as_secs_f64() * 1e6 / f64::from(rounds)
     );
     black_box(changes);
+    ingest_equal_cost();
+}
+
+/// Ten iBGP peers announce the same prefixes with the same attributes (each its own next
+/// hop): every prefix ends with ten equal-cost paths, the case of the speaker's 10-peer
+/// ingest benchmark.
+fn ingest_equal_cost() {
+    const EQUAL_PEERS: u32 = 10;
+    let mut rib = Rib::new(RibConfig {
+        local_as: 64512,
+        router_id: Ipv4Addr::new(198, 18, 0, 1),
+        cluster_id: None,
+    });
+    for n in 1..=EQUAL_PEERS {
+        rib.set_peer(n, peer(n));
+    }
+    let all: Vec<Nlri> = (0..PREFIXES).map(|i| Nlri::new(prefix(i))).collect();
+    let updates: Vec<(u32, Update)> = all
+        .chunks(PER_UPDATE)
+        .flat_map(|chunk| {
+            (1..=EQUAL_PEERS).map(move |n| {
+                let attributes = PathAttributes {
+                    origin: Some(Origin::Igp),
+                    as_path: Some(AsPath::default()),
+                    next_hop: Some(Ipv4Addr::from(0xc612_0100 + n)),
+                    local_pref: Some(100),
+                    ..PathAttributes::default()
+                };
+                (
+                    n,
+                    Update {
+                        attributes,
+                        nlri: chunk.to_vec(),
+                        ..Update::default()
+                    },
+                )
+            })
+        })
+        .collect();
+    let start = Instant::now();
+    let mut changes = 0usize;
+    for (n, u) in &updates {
+        changes += rib.apply_update(*n, u).len();
+    }
+    let took = start.elapsed();
+    let paths = f64::from(PREFIXES * EQUAL_PEERS);
+    println!(
+        "ingest, {EQUAL_PEERS} equal-cost paths per prefix: {PREFIXES} prefixes x {EQUAL_PEERS} peers in {:.3} s: {:.3} µs per path; {changes} best-path changes",
+        took.as_secs_f64(),
+        took.as_secs_f64() * 1e6 / paths,
+    );
 }

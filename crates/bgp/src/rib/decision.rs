@@ -78,6 +78,17 @@ impl<P: PathView> Candidate<'_, P> {
     fn cluster_len(&self) -> usize {
         self.path.attrs().cluster_list.len()
     }
+    /// The tie-breakers among the equal-cost set (the paths' order there), the path's position
+    /// among the prefix's paths aside: lower router id (or ORIGINATOR_ID), shorter
+    /// CLUSTER_LIST, lower peer address, lower path id.
+    fn tie_break(&self) -> (u32, usize, Option<std::net::IpAddr>, u32) {
+        (
+            self.router_id(),
+            self.cluster_len(),
+            self.peer.map(|p| p.address),
+            self.path.path_id(),
+        )
+    }
 }
 
 /// The candidates still in the running. (A `SmallVec` here measured twice as slow: its
@@ -159,22 +170,78 @@ pub fn select<P: PathView>(paths: &[P], peers: &BTreeMap<PeerId, PeerInfo>) -> O
     // (No IGP metric to compare: next hops are directly connected or equal.) What is left is
     // the equal-cost set; the tie-breakers below only choose the best among it.
     // Each key computed once; no two are equal (the index is last).
-    let mut ordered: SmallVec<[_; 16]> = c
-        .iter()
-        .map(|x| {
-            (
-                x.router_id(),
-                x.cluster_len(),
-                x.peer.map(|p| p.address),
-                x.path.path_id(),
-                x.index,
-            )
-        })
-        .collect();
+    let mut ordered: SmallVec<[_; 16]> = c.iter().map(|x| (x.tie_break(), x.index)).collect();
     ordered.sort_unstable();
-    let multipath: Multipath = ordered.iter().map(|key| key.4).collect();
+    let multipath: Multipath = ordered.iter().map(|key| key.1).collect();
     Some(Selection {
         best: multipath[0],
         multipath,
     })
+}
+
+/// Where a path just added to a prefix goes, when that follows from the current equal-cost
+/// set alone (the common cases of a route arriving from one more peer), so that the full
+/// decision over every path is not needed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// It is not chosen; the chosen paths stay.
+    NotChosen,
+    /// It alone is chosen: it beats every path before MED is looked at.
+    SoleBest,
+    /// It joins the equal-cost set at this position.
+    JoinsAt(usize),
+}
+
+/// Places `new`, a path added (not replacing one) to a prefix whose chosen paths are
+/// `chosen` (non-empty, in order, as [`select`] chose them over all the prefix's paths).
+/// `None`: only a full decision can tell.
+///
+/// Why this agrees with [`select`] over all paths: a path ranked worse before MED is
+/// eliminated first and changes nothing; one ranked better survives alone. One ranked the
+/// same, from the same neighbouring AS with the same MED and of the same eBGP/iBGP kind as
+/// the best, survives every elimination without changing what the others are compared
+/// against (the lowest rank, each AS's lowest MED, whether an eBGP path is left), so the
+/// other paths keep their fate and it only takes its place by the tie-breakers.
+pub fn place_new<P: PathView>(
+    new: &P,
+    chosen: &[P],
+    peers: &BTreeMap<PeerId, PeerInfo>,
+) -> Option<Placement> {
+    fn as_candidate<'a, P: PathView>(
+        path: &'a P,
+        peers: &'a BTreeMap<PeerId, PeerInfo>,
+    ) -> Option<Candidate<'a, P>> {
+        match path.source() {
+            Source::Local => Some(candidate(0, path, None)),
+            Source::Peer(id) => peers.get(&id).map(|peer| candidate(0, path, Some(peer))),
+        }
+    }
+    let as_candidate = |path| as_candidate(path, peers);
+    let Some(new) = as_candidate(new) else {
+        // From an unknown peer: never a candidate.
+        return Some(Placement::NotChosen);
+    };
+    let best = as_candidate(chosen.first()?)?;
+    match new.rank.cmp(&best.rank) {
+        std::cmp::Ordering::Greater => Some(Placement::NotChosen),
+        std::cmp::Ordering::Less => Some(Placement::SoleBest),
+        std::cmp::Ordering::Equal => {
+            if new.neighbour_as() != best.neighbour_as()
+                || new.med() != best.med()
+                || new.ebgp() != best.ebgp()
+            {
+                return None;
+            }
+            // The new path comes last in the paths, so it loses an exact tie.
+            let key = new.tie_break();
+            let mut at = 0;
+            for path in chosen {
+                if as_candidate(path)?.tie_break() > key {
+                    break;
+                }
+                at += 1;
+            }
+            Some(Placement::JoinsAt(at))
+        }
+    }
 }

@@ -17,7 +17,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
-pub use decision::{DEFAULT_LOCAL_PREF, Selection, select};
+pub use decision::{DEFAULT_LOCAL_PREF, Placement, Selection, place_new, select};
 pub use export::{Exported, NO_ADVERTISE, NO_EXPORT, NO_EXPORT_SUBCONFED, NextHopMode, export};
 pub use out::{AdjRibOut, OutChange, Packed, pack};
 
@@ -234,22 +234,48 @@ impl Dest {
     }
 
     /// Changes the paths with `f`, in place when there are several (no allocation), and
-    /// keeps the variant matching their number. The decision is left to `choose`.
+    /// keeps the variant matching their number. `f` may replace or remove paths in place, or
+    /// add one at the end; the decision is left to `choose` or `choose_added`.
     fn modify(&mut self, f: impl FnOnce(&mut Paths) -> Outcome) -> Outcome {
         if let Dest::Many(m) = self {
             return f(&mut m.paths);
         }
-        let mut paths: Paths = match std::mem::take(self) {
-            Dest::One(p) => smallvec::smallvec![p],
-            _ => Paths::new(),
+        let (mut paths, chosen): (Paths, u32) = match std::mem::take(self) {
+            Dest::One(p) => (smallvec::smallvec![p], 1),
+            _ => (Paths::new(), 0),
         };
         let outcome = f(&mut paths);
         *self = match paths.len() {
             0 => Dest::Empty,
             1 => Dest::One(paths.remove(0)),
-            _ => Dest::Many(Box::new(Many { paths, chosen: 0 })),
+            // The lone path (chosen) stays first; one was added after it.
+            _ => Dest::Many(Box::new(Many { paths, chosen })),
         };
         outcome
+    }
+
+    /// After `modify` added one path (the last): places it by the current equal-cost set
+    /// where that tells (see [`place_new`]), else runs the whole decision.
+    fn choose_added(&mut self, peers: &BTreeMap<PeerId, PeerInfo>) {
+        let placement = match self {
+            Dest::Many(m) if m.chosen > 0 && m.paths.len() >= 2 => {
+                let (before, added) = m.paths.split_at(m.paths.len() - 1);
+                place_new(&added[0], &before[..m.chosen as usize], peers)
+            }
+            _ => None,
+        };
+        match (placement, self) {
+            (Some(Placement::NotChosen), _) => {}
+            (Some(Placement::SoleBest), Dest::Many(m)) => {
+                m.paths.rotate_right(1);
+                m.chosen = 1;
+            }
+            (Some(Placement::JoinsAt(at)), Dest::Many(m)) => {
+                m.paths[at..].rotate_right(1);
+                m.chosen += 1;
+            }
+            (_, dest) => dest.choose(peers),
+        }
     }
 
     /// Runs the decision process and puts the chosen paths first.
@@ -889,7 +915,11 @@ impl Rib {
             }
             return (outcome, None);
         }
-        dest.choose(&self.peers);
+        if outcome == Outcome::Added {
+            dest.choose_added(&self.peers);
+        } else {
+            dest.choose(&self.peers);
+        }
         let after = dest.chosen().first();
         let after_hops = next_hops(dest.chosen());
         let changed = match (&before, after) {

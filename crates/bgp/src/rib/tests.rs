@@ -963,6 +963,47 @@ mod properties {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+        /// Paths added one at a time, each placed by `place_new` where it can be, leave the
+        /// same chosen paths in the same order as the full decision over all of them.
+        #[test]
+        fn placing_added_paths_agrees_with_the_full_decision(
+            paths in prop::collection::vec(candidate(), 1..10),
+        ) {
+            let peers = test_peers();
+            let mut dest = Dest::default();
+            let mut seen = std::collections::HashSet::new();
+            for p in paths {
+                if !seen.insert((p.source, p.path_id)) {
+                    continue;
+                }
+                let stored = Stored {
+                    route: Arc::new(Route {
+                        source: p.source,
+                        attrs: Arc::clone(&p.attrs),
+                        next_hop: p.next_hop,
+                        stale: p.stale,
+                    }),
+                    path_id: p.path_id,
+                };
+                dest.modify(|paths| {
+                    paths.push(stored);
+                    Outcome::Added
+                });
+                dest.choose_added(&peers);
+                let all = dest.paths();
+                let expected: Vec<(Source, u32)> = select(all, &peers)
+                    .map(|s| s.multipath.iter().map(|&i| (all[i].route.source, all[i].path_id)).collect())
+                    .unwrap_or_default();
+                let got: Vec<(Source, u32)> =
+                    dest.chosen().iter().map(|p| (p.route.source, p.path_id)).collect();
+                prop_assert_eq!(got, expected);
+            }
+        }
+    }
+
+    proptest! {
         #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
         #[test]
