@@ -166,7 +166,7 @@ async fn batches_arrive_whole_and_in_order() {
                 },
                 next_hop: std::net::IpAddr::V4(nh),
             };
-            OutChange::Announce(u.nlri[0].prefix, exported)
+            OutChange::Announce(u.nlri[0].prefix, std::sync::Arc::new(exported))
         })
         .collect();
     changes.push(OutChange::Withdraw(batch[0].nlri[0].prefix));

@@ -1,7 +1,7 @@
 //! Adj-RIB-Out: what each peer was last sent, so that only changes go out, and the packing of
 //! those changes into UPDATE messages that fit the session's maximum message size.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
@@ -13,7 +13,8 @@ use crate::wire::{Context, Family, MpReach, MpUnreach, NextHop, Nlri, PathAttrib
 /// One prefix's change toward a peer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OutChange {
-    Announce(IpNet, Exported),
+    /// The shared (interned) export: equal exports are the same allocation.
+    Announce(IpNet, Arc<Exported>),
     Withdraw(IpNet),
 }
 
@@ -27,7 +28,7 @@ pub struct ExportInterner {
 
 #[derive(Debug, Default)]
 struct Interned {
-    set: HashSet<Arc<Exported>>,
+    set: FxHashSet<Arc<Exported>>,
     /// Entries after the last sweep: the next one comes when the set has doubled since, so
     /// sweeping costs O(1) per insert and the set holds at most twice what is in use.
     after_sweep: usize,
@@ -72,7 +73,7 @@ impl ExportInterner {
 /// What one peer was last sent.
 #[derive(Clone, Debug, Default)]
 pub struct AdjRibOut {
-    sent: HashMap<IpNet, Arc<Exported>>,
+    sent: FxHashMap<IpNet, Arc<Exported>>,
     interner: ExportInterner,
 }
 
@@ -80,7 +81,7 @@ impl AdjRibOut {
     /// An Adj-RIB-Out whose exports are shared with every other one made with `interner`.
     pub fn sharing(interner: &ExportInterner) -> Self {
         AdjRibOut {
-            sent: HashMap::new(),
+            sent: FxHashMap::default(),
             interner: interner.clone(),
         }
     }
@@ -92,8 +93,9 @@ impl AdjRibOut {
                 if self.sent.get(&prefix).is_some_and(|old| **old == e) {
                     return None;
                 }
-                self.sent.insert(prefix, self.interner.intern(&e));
-                Some(OutChange::Announce(prefix, e))
+                let shared = self.interner.intern(&e);
+                self.sent.insert(prefix, Arc::clone(&shared));
+                Some(OutChange::Announce(prefix, shared))
             }
             None => self
                 .sent
@@ -113,7 +115,7 @@ impl AdjRibOut {
             .sent
             .iter()
             .filter(|(p, _)| Nlri::new(**p).family() == family)
-            .map(|(p, e)| OutChange::Announce(*p, Exported::clone(e)))
+            .map(|(p, e)| OutChange::Announce(*p, Arc::clone(e)))
             .collect();
         v.sort_by_key(|c| match c {
             OutChange::Announce(p, _) | OutChange::Withdraw(p) => *p,
@@ -171,13 +173,16 @@ pub fn pack(changes: &[OutChange], ctx: &Context) -> Packed {
     let mut unsendable = Vec::new();
     let (mut w4, mut w6) = (Vec::new(), Vec::new());
     let mut groups: Vec<(&Exported, Vec<IpNet>)> = Vec::new();
-    let mut index: HashMap<&Exported, usize> = HashMap::new();
+    // Equal exports are one interned allocation: grouped by address, without hashing the
+    // attributes. (Equal values in distinct allocations, as only tests make, go in separate
+    // UPDATEs.)
+    let mut index: FxHashMap<*const Exported, usize> = FxHashMap::default();
     for c in changes {
         match c {
             OutChange::Withdraw(p @ IpNet::V4(_)) => w4.push(*p),
             OutChange::Withdraw(p @ IpNet::V6(_)) => w6.push(*p),
             OutChange::Announce(p, e) => {
-                let i = *index.entry(e).or_insert_with(|| {
+                let i = *index.entry(Arc::as_ptr(e)).or_insert_with(|| {
                     groups.push((e, Vec::new()));
                     groups.len() - 1
                 });

@@ -1279,7 +1279,10 @@ fn adj_rib_out_sends_only_differences() {
     let e = exp(attrs(&[LOCAL_AS]), "198.18.0.1");
     assert_eq!(
         out.set(net("198.19.0.0/26"), Some(e.clone())),
-        Some(OutChange::Announce(net("198.19.0.0/26"), e.clone()))
+        Some(OutChange::Announce(
+            net("198.19.0.0/26"),
+            Arc::new(e.clone())
+        ))
     );
     assert_eq!(out.set(net("198.19.0.0/26"), Some(e.clone())), None);
     let e2 = exp(attrs(&[LOCAL_AS, 1]), "198.18.0.1");
@@ -1329,9 +1332,10 @@ fn packing_splits_at_the_message_size() {
 
 #[test]
 fn packing_groups_by_attributes_and_reports_what_cannot_be_sent() {
-    let a = exp(attrs(&[LOCAL_AS]), "198.18.0.1");
-    let b = exp(attrs(&[LOCAL_AS, 7]), "198.18.0.1");
-    let v6_hop = exp(attrs(&[LOCAL_AS]), "2001:db8::1");
+    // Equal exports are one shared allocation, as the interner makes them.
+    let a = Arc::new(exp(attrs(&[LOCAL_AS]), "198.18.0.1"));
+    let b = Arc::new(exp(attrs(&[LOCAL_AS, 7]), "198.18.0.1"));
+    let v6_hop = Arc::new(exp(attrs(&[LOCAL_AS]), "2001:db8::1"));
     let changes = vec![
         OutChange::Announce(net("198.19.0.0/26"), a.clone()),
         OutChange::Announce(net("198.19.1.0/26"), b),
@@ -1471,9 +1475,10 @@ mod packing_properties {
             if ap4 { add_path.push(Family::IPV4_UNICAST); }
             if ap6 { add_path.push(Family::IPV6_UNICAST); }
             let ctx = Context { four_octet_as: true, extended_message: ext, add_path };
+            let interner = crate::rib::out::ExportInterner::default();
             let withdrawn: BTreeSet<IpNet> = withdrawn.into_iter().filter(|p| !announced.contains_key(p)).collect();
             let mut changes: Vec<OutChange> =
-                announced.iter().map(|(p, e)| OutChange::Announce(*p, e.clone())).collect();
+                announced.iter().map(|(p, e)| OutChange::Announce(*p, interner.intern(e))).collect();
             changes.extend(withdrawn.iter().map(|p| OutChange::Withdraw(*p)));
             let packed = pack(&changes, &ctx);
 
