@@ -57,6 +57,7 @@ pub(super) fn session_config(
     cfg.idle_hold_max = peer.error_wait.saturating_mul(6);
     // As Calico's BIRD does: an IPv4 session carries IPv4 routes, an IPv6 session IPv6 ones.
     cfg.families = vec![family_of(peer.address)];
+    cfg.max_prefixes = peer.max_prefixes;
     cfg.graceful_restart = peer
         .graceful_restart_time
         .map(|restart_time| GracefulRestartConfig {
@@ -97,6 +98,7 @@ pub(super) fn restart_needed(old: &PeerSettings, new: &PeerSettings) -> bool {
         || old.multihop != new.multihop
         || old.connect_retry != new.connect_retry
         || old.error_wait != new.error_wait
+        || old.max_prefixes != new.max_prefixes
 }
 
 /// Whether what the peer should be sent may differ.
@@ -640,7 +642,11 @@ impl Core {
                     None => self.rib.peer_down(id),
                 }
             }
-            SessionEvent::Update(update) => self.rib.apply_update(id, &update),
+            SessionEvent::Update(update) => {
+                let changes = self.rib.apply_update(id, &update);
+                self.report_prefix_count(address);
+                changes
+            }
             SessionEvent::Withdraw(nlri) => self.rib.withdraw(id, &nlri),
             SessionEvent::EndOfRib(family) => {
                 if let Some(up) = self.peers.get_mut(&address).and_then(|p| p.up.as_mut())
@@ -666,6 +672,25 @@ impl Core {
                 self.note_error(address, e);
                 Vec::new()
             }
+        }
+    }
+
+    /// Tells a session with a prefix limit how many prefixes of each family it has in the
+    /// RIB now; the session resets itself past the limit (the count is the RIB's, since the
+    /// session keeps no table).
+    fn report_prefix_count(&self, address: IpAddr) {
+        let Some(peer) = self.peers.get(&address) else {
+            return;
+        };
+        let (Some(_), Some(up)) = (peer.settings.max_prefixes, &peer.up) else {
+            return;
+        };
+        for family in &up.families {
+            let count = self.rib.received_count_of(peer.id, *family);
+            let _ = peer.session.commands.send(Command::PrefixCount {
+                family: *family,
+                count,
+            });
         }
     }
 

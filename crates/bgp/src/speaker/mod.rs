@@ -122,6 +122,10 @@ pub struct PeerSettings {
     pub import: Filter,
     /// Routes to the peer; a prefix no rule matches is sent.
     pub export: Filter,
+    /// Most prefixes of a family accepted from the peer; one more and the session is reset
+    /// with Cease 6/1 (RFC 4486) and its routes dropped (BIRD's `import limit ... action
+    /// restart`). `None`: no limit, as in Calico's BIRD configuration.
+    pub max_prefixes: Option<u32>,
 }
 
 impl PeerSettings {
@@ -144,6 +148,7 @@ impl PeerSettings {
             error_wait: Duration::from_secs(5),
             import: Filter::default(),
             export: Filter::default(),
+            max_prefixes: None,
         }
     }
 }

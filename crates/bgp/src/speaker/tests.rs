@@ -689,3 +689,86 @@ async fn making_a_peer_a_client_reflects_its_routes_to_the_others() {
         s.shutdown().await;
     }
 }
+
+/// A peer that sends more prefixes than its limit is reset with Cease 6/1 (RFC 4486) and
+/// its routes go; another peer's session and routes stay.
+#[tokio::test]
+async fn a_peer_past_its_prefix_limit_is_reset_and_others_keep_theirs() {
+    let (a, _a_routes, a_port) = loopback_speaker("127.0.0.111").await;
+    let (b, mut b_routes, b_port) = loopback_speaker("127.0.0.112").await;
+    let (c, _c_routes, c_port) = loopback_speaker("127.0.0.113").await;
+    for i in 0..30 {
+        a.originate(net(&format!("198.19.{i}.0/24")), None)
+            .await
+            .expect("originate");
+    }
+    c.originate(net("198.18.200.0/24"), None)
+        .await
+        .expect("originate");
+    a.set_peer(peer("127.0.0.112", b_port, "127.0.0.111", false))
+        .await
+        .expect("a peers b");
+    c.set_peer(peer("127.0.0.112", b_port, "127.0.0.113", false))
+        .await
+        .expect("c peers b");
+    b.set_peer(PeerSettings {
+        max_prefixes: Some(10),
+        ..peer("127.0.0.111", a_port, "127.0.0.112", true)
+    })
+    .await
+    .expect("b peers a");
+    b.set_peer(PeerSettings {
+        max_prefixes: Some(10),
+        ..peer("127.0.0.113", c_port, "127.0.0.112", true)
+    })
+    .await
+    .expect("b peers c");
+
+    let st = until_status(&a, "127.0.0.112", "b resets a", |s| {
+        s.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("NOTIFICATION 6/1"))
+    })
+    .await;
+    assert!(
+        st.last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("received")),
+        "{st:?}"
+    );
+    // a would come back and be reset again: it stops here, so b's end state can be read.
+    a.remove_peer(IpAddr::V4(v4("127.0.0.112")))
+        .await
+        .expect("a drops b");
+    let st = until_status(&b, "127.0.0.111", "b holds none of a's routes", |s| {
+        s.accepted == 0 && !established(s)
+    })
+    .await;
+    assert!(
+        st.last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("sent NOTIFICATION 6/1")),
+        "{st:?}"
+    );
+    // c's session never went down and its route is there.
+    let st = until_status(&b, "127.0.0.113", "c's route", |s| {
+        established(s) && s.accepted == 1
+    })
+    .await;
+    assert_eq!(st.last_error, None);
+    let mut best = std::collections::BTreeMap::new();
+    while let Ok(change) = b_routes.try_recv() {
+        best.insert(change.prefix(), matches!(change, RouteChange::Best { .. }));
+    }
+    assert_eq!(best.get(&net("198.18.200.0/24")), Some(&true));
+    for i in 0..30 {
+        assert_ne!(
+            best.get(&net(&format!("198.19.{i}.0/24"))),
+            Some(&true),
+            "a's route {i} is not in the kernel stream's end state"
+        );
+    }
+    for s in [a, b, c] {
+        s.shutdown().await;
+    }
+}
