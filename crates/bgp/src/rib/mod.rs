@@ -685,6 +685,12 @@ impl Rib {
         changes
     }
 
+    /// The keys (prefix, path id) of every path `peer` has here, so that a caller can
+    /// withdraw them a part at a time (each part's changes passed on before the next).
+    pub fn paths_of(&self, peer: PeerId) -> Vec<(IpNet, u32)> {
+        self.table.keys_of(Source::Peer(peer))
+    }
+
     /// The session with `peer` ended without graceful restart: all its paths go.
     pub fn peer_down(&mut self, peer: PeerId) -> Vec<BestChange> {
         self.refused.remove(&peer);

@@ -578,6 +578,7 @@ impl Core {
             let _ = calico_tcpmd5::remove_key(socket, calico_tcpmd5::peer_for_socket(address, *v6));
         }
         self.by_id.remove(&peer.id);
+        self.drop_peer_routes(peer.id);
         let changes = self.rib.remove_peer(peer.id);
         self.propagate(changes);
         self.ending.retain(|t| !t.is_finished());
@@ -592,17 +593,46 @@ impl Core {
         first: SessionEvent,
         events: &mut mpsc::Receiver<(PeerId, SessionEvent)>,
     ) {
-        let mut changes = self.apply_event(id, first);
-        for _ in 1..MAX_EVENTS_PER_ROUND {
-            if changes.len() >= MAX_CHANGES_PER_ROUND {
+        let mut changes = Vec::new();
+        let (mut id, mut event) = (id, first);
+        let mut taken = 1;
+        loop {
+            if matches!(event, SessionEvent::Down { stale: None, .. }) {
+                // What came before goes out first: the peer's withdrawals, sent as they are
+                // made, must follow it.
+                self.propagate(std::mem::take(&mut changes));
+            }
+            changes.extend(self.apply_event(id, event));
+            if taken >= MAX_EVENTS_PER_ROUND || changes.len() >= MAX_CHANGES_PER_ROUND {
                 break;
             }
             match events.try_recv() {
-                Ok((id, event)) => changes.extend(self.apply_event(id, event)),
+                Ok(next) => (id, event) = next,
                 Err(_) => break,
             }
+            taken += 1;
         }
         self.propagate(changes);
+    }
+
+    /// A peer's routes go a part at a time, each part passed on before the next is taken:
+    /// a peer that had a million routes costs a part's changes in memory, not a million.
+    fn drop_peer_routes(&mut self, id: PeerId) {
+        let keys = self.rib.paths_of(id);
+        for part in keys.chunks(MAX_CHANGES_PER_ROUND) {
+            let nlri: Vec<crate::wire::Nlri> = part
+                .iter()
+                .map(|&(prefix, path_id)| crate::wire::Nlri {
+                    prefix,
+                    path_id: Some(path_id),
+                })
+                .collect();
+            let changes = self.rib.withdraw(id, &nlri);
+            self.propagate(changes);
+        }
+        // Its refused routes and counts (its paths are gone already).
+        let rest = self.rib.peer_down(id);
+        self.propagate(rest);
     }
 
     #[cfg(test)]
@@ -639,7 +669,11 @@ impl Core {
                 }
                 match stale {
                     Some(stale) => self.rib.mark_stale(id, &stale.families),
-                    None => self.rib.peer_down(id),
+                    // Passed on as it goes (see `on_events`, which sends what came before).
+                    None => {
+                        self.drop_peer_routes(id);
+                        Vec::new()
+                    }
                 }
             }
             SessionEvent::Update(update) => {
@@ -1288,6 +1322,67 @@ mod tests {
         // still in the session's queue.
         assert_eq!(session_tx.capacity(), 64 - (20 - 10 - 1));
         task.abort();
+    }
+
+    /// A peer that goes down with many routes has them withdrawn a part at a time: the route
+    /// stream gets them in batches of at most a round's changes, not one batch of all.
+    #[tokio::test]
+    async fn a_peer_going_down_is_withdrawn_a_part_at_a_time() {
+        let (routes, stream) = mpsc::channel(64);
+        let mut stream = super::super::RouteStream::new(stream);
+        let cfg = SpeakerConfig {
+            listen: None,
+            ..SpeakerConfig::new(64512, v4("198.18.0.1"))
+        };
+        let (mut core, _) = Core::new(cfg, routes).await.expect("core");
+        let _a = fake_peer(&mut core, "198.18.0.2");
+        let id = core.peers[&IpAddr::V4(v4("198.18.0.2"))].id;
+        let count = 3 * MAX_CHANGES_PER_ROUND as u32;
+        let update = Update {
+            nlri: (0..count)
+                .map(|i| {
+                    crate::wire::Nlri::new(IpNet::V4(
+                        ipnet::Ipv4Net::new(Ipv4Addr::from(0x0a00_0000 + (i << 6)), 26)
+                            .expect("prefix"),
+                    ))
+                })
+                .collect(),
+            ..client_route(0, v4("198.18.0.2"))
+        };
+        core.on_event(id, SessionEvent::Update(update));
+        let mut learnt = 0;
+        while let Ok(Some(batch)) = tokio::time::timeout(Duration::ZERO, stream.recv_batch()).await
+        {
+            learnt += batch.len();
+        }
+        assert_eq!(learnt, count as usize);
+
+        let (tx, mut rx) = mpsc::channel(1);
+        core.on_events(
+            id,
+            SessionEvent::Down {
+                reason: Reason::ConnectionClosed,
+                stale: None,
+            },
+            &mut rx,
+        );
+        drop(tx);
+        let mut batches = Vec::new();
+        while let Ok(Some(batch)) = tokio::time::timeout(Duration::ZERO, stream.recv_batch()).await
+        {
+            assert!(
+                batch
+                    .iter()
+                    .all(|c| matches!(c, RouteChange::Withdrawn { .. }))
+            );
+            batches.push(batch.len());
+        }
+        assert_eq!(batches.iter().sum::<usize>(), count as usize);
+        assert!(
+            batches.iter().all(|&n| n <= MAX_CHANGES_PER_ROUND),
+            "{batches:?}"
+        );
+        assert_eq!(core.rib.received_count(id), 0);
     }
 
     #[tokio::test]
