@@ -70,6 +70,15 @@ async fn test_peer(
     listener: TcpListener,
     id: Ipv4Addr,
 ) -> (OwnedReadHalf, OwnedWriteHalf, Vec<u8>) {
+    test_peer_holding(listener, id, 90).await
+}
+
+/// `test_peer` offering `hold_time`.
+async fn test_peer_holding(
+    listener: TcpListener,
+    id: Ipv4Addr,
+    hold_time: u16,
+) -> (OwnedReadHalf, OwnedWriteHalf, Vec<u8>) {
     let (stream, _) = listener.accept().await.expect("our session connects");
     let (mut r, mut w) = stream.into_split();
     let mut buf = Vec::new();
@@ -79,7 +88,7 @@ async fn test_peer(
     ));
     let open = Open::new(
         AS,
-        90,
+        hold_time,
         id,
         vec![
             Capability::Multiprotocol(Family::IPV4_UNICAST),
@@ -285,4 +294,52 @@ async fn a_peer_over_its_prefix_limit_is_reset_and_its_routes_go() {
         h.commands.send(Command::Shutdown).expect("shutdown");
         let _ = h.task.await;
     }
+}
+
+/// A peer that stops reading (as a stopped process does, its socket buffers full) while we
+/// have much to send is dropped when its hold time runs out, although our session's writes
+/// to it cannot finish: they end at the hold timer's expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_reading_is_dropped_within_its_hold_time() {
+    const HOLD: u16 = 3;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let cfg = PeerConfig {
+        hold_time: HOLD,
+        idle_hold: Duration::from_secs(600),
+        idle_hold_max: Duration::from_secs(600),
+        ..PeerConfig::new(AS, Ipv4Addr::new(198, 18, 0, 1), AS)
+    };
+    let mut h = spawn(cfg, addr).expect("session");
+    // It neither reads nor writes from here on.
+    let (_r, _w, _) = test_peer_holding(listener, Ipv4Addr::new(198, 18, 0, 9), HOLD).await;
+    assert!(matches!(next(&mut h).await, SessionEvent::Up(_)));
+
+    // Some 10 MB of UPDATEs: more than the socket buffers of both ends take.
+    let updates: Vec<Update> = (0..4000u32)
+        .map(
+            |k| match update(Ipv4Addr::new(198, 18, 0, 9), k * 500..(k + 1) * 500) {
+                Message::Update(u) => u,
+                _ => unreachable!("update() builds an UPDATE"),
+            },
+        )
+        .collect();
+    let started = std::time::Instant::now();
+    h.batches_queued
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    h.commands
+        .send(Command::SendBatch(updates))
+        .expect("session running");
+    let reason = loop {
+        match next(&mut h).await {
+            SessionEvent::Down { reason, .. } => break reason,
+            _ => continue,
+        }
+    };
+    assert_eq!(reason, Reason::HoldTimerExpired);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(u64::from(HOLD) + 5),
+        "dropped after {took:?}"
+    );
 }

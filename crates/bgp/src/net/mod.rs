@@ -8,9 +8,11 @@
 //! TCP-MD5, bound to a source address and with the TTL of its packets set ([`TcpOptions`]; a
 //! listener's keys are set on its socket with [`calico_tcpmd5::set_key`]). Events go to the
 //! owner on a bounded queue ([`EVENT_QUEUE`]): an owner that falls behind makes this session
-//! wait, and its peer's UPDATEs wait in TCP. Not here yet: a writer that cannot stall the task (a
-//! peer that stops reading blocks this session's writes, and with them its timers, until TCP
-//! gives up; [`crate::speaker`] at least never queues more than a few batches for it).
+//! wait, and its peer's UPDATEs wait in TCP. A peer that stops reading blocks this session's
+//! writes, and with them its timers; a write therefore ends at the hold timer's expiry, which
+//! then counts as the hold timer running out (the peer has not been heard from meanwhile, as
+//! far as this session could tell), so such a peer is dropped within its hold time
+//! ([`crate::speaker`] never queues more than a few batches for it).
 
 pub mod listener;
 
@@ -111,6 +113,37 @@ async fn connect(remote: SocketAddr, tcp: &TcpOptions) -> Result<TcpStream, NetI
 /// How many session events may wait for the owner; beyond that the session task waits, and
 /// with it reading from this peer (its UPDATEs then wait in TCP, not in our memory).
 pub const EVENT_QUEUE: usize = 16;
+
+enum Written {
+    Done,
+    /// The connection failed.
+    Failed,
+    /// Not all written by the deadline.
+    Late,
+}
+
+/// Writes `bytes`, giving up at `deadline` (none: no limit).
+async fn write_before(
+    writer: &mut OwnedWriteHalf,
+    bytes: &[u8],
+    deadline: Option<Instant>,
+) -> Written {
+    let write = writer.write_all(bytes);
+    let result = match deadline {
+        Some(at) => match tokio::time::timeout_at(at, write).await {
+            Ok(r) => r,
+            Err(_) => return Written::Late,
+        },
+        None => write.await,
+    };
+    match result {
+        Ok(()) => Written::Done,
+        Err(_) => Written::Failed,
+    }
+}
+
+/// How long a NOTIFICATION may take to write before the connection is closed anyway.
+const NOTIFICATION_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Most octets of a batch of UPDATEs written at once.
 const BATCH_WRITE: usize = 64 * 1024;
@@ -483,10 +516,27 @@ impl Driver {
                 return None;
             }
         };
-        match c.writer.write_all(&bytes).await {
-            Ok(()) => None,
-            Err(_) => Some(Event::Closed { conn: id }),
+        // A NOTIFICATION precedes a close: it gets a moment, never longer (the peer may be
+        // the one that stopped reading).
+        let deadline = match message {
+            Message::Notification(_) => Some(Instant::now() + NOTIFICATION_WAIT),
+            _ => self.timers.get(&Timer::Hold(id)).copied(),
+        };
+        let c = self.conns.get_mut(&id)?;
+        match write_before(&mut c.writer, &bytes, deadline).await {
+            Written::Done => None,
+            Written::Failed => Some(Event::Closed { conn: id }),
+            Written::Late if matches!(message, Message::Notification(_)) => {
+                Some(Event::Closed { conn: id })
+            }
+            Written::Late => self.hold_expired(id),
         }
+    }
+
+    /// A write did not finish before the hold timer's expiry: the timer runs out now.
+    fn hold_expired(&mut self, id: ConnId) -> Option<Event> {
+        self.timers.remove(&Timer::Hold(id));
+        Some(Event::TimerExpired(Timer::Hold(id)))
     }
 
     /// One queued batch: the UPDATEs `make` builds for the established connection's encoding
@@ -510,6 +560,8 @@ impl Driver {
     async fn send_batch(&mut self, id: ConnId, updates: Vec<Update>) -> Option<Event> {
         let mut not_sent = Vec::new();
         let mut closed = None;
+        let deadline = self.timers.get(&Timer::Hold(id)).copied();
+        let mut late = false;
         if let Some(c) = self.conns.get_mut(&id) {
             let mut buf = Vec::with_capacity(BATCH_WRITE.min(updates.len() * 64));
             let last = updates.len();
@@ -518,13 +570,23 @@ impl Driver {
                     not_sent.push(e);
                 }
                 if (buf.len() >= BATCH_WRITE || i + 1 == last) && !buf.is_empty() {
-                    if c.writer.write_all(&buf).await.is_err() {
-                        closed = Some(Event::Closed { conn: id });
-                        break;
+                    match write_before(&mut c.writer, &buf, deadline).await {
+                        Written::Done => {}
+                        Written::Failed => {
+                            closed = Some(Event::Closed { conn: id });
+                            break;
+                        }
+                        Written::Late => {
+                            late = true;
+                            break;
+                        }
                     }
                     buf.clear();
                 }
             }
+        }
+        if late {
+            closed = self.hold_expired(id);
         }
         for e in not_sent {
             self.report(SessionEvent::NotSent(e)).await;
