@@ -103,6 +103,46 @@ impl PathView for Path {
     }
 }
 
+/// Exports already computed during one pass over the peers (the RIB unchanged meanwhile),
+/// by prefix and export class: peers whose export settings are equal get the same export.
+#[derive(Debug, Default)]
+pub struct ExportCache {
+    classes: Vec<ExportClass>,
+    entries: FxHashMap<(IpNet, u32), Option<Arc<Exported>>>,
+}
+
+/// What, of a receiving peer, `export` looks at (besides its identity: see `shared_export`).
+#[derive(Debug, PartialEq)]
+struct ExportClass {
+    ibgp: bool,
+    rr_client: bool,
+    next_hop: NextHopMode,
+    self_v4: Option<Ipv4Addr>,
+    self_v6: Option<Ipv6Addr>,
+    export: Filter,
+}
+
+impl ExportCache {
+    fn class_of(&mut self, to: &PeerInfo) -> u32 {
+        let class = ExportClass {
+            ibgp: to.ibgp,
+            rr_client: to.rr_client,
+            next_hop: to.next_hop,
+            self_v4: to.self_v4,
+            self_v6: to.self_v6,
+            export: to.export.clone(),
+        };
+        // Few classes (most peers share one): a list beats a map.
+        match self.classes.iter().position(|c| *c == class) {
+            Some(i) => i as u32,
+            None => {
+                self.classes.push(class);
+                (self.classes.len() - 1) as u32
+            }
+        }
+    }
+}
+
 /// Equal-cost next hops, held inline for the usual one or two (no allocation per change).
 pub type NextHops = SmallVec<[IpAddr; 2]>;
 
@@ -815,6 +855,58 @@ impl Rib {
             .into_iter()
             .filter_map(|p| out.set(p, self.exported(to_id, &p)))
             .collect()
+    }
+
+    /// `sync_peer` for many peers in a row, while the RIB does not change: what one peer is
+    /// sent for a prefix is computed once and reused for every peer of the same export class
+    /// (a reflector's clients alike), through `cache`.
+    pub fn sync_peer_shared(
+        &self,
+        to_id: PeerId,
+        prefixes: impl IntoIterator<Item = IpNet>,
+        out: &mut AdjRibOut,
+        cache: &mut ExportCache,
+    ) -> Vec<OutChange> {
+        let Some(to) = self.peers.get(&to_id) else {
+            return prefixes
+                .into_iter()
+                .filter_map(|p| out.set_shared(p, None))
+                .collect();
+        };
+        let class = cache.class_of(to);
+        prefixes
+            .into_iter()
+            .filter_map(|p| {
+                let e = self.shared_export(to_id, to, class, &p, out, cache);
+                out.set_shared(p, e)
+            })
+            .collect()
+    }
+
+    fn shared_export(
+        &self,
+        to_id: PeerId,
+        to: &PeerInfo,
+        class: u32,
+        prefix: &IpNet,
+        out: &AdjRibOut,
+        cache: &mut ExportCache,
+    ) -> Option<Arc<Exported>> {
+        let best = self.table.get(prefix)?.chosen().first()?;
+        // The two rules that look at the receiver itself rather than its class: never back
+        // to the source, and (reflecting) never to the router named as originator. A result
+        // computed for one of those is not cached, and is not taken from the cache for them.
+        if best.route.source == Source::Peer(to_id) {
+            return None;
+        }
+        if best.route.attrs.originator_id == Some(to.router_id) {
+            return self.exported(to_id, prefix).map(|e| out.intern(&e));
+        }
+        cache
+            .entries
+            .entry((*prefix, class))
+            .or_insert_with(|| self.exported(to_id, prefix).map(|e| out.intern(&e)))
+            .clone()
     }
 
     /// The first UPDATEs of a new session with `to_id`: every best path it should have in

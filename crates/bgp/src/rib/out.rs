@@ -104,6 +104,33 @@ impl AdjRibOut {
         }
     }
 
+    /// `set` for an export already shared (interned with this Adj-RIB-Out's interner): the
+    /// same allocation as what was sent means nothing changed, without comparing values.
+    pub fn set_shared(&mut self, prefix: IpNet, new: Option<Arc<Exported>>) -> Option<OutChange> {
+        match new {
+            Some(e) => {
+                if self
+                    .sent
+                    .get(&prefix)
+                    .is_some_and(|old| Arc::ptr_eq(old, &e) || **old == *e)
+                {
+                    return None;
+                }
+                self.sent.insert(prefix, Arc::clone(&e));
+                Some(OutChange::Announce(prefix, e))
+            }
+            None => self
+                .sent
+                .remove(&prefix)
+                .map(|_| OutChange::Withdraw(prefix)),
+        }
+    }
+
+    /// The shared copy of `e`, from the interner this Adj-RIB-Out shares.
+    pub fn intern(&self, e: &Exported) -> Arc<Exported> {
+        self.interner.intern(e)
+    }
+
     /// What the peer was last sent for `prefix`.
     pub fn get(&self, prefix: &IpNet) -> Option<&Exported> {
         self.sent.get(prefix).map(|e| &**e)

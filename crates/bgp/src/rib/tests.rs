@@ -1124,6 +1124,52 @@ mod properties {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
+        /// Exports shared through an `ExportCache` across the peers of one pass are exactly
+        /// what each peer gets computed on its own, whatever the peers' roles, the path's
+        /// source and its ORIGINATOR_ID.
+        #[test]
+        fn shared_exports_are_what_each_peer_gets_on_its_own(
+            roles in prop::collection::vec((any::<bool>(), any::<bool>()), 6),
+            from in 0u8..6,
+            originator in prop::option::of(1u8..6),
+            order in Just((1u8..6).collect::<Vec<u8>>()).prop_shuffle(),
+            a in small_attrs(),
+        ) {
+            let mut r = Rib::new(RibConfig {
+                local_as: LOCAL_AS,
+                router_id: ROUTER_ID,
+                cluster_id: Some(ROUTER_ID),
+            });
+            for (n, (ibgp, rr_client)) in roles.iter().enumerate().skip(1) {
+                let n = n as u8;
+                let mut info = peer(n, if *ibgp { LOCAL_AS } else { 65000 + u32::from(n) });
+                info.rr_client = *rr_client && *ibgp;
+                r.set_peer(PeerId::from(n), info);
+            }
+            let prefix = net("198.19.0.0/26");
+            let mut a = a;
+            a.originator_id = originator.map(|n| Ipv4Addr::new(198, 18, 2, n));
+            if from == 0 {
+                r.originate(prefix, a, ip("198.18.0.1"));
+            } else {
+                r.apply_update(PeerId::from(from), &Update {
+                    attributes: PathAttributes { next_hop: Some(Ipv4Addr::new(198, 18, 1, from)), ..a },
+                    nlri: vec![Nlri::new(prefix)],
+                    ..Update::default()
+                });
+            }
+            let interner = crate::rib::out::ExportInterner::default();
+            let mut cache = ExportCache::default();
+            for to in order {
+                let to = PeerId::from(to);
+                let mut shared_out = AdjRibOut::sharing(&interner);
+                let mut own_out = AdjRibOut::default();
+                let shared = r.sync_peer_shared(to, [prefix], &mut shared_out, &mut cache);
+                let own = r.sync_peer(to, [prefix], &mut own_out);
+                prop_assert_eq!(shared, own, "peer {}", to);
+            }
+        }
+
         /// `may_export`'s shortcut never hides a route `export` would send: whenever it says
         /// no, the peer is sent nothing.
         #[test]

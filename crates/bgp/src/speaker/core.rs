@@ -20,7 +20,9 @@ use super::{
 use crate::net::listener::{ListenerHandle, PeerTable, serve};
 use crate::net::{self, Command, SessionEvent, SessionHandle, TcpOptions};
 use crate::rib::out::ExportInterner;
-use crate::rib::{AdjRibOut, BestChange, PeerId, PeerInfo, Rib, RibConfig, Source, pack};
+use crate::rib::{
+    AdjRibOut, BestChange, ExportCache, PeerId, PeerInfo, Rib, RibConfig, Source, pack,
+};
 use crate::session::{GracefulRestartConfig, PeerConfig, Reason};
 use crate::wire::{Context, Family, PathAttributes, Update};
 
@@ -892,8 +894,11 @@ impl Core {
     }
 
     fn flush_all(&mut self) {
+        // One pass over the peers with the RIB unchanged: an export computed for one peer
+        // serves every peer with the same export settings.
+        let mut cache = ExportCache::default();
         for peer in self.peers.values_mut() {
-            flush_peer(&self.rib, peer);
+            flush_peer(&self.rib, peer, &mut cache);
         }
         self.flush_routes();
     }
@@ -956,7 +961,7 @@ impl Core {
 
 /// Sends the peer what changed for its pending prefixes, a batch at a time while it has
 /// fewer than [`MAX_BATCHES_IN_FLIGHT`] unwritten.
-fn flush_peer(rib: &Rib, peer: &mut Peer) {
+fn flush_peer(rib: &Rib, peer: &mut Peer, cache: &mut ExportCache) {
     let Some(up) = &peer.up else {
         return;
     };
@@ -975,7 +980,7 @@ fn flush_peer(rib: &Rib, peer: &mut Peer) {
                 batch.push(p);
             }
         }
-        let changes = rib.sync_peer(peer.id, batch, &mut peer.out);
+        let changes = rib.sync_peer_shared(peer.id, batch, &mut peer.out, cache);
         if changes.is_empty() {
             continue;
         }
