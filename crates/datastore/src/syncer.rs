@@ -166,7 +166,12 @@ impl Syncer {
         known: &mut BTreeMap<String, Revision>,
         tx: &mpsc::Sender<SyncEvent>,
     ) -> Result<(), StoreError> {
-        let mut stream = self.store.watch(&self.watch_prefix(), revision + 1).await?;
+        // The watch covers the common prefix (one stream keeps revision order); naming the prefixes
+        // wanted lets the store skip waking for commits under that prefix that concern none of them.
+        let mut stream = self
+            .store
+            .watch_wanting(&self.watch_prefix(), &self.prefixes, revision + 1)
+            .await?;
         while let Some(event) = stream.next().await {
             let event = event?;
             if !self.wanted(&event.kv.key) {

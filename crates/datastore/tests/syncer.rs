@@ -35,6 +35,8 @@ struct CuttableStore {
     inner: Arc<dyn Store>,
     cut: watch::Sender<Link>,
     watches: Mutex<u32>,
+    /// The prefixes each watch said it wanted.
+    wanted: Mutex<Vec<Vec<String>>>,
 }
 
 #[async_trait]
@@ -94,6 +96,15 @@ impl Store for CuttableStore {
             })
         });
         Ok(Box::pin(events.chain(ending)))
+    }
+    async fn watch_wanting(
+        &self,
+        prefix: &str,
+        wanted: &[String],
+        from: Revision,
+    ) -> Result<WatchStream, StoreError> {
+        self.wanted.lock().expect("lock").push(wanted.to_vec());
+        self.watch(prefix, from).await
     }
     async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
         self.inner.compact(revision).await
@@ -158,6 +169,7 @@ async fn syncer_scenario(store: Arc<dyn Store>) {
         inner: store.clone(),
         cut,
         watches: Mutex::new(0),
+        wanted: Mutex::new(Vec::new()),
     });
     let (tx, mut rx) = mpsc::channel(64);
     let handle = Syncer::new(cuttable.clone(), vec![PREFIX.into(), IPAM.into()])
@@ -264,6 +276,13 @@ async fn syncer_scenario(store: Arc<dyn Store>) {
         other => panic!("want put of d, got {other:?}"),
     }
     assert_eq!(*cuttable.watches.lock().unwrap(), 2);
+    // Each watch named the prefixes the syncer wants, so the store can skip waking it for commits
+    // under their common prefix (`/calico/`) that concern neither.
+    let wanted = vec![PREFIX.to_string(), IPAM.to_string()];
+    assert_eq!(
+        *cuttable.wanted.lock().unwrap(),
+        vec![wanted.clone(), wanted]
+    );
     drop(rx);
     // The syncer stops once its consumer is gone (it notices at its next event).
     store
