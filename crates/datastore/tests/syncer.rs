@@ -341,3 +341,43 @@ async fn syncer_reports_lost_connection() {
         other => panic!("want Resyncing after etcd died, got {other:?}"),
     }
 }
+
+/// The syncer on a thread of its own needs no runtime from its caller: it lists, reports in sync,
+/// follows a write made from another thread, and stops when aborted.
+#[test]
+fn syncer_on_its_own_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path().join("calico.db")).unwrap());
+    let writer = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    writer
+        .block_on(store.put(&format!("{PREFIX}ippools/a"), b"a1".to_vec()))
+        .unwrap();
+    let (tx, mut rx) = mpsc::channel(64);
+    let abort = Syncer::new(store.clone(), vec![PREFIX.into(), IPAM.into()])
+        .spawn_on_own_thread("syncer-test", tx)
+        .unwrap();
+    let mut seen = Vec::new();
+    loop {
+        match rx.blocking_recv().expect("syncer running") {
+            SyncEvent::InSync { .. } => break,
+            event => seen.push(event),
+        }
+    }
+    assert!(
+        matches!(seen.as_slice(), [SyncEvent::Put(kv)] if kv.key == format!("{PREFIX}ippools/a")),
+        "{seen:?}"
+    );
+    writer
+        .block_on(store.put(&format!("{IPAM}config"), b"c1".to_vec()))
+        .unwrap();
+    match rx.blocking_recv().expect("syncer running") {
+        SyncEvent::Put(kv) => assert_eq!(kv.key, format!("{IPAM}config")),
+        other => panic!("want the put of the IPAM config, got {other:?}"),
+    }
+    abort.abort();
+    // Aborted, the syncer drops its sender: the channel ends.
+    while rx.blocking_recv().is_some() {}
+}
