@@ -168,6 +168,19 @@ pub trait Store: Send + Sync + 'static {
     async fn watch(&self, prefix: &str, from_revision: Revision)
     -> Result<WatchStream, StoreError>;
 
+    /// [`Store::watch`] of `prefix` for a consumer that wants only keys under the prefixes in `wanted`
+    /// (each under `prefix`; empty means all of it). The stream may still carry other keys under
+    /// `prefix`; a backend may use `wanted` to skip waking for commits that concern none of them.
+    async fn watch_wanting(
+        &self,
+        prefix: &str,
+        wanted: &[String],
+        from_revision: Revision,
+    ) -> Result<WatchStream, StoreError> {
+        let _ = wanted;
+        self.watch(prefix, from_revision).await
+    }
+
     /// Forget history before `revision` (reads and watches below it fail with `Compacted`).
     async fn compact(&self, revision: Revision) -> Result<(), StoreError>;
 

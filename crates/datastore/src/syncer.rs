@@ -45,6 +45,29 @@ impl Syncer {
         tokio::spawn(self.run(tx))
     }
 
+    /// Run until the receiver is dropped (or the returned handle aborts it), on a thread named `name`
+    /// with a single-threaded runtime of its own. A watch event then costs one thread's wake-up: on a
+    /// shared multi-thread runtime, the watch and syncer tasks also wake another worker per event, which
+    /// with many calico-nodes on one machine (a lab) adds up to a CPU's worth of context switches.
+    pub fn spawn_on_own_thread(
+        self,
+        name: &str,
+        tx: mpsc::Sender<SyncEvent>,
+    ) -> std::io::Result<tokio::task::AbortHandle> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let task = runtime.spawn(self.run(tx));
+        let abort = task.abort_handle();
+        std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                // Ends when the task ends or is aborted; either way there is nothing to report.
+                let _ = runtime.block_on(task);
+            })?;
+        Ok(abort)
+    }
+
     fn wanted(&self, key: &str) -> bool {
         self.prefixes.iter().any(|p| key.starts_with(p.as_str()))
     }
@@ -166,7 +189,12 @@ impl Syncer {
         known: &mut BTreeMap<String, Revision>,
         tx: &mpsc::Sender<SyncEvent>,
     ) -> Result<(), StoreError> {
-        let mut stream = self.store.watch(&self.watch_prefix(), revision + 1).await?;
+        // The watch covers the common prefix (one stream keeps revision order); naming the prefixes
+        // wanted lets the store skip waking for commits under that prefix that concern none of them.
+        let mut stream = self
+            .store
+            .watch_wanting(&self.watch_prefix(), &self.prefixes, revision + 1)
+            .await?;
         while let Some(event) = stream.next().await {
             let event = event?;
             if !self.wanted(&event.kv.key) {

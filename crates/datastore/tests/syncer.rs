@@ -35,6 +35,8 @@ struct CuttableStore {
     inner: Arc<dyn Store>,
     cut: watch::Sender<Link>,
     watches: Mutex<u32>,
+    /// The prefixes each watch said it wanted.
+    wanted: Mutex<Vec<Vec<String>>>,
 }
 
 #[async_trait]
@@ -94,6 +96,15 @@ impl Store for CuttableStore {
             })
         });
         Ok(Box::pin(events.chain(ending)))
+    }
+    async fn watch_wanting(
+        &self,
+        prefix: &str,
+        wanted: &[String],
+        from: Revision,
+    ) -> Result<WatchStream, StoreError> {
+        self.wanted.lock().expect("lock").push(wanted.to_vec());
+        self.watch(prefix, from).await
     }
     async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
         self.inner.compact(revision).await
@@ -158,6 +169,7 @@ async fn syncer_scenario(store: Arc<dyn Store>) {
         inner: store.clone(),
         cut,
         watches: Mutex::new(0),
+        wanted: Mutex::new(Vec::new()),
     });
     let (tx, mut rx) = mpsc::channel(64);
     let handle = Syncer::new(cuttable.clone(), vec![PREFIX.into(), IPAM.into()])
@@ -264,6 +276,13 @@ async fn syncer_scenario(store: Arc<dyn Store>) {
         other => panic!("want put of d, got {other:?}"),
     }
     assert_eq!(*cuttable.watches.lock().unwrap(), 2);
+    // Each watch named the prefixes the syncer wants, so the store can skip waking it for commits
+    // under their common prefix (`/calico/`) that concern neither.
+    let wanted = vec![PREFIX.to_string(), IPAM.to_string()];
+    assert_eq!(
+        *cuttable.wanted.lock().unwrap(),
+        vec![wanted.clone(), wanted]
+    );
     drop(rx);
     // The syncer stops once its consumer is gone (it notices at its next event).
     store
@@ -321,4 +340,44 @@ async fn syncer_reports_lost_connection() {
         SyncEvent::Resyncing { .. } => {}
         other => panic!("want Resyncing after etcd died, got {other:?}"),
     }
+}
+
+/// The syncer on a thread of its own needs no runtime from its caller: it lists, reports in sync,
+/// follows a write made from another thread, and stops when aborted.
+#[test]
+fn syncer_on_its_own_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path().join("calico.db")).unwrap());
+    let writer = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    writer
+        .block_on(store.put(&format!("{PREFIX}ippools/a"), b"a1".to_vec()))
+        .unwrap();
+    let (tx, mut rx) = mpsc::channel(64);
+    let abort = Syncer::new(store.clone(), vec![PREFIX.into(), IPAM.into()])
+        .spawn_on_own_thread("syncer-test", tx)
+        .unwrap();
+    let mut seen = Vec::new();
+    loop {
+        match rx.blocking_recv().expect("syncer running") {
+            SyncEvent::InSync { .. } => break,
+            event => seen.push(event),
+        }
+    }
+    assert!(
+        matches!(seen.as_slice(), [SyncEvent::Put(kv)] if kv.key == format!("{PREFIX}ippools/a")),
+        "{seen:?}"
+    );
+    writer
+        .block_on(store.put(&format!("{IPAM}config"), b"c1".to_vec()))
+        .unwrap();
+    match rx.blocking_recv().expect("syncer running") {
+        SyncEvent::Put(kv) => assert_eq!(kv.key, format!("{IPAM}config")),
+        other => panic!("want the put of the IPAM config, got {other:?}"),
+    }
+    abort.abort();
+    // Aborted, the syncer drops its sender: the channel ends.
+    while rx.blocking_recv().is_some() {}
 }

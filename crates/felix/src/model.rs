@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use calico_api::spec::ippool::EncapMode;
 use calico_api::{Kind, Spec};
-use calico_model::ipam::block::{ATTR_NODE, Block};
+use calico_model::ipam::block::BlockRouting;
 use calico_model::ipam::model::{BLOCK_PREFIX, parse_block_key};
 use calico_model::keys::{RESOURCES_PREFIX, parse_resource_key};
 use calico_model::resource::decode_kv;
@@ -110,7 +110,7 @@ impl Model {
     pub fn put(&mut self, kv: &KeyValue) -> bool {
         self.decode_errors.remove(&kv.key);
         if let Some(cidr) = parse_block_key(&kv.key) {
-            return match Block::from_json(&kv.value) {
+            return match BlockRouting::from_json(&kv.value) {
                 Ok(block) => replace(&mut self.blocks, &kv.key, Some(block_info(cidr, &block))),
                 Err(e) => self.reject(kv, e),
             };
@@ -267,13 +267,13 @@ fn replace<T: PartialEq>(map: &mut BTreeMap<String, T>, key: &str, value: Option
     }
 }
 
-fn block_info(cidr: IpNet, block: &Block) -> BlockInfo {
+fn block_info(cidr: IpNet, block: &BlockRouting) -> BlockInfo {
     let affinity = block.host().map(str::to_string);
     let borrowed = block
-        .allocated()
-        .filter_map(|(ip, attr)| {
-            let user = attr.secondary.get(ATTR_NODE)?;
-            (Some(user) != affinity.as_ref()).then(|| (ip, user.clone()))
+        .allocated_nodes()
+        .filter_map(|(ip, user)| {
+            let user = user?;
+            (Some(user) != affinity.as_deref()).then(|| (ip, user.to_string()))
         })
         .collect();
     BlockInfo {

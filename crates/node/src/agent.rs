@@ -1,6 +1,7 @@
 //! The Felix loop, one job per thread:
 //!
-//! - the **syncer** (an async task) lists and watches the datastore and sends events;
+//! - the **syncer** (on a thread with a runtime of its own) lists and watches the datastore and sends
+//!   events;
 //! - the **calculation** thread folds them into the model and computes this host's desired dataplane,
 //!   handing the newest one to the dataplane thread (coalesced: a newer one replaces one not applied yet);
 //! - the **dataplane** thread alone owns the netlink socket and runs `nft`: it plans and applies the
@@ -55,7 +56,9 @@ pub async fn run(
     let client = Client::new(store.clone());
     let ipam = Ipam::new(store.clone());
     let (events_tx, events_rx) = mpsc::channel(4096);
-    let syncer = Syncer::new(store.clone(), sync_prefixes()).spawn(events_tx);
+    let syncer = Syncer::new(store.clone(), sync_prefixes())
+        .spawn_on_own_thread("syncer", events_tx)
+        .context("cannot start the syncer thread")?;
     let handoff: Arc<Handoff<Desired>> = Arc::new(Handoff::default());
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<String>();
     let (tunnel_tx, tunnel_rx) = mpsc::unbounded_channel::<()>();

@@ -109,6 +109,21 @@ impl Store for TrackedStore {
         self.inner.watch(prefix, from_revision).await
     }
 
+    async fn watch_wanting(
+        &self,
+        prefix: &str,
+        wanted: &[String],
+        from_revision: Revision,
+    ) -> Result<WatchStream, StoreError> {
+        let _request = self
+            .status
+            .datastore_requests
+            .begin(format!("watch {prefix}"));
+        self.inner
+            .watch_wanting(prefix, wanted, from_revision)
+            .await
+    }
+
     async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
         let _request = self
             .status

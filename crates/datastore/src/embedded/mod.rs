@@ -10,10 +10,11 @@
 //! process crashes, and readers never wait for writers.
 //!
 //! Watches poll the history table from their own connection, woken by this store's own commits, by
-//! inotify when any process closes a commit signal file (`<file>.committed.<key class>`, which every
-//! writer opens for writing and closes right after each commit, so the commit is visible by then; a
-//! watch wakes only for the classes of key its prefix can hold), and by a slow fallback timer. Only commits wake them: other processes opening, reading and closing the database
-//! itself (each CNI invocation does) do not.
+//! inotify when any process closes a commit signal file (`<file>.signals/<file>.committed.<key class>`,
+//! which every writer opens for writing and closes right after each commit, so the commit is visible
+//! by then; a watch wakes only for the classes of key its wanted prefixes can hold), and by a slow
+//! fallback timer. Only commits wake them: other processes opening, reading and closing the database
+//! itself (each CNI invocation does) do not, since the signal files have a directory of their own.
 
 mod ops;
 mod sql;
@@ -260,13 +261,21 @@ impl EmbeddedStore {
     /// see the commit at their fallback poll, so the failure is logged rather than returned (the commit
     /// itself succeeded).
     fn signal_commit(&self, keys: &[&str], everyone: bool) {
-        for path in watch::signal_paths(&self.path, keys, everyone) {
-            if let Err(err) = std::fs::OpenOptions::new()
+        let touch = |path: &Path| {
+            std::fs::OpenOptions::new()
                 .create(true)
                 .truncate(false)
                 .write(true)
-                .open(&path)
-            {
+                .open(path)
+        };
+        for path in watch::signal_paths(&self.path, keys, everyone) {
+            let mut touched = touch(&path);
+            if matches!(&touched, Err(err) if err.kind() == std::io::ErrorKind::NotFound) {
+                // The first signal since the store was created: the directory is made on demand.
+                touched = std::fs::create_dir_all(watch::signal_dir(&self.path))
+                    .and_then(|()| touch(&path));
+            }
+            if let Err(err) = touched {
                 tracing::warn!(
                     path = %path.display(),
                     error = %err,
@@ -393,6 +402,15 @@ impl Store for EmbeddedStore {
         prefix: &str,
         from_revision: Revision,
     ) -> Result<WatchStream, StoreError> {
+        self.watch_wanting(prefix, &[], from_revision).await
+    }
+
+    async fn watch_wanting(
+        &self,
+        prefix: &str,
+        wanted: &[String],
+        from_revision: Revision,
+    ) -> Result<WatchStream, StoreError> {
         if from_revision < 0 {
             return Err(StoreError::Invalid(format!(
                 "watch revision {from_revision} is negative"
@@ -402,6 +420,7 @@ impl Store for EmbeddedStore {
             &self.path,
             &self.options,
             prefix,
+            wanted,
             from_revision,
             self.local_commits.subscribe(),
         )

@@ -1,7 +1,11 @@
 //! Watches: a tokio task per watch with its own read connection. It reads new history rows whenever
-//! something may have changed: inotify reports that a process closed the commit signal file (every
+//! something may have changed: inotify reports that a process closed a commit signal file (every
 //! writer does right after each commit), this store committed, or the fallback poll interval passed.
 //! The task ends when the stream is dropped.
+//!
+//! Signal files live in a directory of their own next to the database, so the other files there (the
+//! database, its WAL and shared memory, which every CNI invocation closes on exit, and whatever else
+//! shares the directory) wake no watch.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -27,6 +31,8 @@ const POLL_WITH_INOTIFY: Duration = Duration::from_secs(2);
 /// Commit signal files are named after the database file with this appended, then `.` and a key
 /// class; without a class the file signals every watch.
 const COMMIT_SIGNAL_SUFFIX: &str = ".committed";
+/// The directory holding the signal files is named after the database file with this appended.
+const SIGNAL_DIR_SUFFIX: &str = ".signals";
 /// A key's class: at most this many of its leading path segments, never its last one (the name), so
 /// a class separates the kinds of resource (`/calico/resources/v3/projectcalico.org/workloadendpoints`)
 /// and IPAM's blocks from its handles.
@@ -49,6 +55,11 @@ fn class_concerns(class: &str, prefix: &str) -> bool {
     under.starts_with(prefix) || prefix.starts_with(&under)
 }
 
+/// Whether a commit of a key of `class` may concern a watch that wants keys under any of `interest`.
+fn class_concerns_any(class: &str, interest: &[String]) -> bool {
+    interest.iter().any(|prefix| class_concerns(class, prefix))
+}
+
 /// File-name form of a class: `%` and `/` escaped.
 fn escape_class(class: &str) -> String {
     class.replace('%', "%25").replace('/', "%2F")
@@ -58,11 +69,18 @@ fn unescape_class(name: &str) -> String {
     name.replace("%2F", "/").replace("%25", "%")
 }
 
-/// The signal file that wakes every watch (`datastore.db.committed`).
+/// The directory of the signal files (`datastore.db.signals`, next to `datastore.db`).
+pub(super) fn signal_dir(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(OsString::from).unwrap_or_default();
+    name.push(SIGNAL_DIR_SUFFIX);
+    path.with_file_name(name)
+}
+
+/// The signal file that wakes every watch (`datastore.db.signals/datastore.db.committed`).
 fn everyone_signal(path: &Path) -> PathBuf {
     let mut name = path.file_name().map(OsString::from).unwrap_or_default();
     name.push(COMMIT_SIGNAL_SUFFIX);
-    path.with_file_name(name)
+    signal_dir(path).join(name)
 }
 
 /// The signal files a commit of `keys` touches: one per class of key, or the one for every watch when
@@ -72,6 +90,7 @@ pub(super) fn signal_paths(path: &Path, keys: &[&str], everyone: bool) -> Vec<Pa
     if everyone {
         return vec![everyone_path];
     }
+    let dir = signal_dir(path);
     let base = everyone_path
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
@@ -84,15 +103,12 @@ pub(super) fn signal_paths(path: &Path, keys: &[&str], everyone: bool) -> Vec<Pa
         }
         names.insert(name);
     }
-    names
-        .into_iter()
-        .map(|name| path.with_file_name(name))
-        .collect()
+    names.into_iter().map(|name| dir.join(name)).collect()
 }
 
-/// Whether a closed file named `name` is a commit signal that concerns a watch of `prefix`, given the
-/// database's everyone-signal name `base`.
-fn signal_concerns(name: &str, base: &str, prefix: &str) -> bool {
+/// Whether a closed file named `name` is a commit signal that concerns a watch wanting keys under any
+/// of `interest`, given the database's everyone-signal name `base`.
+fn signal_concerns(name: &str, base: &str, interest: &[String]) -> bool {
     if name == base {
         return true;
     }
@@ -100,17 +116,20 @@ fn signal_concerns(name: &str, base: &str, prefix: &str) -> bool {
         .strip_prefix(base)
         .and_then(|rest| rest.strip_prefix('.'))
     {
-        Some(class) => class_concerns(&unescape_class(class), prefix),
+        Some(class) => class_concerns_any(&unescape_class(class), interest),
         None => false,
     }
 }
 
 type Item = Result<WatchEvent, StoreError>;
 
+/// A watch of `prefix` that wakes only for commits of keys that may lie under one of `interest` (each
+/// under `prefix`; empty means all of `prefix`).
 pub(super) fn start(
     path: &Path,
     options: &EmbeddedOptions,
     prefix: &str,
+    interest: &[String],
     from_revision: Revision,
     local_commits: tokio::sync::watch::Receiver<Revision>,
 ) -> Result<WatchStream, StoreError> {
@@ -119,7 +138,12 @@ pub(super) fn start(
     })?;
     let display_path = path.display().to_string();
     let conn = sql::connect(path, options.busy_timeout, false)?;
-    let file_changes = match FileChanges::new(path, prefix) {
+    let interest = if interest.is_empty() {
+        vec![prefix.to_string()]
+    } else {
+        interest.to_vec()
+    };
+    let file_changes = match FileChanges::new(path, interest) {
         Ok(changes) => Some(changes),
         Err(err) => {
             tracing::warn!(
@@ -145,29 +169,31 @@ pub(super) fn start(
     Ok(Box::pin(stream))
 }
 
-/// inotify on the directory holding the database, for commit signal files being closed after a
-/// write (the directory is watched rather than the files, which may not exist yet).
+/// inotify on the signal directory, for commit signal files being closed after a write (the directory
+/// is watched rather than the files, which may not exist yet).
 struct FileChanges {
     events: EventStream<Vec<u8>>,
     /// The name of the signal file that wakes every watch; class signals add `.<class>`.
     base: String,
-    prefix: String,
+    /// The prefixes whose keys the watch wants.
+    interest: Vec<String>,
 }
 
 impl FileChanges {
-    fn new(path: &Path, prefix: &str) -> std::io::Result<Self> {
-        let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    fn new(path: &Path, interest: Vec<String>) -> std::io::Result<Self> {
+        let dir = signal_dir(path);
+        std::fs::create_dir_all(&dir)?;
         let base = everyone_signal(path)
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_default();
         let inotify = Inotify::init()?;
-        inotify.watches().add(dir, WatchMask::CLOSE_WRITE)?;
+        inotify.watches().add(&dir, WatchMask::CLOSE_WRITE)?;
         let events = inotify.into_event_stream(vec![0u8; 4096])?;
         Ok(FileChanges {
             events,
             base,
-            prefix: prefix.to_string(),
+            interest,
         })
     }
 
@@ -177,7 +203,7 @@ impl FileChanges {
         loop {
             let event = self.events.next().await?.ok()?;
             let ours = match &event.name {
-                Some(name) => signal_concerns(&name.to_string_lossy(), &self.base, &self.prefix),
+                Some(name) => signal_concerns(&name.to_string_lossy(), &self.base, &self.interest),
                 // An event without a name (such as a queue overflow) may hide ours.
                 None => true,
             };
@@ -358,29 +384,78 @@ mod signal_tests {
             ]
         );
         let base = "datastore.db.committed";
-        assert!(signal_concerns(
-            &names[0],
-            base,
-            "/calico/ipam/v2/assignment/"
-        ));
-        assert!(!signal_concerns(
-            &names[1],
-            base,
-            "/calico/ipam/v2/assignment/"
-        ));
-        assert!(signal_concerns(base, base, "/calico/ipam/v2/assignment/"));
-        assert!(!signal_concerns("datastore.db-wal", base, "/calico/"));
-        assert!(!signal_concerns("other.db.committed", base, "/calico/"));
+        let assignment = vec!["/calico/ipam/v2/assignment/".to_string()];
+        assert!(signal_concerns(&names[0], base, &assignment));
+        assert!(!signal_concerns(&names[1], base, &assignment));
+        assert!(signal_concerns(base, base, &assignment));
+        let everything = vec!["/calico/".to_string()];
+        assert!(!signal_concerns("datastore.db-wal", base, &everything));
+        assert!(!signal_concerns("other.db.committed", base, &everything));
         assert_eq!(
             signal_paths(db, &["/calico/a/b"], true),
-            vec![PathBuf::from("/run/lab/datastore.db.committed")]
+            vec![PathBuf::from(
+                "/run/lab/datastore.db.signals/datastore.db.committed"
+            )]
         );
         let long = format!("/{}/name", "x".repeat(300));
         assert_eq!(
             signal_paths(db, &[long.as_str()], false),
-            vec![PathBuf::from("/run/lab/datastore.db.committed")]
+            vec![PathBuf::from(
+                "/run/lab/datastore.db.signals/datastore.db.committed"
+            )]
         );
         // A class with `%` in it survives the file-name round trip.
         assert_eq!(unescape_class(&escape_class("/a%2F/b")), "/a%2F/b");
+    }
+
+    #[test]
+    fn signal_files_live_apart_from_the_database_s_own_files() {
+        // The database, its WAL and shared memory are closed after writing by every process that
+        // used them; in the signal directory those closes would wake every watch.
+        let db = Path::new("/run/lab/datastore.db");
+        let dir = signal_dir(db);
+        assert_eq!(dir, PathBuf::from("/run/lab/datastore.db.signals"));
+        let paths = signal_paths(
+            db,
+            &["/calico/resources/v3/projectcalico.org/workloadendpoints/ns/a"],
+            false,
+        );
+        assert!(paths.iter().all(|p| p.parent() == Some(dir.as_path())));
+        for own in ["datastore.db", "datastore.db-wal", "datastore.db-shm"] {
+            assert_ne!(db.with_file_name(own).parent(), Some(dir.as_path()));
+        }
+    }
+
+    #[test]
+    fn a_watch_with_several_interests_wakes_only_for_their_classes() {
+        // calico-node's syncer watches `/calico/` (the common prefix) but wants only these two: IPAM
+        // handles and Felix status reports, which share that prefix, must not wake it.
+        let interest = vec![
+            "/calico/resources/v3/".to_string(),
+            "/calico/ipam/v2/assignment/".to_string(),
+        ];
+        let base = "datastore.db.committed";
+        let name = |class: &str| format!("{base}.{}", escape_class(class));
+        assert!(signal_concerns(
+            &name("/calico/resources/v3/projectcalico.org/workloadendpoints"),
+            base,
+            &interest
+        ));
+        assert!(signal_concerns(
+            &name("/calico/ipam/v2/assignment/ipv4"),
+            base,
+            &interest
+        ));
+        assert!(!signal_concerns(
+            &name("/calico/ipam/v2/handle"),
+            base,
+            &interest
+        ));
+        assert!(!signal_concerns(
+            &name("/calico/felix/v2/no-region/host"),
+            base,
+            &interest
+        ));
+        assert!(signal_concerns(base, base, &interest));
     }
 }

@@ -341,44 +341,113 @@ impl Block {
     /// The invariants: one slot per address, every free ordinal listed once and empty, every slot's
     /// attribute present.
     pub fn check(&self) -> Result<(), BlockError> {
-        let corrupt = |reason: String| BlockError::Corrupt {
-            cidr: self.cidr,
-            reason,
-        };
-        if self.allocations.len() != block_len(self.cidr) {
-            return Err(corrupt(format!(
-                "{} allocation slots for {} addresses",
-                self.allocations.len(),
-                block_len(self.cidr)
-            )));
+        check_slots(
+            self.cidr,
+            &self.allocations,
+            &self.unallocated,
+            self.attributes.len(),
+        )
+    }
+}
+
+/// The invariants of [`Block::check`], over the parts of a block they concern.
+fn check_slots(
+    cidr: IpNet,
+    allocations: &[Option<usize>],
+    unallocated: &[usize],
+    attributes: usize,
+) -> Result<(), BlockError> {
+    let corrupt = |reason: String| BlockError::Corrupt { cidr, reason };
+    if allocations.len() != block_len(cidr) {
+        return Err(corrupt(format!(
+            "{} allocation slots for {} addresses",
+            allocations.len(),
+            block_len(cidr)
+        )));
+    }
+    let mut seen = vec![false; allocations.len()];
+    for &ord in unallocated {
+        match seen.get_mut(ord) {
+            None => return Err(corrupt(format!("free ordinal {ord} out of range"))),
+            Some(true) => return Err(corrupt(format!("free ordinal {ord} listed twice"))),
+            Some(s) => *s = true,
         }
-        let mut seen = vec![false; self.allocations.len()];
-        for &ord in &self.unallocated {
-            match seen.get_mut(ord) {
-                None => return Err(corrupt(format!("free ordinal {ord} out of range"))),
-                Some(true) => return Err(corrupt(format!("free ordinal {ord} listed twice"))),
-                Some(s) => *s = true,
-            }
-            if self.allocations[ord].is_some() {
-                return Err(corrupt(format!("ordinal {ord} is both free and allocated")));
-            }
+        if allocations[ord].is_some() {
+            return Err(corrupt(format!("ordinal {ord} is both free and allocated")));
         }
-        for (ord, slot) in self.allocations.iter().enumerate() {
-            match slot {
-                Some(idx) if *idx >= self.attributes.len() => {
-                    return Err(corrupt(format!(
-                        "ordinal {ord} refers to missing attribute {idx}"
-                    )));
-                }
-                None if !seen[ord] => {
-                    return Err(corrupt(format!(
-                        "ordinal {ord} is neither free nor allocated"
-                    )));
-                }
-                _ => {}
+    }
+    for (ord, slot) in allocations.iter().enumerate() {
+        match slot {
+            Some(idx) if *idx >= attributes => {
+                return Err(corrupt(format!(
+                    "ordinal {ord} refers to missing attribute {idx}"
+                )));
             }
+            None if !seen[ord] => {
+                return Err(corrupt(format!(
+                    "ordinal {ord} is neither free nor allocated"
+                )));
+            }
+            _ => {}
         }
-        Ok(())
+    }
+    Ok(())
+}
+
+/// What routing needs of a stored block: its affinity and the node recorded with each allocated
+/// address. Every calico-node decodes every block write in the cluster (one per pod added anywhere),
+/// so this reads only those fields, skipping handles, the other attributes and sequence numbers.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct BlockRouting {
+    pub cidr: IpNet,
+    affinity: Option<String>,
+    allocations: Vec<Option<usize>>,
+    unallocated: Vec<usize>,
+    attributes: Vec<RoutingAttribute>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+struct RoutingAttribute {
+    #[serde(default)]
+    secondary: RoutingSecondary,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+struct RoutingSecondary {
+    #[serde(default)]
+    node: Option<String>,
+}
+
+impl BlockRouting {
+    /// Parse a stored block's routing fields, checking the same slot invariants as
+    /// [`Block::from_json`].
+    pub fn from_json(bytes: &[u8]) -> Result<BlockRouting, String> {
+        let block: BlockRouting = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        check_slots(
+            block.cidr,
+            &block.allocations,
+            &block.unallocated,
+            block.attributes.len(),
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(block)
+    }
+
+    /// The node this block is affine to, if it is a host block (as [`Block::host`]).
+    pub fn host(&self) -> Option<&str> {
+        self.affinity.as_deref()?.strip_prefix("host:")
+    }
+
+    /// Allocated addresses with the node their allocation names, if any (as [`Block::allocated`]).
+    pub fn allocated_nodes(&self) -> impl Iterator<Item = (IpAddr, Option<&str>)> + '_ {
+        self.allocations
+            .iter()
+            .enumerate()
+            .filter_map(move |(ord, slot)| {
+                let attr = self.attributes.get((*slot)?)?;
+                let ip = nth_addr(self.cidr, ord as u128)?;
+                Some((ip, attr.secondary.node.as_deref()))
+            })
     }
 }
 
@@ -526,5 +595,42 @@ mod tests {
         assert_eq!(got[0].to_string(), "fd00:198::");
         assert_eq!(got[1].to_string(), "fd00:198::1");
         assert_eq!(b.size(), 64);
+    }
+
+    #[test]
+    fn the_routing_view_reads_what_the_full_block_holds_and_rejects_what_it_rejects() {
+        let mut b = block();
+        b.allocate(2, &attr("h1"), &|_| false);
+        let mut borrowed = attr("h2");
+        borrowed.secondary.insert(ATTR_NODE.into(), "n2".into());
+        borrowed.secondary.insert(ATTR_POD.into(), "p".into());
+        b.allocate(1, &borrowed, &|_| false);
+        let mut anonymous = attr("h3");
+        anonymous.secondary.clear();
+        b.allocate(1, &anonymous, &|_| false);
+        let json = b.to_json();
+        let view = BlockRouting::from_json(&json).unwrap();
+        assert_eq!(view.cidr, b.cidr);
+        assert_eq!(view.host(), b.host());
+        let full: Vec<(IpAddr, Option<&str>)> = b
+            .allocated()
+            .map(|(ip, a)| (ip, a.secondary.get(ATTR_NODE).map(String::as_str)))
+            .collect();
+        let lean: Vec<(IpAddr, Option<&str>)> = view.allocated_nodes().collect();
+        assert_eq!(lean, full);
+        assert_eq!(lean.len(), 4);
+
+        // A damaged block is refused by both, for the same reason.
+        let mut damaged = b.clone();
+        damaged.allocations.pop();
+        let json = serde_json::to_vec(&damaged).unwrap();
+        let full = Block::from_json(&json).unwrap_err();
+        assert_eq!(BlockRouting::from_json(&json).unwrap_err(), full);
+        let mut damaged = b.clone();
+        damaged.unallocated.push(0);
+        let json = serde_json::to_vec(&damaged).unwrap();
+        let full = Block::from_json(&json).unwrap_err();
+        assert_eq!(BlockRouting::from_json(&json).unwrap_err(), full);
+        assert!(BlockRouting::from_json(b"{}").is_err());
     }
 }
