@@ -9,12 +9,12 @@ pub mod decision;
 pub mod export;
 pub mod out;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use smallvec::SmallVec;
 
 pub use decision::{DEFAULT_LOCAL_PREF, Placement, Selection, place_new, select};
@@ -491,7 +491,7 @@ pub struct Rib {
     counts: HashMap<PeerId, [usize; 2]>,
     /// Announcements each peer made that were not accepted (loop, filter, next hop), so
     /// status can tell received from accepted.
-    refused: HashMap<PeerId, HashSet<(IpNet, u32)>>,
+    refused: FxHashMap<PeerId, FxHashSet<(IpNet, u32)>>,
 }
 
 impl Rib {
@@ -501,7 +501,7 @@ impl Rib {
             peers: BTreeMap::new(),
             table: Table::default(),
             counts: HashMap::new(),
-            refused: HashMap::new(),
+            refused: FxHashMap::default(),
         }
     }
 
