@@ -851,10 +851,7 @@ impl Rib {
         prefixes: impl IntoIterator<Item = IpNet>,
         out: &mut AdjRibOut,
     ) -> Vec<OutChange> {
-        prefixes
-            .into_iter()
-            .filter_map(|p| out.set(p, self.exported(to_id, &p)))
-            .collect()
+        self.sync_peer_shared(to_id, prefixes, out, &mut ExportCache::default())
     }
 
     /// `sync_peer` for many peers in a row, while the RIB does not change: what one peer is

@@ -88,20 +88,8 @@ impl AdjRibOut {
 
     /// Records what the peer should now have for `prefix`; the change to send, if any.
     pub fn set(&mut self, prefix: IpNet, new: Option<Exported>) -> Option<OutChange> {
-        match new {
-            Some(e) => {
-                if self.sent.get(&prefix).is_some_and(|old| **old == e) {
-                    return None;
-                }
-                let shared = self.interner.intern(&e);
-                self.sent.insert(prefix, Arc::clone(&shared));
-                Some(OutChange::Announce(prefix, shared))
-            }
-            None => self
-                .sent
-                .remove(&prefix)
-                .map(|_| OutChange::Withdraw(prefix)),
-        }
+        let shared = new.map(|e| self.interner.intern(&e));
+        self.set_shared(prefix, shared)
     }
 
     /// `set` for an export already shared (interned with this Adj-RIB-Out's interner): the

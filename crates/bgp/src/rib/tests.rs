@@ -1121,6 +1121,51 @@ mod properties {
         }
     }
 
+    /// A reflector (cluster id = router id) with peers 1.. of the given (iBGP, RR client)
+    /// roles (`roles[0]` unused), holding one path to 198.19.0.0/26: originated when `from` is
+    /// 0, else from peer `from`, with ORIGINATOR_ID the router id of peer `originator`.
+    fn reflector_holding_one_path(
+        roles: &[(bool, bool)],
+        from: u8,
+        originator: Option<u8>,
+        mut a: PathAttributes,
+    ) -> (Rib, IpNet) {
+        let mut r = Rib::new(RibConfig {
+            local_as: LOCAL_AS,
+            router_id: ROUTER_ID,
+            cluster_id: Some(ROUTER_ID),
+        });
+        for (n, (ibgp, rr_client)) in roles.iter().enumerate().skip(1) {
+            let n = n as u8;
+            let mut info = peer(
+                n,
+                if *ibgp {
+                    LOCAL_AS
+                } else {
+                    65000 + u32::from(n)
+                },
+            );
+            info.rr_client = *rr_client && *ibgp;
+            r.set_peer(PeerId::from(n), info);
+        }
+        let prefix = net("198.19.0.0/26");
+        a.originator_id = originator.map(|n| Ipv4Addr::new(198, 18, 2, n));
+        if from == 0 {
+            r.originate(prefix, a, ip("198.18.0.1"));
+        } else {
+            let update = Update {
+                attributes: PathAttributes {
+                    next_hop: Some(Ipv4Addr::new(198, 18, 1, from)),
+                    ..a
+                },
+                nlri: vec![Nlri::new(prefix)],
+                ..Update::default()
+            };
+            r.apply_update(PeerId::from(from), &update);
+        }
+        (r, prefix)
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
@@ -1135,37 +1180,18 @@ mod properties {
             order in Just((1u8..6).collect::<Vec<u8>>()).prop_shuffle(),
             a in small_attrs(),
         ) {
-            let mut r = Rib::new(RibConfig {
-                local_as: LOCAL_AS,
-                router_id: ROUTER_ID,
-                cluster_id: Some(ROUTER_ID),
-            });
-            for (n, (ibgp, rr_client)) in roles.iter().enumerate().skip(1) {
-                let n = n as u8;
-                let mut info = peer(n, if *ibgp { LOCAL_AS } else { 65000 + u32::from(n) });
-                info.rr_client = *rr_client && *ibgp;
-                r.set_peer(PeerId::from(n), info);
-            }
-            let prefix = net("198.19.0.0/26");
-            let mut a = a;
-            a.originator_id = originator.map(|n| Ipv4Addr::new(198, 18, 2, n));
-            if from == 0 {
-                r.originate(prefix, a, ip("198.18.0.1"));
-            } else {
-                r.apply_update(PeerId::from(from), &Update {
-                    attributes: PathAttributes { next_hop: Some(Ipv4Addr::new(198, 18, 1, from)), ..a },
-                    nlri: vec![Nlri::new(prefix)],
-                    ..Update::default()
-                });
-            }
+            let (r, prefix) = reflector_holding_one_path(&roles, from, originator, a);
             let interner = crate::rib::out::ExportInterner::default();
             let mut cache = ExportCache::default();
             for to in order {
                 let to = PeerId::from(to);
                 let mut shared_out = AdjRibOut::sharing(&interner);
-                let mut own_out = AdjRibOut::default();
                 let shared = r.sync_peer_shared(to, [prefix], &mut shared_out, &mut cache);
-                let own = r.sync_peer(to, [prefix], &mut own_out);
+                let own: Vec<OutChange> = r
+                    .exported(to, &prefix)
+                    .map(|e| OutChange::Announce(prefix, Arc::new(e)))
+                    .into_iter()
+                    .collect();
                 prop_assert_eq!(shared, own, "peer {}", to);
             }
         }
@@ -1180,30 +1206,7 @@ mod properties {
             originator in prop::option::of(1u8..4),
             a in small_attrs(),
         ) {
-            let mut r = Rib::new(RibConfig {
-                local_as: LOCAL_AS,
-                router_id: ROUTER_ID,
-                cluster_id: Some(ROUTER_ID),
-            });
-            for (n, (ibgp, rr_client)) in roles.iter().enumerate().skip(1) {
-                let n = n as u8;
-                let mut info = peer(n, if *ibgp { LOCAL_AS } else { 65000 + u32::from(n) });
-                info.rr_client = *rr_client && *ibgp;
-                r.set_peer(PeerId::from(n), info);
-            }
-            let prefix = net("198.19.0.0/26");
-            let mut a = a;
-            a.originator_id = originator.map(|n| Ipv4Addr::new(198, 18, 2, n));
-            if from == 0 {
-                r.originate(prefix, a, ip("198.18.0.1"));
-            } else {
-                let nlri = Nlri::new(prefix);
-                r.apply_update(PeerId::from(from), &Update {
-                    attributes: PathAttributes { next_hop: Some(Ipv4Addr::new(198, 18, 1, from)), ..a },
-                    nlri: vec![nlri],
-                    ..Update::default()
-                });
-            }
+            let (r, prefix) = reflector_holding_one_path(&roles, from, originator, a);
             let best = r.best(&prefix);
             let to = PeerId::from(to);
             if !r.may_export(to, best.as_ref().map(|p| p.source)) {
