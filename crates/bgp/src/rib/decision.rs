@@ -40,19 +40,6 @@ struct Candidate<'a, P> {
 type Rank = (bool, bool, std::cmp::Reverse<u32>, usize, Origin);
 
 impl<P: PathView> Candidate<'_, P> {
-    fn local_pref(&self) -> u32 {
-        self.path.attrs().local_pref.unwrap_or(DEFAULT_LOCAL_PREF)
-    }
-    fn as_path_len(&self) -> usize {
-        self.path
-            .attrs()
-            .as_path
-            .as_ref()
-            .map_or(0, |p| p.decision_len())
-    }
-    fn origin(&self) -> Origin {
-        self.path.attrs().origin.unwrap_or(Origin::Incomplete)
-    }
     /// A missing MED counts as the lowest value (RFC 4271 §9.1.2.2 c).
     fn med(&self) -> u32 {
         self.path.attrs().med.unwrap_or(0)
@@ -95,25 +82,31 @@ impl<P: PathView> Candidate<'_, P> {
 /// inline-or-heap check on every access costs more than the one allocation.)
 type Candidates<'a, P> = Vec<Candidate<'a, P>>;
 
+/// `path` (at `index` among the prefix's paths) as a candidate; `None` when it is from a peer
+/// unknown to `peers`, which is never one.
 fn candidate<'a, P: PathView>(
     index: usize,
     path: &'a P,
-    peer: Option<&'a PeerInfo>,
-) -> Candidate<'a, P> {
-    let mut c = Candidate {
+    peers: &'a BTreeMap<PeerId, PeerInfo>,
+) -> Option<Candidate<'a, P>> {
+    let peer = match path.source() {
+        Source::Local => None,
+        Source::Peer(id) => Some(peers.get(&id)?),
+    };
+    let attrs = path.attrs();
+    let rank = (
+        peer.is_some(),
+        path.stale(),
+        std::cmp::Reverse(attrs.local_pref.unwrap_or(DEFAULT_LOCAL_PREF)),
+        attrs.as_path.as_ref().map_or(0, |p| p.decision_len()),
+        attrs.origin.unwrap_or(Origin::Incomplete),
+    );
+    Some(Candidate {
         index,
         path,
         peer,
-        rank: (false, false, std::cmp::Reverse(0), 0, Origin::Igp),
-    };
-    c.rank = (
-        peer.is_some(),
-        path.stale(),
-        std::cmp::Reverse(c.local_pref()),
-        c.as_path_len(),
-        c.origin(),
-    );
-    c
+        rank,
+    })
 }
 
 /// Chooses among `paths` (all for one prefix). Paths from peers unknown to `peers` are not
@@ -122,14 +115,9 @@ pub fn select<P: PathView>(paths: &[P], peers: &BTreeMap<PeerId, PeerInfo>) -> O
     // The rules before MED in one pass: only the candidates of the best rank are kept.
     let mut c: Candidates<'_, P> = Vec::new();
     for (index, path) in paths.iter().enumerate() {
-        let peer = match path.source() {
-            Source::Local => None,
-            Source::Peer(id) => match peers.get(&id) {
-                Some(peer) => Some(peer),
-                None => continue,
-            },
+        let Some(x) = candidate(index, path, peers) else {
+            continue;
         };
-        let x = candidate(index, path, peer);
         match c.first().map(|first| x.rank.cmp(&first.rank)) {
             Some(std::cmp::Ordering::Greater) => {}
             Some(std::cmp::Ordering::Equal) => c.push(x),
@@ -207,16 +195,7 @@ pub fn place_new<P: PathView>(
     chosen: &[P],
     peers: &BTreeMap<PeerId, PeerInfo>,
 ) -> Option<Placement> {
-    fn as_candidate<'a, P: PathView>(
-        path: &'a P,
-        peers: &'a BTreeMap<PeerId, PeerInfo>,
-    ) -> Option<Candidate<'a, P>> {
-        match path.source() {
-            Source::Local => Some(candidate(0, path, None)),
-            Source::Peer(id) => peers.get(&id).map(|peer| candidate(0, path, Some(peer))),
-        }
-    }
-    let as_candidate = |path| as_candidate(path, peers);
+    let as_candidate = |path| candidate(0, path, peers);
     let Some(new) = as_candidate(new) else {
         // From an unknown peer: never a candidate.
         return Some(Placement::NotChosen);
