@@ -728,6 +728,15 @@ impl Rib {
     /// The keys (prefix, path id) of every path `peer` has here, so that a caller can
     /// withdraw them a part at a time (each part's changes passed on before the next).
     pub fn paths_of(&self, peer: PeerId) -> Vec<(IpNet, u32)> {
+        // There is no index by peer: the table is scanned, unless the counts say there is
+        // nothing to find (a peer whose paths were just withdrawn, or that never sent any).
+        if self
+            .counts
+            .get(&peer)
+            .is_none_or(|c| c.iter().all(|&n| n == 0))
+        {
+            return Vec::new();
+        }
         self.table.keys_of(Source::Peer(peer))
     }
 
@@ -735,7 +744,7 @@ impl Rib {
     pub fn peer_down(&mut self, peer: PeerId) -> Vec<BestChange> {
         self.refused.remove(&peer);
         let mut changes = Vec::new();
-        for (prefix, path_id) in self.table.keys_of(Source::Peer(peer)) {
+        for (prefix, path_id) in self.paths_of(peer) {
             changes.extend(self.remove(Source::Peer(peer), prefix, path_id).1);
         }
         self.counts.remove(&peer);

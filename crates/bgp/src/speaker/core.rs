@@ -254,6 +254,10 @@ impl Core {
         // sleep each time would be pushed back by every request and event (a status poll every
         // few ms would then hold a slow peer's backlog back forever).
         let mut retry_at: Option<Instant> = None;
+        // Woken as soon as the route reader makes room, not only at the next retry: the
+        // stream's backlog would otherwise move one channel's worth per retry interval. (A
+        // handle of its own, so that waiting for room does not borrow `self`.)
+        let routes = self.routes.clone();
         loop {
             let backlog = self.has_backlog();
             if !backlog {
@@ -262,9 +266,6 @@ impl Core {
                 retry_at = Some(Instant::now() + BACKLOG_RETRY);
             }
             let deferral = self.deferral_deadline.filter(|_| !self.initial_routes_done);
-            // Woken as soon as the route reader makes room, not only at the next retry: the
-            // stream's backlog would otherwise move one channel's worth per retry interval.
-            let routes = self.routes.clone();
             let stream_waiting = !self.routes_pending.is_empty();
             tokio::select! {
                 request = requests.recv() => match request {
