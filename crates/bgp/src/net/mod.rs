@@ -508,7 +508,7 @@ impl Driver {
     }
 
     async fn send(&mut self, id: ConnId, message: Message) -> Option<Event> {
-        let c = self.conns.get_mut(&id)?;
+        let c = self.conns.get(&id)?;
         let bytes = match message.to_bytes(&c.encode) {
             Ok(b) => b,
             Err(e) => {
@@ -518,19 +518,23 @@ impl Driver {
         };
         // A NOTIFICATION precedes a close: it gets a moment, never longer (the peer may be
         // the one that stopped reading).
-        let deadline = match message {
-            Message::Notification(_) => Some(Instant::now() + NOTIFICATION_WAIT),
-            _ => self.timers.get(&Timer::Hold(id)).copied(),
+        let notification = matches!(message, Message::Notification(_));
+        let deadline = if notification {
+            Some(Instant::now() + NOTIFICATION_WAIT)
+        } else {
+            self.hold_deadline(id)
         };
         let c = self.conns.get_mut(&id)?;
         match write_before(&mut c.writer, &bytes, deadline).await {
             Written::Done => None,
-            Written::Failed => Some(Event::Closed { conn: id }),
-            Written::Late if matches!(message, Message::Notification(_)) => {
-                Some(Event::Closed { conn: id })
-            }
-            Written::Late => self.hold_expired(id),
+            Written::Late if !notification => self.hold_expired(id),
+            Written::Failed | Written::Late => Some(Event::Closed { conn: id }),
         }
+    }
+
+    /// When a write to `id` must have finished: the hold timer's expiry, if it runs.
+    fn hold_deadline(&self, id: ConnId) -> Option<Instant> {
+        self.timers.get(&Timer::Hold(id)).copied()
     }
 
     /// A write did not finish before the hold timer's expiry: the timer runs out now.
@@ -560,7 +564,7 @@ impl Driver {
     async fn send_batch(&mut self, id: ConnId, updates: Vec<Update>) -> Option<Event> {
         let mut not_sent = Vec::new();
         let mut closed = None;
-        let deadline = self.timers.get(&Timer::Hold(id)).copied();
+        let deadline = self.hold_deadline(id);
         let mut late = false;
         if let Some(c) = self.conns.get_mut(&id) {
             let mut buf = Vec::with_capacity(BATCH_WRITE.min(updates.len() * 64));
