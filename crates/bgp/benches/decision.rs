@@ -56,15 +56,31 @@ fn rss() -> Option<u64> {
     Some(pages * 4096)
 }
 
-fn main() {
+/// A RIB with iBGP peers 1..=`peers`.
+fn rib_with_peers(peers: u32) -> Rib {
     let mut rib = Rib::new(RibConfig {
         local_as: 64512,
         router_id: Ipv4Addr::new(198, 18, 0, 1),
         cluster_id: None,
     });
-    for n in 1..=PEERS {
+    for n in 1..=peers {
         rib.set_peer(n, peer(n));
     }
+    rib
+}
+
+/// Applies `updates` in order: how long that took and how many best-path changes it made.
+fn apply_all(rib: &mut Rib, updates: &[(u32, Update)]) -> (std::time::Duration, usize) {
+    let start = Instant::now();
+    let changes = updates
+        .iter()
+        .map(|(n, u)| rib.apply_update(*n, u).len())
+        .sum();
+    (start.elapsed(), changes)
+}
+
+fn main() {
+    let mut rib = rib_with_peers(PEERS);
     let updates: Vec<(u32, Update)> = (1..=PEERS)
         .flat_map(|n| {
             let all: Vec<Nlri> = (0..PREFIXES).map(|i| Nlri::new(prefix(i))).collect();
@@ -84,12 +100,7 @@ fn main() {
         .collect();
 
     let before = rss();
-    let start = Instant::now();
-    let mut changes = 0usize;
-    for (n, u) in &updates {
-        changes += rib.apply_update(*n, u).len();
-    }
-    let ingest = start.elapsed();
+    let (ingest, mut changes) = apply_all(&mut rib, &updates);
     let paths = f64::from(PREFIXES * PEERS);
     println!(
         "ingest: {PREFIXES} prefixes x {PEERS} peers in {:.3} s: {:.3} µs per path, {:.3} µs per prefix; {changes} best-path changes",
@@ -146,14 +157,7 @@ fn main() {
 /// ingest benchmark.
 fn ingest_equal_cost() {
     const EQUAL_PEERS: u32 = 10;
-    let mut rib = Rib::new(RibConfig {
-        local_as: 64512,
-        router_id: Ipv4Addr::new(198, 18, 0, 1),
-        cluster_id: None,
-    });
-    for n in 1..=EQUAL_PEERS {
-        rib.set_peer(n, peer(n));
-    }
+    let mut rib = rib_with_peers(EQUAL_PEERS);
     let all: Vec<Nlri> = (0..PREFIXES).map(|i| Nlri::new(prefix(i))).collect();
     let updates: Vec<(u32, Update)> = all
         .chunks(PER_UPDATE)
@@ -177,12 +181,7 @@ fn ingest_equal_cost() {
             })
         })
         .collect();
-    let start = Instant::now();
-    let mut changes = 0usize;
-    for (n, u) in &updates {
-        changes += rib.apply_update(*n, u).len();
-    }
-    let took = start.elapsed();
+    let (took, changes) = apply_all(&mut rib, &updates);
     let paths = f64::from(PREFIXES * EQUAL_PEERS);
     println!(
         "ingest, {EQUAL_PEERS} equal-cost paths per prefix: {PREFIXES} prefixes x {EQUAL_PEERS} peers in {:.3} s: {:.3} µs per path; {changes} best-path changes",
