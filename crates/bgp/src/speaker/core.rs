@@ -286,7 +286,7 @@ impl Core {
                     self.flush_all();
                 }
                 permit = routes.reserve(), if stream_waiting => match permit {
-                    Ok(permit) => permit.send(self.take_held_routes()),
+                    Ok(permit) => permit.send(take_held(&mut self.routes_pending)),
                     // Nobody reads the stream: nothing to keep for it.
                     Err(_) => self.routes_pending = FxHashMap::default(),
                 },
@@ -887,13 +887,6 @@ impl Core {
         }
     }
 
-    /// The held changes as one batch, their memory released.
-    fn take_held_routes(&mut self) -> Vec<RouteChange> {
-        std::mem::take(&mut self.routes_pending)
-            .into_values()
-            .collect()
-    }
-
     fn flush_all(&mut self) {
         // One pass over the peers with the RIB unchanged: an export computed for one peer
         // serves every peer with the same export settings.
@@ -909,9 +902,8 @@ impl Core {
         if self.routes_pending.is_empty() {
             return;
         }
-        let routes = self.routes.clone();
-        match routes.try_reserve() {
-            Ok(permit) => permit.send(self.take_held_routes()),
+        match self.routes.try_reserve() {
+            Ok(permit) => permit.send(take_held(&mut self.routes_pending)),
             Err(mpsc::error::TrySendError::Full(())) => {}
             Err(mpsc::error::TrySendError::Closed(())) => {
                 self.routes_pending = FxHashMap::default();
@@ -1015,6 +1007,11 @@ fn send_batch(session: &SessionLink, updates: Vec<Update>) {
         return;
     }
     queue_batch(session, Command::SendBatch(updates));
+}
+
+/// The held route changes as one batch, their memory released.
+fn take_held(held: &mut FxHashMap<IpNet, RouteChange>) -> Vec<RouteChange> {
+    std::mem::take(held).into_values().collect()
 }
 
 /// Hands the session a batch command, counted until the session has written it.
