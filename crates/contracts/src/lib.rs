@@ -2,9 +2,10 @@
 //! role) and its BGP speaker (BIRD's role). Each is defined once here and used by all of them, so a name,
 //! a protocol number or a file cannot drift between the side that writes it and the side that reads it.
 //!
-//! No dependencies and no I/O.
+//! No I/O. Its one dependency, serde, is for the wire types of calico-node's status socket.
 
 pub mod iface;
 pub mod mac;
+pub mod node_status;
 pub mod route;
 pub mod state;

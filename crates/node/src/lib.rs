@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod autodetect;
+pub mod bgp_status;
 pub mod config;
 pub mod handoff;
 pub mod startup;
