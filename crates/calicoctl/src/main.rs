@@ -68,6 +68,8 @@ enum Command {
     Version(verbs::version::VersionArgs),
     /// IP address management: show, check, release, configure.
     Ipam(ipam::IpamArgs),
+    /// Node specific commands: status.
+    Node(verbs::node::NodeArgs),
 }
 
 /// The status a Unix tool leaves when its reader goes away (killed by SIGPIPE: 128 + 13), which is what
@@ -109,6 +111,12 @@ fn main() -> ExitCode {
     end_quietly_on_closed_stdout();
     let cli = Cli::parse();
     init_logging(&cli.log_level);
+    // Needs no datastore, and runs before any runtime thread exists: reading the local time zone is
+    // only sound while the process has one thread.
+    let cli = match cli.command {
+        Command::Node(args) => return exit_code(verbs::node::run(args)),
+        command => Cli { command, ..cli },
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -119,7 +127,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    exit_code(runtime.block_on(run(cli)))
+}
+
+fn exit_code(result: Result<()>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::from(EXIT_BROKEN_PIPE),
         Err(e) => {
@@ -171,7 +183,7 @@ async fn run(cli: Cli) -> Result<()> {
                 Command::Patch(args) => verbs::patch::patch(&client, args).await,
                 Command::Label(args) => verbs::label::label(&client, args).await,
                 Command::Ipam(args) => ipam::run(&client, args, VERSION).await,
-                Command::Validate(_) | Command::Version(_) => Ok(()),
+                Command::Validate(_) | Command::Version(_) | Command::Node(_) => Ok(()),
             }
         }
     }

@@ -12,6 +12,7 @@ use crate::input::read_sources;
 pub mod delete;
 pub mod get;
 pub mod label;
+pub mod node;
 pub mod patch;
 pub mod version;
 pub mod write;
