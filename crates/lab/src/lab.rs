@@ -632,6 +632,17 @@ pub fn exec(name: &str, target: &str, command: &[String]) -> Result<ExitCode> {
     let ns = target_namespace(&lab, target)?;
     let (program, args) = command.split_first().context("no command given")?;
     let mut cmd = netns::exec_command(&ns, program)?;
+    // In a host, its own state dir: `calicoctl node status` finds that host's calico-node there.
+    if let Some(host) = State::load(&lab)
+        .ok()
+        .flatten()
+        .and_then(|s| s.host(target).cloned())
+    {
+        cmd.env(
+            calico_contracts::node_status::STATE_DIR_ENV,
+            &host.state_dir,
+        );
+    }
     let status = cmd
         .args(args)
         .status()

@@ -20,7 +20,10 @@ pub fn start(lab: &str, binary: &Path, host: &HostState, ds: &DatastoreState) ->
     let mut command = netns::exec_command(&host.namespace, binary)?;
     command
         .env("NODENAME", &host.name)
-        .env("CALICO_STATE_DIR", &host.state_dir)
+        .env(
+            calico_contracts::node_status::STATE_DIR_ENV,
+            &host.state_dir,
+        )
         .env("IP", "autodetect")
         .env("IP_AUTODETECTION_METHOD", "interface=eth0")
         .env("CALICO_IPV4POOL_CIDR", POOL_CIDR)
