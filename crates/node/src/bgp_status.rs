@@ -9,7 +9,7 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use calico_bgp::session::State;
 use calico_bgp::speaker::PeerStatus;
@@ -40,7 +40,7 @@ pub fn peer_rows(peers: impl IntoIterator<Item = (PeerKind, PeerStatus)>) -> Vec
                 } else {
                     ProtocolState::Start
                 },
-                since: peer.since,
+                since: whole_seconds(peer.since),
                 session,
                 // BIRD keeps showing the error that last took a session down, established or not.
                 last_error: peer.last_error.as_deref().and_then(bird_error),
@@ -49,6 +49,15 @@ pub fn peer_rows(peers: impl IntoIterator<Item = (PeerKind, PeerStatus)>) -> Vec
         .collect();
     rows.sort_by_key(|r| (r.address, r.port));
     rows
+}
+
+/// Rows carry whole seconds, as they travel (and as BIRD shows them), so a row read back from the
+/// socket equals the one served.
+fn whole_seconds(t: SystemTime) -> SystemTime {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => UNIX_EPOCH + Duration::from_secs(d.as_secs()),
+        Err(_) => UNIX_EPOCH,
+    }
 }
 
 pub fn session_state(state: State) -> SessionState {
@@ -183,12 +192,16 @@ fn capitalised(text: &str) -> String {
     }
 }
 
+/// How long after start every peering must be up for readiness (calico-node's `-threshold-time`,
+/// measured there from the nodename file's modification, i.e. from start-up).
+pub const READINESS_THRESHOLD: Duration = Duration::from_secs(30);
+
 /// Why BGP keeps this node from being ready, one line per family with a problem, worded as Calico's
 /// readiness check words it (`BIRD is not ready: BGP not established with 10.0.0.2,10.0.0.3`; `BIRD6`
 /// for IPv6). Empty when ready.
 ///
-/// As Calico's check: a family without peers is ready; right after start (`all_required`: within the
-/// readiness threshold of calico-node's start) every peering must be established, so a rolling update
+/// As Calico's check: a family without peers is ready; right after start (`all_required`: within
+/// [`READINESS_THRESHOLD`] of calico-node's start) every peering must be established, so a rolling update
 /// waits for BGP; later one established peering is enough, so a node is not unready because some
 /// other nodes are down. The list names every peering not established, in row order.
 pub fn not_ready_reasons(rows: &[PeerRow], all_required: bool) -> Vec<String> {

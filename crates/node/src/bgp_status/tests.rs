@@ -68,6 +68,13 @@ fn rows_are_in_birds_terms_and_ordered_by_address() {
     assert_eq!(rows[0].family, Family::IPv4);
     assert_eq!(rows[0].info(), "Established");
     assert_eq!(rows[0].since, at(1_700_000_000));
+    let mut fractional = peer("10.0.0.9", State::Idle, None);
+    fractional.since = at(1_700_000_000) + Duration::from_millis(999);
+    assert_eq!(
+        peer_rows([(PeerKind::Mesh, fractional)])[0].since,
+        at(1_700_000_000),
+        "whole seconds, as on the wire"
+    );
 
     assert_eq!(rows[1].kind, PeerKind::Node);
     assert_eq!(rows[1].state, ProtocolState::Start);
