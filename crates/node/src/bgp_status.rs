@@ -42,8 +42,12 @@ pub fn peer_rows(peers: impl IntoIterator<Item = (PeerKind, PeerStatus)>) -> Vec
                 },
                 since: whole_seconds(peer.since),
                 session,
-                // BIRD keeps showing the error that last took a session down, established or not.
-                last_error: peer.last_error.as_deref().and_then(bird_error),
+                // BIRD forgets the last error once a session is established; until then it shows
+                // the one that took the session down or kept it from coming up.
+                last_error: match session {
+                    SessionState::Established => None,
+                    _ => peer.last_error.as_deref().and_then(bird_error),
+                },
             }
         })
         .collect();

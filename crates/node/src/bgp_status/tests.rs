@@ -56,7 +56,11 @@ fn rows_are_in_birds_terms_and_ordered_by_address() {
         ),
         (
             PeerKind::Mesh,
-            peer("192.168.179.103", State::Established, None),
+            peer(
+                "192.168.179.103",
+                State::Established,
+                Some("hold timer expired"),
+            ),
         ),
         (PeerKind::Global, peer("fd00::1", State::Connect, None)),
     ]);
@@ -66,6 +70,7 @@ fn rows_are_in_birds_terms_and_ordered_by_address() {
     assert_eq!(rows[0].kind, PeerKind::Mesh);
     assert_eq!(rows[0].state, ProtocolState::Up);
     assert_eq!(rows[0].family, Family::IPv4);
+    // An error from before the session came back up is not shown, as BIRD clears it.
     assert_eq!(rows[0].info(), "Established");
     assert_eq!(rows[0].since, at(1_700_000_000));
     let mut fractional = peer("10.0.0.9", State::Idle, None);
