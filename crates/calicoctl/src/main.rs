@@ -168,6 +168,8 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Validate(args) => verbs::write::validate(args),
         Command::Version(args) => verbs::version::version(&config, args).await,
+        // `main` answers it before loading any configuration; here only for completeness.
+        Command::Node(args) => verbs::node::run(args),
         command => {
             let client = connect(&config).await?;
             match command {
