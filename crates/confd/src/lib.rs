@@ -24,7 +24,9 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use calico_api::ObjectMeta;
-use calico_api::spec::bgpconfig::{BGPConfigurationSpec, DEFAULT_AS_NUMBER, DEFAULT_LISTEN_PORT};
+use calico_api::spec::bgpconfig::{
+    BGPConfigurationSpec, BindMode, DEFAULT_AS_NUMBER, DEFAULT_LISTEN_PORT,
+};
 use calico_api::spec::bgpfilter::BGPFilterSpec;
 use calico_api::spec::bgppeer::{BGPPeerSpec, SecretKeySelector};
 use calico_api::spec::ippool::IPPoolSpec;
@@ -105,17 +107,22 @@ pub struct BgpIdentity {
     /// `spec.bgp.routeReflectorClusterID`: this node is a route reflector.
     pub cluster_id: Option<Ipv4Addr>,
     pub listen_port: u16,
+    /// `bindMode: NodeIP`: listen on the node's address only (else on every address).
+    pub listen_address: Option<IpAddr>,
     pub ipv4: Option<Ipv4Addr>,
     pub ipv6: Option<Ipv6Addr>,
 }
 
 impl BgpIdentity {
-    /// The speaker's configuration for this identity (listening on all addresses at the
-    /// configured port), or `None` when the node does not run BGP.
+    /// The speaker's configuration for this identity (listening at the configured address and
+    /// port), or `None` when the node does not run BGP.
     pub fn speaker_config(&self) -> Option<SpeakerConfig> {
         let router_id = self.router_id.filter(|_| self.enabled)?;
         let mut config = SpeakerConfig::new(self.local_as, router_id);
-        config.listen = Some(SocketAddr::from((Ipv4Addr::UNSPECIFIED, self.listen_port)));
+        let listen_ip = self
+            .listen_address
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        config.listen = Some(SocketAddr::new(listen_ip, self.listen_port));
         config.cluster_id = self.cluster_id;
         Some(config)
     }
@@ -251,7 +258,16 @@ pub fn compute(input: &ConfdInput<'_>, secrets: SecretReader<'_>) -> Confd {
             "spec.bgp.asNumber",
             "AS 0 is reserved (RFC 7607): this host runs no BGP",
         )),
-        _ => {}
+        Some(me) => {
+            if let Some(id) = me.cluster_id.filter(|id| id.parse::<Ipv4Addr>().is_err()) {
+                problems.push(ConfdProblem::new(
+                    "Node",
+                    input.node_name,
+                    "spec.bgp.routeReflectorClusterID",
+                    format!("{id:?} is not an IPv4 address: the speaker uses its router id as cluster id"),
+                ));
+            }
+        }
     }
     let (peers, originations) = if identity.enabled {
         (
@@ -417,6 +433,9 @@ impl<'a> Context<'a> {
             router_id: self.input.router_id.or(ipv4),
             cluster_id: self.cluster_id().and_then(|c| c.parse().ok()),
             listen_port,
+            listen_address: ipv4
+                .filter(|_| self.global.and_then(|g| g.bind_mode) == Some(BindMode::NodeIP))
+                .map(IpAddr::V4),
             ipv4,
             ipv6: me.and_then(|m| m.v6),
         }

@@ -33,7 +33,7 @@ struct Candidate<'a> {
     remote_as: u32,
     /// The peer node's cluster id, for peers that are Calico nodes found by selector.
     rr_cluster_id: Option<&'a str>,
-    /// The address is a Calico node's.
+    /// Written by `peerIP` and at a Calico node's address: the lower address waits.
     calico_node: bool,
     /// From `peerSelector` or a reverse peering, rather than a written `peerIP`.
     from_selector: bool,
@@ -119,12 +119,15 @@ fn password(
 ) -> Result<Option<String>, String> {
     match password.and_then(|p| p.secret_key_ref.as_ref()) {
         None => Ok(None),
-        Some(sel) => secrets(sel).map(Some).map_err(|e| {
-            format!(
+        Some(sel) => match secrets(sel) {
+            Ok(p) => Ok(Some(p)),
+            // An optional reference (as in Kubernetes) allows going without.
+            Err(_) if sel.optional == Some(true) => Ok(None),
+            Err(e) => Err(format!(
                 "cannot read key {:?} of Secret {:?}: {e}; the peering is left out",
                 sel.key, sel.name
-            )
-        }),
+            )),
+        },
     }
 }
 
@@ -251,7 +254,8 @@ fn node_as_peers<'a>(
             port: node.listen_port,
             remote_as: node.asn,
             rr_cluster_id: node.cluster_id,
-            calico_node: true,
+            // confd only marks peers written by address as Calico nodes (for `passive`).
+            calico_node: false,
             from_selector: true,
             res,
         })

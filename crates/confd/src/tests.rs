@@ -167,6 +167,7 @@ fn identity_defaults_follow_calico() {
             router_id: Some(Ipv4Addr::new(10, 0, 0, 2)),
             cluster_id: None,
             listen_port: 179,
+            listen_address: None,
             ipv4: Some(Ipv4Addr::new(10, 0, 0, 2)),
             ipv6: None,
         }
@@ -213,6 +214,58 @@ fn identity_as_port_cluster_and_router_id_overrides() {
         w.run("plain").identity.router_id,
         Some(Ipv4Addr::new(1, 2, 3, 4))
     );
+}
+
+#[test]
+fn bind_mode_node_ip_listens_on_the_node_address() {
+    let c = three_nodes()
+        .config(
+            "default",
+            BGPConfigurationSpec {
+                bind_mode: Some(calico_api::spec::bgpconfig::BindMode::NodeIP),
+                listen_port: Some(1179),
+                ..Default::default()
+            },
+        )
+        .run("node3");
+    assert_eq!(c.identity.listen_address, Some(ip("10.0.0.3")));
+    let listen = c.identity.speaker_config().and_then(|s| s.listen);
+    assert_eq!(
+        listen,
+        Some("10.0.0.3:1179".parse().expect("socket address"))
+    );
+}
+
+#[test]
+fn bad_identity_input_is_reported() {
+    let w = World::default()
+        .node(with_as(node("zero", "10.0.0.1/24"), 0))
+        .node(reflector(node("rr", "10.0.0.2/24"), "not-an-ip"));
+    let zero = w.run("zero");
+    assert!(!zero.identity.enabled);
+    assert!(has_problem(&zero, "Node", "zero", "spec.bgp.asNumber"));
+    let rr = w.run("rr");
+    assert!(rr.identity.enabled);
+    assert_eq!(rr.identity.cluster_id, None);
+    assert!(rr.peers.is_empty(), "still a reflector: no mesh");
+    assert!(has_problem(
+        &rr,
+        "Node",
+        "rr",
+        "spec.bgp.routeReflectorClusterID"
+    ));
+}
+
+#[test]
+fn resources_from_their_metadata() {
+    let meta = ObjectMeta {
+        name: "node9".into(),
+        labels: Some([("rack".to_string(), "b".to_string())].into()),
+        ..Default::default()
+    };
+    let n = Named::from_meta(&meta, NodeSpec::default());
+    assert_eq!(n.name, "node9");
+    assert_eq!(n.labels.get("rack").map(String::as_str), Some("b"));
 }
 
 #[test]
@@ -270,39 +323,17 @@ fn mesh_peers_every_other_node_and_the_lower_address_waits() {
     // Compared as strings, as confd does: "10.0.0.10" > "10.0.0.2" is false.
     assert!(!peer(&c, "Mesh_10_0_0_10").settings.passive);
     // Whatever the pair, exactly one side waits.
-    for a in ["node1", "node2", "node3", "node10"] {
-        for b in ["node1", "node2", "node3", "node10"] {
-            if a == b {
-                continue;
-            }
-            let ca = w.run(a);
-            let cb = w.run(b);
-            let pa = ca
-                .peers
-                .iter()
-                .find(|p| {
-                    p.name.ends_with(
-                        &w.run(b)
-                            .identity
-                            .ipv4
-                            .map(|i| i.to_string().replace('.', "_"))
-                            .unwrap_or_default(),
-                    )
-                })
-                .map(|p| p.settings.passive);
-            let pb = cb
-                .peers
-                .iter()
-                .find(|p| {
-                    p.name.ends_with(
-                        &ca.identity
-                            .ipv4
-                            .map(|i| i.to_string().replace('.', "_"))
-                            .unwrap_or_default(),
-                    )
-                })
-                .map(|p| p.settings.passive);
-            assert_eq!(pa.zip(pb).map(|(x, y)| x ^ y), Some(true), "{a} / {b}");
+    let all = ["node1", "node2", "node3", "node10"];
+    for a in all {
+        for b in all.iter().filter(|b| **b != a) {
+            let (ca, cb) = (w.run(a), w.run(b));
+            let toward = |c: &Confd, other: &Confd| {
+                let addr = other.identity.ipv4.map(IpAddr::V4);
+                let p = c.peers.iter().find(|p| Some(p.settings.address) == addr);
+                p.map(|p| p.settings.passive)
+            };
+            let (pa, pb) = (toward(&ca, &cb), toward(&cb, &ca));
+            assert_eq!(pa.zip(pb).map(|(x, y)| x != y), Some(true), "{a} / {b}");
         }
     }
 }
@@ -495,14 +526,16 @@ fn peer_selector_peers_with_matching_nodes_at_their_address_and_as() {
     assert_eq!(names(&c), ["Global_10_0_0_1", "Global_10_0_0_2_port_1179"]);
     let p2 = peer(&c, "Global_10_0_0_2_port_1179");
     assert_eq!((p2.settings.remote_as, p2.settings.port), (65002, 1179));
-    // Calico nodes: the side with the lower address (as a string) waits.
-    assert!(!p2.settings.passive, "\"10.0.0.2\" < \"10.0.0.3\"");
+    // confd only makes peerings written by peerIP passive (the lower address waits), not those
+    // found by selector: both sides connect, and BGP's collision handling keeps one session.
+    assert!(!p2.settings.passive);
     // node1 matches its own peerSelector: it never peers with itself. Being picked, it also
     // peers back with every node (the BGPPeer is global): node3 as a node-specific peering,
     // node2 not again (the global peering to that address and port wins).
     let c1 = w.run("node1");
     assert_eq!(names(&c1), ["Global_10_0_0_2_port_1179", "Node_10_0_0_3"]);
     assert!(!peer(&c1, "Node_10_0_0_3").settings.passive);
+    assert!(!peer(&c1, "Global_10_0_0_2_port_1179").settings.passive);
 }
 
 #[test]
@@ -593,6 +626,29 @@ fn password_from_secret_and_missing_secret() {
         "spec.password.secretKeyRef"
     ));
     assert_eq!(c.problems.len(), 1, "{:?}", c.problems);
+}
+
+#[test]
+fn optional_secret_may_be_missing() {
+    let c = three_nodes()
+        .no_mesh()
+        .peer(
+            "optional",
+            BGPPeerSpec {
+                password: Some(BGPPassword {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: "bgp-secrets".into(),
+                        key: "absent".into(),
+                        optional: Some(true),
+                    }),
+                }),
+                ..peer_ip("192.0.2.1", 65001)
+            },
+        )
+        .run("node1");
+    assert_eq!(names(&c), ["Global_192_0_2_1"]);
+    assert_eq!(c.peers[0].settings.password, None);
+    assert!(c.problems.is_empty(), "{:?}", c.problems);
 }
 
 #[test]
