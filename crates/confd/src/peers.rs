@@ -5,7 +5,6 @@
 
 use std::collections::HashSet;
 use std::net::IpAddr;
-use std::time::Duration;
 
 use calico_api::Selector;
 use calico_api::spec::bgppeer::{BGPPassword, BGPPeerSpec, NextHopMode, SourceAddress};
@@ -106,7 +105,9 @@ fn we_wait(peer: IpAddr, ours: IpAddr) -> bool {
 fn seconds(value: &str, max: u64) -> Result<u64, String> {
     let d = parse_go_duration(value)
         .ok_or_else(|| format!("{value:?} is not a duration (e.g. 120s, 2m)"))?;
-    let secs = (d + Duration::from_millis(500)).as_secs();
+    let secs = d
+        .as_secs()
+        .saturating_add(u64::from(d.subsec_millis() >= 500));
     if secs > max {
         return Err(format!("{value} is more than {max} s"));
     }
@@ -124,7 +125,7 @@ fn password(
             // An optional reference (as in Kubernetes) allows going without.
             Err(_) if sel.optional == Some(true) => Ok(None),
             Err(e) => Err(format!(
-                "cannot read key {:?} of Secret {:?}: {e}; the peering is left out",
+                "cannot read key {:?} of Secret {:?}: {e}",
                 sel.key, sel.name
             )),
         },
@@ -157,7 +158,10 @@ fn mesh(
     let password = match password(global.and_then(|g| g.node_mesh_password.as_ref()), secrets) {
         Ok(p) => p,
         Err(e) => {
-            problem("spec.nodeMeshPassword", e.replace("peering is", "mesh is"));
+            problem(
+                "spec.nodeMeshPassword",
+                format!("{e}; the mesh is left out"),
+            );
             return Vec::new();
         }
     };
@@ -486,7 +490,10 @@ fn build(
     s.password = match password(spec.password.as_ref(), secrets) {
         Ok(p) => p,
         Err(e) => {
-            problem("spec.password.secretKeyRef", format!("{name}: {e}"));
+            problem(
+                "spec.password.secretKeyRef",
+                format!("{name}: {e}; the peering is left out"),
+            );
             return None;
         }
     };

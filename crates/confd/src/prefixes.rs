@@ -2,7 +2,8 @@
 //! them and exports them whole), the addresses it borrowed from other nodes' blocks (the kernel's
 //! /32 or /128 routes to its pods, exported since no block of its own covers them), and the
 //! service CIDRs of BGPConfiguration; never anything from a pool with `disableBGPExport`, and
-//! no block outside every pool (BIRD's export filter only accepts pool routes). Communities
+//! no block outside every pool (BIRD's export filter only accepts pool routes), and IPv6 ones
+//! only when the node has an IPv6 address. Communities
 //! come from `prefixAdvertisements`, the node's own BGPConfiguration's list replacing the
 //! cluster's.
 
@@ -72,9 +73,10 @@ pub(crate) fn originations(
         }
     }
 
-    // One origination per prefix: the first reason found (blocks, borrowed, services).
+    // One origination per prefix: the first reason found (blocks, borrowed, services). IPv6
+    // only with an IPv6 address of our own (without one, Calico renders no bird6 config).
     let mut seen = std::collections::HashSet::new();
-    out.retain(|(p, _)| seen.insert(*p));
+    out.retain(|(p, _)| (matches!(p, IpNet::V4(_)) || me.v6.is_some()) && seen.insert(*p));
     out.sort_by_key(|(p, _)| *p);
 
     let advertisements = match ctx

@@ -875,6 +875,61 @@ fn session_settings_from_the_bgppeer() {
 }
 
 #[test]
+fn durations_round_to_seconds_and_bad_gateways_are_reported() {
+    let c = three_nodes()
+        .no_mesh()
+        .peer(
+            "round",
+            BGPPeerSpec {
+                max_restart_time: Some("1m30.6s".into()),
+                keepalive_time: Some("1.4s".into()),
+                ..peer_ip("192.0.2.1", 65001)
+            },
+        )
+        .peer(
+            "zero-keepalive",
+            BGPPeerSpec {
+                keepalive_time: Some("300ms".into()),
+                ..peer_ip("192.0.2.2", 65001)
+            },
+        )
+        .peer(
+            "v6-gateway",
+            BGPPeerSpec {
+                reachable_by: "fd00::1".into(),
+                ..peer_ip("192.0.2.3", 65001)
+            },
+        )
+        .run("node1");
+    assert_eq!(names(&c), ["Global_192_0_2_1"]);
+    let s = &c.peers[0].settings;
+    assert_eq!((s.graceful_restart_time, s.keepalive), (Some(91), Some(1)));
+    assert!(has_problem(
+        &c,
+        "BGPPeer",
+        "zero-keepalive",
+        "spec.keepaliveTime"
+    ));
+    assert!(has_problem(&c, "BGPPeer", "v6-gateway", "spec.reachableBy"));
+}
+
+#[test]
+fn input_order_does_not_matter() {
+    let mut w = rr_world();
+    w.peers.push(Named::new("tor", peer_ip("192.0.2.1", 65001)));
+    w.pools = vec![pool("pods", "192.168.0.0/16", false)];
+    w.blocks = vec![
+        block("192.168.0.0/30", Some("rr1"), &[(1, "a")]),
+        block("192.168.0.4/30", Some("a"), &[(1, "rr1")]),
+    ];
+    let before = w.run("rr1");
+    w.nodes.reverse();
+    w.peers.reverse();
+    w.blocks.reverse();
+    assert_eq!(w.run("rr1"), before);
+}
+
+#[test]
 fn unsupported_settings_are_reported() {
     let c = three_nodes()
         .no_mesh()
@@ -1159,6 +1214,63 @@ fn untestable_conditions_err_towards_fewer_routes() {
 }
 
 #[test]
+fn untestable_reject_rules_widen_and_bad_rules_are_left_out() {
+    use FilterAction::{Accept, Reject};
+    let spec = BGPFilterSpec {
+        import_v4: vec![
+            // Reject 10/8 routes carrying 65000:1: widened to every 10/8 route.
+            BGPFilterRule {
+                communities: Some(calico_api::spec::bgpfilter::CommunityMatch {
+                    values: vec!["65000:1".into()],
+                }),
+                ..rule("10.0.0.0/8", Some(ApiOp::In), Reject)
+            },
+            // Reject what is not a /24 or longer in 172.16/12: widened to every IPv4 route.
+            BGPFilterRule {
+                prefix_length: Some(PrefixLength {
+                    min: Some(24),
+                    max: None,
+                }),
+                ..rule("172.16.0.0/12", Some(ApiOp::NotIn), Reject)
+            },
+        ],
+        import_v6: vec![
+            rule("not-a-cidr", Some(ApiOp::In), Reject),
+            rule("10.0.0.0/8", Some(ApiOp::In), Reject),
+            rule("fd00::/8", None, Reject),
+            rule("", Some(ApiOp::In), Reject),
+            rule("fd00::/8", Some(ApiOp::In), Accept),
+        ],
+        ..Default::default()
+    };
+    let c = filtered_peer(vec![Named::new("f", spec)], &["f"], 65001);
+    let import = &c.peers[0].settings.import;
+    assert!(!import.accepts(&net("10.1.0.0/16"), true));
+    assert!(
+        !import.accepts(&net("192.0.2.0/24"), true),
+        "the whole family"
+    );
+    assert!(
+        import.accepts(&net("fd00:1::/64"), false),
+        "only the valid IPv6 rule is left"
+    );
+    for field in [
+        "spec.importV4[0]",
+        "spec.importV4[1].prefixLength",
+        "spec.importV6[0].cidr",
+        "spec.importV6[1].cidr",
+        "spec.importV6[2].matchOperator",
+        "spec.importV6[3].cidr",
+    ] {
+        assert!(
+            has_problem(&c, "BGPFilter", "f", field),
+            "{field}: {:?}",
+            c.problems
+        );
+    }
+}
+
+#[test]
 fn missing_filter_is_reported_and_the_peer_kept() {
     let c = filtered_peer(Vec::new(), &["nope"], 65001);
     assert_eq!(names(&c), ["Global_192_0_2_1"]);
@@ -1269,6 +1381,23 @@ fn pools_with_bgp_export_disabled_originate_nothing() {
         prefixes(&w.run("node1")),
         [("192.168.0.0/30".to_string(), OriginKind::Block)]
     );
+}
+
+#[test]
+fn ipv6_blocks_need_an_ipv6_address() {
+    let mut w = World::default()
+        .node(bgp_node("dual", Some("10.0.0.1/24"), Some("fd00::1/64")))
+        .node(node("v4only", "10.0.0.2/24"));
+    w.pools = vec![pool("v6", "fd00:10::/64", false)];
+    w.blocks = vec![
+        block("fd00:10::/126", Some("dual"), &[]),
+        block("fd00:10::4/126", Some("v4only"), &[]),
+    ];
+    assert_eq!(
+        prefixes(&w.run("dual")),
+        [("fd00:10::/126".to_string(), OriginKind::Block)]
+    );
+    assert!(w.run("v4only").originations.is_empty());
 }
 
 fn cidrs(list: &[&str]) -> Vec<ServiceIPBlock> {
