@@ -349,22 +349,23 @@ impl<'a> Context<'a> {
         let mut nodes = Vec::with_capacity(sorted.len());
         for node in sorted {
             let bgp = node.spec.bgp.as_ref();
-            let v4 = bgp.and_then(|b| {
-                let parsed = b.ipv4();
-                if parsed.is_none() && b.ipv4_address.as_deref().is_some_and(|s| !s.is_empty()) {
+            // An address that does not parse leaves the node out of BGP for that family.
+            let mut check = |field: &str, written: Option<&str>, parsed: bool| {
+                if let Some(text) = written.filter(|t| !t.is_empty() && !parsed) {
                     problems.push(ConfdProblem::new(
                         "Node",
                         &node.name,
-                        "spec.bgp.ipv4Address",
-                        format!(
-                            "{:?} is not an IPv4 address with prefix length; the node is left out of BGP",
-                            b.ipv4_address.as_deref().unwrap_or_default()
-                        ),
+                        format!("spec.bgp.{field}"),
+                        format!("{text:?} is not an address with prefix length of this family; the node is left out of BGP over it"),
                     ));
                 }
-                parsed
-            });
+            };
+            let v4 = bgp.and_then(|b| b.ipv4());
             let v6 = bgp.and_then(|b| b.ipv6());
+            if let Some(b) = bgp {
+                check("ipv4Address", b.ipv4_address.as_deref(), v4.is_some());
+                check("ipv6Address", b.ipv6_address.as_deref(), v6.is_some());
+            }
             let own_port = input
                 .bgp_configurations
                 .iter()

@@ -1036,9 +1036,11 @@ fn bad_node_address_is_reported() {
     let c = World::default()
         .node(node("node1", "10.0.0.1/24"))
         .node(node("broken", "10.0.0.300/24"))
+        .node(bgp_node("bad-v6", Some("10.0.0.3/24"), Some("10.0.0.3/24")))
         .run("node1");
-    assert!(c.peers.is_empty());
+    assert_eq!(names(&c), ["Mesh_10_0_0_3"]);
     assert!(has_problem(&c, "Node", "broken", "spec.bgp.ipv4Address"));
+    assert!(has_problem(&c, "Node", "bad-v6", "spec.bgp.ipv6Address"));
 }
 
 // ---------------------------------------------------------------- filters
