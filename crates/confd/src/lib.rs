@@ -8,6 +8,12 @@
 //! never hides the others: each problem is reported beside the result and only what it touches
 //! is left out.
 //!
+//! The caller (calico-node) recomputes on every relevant datastore change and applies the
+//! difference: [`BgpIdentity::speaker_config`] to start the speaker (or `set_identity` when it
+//! changed), [`plan_peers`] for `set_peer`/`remove_peer`, [`plan_originations`] for
+//! `originate`/`withdraw`, a host route per [`DesiredPeer::reachable_by`], and a log line per
+//! [`ConfdProblem`].
+//!
 //! The behaviour follows confd's peer calculation and BIRD templates (calico-behaviour.md §6);
 //! where the speaker cannot express what BIRD would do, the approximation errs towards fewer
 //! routes and is reported as a problem.
@@ -36,7 +42,7 @@ use calico_bgp::wire::LargeCommunity;
 use calico_model::ipam::block::BlockRouting;
 use ipnet::IpNet;
 
-pub use plan::{PeerOps, plan_peers};
+pub use plan::{OriginationOps, PeerOps, plan_originations, plan_peers};
 
 /// A resource as confd needs it: name, labels and spec.
 #[derive(Clone, Debug, Default, PartialEq)]

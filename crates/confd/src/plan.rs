@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::DesiredPeer;
+use ipnet::IpNet;
+
+use crate::{DesiredPeer, Origination};
 
 /// What to do to the speaker's peers.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -40,5 +42,32 @@ pub fn plan_peers(current: &[DesiredPeer], desired: &[DesiredPeer]) -> PeerOps {
     PeerOps {
         add_or_change,
         remove,
+    }
+}
+
+/// What to change in the speaker's originations.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OriginationOps {
+    /// New prefixes, and prefixes whose communities changed: `Speaker::originate` each.
+    pub originate: Vec<Origination>,
+    /// Prefixes no longer wanted: `Speaker::withdraw` each.
+    pub withdraw: Vec<IpNet>,
+}
+
+/// Originations are matched by prefix; an unchanged one is left alone.
+pub fn plan_originations(current: &[Origination], desired: &[Origination]) -> OriginationOps {
+    let now: HashMap<IpNet, &Origination> = current.iter().map(|o| (o.prefix, o)).collect();
+    let wanted: HashMap<IpNet, &Origination> = desired.iter().map(|o| (o.prefix, o)).collect();
+    OriginationOps {
+        originate: desired
+            .iter()
+            .filter(|o| now.get(&o.prefix).is_none_or(|c| *c != *o))
+            .cloned()
+            .collect(),
+        withdraw: current
+            .iter()
+            .filter(|o| !wanted.contains_key(&o.prefix))
+            .map(|o| o.prefix)
+            .collect(),
     }
 }

@@ -1532,3 +1532,33 @@ fn plan_touches_only_what_changed() {
     assert_eq!(from_nothing.add_or_change.len(), after.len());
     assert!(from_nothing.remove.is_empty());
 }
+
+#[test]
+fn plan_originations_by_prefix() {
+    let mut w = three_nodes().config(
+        "default",
+        BGPConfigurationSpec {
+            service_cluster_ips: cidrs(&["10.96.0.0/12", "10.200.0.0/16"]),
+            ..Default::default()
+        },
+    );
+    let before = w.run("node1").originations;
+    w.configs[0].spec = BGPConfigurationSpec {
+        service_cluster_ips: cidrs(&["10.96.0.0/12", "10.201.0.0/16"]),
+        prefix_advertisements: vec![PrefixAdvertisement {
+            cidr: "10.96.0.0/12".into(),
+            communities: vec!["65000:1".into()],
+        }],
+        ..Default::default()
+    };
+    let after = w.run("node1").originations;
+    let ops = plan_originations(&before, &after);
+    let originate: Vec<String> = ops.originate.iter().map(|o| o.prefix.to_string()).collect();
+    assert_eq!(
+        originate,
+        ["10.96.0.0/12", "10.201.0.0/16"],
+        "new communities, and new (in prefix order)"
+    );
+    assert_eq!(ops.withdraw, [net("10.200.0.0/16")]);
+    assert_eq!(plan_originations(&after, &after), OriginationOps::default());
+}
