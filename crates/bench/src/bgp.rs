@@ -73,6 +73,10 @@ pub struct BgpArgs {
     /// Run only these parts (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub only: Vec<Part>,
+    /// Ingest runs per receiver and case, ours and BIRD alternating; the tables give the
+    /// median run (a single run of tens of milliseconds swings with the machine's other load).
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
 }
 
 const AS: u32 = 64512;
@@ -919,6 +923,29 @@ fn ingest_bird(
     Ok(run)
 }
 
+/// The run of median time (a run that timed out counts as slowest), so that its other figures
+/// (paths held, memory, changes read) come from the same run.
+fn median_run(mut runs: Vec<IngestRun>) -> IngestRun {
+    runs.sort_by(|a, b| {
+        let key = |r: &IngestRun| r.seconds.unwrap_or(f64::INFINITY);
+        key(a).total_cmp(&key(b))
+    });
+    let middle = runs.len() / 2;
+    runs.swap_remove(middle)
+}
+
+/// "fastest–slowest" seconds of the runs, for the table.
+fn spread_of(runs: &[IngestRun]) -> String {
+    let times: Vec<f64> = runs.iter().filter_map(|r| r.seconds).collect();
+    let min = times.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = times.iter().copied().fold(0.0, f64::max);
+    match (times.len(), runs.len()) {
+        (0, _) => "timeout".into(),
+        (t, n) if t < n => format!("{min:.3}–{max:.3} ({} timed out)", n - t),
+        _ => format!("{min:.3}–{max:.3}"),
+    }
+}
+
 /// Polls `probe` every millisecond (cheap probes) until it is true; when it became true.
 fn wait_until(timeout: Duration, mut probe: impl FnMut() -> Result<bool>) -> Result<Instant> {
     let deadline = Instant::now() + timeout;
@@ -938,12 +965,13 @@ fn ingest(lab: &Lab, tools: &BirdTools, args: &BgpArgs) -> Result<(Vec<Table>, V
     let to_ours = Arc::new(encoded_routes(args.prefixes, INJ_OURS)?);
     let to_bird = Arc::new(encoded_routes(args.prefixes, INJ_BIRD)?);
     let mut table = Table::new(
-        "BGP ingest: iBGP, IPv4 /26s, pre-encoded UPDATEs, no kernel routes",
+        "BGP ingest: iBGP, IPv4 /26s, pre-encoded UPDATEs, no kernel routes (median of the runs; memory from the first)",
         &[
             "case",
             "receiver",
             "paths held",
-            "time s",
+            "time s (median)",
+            "min–max s",
             "paths/s",
             "RSS delta MiB",
             "B/path",
@@ -963,14 +991,38 @@ fn ingest(lab: &Lab, tools: &BirdTools, args: &BgpArgs) -> Result<(Vec<Table>, V
         check_cancelled()?;
         let routes = peers * args.prefixes as usize;
         let case = format!("{peers} × {}", thousands(f64::from(args.prefixes)));
-        let ours = ingest_ours(
-            lab,
-            peers,
-            Arc::clone(&to_ours),
-            routes,
-            args.prefixes as usize,
-        )?;
-        let bird = ingest_bird(lab, tools, peers, Arc::clone(&to_bird), routes)?;
+        let (mut all_ours, mut all_bird) = (Vec::new(), Vec::new());
+        for _ in 0..args.rounds.max(1) {
+            check_cancelled()?;
+            all_ours.push(ingest_ours(
+                lab,
+                peers,
+                Arc::clone(&to_ours),
+                routes,
+                args.prefixes as usize,
+            )?);
+            all_bird.push(ingest_bird(
+                lab,
+                tools,
+                peers,
+                Arc::clone(&to_bird),
+                routes,
+            )?);
+        }
+        let spread = |runs: &[IngestRun]| spread_of(runs);
+        let (ours_spread, bird_spread) = (spread(&all_ours), spread(&all_bird));
+        // Memory from each receiver's first run: ours runs in this process, where a later
+        // run may reuse pages an earlier one freed.
+        let first_rss = |runs: &[IngestRun]| runs.first().and_then(|r| r.rss_bytes);
+        let (ours_rss, bird_rss) = (first_rss(&all_ours), first_rss(&all_bird));
+        let ours = IngestRun {
+            rss_bytes: ours_rss,
+            ..median_run(all_ours)
+        };
+        let bird = IngestRun {
+            rss_bytes: bird_rss,
+            ..median_run(all_bird)
+        };
         let rate = |r: &IngestRun| r.seconds.map(|s| r.routes as f64 / s);
         let per_path = |r: &IngestRun| {
             r.rss_bytes
@@ -979,12 +1031,16 @@ fn ingest(lab: &Lab, tools: &BirdTools, args: &BgpArgs) -> Result<(Vec<Table>, V
         };
         let (our_rate, bird_rate) = (rate(&ours), rate(&bird));
         let vs = our_rate.zip(bird_rate).map(|(o, b)| o / b);
-        for (name, r, vs) in [("ours", &ours, vs), ("BIRD 2", &bird, Some(1.0))] {
+        for (name, r, vs, spread) in [
+            ("ours", &ours, vs, &ours_spread),
+            ("BIRD 2", &bird, Some(1.0), &bird_spread),
+        ] {
             table.push(vec![
                 case.clone(),
                 name.into(),
                 thousands(r.routes as f64),
                 r.seconds.map_or("timeout".into(), |s| format!("{s:.3}")),
+                spread.clone(),
                 rate(r).map_or("n/a".into(), thousands),
                 r.rss_bytes
                     .map_or("n/a".into(), |b| format!("{:.1}", b as f64 / 1048576.0)),

@@ -435,6 +435,22 @@ impl Dataplane {
         Ok(())
     }
 
+    /// Makes the main table's `proto bird` routes those the BGP speaker's best paths ask for (see
+    /// [`plan::bgp`]); routes of every other owner are left as they are.
+    pub fn apply_bgp_routes(
+        &mut self,
+        routes: &plan::bgp::BgpRoutes,
+    ) -> Result<ApplyReport, DataplaneError> {
+        let activity = Arc::clone(&self.activity);
+        let _busy = activity.begin("writing the BGP speaker's routes (netlink)");
+        let mut report = ApplyReport::default();
+        let links = self.observe_links()?;
+        let observed = self.netlink.routes(Family::All, Some(TABLE_MAIN))?;
+        let plan = plan::bgp::plan_bgp_routes(routes, &observed, &links);
+        self.execute_plan(plan, &mut report);
+        Ok(report)
+    }
+
     fn observe_links(&mut self) -> Result<Links, DataplaneError> {
         Ok(Links::new(self.netlink.links()?))
     }

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use calico_dataplane::plan::bgp::BgpRoutes;
 use calico_dataplane::{ApplyReport, Dataplane};
 use calico_felix::desired::{
     Desired, DesiredRoute, NatOutgoing, RouteTarget, VXLAN_IFACE, Vtep, VxlanDevice, WorkloadIface,
@@ -977,5 +978,134 @@ fn a_change_from_the_last_apply_touches_only_the_changed_pod() {
     assert_eq!(
         lines(&a.ns.ip(&["-4", "route", "show", "198.19.0.5/32"])),
         vec!["198.19.0.5 dev eth0 proto static scope link".to_string()]
+    );
+}
+
+/// Felix's desired state in BGP mode: the pod and the blackhole for the local block, and no route to
+/// the other host's block (the BGP speaker's routes carry that).
+fn bgp_mode_desired(host: &Host, peer: &Host) -> Desired {
+    let mut desired = host.desired(peer);
+    desired
+        .routes
+        .retain(|r| r.target == RouteTarget::Blackhole);
+    desired.vxlan = None;
+    desired.vteps.clear();
+    desired
+}
+
+fn bgp_routes(routes: &[(&str, &[&str])], complete: bool) -> BgpRoutes {
+    BgpRoutes {
+        routes: routes
+            .iter()
+            .map(|(p, hops)| {
+                let hops = hops.iter().map(|h| h.parse().expect("next hop")).collect();
+                (net(p), hops)
+            })
+            .collect(),
+        complete,
+    }
+}
+
+#[test]
+fn bgp_routes_carry_pod_traffic_as_proto_bird_and_leave_other_owners_alone() {
+    let (a, b) = two_hosts();
+    let (mut dp_a, mut dp_b) = (a.dataplane(), b.dataplane());
+    assert_clean(&a.apply(&mut dp_a, &bgp_mode_desired(&a, &b)));
+    assert_clean(&b.apply(&mut dp_b, &bgp_mode_desired(&b, &a)));
+    assert!(!a.pod.ping(&b.pod_ip.to_string(), 1), "no route yet");
+
+    // Routes of other owners, which the speaker must never touch.
+    a.ns.ip(&[
+        "route",
+        "add",
+        "198.19.6.0/24",
+        "via",
+        "198.18.0.2",
+        "proto",
+        "static",
+    ]);
+    let static_route = lines(&a.ns.ip(&["route", "show", "proto", "static"]));
+
+    let a_block = a.block.to_string();
+    let b_block = b.block.to_string();
+    let apply_bgp = |host: &Host, dp: &mut Dataplane, routes: &BgpRoutes| {
+        host.ns
+            .run(|| dp.apply_bgp_routes(routes))
+            .expect("apply reaches the kernel")
+    };
+    let on_a = bgp_routes(
+        &[
+            (&b_block, &["198.18.0.2"]),
+            // Two equal-cost paths: one multipath route.
+            ("198.19.7.0/26", &["198.18.0.2", "198.18.0.3"]),
+        ],
+        true,
+    );
+    assert_clean(&apply_bgp(&a, &mut dp_a, &on_a));
+    assert_clean(&apply_bgp(
+        &b,
+        &mut dp_b,
+        &bgp_routes(&[(&a_block, &["198.18.0.1"])], true),
+    ));
+    assert_eq!(
+        lines(&a.ns.ip(&["-4", "route", "show", &b_block])),
+        vec![format!("{b_block} via 198.18.0.2 dev eth0 proto bird")]
+    );
+    let multipath = a.ns.ip(&["-4", "route", "show", "198.19.7.0/26"]);
+    assert!(
+        multipath.contains("proto bird")
+            && multipath.contains("nexthop via 198.18.0.2")
+            && multipath.contains("nexthop via 198.18.0.3"),
+        "{multipath}"
+    );
+    assert!(
+        a.pod.ping_eventually(&b.pod_ip.to_string(), 5),
+        "pod to pod over the BGP routes"
+    );
+    let again = apply_bgp(&a, &mut dp_a, &on_a);
+    assert_eq!(again.writes(), 0, "a second pass writes nothing: {again:?}");
+
+    // Felix's own apply leaves the speaker's routes alone, and the speaker leaves Felix's blackhole.
+    assert_clean(&a.apply(&mut dp_a, &bgp_mode_desired(&a, &b)));
+    let bird_routes = |host: &Host| {
+        // A multipath route's `nexthop` lines belong to the route above them.
+        lines(&host.ns.ip(&["-4", "route", "show", "proto", "bird"]))
+            .into_iter()
+            .filter(|line| !line.starts_with("nexthop"))
+            .count()
+    };
+    assert_eq!(bird_routes(&a), 2);
+    assert_eq!(
+        lines(&a.ns.ip(&["route", "show", "proto", "static"])),
+        static_route
+    );
+
+    // Withdrawn while the peers have not all sent their initial routes (a restart): kept.
+    let report = apply_bgp(&a, &mut dp_a, &bgp_routes(&[], false));
+    assert_eq!(
+        (report.writes(), report.routes_deferred),
+        (0, 2),
+        "{report:?}"
+    );
+    assert!(
+        a.pod.ping(&b.pod_ip.to_string(), 2),
+        "traffic keeps flowing"
+    );
+    // Withdrawn for good: the routes go, the blackhole and the static route stay.
+    let report = apply_bgp(&a, &mut dp_a, &bgp_routes(&[], true));
+    assert_eq!(report.routes_removed, 2, "{report:?}");
+    assert_eq!(bird_routes(&a), 0);
+    assert_eq!(
+        lines(&a.ns.ip(&["route", "show", "proto", "static"])),
+        static_route
+    );
+    assert!(
+        a.ns.ip(&["-4", "route", "show", &a_block])
+            .contains("blackhole"),
+        "Felix's blackhole for the local block stays"
+    );
+    assert!(
+        !a.pod.ping(&b.pod_ip.to_string(), 1),
+        "no route, no traffic"
     );
 }

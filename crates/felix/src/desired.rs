@@ -35,6 +35,11 @@ pub struct HostContext {
     pub uplink: Option<String>,
     /// That interface's MTU.
     pub uplink_mtu: u32,
+    /// calico-node's BGP speaker routes this host's traffic to other hosts' blocks in pools without
+    /// encapsulation (`proto bird` routes, as Calico's BIRD does); Felix then programs no direct
+    /// routes for them. Without it (Calico's `vxlan` or `none` networking backend) Felix routes
+    /// same-subnet hosts directly itself.
+    pub bgp: bool,
 }
 
 /// Everything this host's kernel should hold that Felix owns.
@@ -265,6 +270,10 @@ pub fn compute(model: &Model, host: &HostContext) -> Desired {
             EncapMode::CrossSubnet => !same_subnet,
             EncapMode::Never => false,
         };
+        if host.bgp && pool.vxlan == EncapMode::Never {
+            // Learned over BGP and written by the speaker.
+            return None;
+        }
         (!ipip && same_subnet).then_some(RouteTarget::Direct {
             gateway: IpAddr::V4(remote_address.addr()),
         })

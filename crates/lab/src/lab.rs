@@ -93,7 +93,6 @@ fn build(opts: &UpOptions, created: &mut bool) -> Result<ExitCode> {
     if opts.pods_per_node > MAX_PODS_PER_NODE {
         bail!("--pods-per-node must be at most {MAX_PODS_PER_NODE}");
     }
-    let Encap::Vxlan = opts.encap;
     let calico_node = find_binary("calico-node")?;
     let plugin = find_binary("calico")?;
     paths::system_binary("ip", "iproute2")?;
@@ -166,7 +165,7 @@ fn build(opts: &UpOptions, created: &mut bool) -> Result<ExitCode> {
     };
     let mut state = State {
         name: lab.name.clone(),
-        encap: "vxlan".to_string(),
+        encap: opts.encap.name().to_string(),
         underlay: UnderlayState {
             namespace: lab.underlay_ns(),
             bridge: underlay::BRIDGE.to_string(),
@@ -203,6 +202,7 @@ fn build(opts: &UpOptions, created: &mut bool) -> Result<ExitCode> {
             &calico_node,
             host,
             &state.datastore,
+            opts.encap,
         )?);
     }
     state.save(&lab)?;
@@ -770,7 +770,13 @@ pub fn restart_node(name: &str, host_name: &str, kill: bool) -> Result<ExitCode>
         }
     }
     let started = Instant::now();
-    let pid = node::start(&lab.name, &binary, &host, &state.datastore)?;
+    let encap = Encap::from_name(&state.encap).with_context(|| {
+        format!(
+            "the lab's state names an unknown encapsulation {:?}",
+            state.encap
+        )
+    })?;
+    let pid = node::start(&lab.name, &binary, &host, &state.datastore, encap)?;
     let restarted = {
         let h = state
             .hosts

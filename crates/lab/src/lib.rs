@@ -23,7 +23,49 @@ pub enum DatastoreChoice {
     Etcd,
 }
 
+/// How pods on different hosts reach each other.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Encap {
+    /// Plain routing (Calico's BGP mode): calico-node's BGP speakers exchange every host's blocks
+    /// and write `proto bird` routes.
+    None,
+    /// VXLAN between every pair of hosts, routes written by Felix; no BGP (Calico's `vxlan`
+    /// networking backend).
     Vxlan,
+    /// VXLAN only between hosts on different subnets, plain routes (from BGP) between the others.
+    VxlanCrosssubnet,
+}
+
+impl Encap {
+    /// The name `--encap` takes (and the lab's state records).
+    pub fn name(self) -> &'static str {
+        match self {
+            Encap::None => "none",
+            Encap::Vxlan => "vxlan",
+            Encap::VxlanCrosssubnet => "vxlan-crosssubnet",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Encap> {
+        [Encap::None, Encap::Vxlan, Encap::VxlanCrosssubnet]
+            .into_iter()
+            .find(|e| e.name() == name)
+    }
+
+    /// The default pool's `vxlanMode` (`CALICO_IPV4POOL_VXLAN`).
+    pub fn pool_vxlan_mode(self) -> &'static str {
+        match self {
+            Encap::None => "Never",
+            Encap::Vxlan => "Always",
+            Encap::VxlanCrosssubnet => "CrossSubnet",
+        }
+    }
+
+    /// calico-node's `CALICO_NETWORKING_BACKEND`.
+    pub fn backend(self) -> &'static str {
+        match self {
+            Encap::Vxlan => "vxlan",
+            Encap::None | Encap::VxlanCrosssubnet => "bird",
+        }
+    }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
+use crate::Encap;
 use crate::http;
 use crate::netns;
 use crate::procs;
@@ -16,7 +17,13 @@ pub const HEALTH_PORT: u16 = 9099;
 pub const POOL_CIDR: &str = "198.19.0.0/16";
 
 /// Starts calico-node for `host`; returns its pid.
-pub fn start(lab: &str, binary: &Path, host: &HostState, ds: &DatastoreState) -> Result<u32> {
+pub fn start(
+    lab: &str,
+    binary: &Path,
+    host: &HostState,
+    ds: &DatastoreState,
+    encap: Encap,
+) -> Result<u32> {
     let mut command = netns::exec_command(&host.namespace, binary)?;
     command
         .env("NODENAME", &host.name)
@@ -28,7 +35,8 @@ pub fn start(lab: &str, binary: &Path, host: &HostState, ds: &DatastoreState) ->
         .env("IP_AUTODETECTION_METHOD", "interface=eth0")
         .env("CALICO_IPV4POOL_CIDR", POOL_CIDR)
         .env("CALICO_IPV4POOL_BLOCK_SIZE", "26")
-        .env("CALICO_IPV4POOL_VXLAN", "Always")
+        .env("CALICO_IPV4POOL_VXLAN", encap.pool_vxlan_mode())
+        .env("CALICO_NETWORKING_BACKEND", encap.backend())
         .env("CALICO_IPV4POOL_NAT_OUTGOING", "true")
         .env("FELIX_PROMETHEUSMETRICSENABLED", "true")
         .env("FELIX_LOGSEVERITYSCREEN", "info")

@@ -1239,3 +1239,132 @@ fn lab_with_etcd_every_pod_reaches_every_pod() {
         started.elapsed().as_secs_f64() * 1000.0
     );
 }
+
+/// The `proto bird` routes in `ns`, as `<dst> via <gateway>`.
+fn bird_routes(ns: &str) -> Vec<String> {
+    ns_ok(ns, &["ip", "-4", "route", "show", "proto", "bird"])
+        .lines()
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                [dst, "via", gateway, ..] => Some(format!("{dst} via {gateway}")),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// The /26 block holding `ip` (the lab's block size).
+fn block_of(ip: &str) -> String {
+    let ip: Ipv4Addr = ip.parse().expect("pod address");
+    let block = u32::from(ip) & !0x3f;
+    format!("{}/26", Ipv4Addr::from(block))
+}
+
+/// Calico's BGP mode (`--encap none`): every host learns every other host's block over the
+/// node-to-node mesh and routes it as `proto bird` via that host; pods talk with no tunnel. With the
+/// mesh turned off the routes are withdrawn and cross-host traffic stops; turned on again, both return.
+#[test]
+fn bgp_mode_mesh_carries_pod_routes_and_turning_it_off_withdraws_them() {
+    let lab = Lab::up(
+        "bgpmesh",
+        &["--nodes", "3", "--pods-per-node", "1", "--encap", "none"],
+    );
+    let hosts = lab.host_names();
+    let address = |host: &str| -> String {
+        str_of(&lab.host(host)["address"])
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let expected = |host: &str| -> Vec<String> {
+        let mut want: Vec<String> = lab
+            .pods()
+            .iter()
+            .filter(|p| p.host != host)
+            .map(|p| format!("{} via {}", block_of(&p.ip), address(&p.host)))
+            .collect();
+        want.sort();
+        want
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    for host in &hosts {
+        let ns = lab.host_ns(host);
+        assert_eq!(
+            sorted(bird_routes(&ns)),
+            expected(host),
+            "{host}'s BGP routes; all routes:\n{}",
+            routes(&ns).join("\n")
+        );
+        assert!(
+            !routes(&ns).iter().any(|r| r.contains("vxlan.calico")),
+            "no VXLAN in BGP mode on {host}"
+        );
+        let listening = ns_ok(&ns, &["ss", "-ltnp"]);
+        assert!(
+            listening
+                .lines()
+                .any(|l| l.contains(":179 ") && l.contains("calico-node")),
+            "calico-node listens on port 179 on {host}:\n{listening}"
+        );
+    }
+    let (a, b) = (lab.pod("node1-pod1"), lab.pod("node2-pod1"));
+    assert!(ping_once(&a.ns, &b.ip), "pod to pod over BGP routes");
+
+    // Mesh off: no peers, no routes, no cross-host traffic.
+    let config = std::env::temp_dir().join(format!("{}-bgpconfig.yaml", lab.name));
+    let write_config = |mesh: bool| {
+        std::fs::write(
+            &config,
+            format!(
+                "apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata:\n  name: default\nspec:\n  nodeToNodeMeshEnabled: {mesh}\n  asNumber: 64512\n"
+            ),
+        )
+        .expect("write the BGPConfiguration");
+    };
+    write_config(false);
+    lab.calicoctl_ok(&["apply", "-f", &config.display().to_string()]);
+    let withdrawn = wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
+        hosts
+            .iter()
+            .all(|h| bird_routes(&lab.host_ns(h)).is_empty())
+    });
+    assert!(
+        withdrawn.is_some(),
+        "mesh off: routes withdrawn on every host; node1 has {:?}",
+        bird_routes(&lab.host_ns("node1"))
+    );
+    assert!(!ping_once(&a.ns, &b.ip), "no route, no cross-host traffic");
+
+    // Mesh on again: routes and traffic return.
+    write_config(true);
+    lab.calicoctl_ok(&["apply", "-f", &config.display().to_string()]);
+    let back = wait_for(Duration::from_secs(20), Duration::from_millis(100), || {
+        hosts
+            .iter()
+            .all(|h| sorted(bird_routes(&lab.host_ns(h))) == expected(h))
+    });
+    assert!(
+        back.is_some(),
+        "mesh on: routes back on every host; node1 has {:?}",
+        bird_routes(&lab.host_ns("node1"))
+    );
+    let back = back.expect("checked");
+    eprintln!(
+        "[{}] routes back on every host {:.0} ms after the mesh was turned on",
+        lab.name,
+        back.as_secs_f64() * 1000.0
+    );
+    assert!(
+        wait_for(Duration::from_secs(5), Duration::from_millis(100), || {
+            ping_once(&a.ns, &b.ip)
+        })
+        .is_some(),
+        "pod to pod again"
+    );
+    let _ = std::fs::remove_file(&config);
+}

@@ -18,7 +18,7 @@ pub use link::{Link, VxlanInfo, VxlanSpec};
 pub use neigh::{FdbEntry, Neighbour};
 pub use netns::Netns;
 pub use route::{
-    RTPROT_BOOT, RTPROT_KERNEL, RTPROT_STATIC, Route, RouteKind, RouteScope, TABLE_MAIN,
+    NextHop, RTPROT_BOOT, RTPROT_KERNEL, RTPROT_STATIC, Route, RouteKind, RouteScope, TABLE_MAIN,
 };
 pub use socket::Netlink;
 

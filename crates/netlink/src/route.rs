@@ -5,8 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol,
-    RouteScope as WireScope, RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteNextHop,
+    RouteProtocol, RouteScope as WireScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
@@ -62,6 +62,16 @@ pub struct Route {
     pub metric: Option<u32>,
     /// Preferred source address.
     pub src: Option<IpAddr>,
+    /// Equal-cost next hops (`nexthop via … nexthop via …`), instead of `gateway`/`oif`.
+    pub multipath: Vec<NextHop>,
+}
+
+/// One of a multipath route's next hops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextHop {
+    pub gateway: IpAddr,
+    /// The device; `None` when writing lets the kernel find it from the gateway.
+    pub oif: Option<u32>,
 }
 
 impl Route {
@@ -78,6 +88,7 @@ impl Route {
             onlink: false,
             metric: None,
             src: None,
+            multipath: Vec::new(),
         }
     }
 
@@ -191,6 +202,19 @@ impl Route {
         if let Some(src) = self.src {
             attributes.push(RouteAttribute::PrefSource(route_address(src)));
         }
+        if !self.multipath.is_empty() {
+            let hops = self
+                .multipath
+                .iter()
+                .map(|hop| {
+                    let mut next = RouteNextHop::default();
+                    next.interface_index = hop.oif.unwrap_or(0);
+                    next.attributes = vec![RouteAttribute::Gateway(route_address(hop.gateway))];
+                    next
+                })
+                .collect();
+            attributes.push(RouteAttribute::MultiPath(hops));
+        }
         let mut message = RouteMessage::default();
         message.header = header;
         message.attributes = attributes;
@@ -222,6 +246,19 @@ impl Route {
                 RouteAttribute::Oif(oif) => route.oif = Some(oif),
                 RouteAttribute::Priority(metric) => route.metric = Some(metric),
                 RouteAttribute::Table(table) => route.table = table,
+                RouteAttribute::MultiPath(hops) => {
+                    route.multipath = hops
+                        .into_iter()
+                        .filter_map(|hop| {
+                            let gateway = hop.attributes.into_iter().find_map(|a| match a {
+                                RouteAttribute::Gateway(address) => ip_of(address),
+                                _ => None,
+                            })?;
+                            let oif = (hop.interface_index != 0).then_some(hop.interface_index);
+                            Some(NextHop { gateway, oif })
+                        })
+                        .collect();
+                }
                 _ => {}
             }
         }

@@ -21,6 +21,7 @@ use anyhow::Context;
 use calico_api::Kind;
 use calico_dataplane::Dataplane;
 use calico_dataplane::activity::Activity;
+use calico_dataplane::plan::bgp::BgpRoutes;
 use calico_datastore::Store;
 use calico_datastore::client::Client;
 use calico_datastore::keys::parse_resource_key;
@@ -28,10 +29,12 @@ use calico_datastore::syncer::{SyncEvent, Syncer};
 use calico_felix::desired::{Desired, HostContext, compute};
 use calico_felix::model::{Model, sync_prefixes};
 use calico_ipam::Ipam;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
+use crate::bgp::{BgpModel, BgpPlan, BgpView};
 use crate::config::Settings;
 use crate::handoff::{Handoff, Taken};
+use crate::input::DataplaneInput;
 use crate::startup::{self, Identity};
 use crate::status::Status;
 
@@ -51,6 +54,7 @@ pub async fn run(
     identity: &Identity,
     store: Arc<dyn Store>,
     status: Arc<Status>,
+    bgp_view: Arc<std::sync::Mutex<BgpView>>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let client = Client::new(store.clone());
@@ -59,7 +63,7 @@ pub async fn run(
     let syncer = Syncer::new(store.clone(), sync_prefixes())
         .spawn_on_own_thread("syncer", events_tx)
         .context("cannot start the syncer thread")?;
-    let handoff: Arc<Handoff<Desired>> = Arc::new(Handoff::default());
+    let handoff: Arc<Handoff<DataplaneInput>> = Arc::new(Handoff::default());
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<String>();
     let (tunnel_tx, tunnel_rx) = mpsc::unbounded_channel::<()>();
 
@@ -77,9 +81,30 @@ pub async fn run(
         address: identity.address,
         uplink: identity.uplink.clone(),
         uplink_mtu: identity.uplink_mtu,
+        bgp: settings.bgp(),
+    };
+    let (bgp_calc, bgp_task) = if settings.bgp() {
+        let (plans_tx, plans_rx) = watch::channel(None);
+        let task = tokio::spawn(crate::bgp::run(
+            plans_rx,
+            settings.state_dir.clone(),
+            Arc::clone(&handoff),
+            Arc::clone(&status),
+            Arc::clone(&bgp_view),
+        ));
+        let calc = BgpCalc {
+            model: BgpModel::default(),
+            plans: plans_tx,
+            secrets: settings.secrets_dir(),
+            router_id: settings.router_id,
+        };
+        (Some(calc), Some(task))
+    } else {
+        (None, None)
     };
     start_calculation(
         host,
+        bgp_calc,
         events_rx,
         Arc::clone(&status),
         Arc::clone(&handoff),
@@ -123,17 +148,26 @@ pub async fn run(
     handoff.close();
     syncer.abort();
     probe.abort();
-    for task in [tunnel, reports].into_iter().flatten() {
+    for task in [tunnel, reports, bgp_task].into_iter().flatten() {
         task.abort();
     }
     result
 }
 
+/// The calculation's BGP part: the resources BGP depends on, and where its plans go.
+struct BgpCalc {
+    model: BgpModel,
+    plans: watch::Sender<Option<Arc<BgpPlan>>>,
+    secrets: PathBuf,
+    router_id: Option<std::net::Ipv4Addr>,
+}
+
 fn start_calculation(
     host: HostContext,
+    bgp: Option<BgpCalc>,
     events: mpsc::Receiver<SyncEvent>,
     status: Arc<Status>,
-    handoff: Arc<Handoff<Desired>>,
+    handoff: Arc<Handoff<DataplaneInput>>,
     tunnel: mpsc::UnboundedSender<()>,
     ended: mpsc::UnboundedSender<String>,
 ) -> anyhow::Result<()> {
@@ -142,7 +176,7 @@ fn start_calculation(
     std::thread::Builder::new()
         .name("calculation".into())
         .spawn(move || {
-            let reason = calculate(host, events, &status, &handoff, &tunnel, &activity);
+            let reason = calculate(host, bgp, events, &status, &handoff, &tunnel, &activity);
             handoff.close();
             let _ = ended.send(reason);
         })
@@ -154,15 +188,17 @@ fn start_calculation(
 /// the syncer stops; returns why it stopped.
 fn calculate(
     host: HostContext,
+    mut bgp: Option<BgpCalc>,
     mut events: mpsc::Receiver<SyncEvent>,
     status: &Status,
-    handoff: &Handoff<Desired>,
+    handoff: &Handoff<DataplaneInput>,
     tunnel: &mpsc::UnboundedSender<()>,
     activity: &Activity,
 ) -> String {
     let mut model = Model::for_host(&host.nodename);
     let mut in_sync = false;
     let mut dirty = false;
+    let mut bgp_dirty = true;
     // The first pass checks the tunnel address once whatever the events say.
     let mut check_tunnel = true;
     loop {
@@ -174,6 +210,11 @@ fn calculate(
         let mut batch = vec![first];
         while let Ok(more) = events.try_recv() {
             batch.push(more);
+        }
+        if let Some(bgp) = bgp.as_mut() {
+            for event in &batch {
+                bgp_dirty |= bgp.model.apply(event);
+            }
         }
         for event in &batch {
             match event {
@@ -229,7 +270,15 @@ fn calculate(
                 .metrics
                 .cluster_num_workload_endpoints
                 .set(model.endpoint_count() as i64);
-            handoff.offer(desired);
+            handoff.update(|input| input.desired = Some(desired));
+        }
+        if in_sync
+            && bgp_dirty
+            && let Some(bgp) = bgp.as_ref()
+        {
+            bgp_dirty = false;
+            let plan = bgp.model.plan(&host.nodename, bgp.router_id, &bgp.secrets);
+            bgp.plans.send_replace(Some(Arc::new(plan)));
         }
         status
             .metrics
@@ -247,7 +296,7 @@ struct DataplaneSettings {
 fn start_dataplane(
     settings: DataplaneSettings,
     status: Arc<Status>,
-    handoff: Arc<Handoff<Desired>>,
+    handoff: Arc<Handoff<DataplaneInput>>,
     ended: mpsc::UnboundedSender<String>,
 ) -> anyhow::Result<()> {
     let (opened_tx, opened_rx) = std::sync::mpsc::sync_channel(1);
@@ -283,9 +332,10 @@ fn apply_loop(
     mut dataplane: Dataplane,
     settings: &DataplaneSettings,
     status: &Status,
-    handoff: &Handoff<Desired>,
+    handoff: &Handoff<DataplaneInput>,
 ) {
     let mut current: Option<Desired> = None;
+    let mut current_bgp: Option<BgpRoutes> = None;
     let mut retry_at: Option<Instant> = None;
     let mut refresh_at = Instant::now() + settings.refresh;
     let mut missing_delay = FIRST_MISSING_RETRY;
@@ -294,9 +344,21 @@ fn apply_loop(
         let deadline = retry_at.map_or(refresh_at, |at| at.min(refresh_at));
         // A new desired state is applied as a change from the last one (only what differs is read
         // and written); a retry or the periodic refresh reconciles everything.
+        let mut bgp_due = false;
         let full = match handoff.take(Some(deadline)) {
-            Taken::Value(desired) => {
-                current = Some(desired);
+            Taken::Value(input) => {
+                bgp_due = input.bgp.is_some();
+                if let Some(routes) = input.bgp {
+                    current_bgp = Some(routes);
+                }
+                match input.desired {
+                    Some(desired) => current = Some(desired),
+                    None => {
+                        // Only the BGP routes changed.
+                        apply_bgp(&mut dataplane, current_bgp.as_ref(), status, &mut retry_at);
+                        continue;
+                    }
+                }
                 false
             }
             Taken::Timeout => {
@@ -311,7 +373,12 @@ fn apply_loop(
             Taken::Closed => return,
         };
         retry_at = None;
+        if full || bgp_due {
+            apply_bgp(&mut dataplane, current_bgp.as_ref(), status, &mut retry_at);
+        }
+        let bgp_retry = retry_at.take();
         let Some(desired) = current.as_ref() else {
+            retry_at = bgp_retry;
             continue;
         };
 
@@ -369,7 +436,10 @@ fn apply_loop(
             // Look again once the grace period of those interfaces is over.
             at(Instant::now() + dataplane.route_grace() + Duration::from_millis(100));
         }
-        retry_at = next;
+        retry_at = match (next, bgp_retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         tracing::debug!(
             full,
             writes = report.writes(),
@@ -405,6 +475,41 @@ fn apply_loop(
         if !status.is_ready() {
             tracing::info!("in sync with the datastore and the kernel");
             status.set_ready(true, "ok");
+        }
+    }
+}
+
+/// Writes the BGP speaker's routes (`proto bird`) when there are any to write; a failure is retried
+/// in a second.
+fn apply_bgp(
+    dataplane: &mut Dataplane,
+    routes: Option<&BgpRoutes>,
+    status: &Status,
+    retry_at: &mut Option<Instant>,
+) {
+    let Some(routes) = routes else {
+        return;
+    };
+    match dataplane.apply_bgp_routes(routes) {
+        Ok(report) => {
+            status.metrics.bgp_routes.set(routes.routes.len() as i64);
+            if report.writes() > 0 {
+                tracing::info!(
+                    routes_added = report.routes_added,
+                    routes_removed = report.routes_removed,
+                    "BGP routes updated"
+                );
+            }
+            if !report.failures.is_empty() {
+                for failure in &report.failures {
+                    tracing::warn!(%failure, "a BGP route could not be written; retrying");
+                }
+                *retry_at = Some(Instant::now() + Duration::from_secs(1));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "writing BGP routes failed; retrying");
+            *retry_at = Some(Instant::now() + Duration::from_secs(1));
         }
     }
 }

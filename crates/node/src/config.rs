@@ -97,9 +97,35 @@ pub struct Settings {
     /// trace, debug, info, warning, error (Felix's names; `none` silences).
     #[arg(long, env = "FELIX_LOGSEVERITYSCREEN", default_value = "info")]
     pub log_severity: String,
+
+    /// `bird`: calico-node runs its BGP speaker (Calico's BIRD and confd roles) and routes pools
+    /// without encapsulation over BGP; `vxlan` or `none`: no BGP, as Calico.
+    #[arg(long, env = "CALICO_NETWORKING_BACKEND", default_value = "bird",
+          value_parser = ["bird", "vxlan", "none"])]
+    pub networking_backend: String,
+
+    /// Where BGP passwords (`password.secretKeyRef`) are read: `<dir>/<secret name>/<key>`.
+    /// Default: `<state dir>/secrets`.
+    #[arg(long, env = "CALICO_SECRETS_DIR")]
+    pub secrets_dir: Option<PathBuf>,
+
+    /// The BGP router id (default: this node's IPv4 address).
+    #[arg(long, env = "CALICO_ROUTER_ID")]
+    pub router_id: Option<std::net::Ipv4Addr>,
 }
 
 impl Settings {
+    /// Whether calico-node runs its BGP speaker.
+    pub fn bgp(&self) -> bool {
+        self.networking_backend == "bird"
+    }
+
+    pub fn secrets_dir(&self) -> PathBuf {
+        self.secrets_dir
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("secrets"))
+    }
+
     pub fn route_refresh(&self) -> Duration {
         if self.route_refresh_interval.is_finite() && self.route_refresh_interval > 0.0 {
             Duration::from_secs_f64(self.route_refresh_interval)

@@ -52,6 +52,16 @@ impl<T> Handoff<T> {
     }
 
     /// No more values: a waiting [`Handoff::take`] returns [`Taken::Closed`] once the last value is taken.
+    /// Changes the value waiting to be taken (a default one when none waits) with `f`: for a value
+    /// made of parts that different producers replace independently.
+    pub fn update(&self, f: impl FnOnce(&mut T))
+    where
+        T: Default,
+    {
+        f(self.lock().latest.get_or_insert_with(T::default));
+        self.changed.notify_all();
+    }
+
     pub fn close(&self) {
         self.lock().closed = true;
         self.changed.notify_all();

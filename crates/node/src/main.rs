@@ -172,5 +172,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             tracing::warn!(error = %format!("{e:#}"), "VXLAN tunnel address not assigned yet; will retry");
         }
     }
-    agent::run(&settings, &identity, store, status, shutdown).await
+    // The speaker's view, for the node-status socket `calicoctl node status` asks.
+    let bgp_view = Arc::new(std::sync::Mutex::new(calico_node::bgp::BgpView::default()));
+    agent::run(&settings, &identity, store, status, bgp_view, shutdown).await
 }

@@ -51,6 +51,8 @@ pub struct Status {
     activities: Mutex<Vec<(&'static str, Arc<Activity>)>>,
     /// Why the datastore cannot be used right now, by source (the syncer, the reachability probe).
     datastore_problems: Mutex<BTreeMap<&'static str, String>>,
+    /// Why BGP is not ready (peers not Established), as Calico's BIRD readiness check says it.
+    bgp_problem: Mutex<Option<String>>,
     /// Datastore requests under way.
     pub datastore_requests: InFlight,
     pub metrics: Metrics,
@@ -112,6 +114,7 @@ impl Status {
             liveness_timeout,
             activities: Mutex::new(Vec::new()),
             datastore_problems: Mutex::new(BTreeMap::new()),
+            bgp_problem: Mutex::new(None),
             datastore_requests: InFlight::default(),
             metrics: Metrics::default(),
         }
@@ -135,6 +138,9 @@ impl Status {
         }
         for problem in lock(&self.datastore_problems).values() {
             reasons.push(format!("not ready: datastore: {problem}"));
+        }
+        if let Some(problem) = &*lock(&self.bgp_problem) {
+            reasons.push(format!("calico/node is not ready: {problem}"));
         }
         reasons.extend(self.stalls(Instant::now(), STALL_AFTER));
         if reasons.is_empty() {
@@ -184,6 +190,11 @@ impl Status {
                 problems.remove(source);
             }
         }
+    }
+
+    /// Records (Some) or clears (None) why BGP is not ready.
+    pub fn set_bgp_problem(&self, problem: Option<String>) {
+        *lock(&self.bgp_problem) = problem;
     }
 
     /// Replaces the list of current dataplane problems.
@@ -384,6 +395,9 @@ pub struct Metrics {
     pub calc_graph_updates_processed: Counter,
     pub vxlan_vteps: Gauge,
     pub routes: Gauge,
+    pub bgp_peers_established: Gauge,
+    pub bgp_peers_not_established: Gauge,
+    pub bgp_routes: Gauge,
 }
 
 enum Family<'a> {
@@ -393,7 +407,7 @@ enum Family<'a> {
 }
 
 impl Metrics {
-    fn families(&self) -> [(&'static str, &'static str, Family<'_>); 12] {
+    fn families(&self) -> [(&'static str, &'static str, Family<'_>); 15] {
         [
             (
                 "felix_active_local_endpoints",
@@ -454,6 +468,21 @@ impl Metrics {
                 "calico_node_routes",
                 "Number of routes calico-node programs on this host.",
                 Family::Gauge(&self.routes),
+            ),
+            (
+                "calico_node_bgp_peers_established",
+                "Number of BGP peers whose session is Established.",
+                Family::Gauge(&self.bgp_peers_established),
+            ),
+            (
+                "calico_node_bgp_peers_not_established",
+                "Number of configured BGP peers whose session is not Established.",
+                Family::Gauge(&self.bgp_peers_not_established),
+            ),
+            (
+                "calico_node_bgp_routes",
+                "Number of routes learned over BGP that are programmed into the kernel.",
+                Family::Gauge(&self.bgp_routes),
             ),
         ]
     }

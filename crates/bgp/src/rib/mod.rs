@@ -488,7 +488,7 @@ pub struct Rib {
     /// The Loc-RIB and, through each path's source, the Adj-RIBs-In (paths are stored once).
     table: Table,
     /// Paths per peer and family (IPv4, IPv6), for prefix limits and status.
-    counts: HashMap<PeerId, [usize; 2]>,
+    counts: FxHashMap<PeerId, [usize; 2]>,
     /// Announcements each peer made that were not accepted (loop, filter, next hop), so
     /// status can tell received from accepted.
     refused: FxHashMap<PeerId, FxHashSet<(IpNet, u32)>>,
@@ -500,7 +500,7 @@ impl Rib {
             cfg,
             peers: BTreeMap::new(),
             table: Table::default(),
-            counts: HashMap::new(),
+            counts: FxHashMap::default(),
             refused: FxHashMap::default(),
         }
     }
@@ -651,7 +651,10 @@ impl Rib {
                 stale: false,
             })
         };
-        let mut changes = Vec::new();
+        // Nearly every announcement of a first fill changes a best path.
+        let mut changes = Vec::with_capacity(
+            update.nlri.len() + update.mp_reach.as_ref().map_or(0, |mp| mp.nlri.len()),
+        );
         match update.attributes.next_hop {
             Some(nh) => {
                 let route = route(IpAddr::V4(nh));
@@ -940,24 +943,22 @@ impl Rib {
 
     /// Adds `path`, or replaces the one with its key.
     fn insert(&mut self, prefix: IpNet, path: Stored) -> Option<BestChange> {
+        let source = path.route.source;
         let (outcome, change) = self.modify_or_create(prefix, true, |paths| {
-            match paths
-                .iter_mut()
-                .find(|p| p.is(path.route.source, path.path_id))
-            {
+            match paths.iter_mut().find(|p| p.is(source, path.path_id)) {
                 Some(old) if old.same(&path) => Outcome::Same,
                 Some(old) => {
-                    *old = path.clone();
+                    *old = path;
                     Outcome::Replaced
                 }
                 None => {
-                    paths.push(path.clone());
+                    paths.push(path);
                     Outcome::Added
                 }
             }
         });
         if outcome == Outcome::Added
-            && let Source::Peer(peer) = path.route.source
+            && let Source::Peer(peer) = source
         {
             self.counts.entry(peer).or_default()[usize::from(prefix.addr().is_ipv6())] += 1;
         }

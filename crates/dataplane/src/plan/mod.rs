@@ -9,6 +9,7 @@
 //! them in the order traffic in flight needs; [`scope::scope_of_change`] tells it how much of the kernel
 //! a new desired state concerns.
 
+pub mod bgp;
 pub mod host;
 pub mod routes;
 pub mod scope;

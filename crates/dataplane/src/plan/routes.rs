@@ -32,7 +32,7 @@ pub struct RouteContext<'a> {
 }
 
 /// The metric the kernel gives a route added without one (IPv6 routes default to 1024).
-fn effective_metric(route: &Route) -> u32 {
+pub(crate) fn effective_metric(route: &Route) -> u32 {
     route.metric.unwrap_or(match route.dst {
         IpNet::V4(_) => 0,
         IpNet::V6(_) => 1024,

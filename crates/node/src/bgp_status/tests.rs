@@ -91,6 +91,39 @@ fn rows_are_in_birds_terms_and_ordered_by_address() {
 }
 
 #[test]
+fn a_snapshot_of_the_speakers_view() {
+    let view = crate::bgp::BgpView {
+        running: true,
+        peers: vec![
+            crate::bgp::PeerReport {
+                kind: calico_confd::PeerKind::NodeSpecific,
+                status: peer("10.0.0.3", State::Active, None),
+            },
+            crate::bgp::PeerReport {
+                kind: calico_confd::PeerKind::Mesh,
+                status: peer("10.0.0.2", State::Established, None),
+            },
+        ],
+    };
+    let status = snapshot(&view);
+    assert!(status.speaker_running);
+    let kinds: Vec<(String, PeerKind)> = status
+        .peers
+        .iter()
+        .map(|r| (r.address.to_string(), r.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("10.0.0.2".to_string(), PeerKind::Mesh),
+            ("10.0.0.3".to_string(), PeerKind::Node)
+        ]
+    );
+    assert_eq!(peer_kind(calico_confd::PeerKind::Global), PeerKind::Global);
+    assert!(!snapshot(&crate::bgp::BgpView::default()).speaker_running);
+}
+
+#[test]
 fn every_session_state_has_birds_name() {
     let names: Vec<String> = [
         State::Idle,
