@@ -201,6 +201,13 @@ fn mesh(
             s.passive = we_wait(ip, ours);
             s.local_address = Some(ours);
             s.multihop = Some(MULTIHOP_TTL);
+            // Mesh peers are our own nodes, which configure each other at about the same moment:
+            // the first connection is often refused because the other side has not added us yet.
+            // Calico's BIRD template retries after 5 s; starting at a quarter of a second (the wait
+            // doubles after each failure, up to a minute) costs a few SYNs and brings a mesh, or a
+            // mesh turned back on, up within a second.
+            s.connect_retry = MESH_CONNECT_RETRY;
+            s.error_wait = MESH_CONNECT_RETRY;
             if let Some(r) = restart {
                 s.graceful_restart_time = Some(r);
             }
@@ -216,6 +223,10 @@ fn mesh(
     }
     out
 }
+
+/// How soon a mesh peer's refused or failed connection (or a session that just failed) is tried
+/// again.
+pub const MESH_CONNECT_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// A selector field of a BGPPeer, parsed; a problem when it does not parse.
 fn selector(

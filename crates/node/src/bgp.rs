@@ -39,6 +39,7 @@ use calico_model::resource::decode_kv;
 use ipnet::IpNet;
 use tokio::sync::watch;
 
+use crate::bgp_status;
 use crate::handoff::Handoff;
 use crate::input::DataplaneInput;
 use crate::status::Status;
@@ -242,6 +243,10 @@ pub async fn run(
     let mut learned = BgpRoutes::default();
     let mut plan: Option<Arc<BgpPlan>> = None;
     let mut tick = tokio::time::interval(STATUS_INTERVAL);
+    // Not ready until the first plan is applied and the sessions are looked at.
+    status.set_bgp_problem(Some(
+        "BIRD is not ready: waiting for the BGP configuration from the datastore".to_string(),
+    ));
     loop {
         tokio::select! {
             changed = plans.changed() => {
@@ -277,6 +282,7 @@ pub async fn run(
                             tracing::info!(as_number = config.local_as, router_id = %config.router_id, listen = ?config.listen, restarting, "BGP speaker started");
                             speaker = Some((started_speaker, config));
                             routes = Some(stream);
+                            lock(&view).running = true;
                         }
                         Err(e) => {
                             status.set_bgp_problem(Some(format!("BIRD is not ready: cannot start the BGP speaker: {e}")));
@@ -325,6 +331,8 @@ pub async fn run(
                     // Everything the datastore says we originate is in: peers may have our routes.
                     let _ = running.initial_routes_done().await;
                 }
+                // Readiness and `calicoctl node status` see the new peers at once, not a second later.
+                tick.reset_immediately();
                 for problem in &next.confd.problems {
                     tracing::warn!(resource = %problem.resource, field = %problem.field, message = %problem.message, "BGP configuration problem");
                 }
@@ -359,21 +367,23 @@ pub async fn run(
                     offer(&dataplane, &kernel_view(&learned, plan.as_deref()));
                 }
                 let kinds: BTreeMap<IpAddr, PeerKind> = peers.iter().map(|p| (p.settings.address, p.kind)).collect();
-                let down: Vec<String> = statuses
-                    .iter()
-                    .filter(|s| s.state != State::Established)
-                    .map(|s| s.address.to_string())
-                    .collect();
-                status.set_bgp_problem((!down.is_empty()).then(|| {
-                    format!("BIRD is not ready: BGP not established with {}", down.join(","))
-                }));
-                status.metrics.bgp_peers_established.set((statuses.len() - down.len()) as i64);
-                status.metrics.bgp_peers_not_established.set(down.len() as i64);
+                let kind_of = |address: &IpAddr| kinds.get(address).copied().unwrap_or(PeerKind::Global);
+                let rows = bgp_status::peer_rows(
+                    statuses.iter().map(|s| (bgp_status::peer_kind(kind_of(&s.address)), s.clone())),
+                );
+                let reasons = bgp_status::not_ready_reasons(
+                    &rows,
+                    started.elapsed() < bgp_status::READINESS_THRESHOLD,
+                );
+                status.set_bgp_problem((!reasons.is_empty()).then(|| reasons.join("\n")));
+                let established = statuses.iter().filter(|s| s.state == State::Established).count();
+                status.metrics.bgp_peers_established.set(established as i64);
+                status.metrics.bgp_peers_not_established.set((statuses.len() - established) as i64);
                 let mut view = lock(&view);
                 view.running = true;
                 view.peers = statuses
                     .into_iter()
-                    .map(|s| PeerReport { kind: kinds.get(&s.address).copied().unwrap_or(PeerKind::Global), status: s })
+                    .map(|s| PeerReport { kind: kind_of(&s.address), status: s })
                     .collect();
             }
         }

@@ -13,7 +13,7 @@ use calico_ipam::Ipam;
 use calico_node::config::Settings;
 use calico_node::status::{self, Status};
 use calico_node::tracked_store::TrackedStore;
-use calico_node::{agent, startup};
+use calico_node::{agent, bgp_status, startup};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -174,5 +174,15 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     // The speaker's view, for the node-status socket `calicoctl node status` asks.
     let bgp_view = Arc::new(std::sync::Mutex::new(calico_node::bgp::BgpView::default()));
+    let view = Arc::clone(&bgp_view);
+    let socket = bgp_status::node_status_socket(&settings.state_dir);
+    let _node_status = bgp_status::serve(socket.clone(), move || {
+        bgp_status::snapshot(
+            &view
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    })
+    .with_context(|| format!("cannot serve node status on {}", socket.display()))?;
     agent::run(&settings, &identity, store, status, bgp_view, shutdown).await
 }
