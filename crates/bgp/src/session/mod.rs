@@ -178,6 +178,9 @@ pub struct Session {
     refused_capabilities: Vec<u8>,
     /// The peer refused optional parameters altogether (2/4): send OPENs without any.
     no_optional_parameters: bool,
+    /// State of the generator that jitters the retry timers (RFC 4271 §10), seeded from our
+    /// identifier, so two ends that fail together do not retry in step.
+    jitter_state: u64,
 }
 
 /// Drops the parts of an UPDATE for families the session did not negotiate: the peer should
@@ -203,6 +206,29 @@ fn keep_negotiated_families(update: &mut Update, families: &[Family]) {
     }
 }
 
+/// The jitter generator's first state, from our identifier: different for each end of a session
+/// (their identifiers differ), never zero (xorshift would stay there).
+fn jitter_seed(local_id: std::net::Ipv4Addr) -> u64 {
+    // splitmix64's finaliser spreads identifiers that differ in one bit over every bit.
+    let mut x = u64::from(u32::from(local_id)).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (x ^ (x >> 31)) | 1
+}
+
+/// `wait` scaled by a factor between 0.75 and 1 (RFC 4271 §10's jitter), from `state`, an
+/// xorshift generator's state, which it advances.
+fn jittered(wait: Duration, state: &mut u64) -> Duration {
+    let mut x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    // A quarter of the wait, in 256ths, taken off.
+    let off = (x >> 56) as u32;
+    wait.saturating_sub(wait / 4 * off / 256)
+}
+
 /// `base` doubled `n` times, at most `max`.
 fn backoff(base: Duration, max: Duration, n: u32) -> Duration {
     base.saturating_mul(1u32 << n.min(16)).min(max)
@@ -215,6 +241,7 @@ fn cease(subcode: u8) -> Notification {
 impl Session {
     pub fn new(cfg: PeerConfig) -> Result<Self, ConfigError> {
         cfg.validate()?;
+        let cfg_local_id = cfg.local_id;
         Ok(Session {
             cfg,
             enabled: false,
@@ -228,6 +255,7 @@ impl Session {
             stale: Vec::new(),
             refused_capabilities: Vec::new(),
             no_optional_parameters: false,
+            jitter_state: jitter_seed(cfg_local_id),
         })
     }
 
@@ -307,8 +335,13 @@ impl Session {
             }
             Event::Closed { conn } => {
                 if let Some(i) = self.index(conn) {
+                    let before_open = self.conns[i].state == State::OpenSent;
                     self.drop_conn(i, Reason::ConnectionClosed, None, now, &mut out);
-                    self.after_drop(now, &mut out);
+                    if before_open {
+                        self.back_to_active(now, &mut out);
+                    } else {
+                        self.after_drop(now, &mut out);
+                    }
                 }
             }
             Event::Message { conn, message } => {
@@ -375,6 +408,30 @@ impl Session {
             self.cfg.connect_retry_max,
             self.connect_retries,
         );
+        let wait = jittered(wait, &mut self.jitter_state);
+        out.push(Action::ArmTimer {
+            timer: Timer::ConnectRetry,
+            at: now + wait,
+        });
+    }
+
+    /// A connection closed before the peer's OPEN (RFC 4271 §8.2.2, OpenSent on
+    /// TcpConnectionFails): back to Active, trying again at the connect-retry interval, with no
+    /// error backoff; most often the peer has not been configured with us yet and closed it.
+    fn back_to_active(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if !self.conns.is_empty() || !self.enabled || self.cfg.passive {
+            return;
+        }
+        if self.connecting {
+            // An outbound attempt is still under way, with its retry timer.
+            return;
+        }
+        let wait = backoff(
+            self.cfg.connect_retry,
+            self.cfg.connect_retry_max,
+            self.connect_retries,
+        );
+        let wait = jittered(wait, &mut self.jitter_state);
         out.push(Action::ArmTimer {
             timer: Timer::ConnectRetry,
             at: now + wait,
@@ -498,6 +555,7 @@ impl Session {
         out.push(Action::CancelTimer(Timer::ConnectRetry));
         self.in_idle_hold = true;
         let wait = backoff(self.cfg.idle_hold, self.cfg.idle_hold_max, self.failures);
+        let wait = jittered(wait, &mut self.jitter_state);
         self.failures = self.failures.saturating_add(1);
         out.push(Action::ArmTimer {
             timer: Timer::IdleHold,
@@ -510,12 +568,19 @@ impl Session {
             // The driver reused a live connection's id; nothing sensible can be done with it.
             return;
         }
-        if !self.enabled || self.in_idle_hold || (!inbound && !self.connecting) {
+        if !self.enabled || (!inbound && (self.in_idle_hold || !self.connecting)) {
             out.push(Action::Close {
                 conn: id,
                 reason: Reason::Refused,
             });
             return;
+        }
+        if inbound && self.in_idle_hold {
+            // The peer is trying again: take its connection (RFC 4271's automatic start with
+            // passive TCP establishment) rather than refuse it until our own wait ends. Two
+            // ends that failed together would otherwise each refuse the other's retry.
+            self.in_idle_hold = false;
+            out.push(Action::CancelTimer(Timer::IdleHold));
         }
         if !inbound {
             self.connecting = false;
@@ -525,13 +590,14 @@ impl Session {
             .conns
             .iter()
             .position(|c| c.state == State::Established);
+        let mut may_be_restart = false;
         if let Some(e) = established {
-            let restart = inbound
+            let restart_capable = inbound
                 && self.conns[e]
                     .negotiated
                     .as_ref()
                     .is_some_and(|n| n.peer_graceful_restart.is_some());
-            if !restart {
+            if !restart_capable || self.conns.len() >= 2 {
                 // RFC 4271 §6.8: a collision with an established session closes the new one.
                 out.push(Action::Send {
                     conn: id,
@@ -545,10 +611,14 @@ impl Session {
                 });
                 return;
             }
-            // RFC 4724 §4.2: the peer restarted; the old session is gone.
-            self.drop_conn(e, Reason::PeerRestarted, None, now, out);
+            // A graceful-restart peer connecting again may have restarted (RFC 4724 §4.2), or
+            // this is its own attempt from before the session came up, arriving late. Its OPEN
+            // tells: see `on_open`. Until then the established session carries on.
+            may_be_restart = true;
         }
-        if self.conns.len() >= 2 || self.conns.iter().any(|c| c.inbound == inbound) {
+        if !may_be_restart
+            && (self.conns.len() >= 2 || self.conns.iter().any(|c| c.inbound == inbound))
+        {
             out.push(Action::Close {
                 conn: id,
                 reason: Reason::Refused,
@@ -654,6 +724,28 @@ impl Session {
             }
         };
         let id = self.conns[i].id;
+        if let Some(e) = self
+            .conns
+            .iter()
+            .position(|c| c.id != id && c.state == State::Established)
+        {
+            // Only an inbound connection of a graceful-restart peer gets here (`on_connected`):
+            // an OPEN on it means the peer restarted, and the old session is gone (RFC 4724
+            // §4.2); its routes stay as stale until the new session's End-of-RIB.
+            if self.conns[i].inbound {
+                self.drop_conn(e, Reason::PeerRestarted, None, now, out);
+            } else {
+                self.drop_conn(
+                    i,
+                    Reason::Collision,
+                    Some(cease(code::CEASE_CONNECTION_COLLISION_RESOLUTION)),
+                    now,
+                    out,
+                );
+                return;
+            }
+        }
+        let Some(i) = self.index(id) else { return };
         // RFC 4271 §6.8: with another connection opening, the connection opened by the side
         // with the higher BGP identifier survives (keep the peer's if its identifier is higher,
         // else ours), so both ends keep the same one whichever OPEN arrives last. The rule is

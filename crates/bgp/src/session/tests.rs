@@ -66,6 +66,19 @@ fn armed(actions: &[Action], timer: Timer) -> Option<Instant> {
     })
 }
 
+/// Where `timer` was armed in `actions`, checked to be `secs` after `from` less RFC 4271's jitter
+/// (at most a quarter off); panics otherwise.
+fn armed_jittered(actions: &[Action], timer: Timer, from: Instant, secs: u64) -> Instant {
+    let at = armed(actions, timer).unwrap_or_else(|| panic!("{timer:?} armed in {actions:?}"));
+    let wait = at.saturating_duration_since(from);
+    let full = Duration::from_secs(secs);
+    assert!(
+        wait <= full && wait >= full * 3 / 4,
+        "{timer:?} armed {wait:?} after, not within the jitter of {full:?}"
+    );
+    at
+}
+
 /// Drives a session to Established on connection 1 (outbound) at time `t`.
 fn established(cfg: PeerConfig, open: Open, t: Instant) -> (Session, Vec<Action>) {
     let mut s = Session::new(cfg).unwrap();
@@ -101,16 +114,9 @@ fn start_connects_and_arms_connect_retry() {
     let mut s = Session::new(ibgp()).unwrap();
     assert_eq!(s.state(), State::Idle);
     let a = s.handle(Event::Start, t);
-    assert_eq!(
-        a,
-        vec![
-            Action::Connect,
-            Action::ArmTimer {
-                timer: Timer::ConnectRetry,
-                at: secs(t, 5)
-            }
-        ]
-    );
+    assert_eq!(a.len(), 2, "{a:?}");
+    assert_eq!(a[0], Action::Connect);
+    armed_jittered(&a, Timer::ConnectRetry, t, 5);
     assert_eq!(s.state(), State::Connect);
     // A second start changes nothing.
     assert!(s.handle(Event::Start, t).is_empty());
@@ -156,23 +162,16 @@ fn failed_connect_goes_active_and_retries_with_growing_capped_waits() {
     assert!(s.handle(Event::ConnectFailed, secs(t, 1)).is_empty());
     assert_eq!(s.state(), State::Active);
     assert_eq!(s.last_error(), Some(&Reason::ConnectFailed));
-    // Waits of 10, 20, 40, then 60 (the cap), 60.
+    // Waits of 10, 20, 40, then 60 (the cap), 60, each less up to a quarter of jitter.
     let mut now = secs(t, 5);
     for wait in [10, 20, 40, 60, 60] {
         let a = s.handle(Event::TimerExpired(Timer::ConnectRetry), now);
-        assert_eq!(
-            a,
-            vec![
-                Action::Connect,
-                Action::ArmTimer {
-                    timer: Timer::ConnectRetry,
-                    at: secs(now, wait)
-                }
-            ]
-        );
+        assert_eq!(a.len(), 2, "{a:?}");
+        assert_eq!(a[0], Action::Connect);
+        let at = armed_jittered(&a, Timer::ConnectRetry, now, wait);
         assert_eq!(s.state(), State::Connect);
         s.handle(Event::ConnectFailed, now);
-        now = secs(now, wait);
+        now = at;
     }
 }
 
@@ -429,9 +428,29 @@ fn hold_timer_expiry_sends_4_0_goes_down_and_restarts_after_idle_hold() {
     assert_eq!(notification(&a, 1), Some(Notification::new(4, 0, [])));
     assert_eq!(closed(&a, 1), Some(Reason::HoldTimerExpired));
     assert_eq!(down(&a), Some((Reason::HoldTimerExpired, None)));
-    assert_eq!(armed(&a, Timer::IdleHold), Some(secs(now, 5)));
+    let at = armed_jittered(&a, Timer::IdleHold, now, 5);
     assert_eq!(s.state(), State::Idle);
-    // Connections are refused while holding.
+    let a = s.handle(Event::TimerExpired(Timer::IdleHold), at);
+    assert_eq!(a[0], Action::Connect);
+    assert_eq!(s.state(), State::Connect);
+}
+
+#[test]
+fn while_holding_after_an_error_the_peers_own_retry_is_taken() {
+    let t = Instant::now();
+    let (mut s, _) = established(ibgp(), peer_open([198, 18, 0, 9], 90), t);
+    let now = secs(t, 90);
+    s.handle(Event::TimerExpired(Timer::Hold(1)), now);
+    assert_eq!(s.state(), State::Idle);
+    // Our own outbound attempts wait for the idle hold; the peer's connection does not.
+    let a = s.handle(
+        Event::Connected {
+            conn: 3,
+            inbound: false,
+        },
+        secs(now, 1),
+    );
+    assert_eq!(closed(&a, 3), Some(Reason::Refused));
     let a = s.handle(
         Event::Connected {
             conn: 2,
@@ -439,16 +458,50 @@ fn hold_timer_expiry_sends_4_0_goes_down_and_restarts_after_idle_hold() {
         },
         secs(now, 1),
     );
-    assert_eq!(
-        a,
-        vec![Action::Close {
-            conn: 2,
-            reason: Reason::Refused
-        }]
+    assert!(a.contains(&Action::CancelTimer(Timer::IdleHold)), "{a:?}");
+    assert!(
+        a.iter().any(|a| matches!(
+            a,
+            Action::Send {
+                conn: 2,
+                message: Message::Open(_)
+            }
+        )),
+        "{a:?}"
     );
-    let a = s.handle(Event::TimerExpired(Timer::IdleHold), secs(now, 5));
+    assert_eq!(s.state(), State::OpenSent);
+}
+
+#[test]
+fn a_connection_closed_before_the_peers_open_retries_at_the_connect_interval() {
+    let t = Instant::now();
+    let mut s = Session::new(ibgp()).unwrap();
+    s.handle(Event::Start, t);
+    s.handle(
+        Event::Connected {
+            conn: 1,
+            inbound: false,
+        },
+        t,
+    );
+    // The peer does not know us yet and closes the connection without a word.
+    let a = s.handle(Event::Closed { conn: 1 }, secs(t, 1));
+    assert_eq!(armed(&a, Timer::IdleHold), None, "no error backoff: {a:?}");
+    armed_jittered(&a, Timer::ConnectRetry, secs(t, 1), 5);
+    assert_eq!(s.state(), State::Active);
+    assert_eq!(s.last_error(), Some(&Reason::ConnectionClosed));
+    let a = s.handle(Event::TimerExpired(Timer::ConnectRetry), secs(t, 6));
     assert_eq!(a[0], Action::Connect);
-    assert_eq!(s.state(), State::Connect);
+}
+
+#[test]
+fn the_two_ends_jitter_differently() {
+    let t = Instant::now();
+    let retry = |id: [u8; 4]| {
+        let mut s = Session::new(PeerConfig::new(64512, Ipv4Addr::from(id), 64512)).unwrap();
+        armed(&s.handle(Event::Start, t), Timer::ConnectRetry)
+    };
+    assert_ne!(retry([198, 18, 0, 1]), retry([198, 18, 0, 2]));
 }
 
 #[test]
@@ -474,17 +527,13 @@ fn idle_hold_grows_caps_and_resets_after_a_long_stable_session() {
             },
             now,
         );
-        assert_eq!(
-            armed(&a, Timer::IdleHold),
-            Some(secs(now, wait)),
-            "after failure with wait {wait}"
-        );
+        let at = armed_jittered(&a, Timer::IdleHold, now, wait);
         assert_eq!(
             notification(&a, conn),
             None,
             "no NOTIFICATION answers a NOTIFICATION"
         );
-        now = secs(now, wait);
+        now = at;
         s.handle(Event::TimerExpired(Timer::IdleHold), now);
         conn += 1;
     }
@@ -512,7 +561,7 @@ fn idle_hold_grows_caps_and_resets_after_a_long_stable_session() {
     );
     let later = secs(now, 300);
     let a = s.handle(Event::Closed { conn }, later);
-    assert_eq!(armed(&a, Timer::IdleHold), Some(secs(later, 5)));
+    armed_jittered(&a, Timer::IdleHold, later, 5);
 }
 
 #[test]
@@ -713,11 +762,8 @@ fn too_many_prefixes_reset_the_session_with_cease_6_1() {
     let n = Notification::new(6, 1, [0, 1, 1, 0, 0, 0x03, 0xe8]);
     assert_eq!(notification(&a, 1), Some(n.clone()));
     assert_eq!(down(&a), Some((Reason::Sent(n), None)));
-    assert_eq!(
-        armed(&a, Timer::IdleHold),
-        Some(secs(t, 5)),
-        "it comes back after the idle hold"
-    );
+    // It comes back after the idle hold.
+    armed_jittered(&a, Timer::IdleHold, t, 5);
     // Without a limit, any count is fine.
     let (mut s, _) = established(ibgp(), peer_open([198, 18, 0, 9], 90), t);
     assert!(
@@ -1314,6 +1360,23 @@ fn a_restarted_peer_reconnecting_replaces_the_old_session() {
         },
         secs(t, 10),
     );
+    // Only a connection so far: the established session carries on until its OPEN.
+    assert_eq!(closed(&a, 1), None, "{a:?}");
+    assert_eq!(s.state(), State::Established);
+    assert!(a.iter().any(|a| matches!(
+        a,
+        Action::Send {
+            conn: 2,
+            message: Message::Open(_)
+        }
+    )));
+    let a = s.handle(
+        Event::Message {
+            conn: 2,
+            message: Message::Open(gr_open(true)),
+        },
+        secs(t, 10),
+    );
     assert_eq!(closed(&a, 1), Some(Reason::PeerRestarted));
     assert_eq!(
         down(&a),
@@ -1325,24 +1388,10 @@ fn a_restarted_peer_reconnecting_replaces_the_old_session() {
             })
         ))
     );
-    assert!(a.iter().any(|a| matches!(
-        a,
-        Action::Send {
-            conn: 2,
-            message: Message::Open(_)
-        }
-    )));
     assert_eq!(
         armed(&a, Timer::IdleHold),
         None,
         "no idle hold: the new connection goes on"
-    );
-    s.handle(
-        Event::Message {
-            conn: 2,
-            message: Message::Open(gr_open(true)),
-        },
-        secs(t, 10),
     );
     let a = s.handle(
         Event::Message {
@@ -1361,6 +1410,26 @@ fn a_restarted_peer_reconnecting_replaces_the_old_session() {
             .as_ref()
             .is_some_and(|g| g.restarting)
     );
+}
+
+/// The peer's own connection attempt from before the session came up arrives late and is closed
+/// by the peer without an OPEN: the established session is untouched.
+#[test]
+fn a_late_connection_from_a_graceful_restart_peer_does_not_end_the_session() {
+    let t = Instant::now();
+    let (mut s, _) = established(gr_config(), gr_open(false), t);
+    s.handle(
+        Event::Connected {
+            conn: 2,
+            inbound: true,
+        },
+        secs(t, 1),
+    );
+    let a = s.handle(Event::Closed { conn: 2 }, secs(t, 1));
+    assert_eq!(closed(&a, 1), None, "{a:?}");
+    assert_eq!(down(&a), None, "{a:?}");
+    assert_eq!(s.state(), State::Established);
+    assert_eq!(armed(&a, Timer::ConnectRetry), None, "{a:?}");
 }
 
 #[test]
