@@ -232,6 +232,15 @@ fn build(opts: &UpOptions, created: &mut bool) -> Result<ExitCode> {
         secs(ms(stage.elapsed()))
     ));
 
+    // Route reflection's cluster-wide resources exist before calico-node starts, so the mesh never
+    // comes up only to be torn down.
+    if opts.route_reflectors > 0 {
+        reflectors::configure_cluster(&state.datastore)?;
+        progress(
+            "BGPPeer peer-with-route-reflectors applied, BGPConfiguration default: nodeToNodeMeshEnabled false",
+        );
+    }
+
     // 3. calico-node on every host, all at once.
     let stage = Instant::now();
     for host in &mut state.hosts {
@@ -253,14 +262,16 @@ fn build(opts: &UpOptions, created: &mut bool) -> Result<ExitCode> {
         secs(ms(stage.elapsed()))
     ));
 
-    // Route reflection replaces the mesh before any pod exists, as on a cluster set up that way.
+    // The reflectors are chosen once their Nodes exist, before any pod does.
     if opts.route_reflectors > 0 {
         let stage = Instant::now();
         let chosen = &host_names[..opts.route_reflectors];
-        reflectors::configure(&state.datastore, chosen)?;
+        reflectors::make_reflectors(&state.datastore, chosen)?;
         progress(format!(
-            "route reflectors: {} (cluster ID {}), BGPPeer peer-with-route-reflectors, node-to-node mesh off ({})",
+            "route reflectors: {} labelled {}={}, routeReflectorClusterID {} ({})",
             chosen.join(", "),
+            reflectors::LABEL.0,
+            reflectors::LABEL.1,
             reflectors::CLUSTER_ID,
             secs(ms(stage.elapsed()))
         ));

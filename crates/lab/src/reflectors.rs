@@ -40,19 +40,11 @@ spec:
   asNumber: 64512
 ";
 
-/// Makes `reflectors` route reflectors, then peers every node with them and turns the mesh off. The
-/// Nodes must exist (calico-node registers them at start-up).
-pub fn configure(ds: &DatastoreState, reflectors: &[String]) -> Result<()> {
-    let cfg = datastore::config(ds);
-    datastore::runtime()?.block_on(async {
-        let client = Client::new(
-            cfg.connect(OpenMode::MustExist)
-                .await
-                .context("connecting to the datastore")?,
-        );
-        for node in reflectors {
-            make_reflector(&client, node).await?;
-        }
+/// The cluster-wide half, written before any calico-node starts: the BGPPeer from every node to the
+/// nodes labelled as reflectors, and the mesh off. So no mesh session is ever made only to be turned
+/// into a reflector session (a peer changing type under a live session costs a reconnection).
+pub fn configure_cluster(ds: &DatastoreState) -> Result<()> {
+    with_client(ds, |client| async move {
         for yaml in [BGP_PEER_YAML, BGP_CONFIGURATION_YAML] {
             let resource = parse_one(yaml)?;
             let (kind, name) = (resource.kind(), resource.name().to_string());
@@ -62,6 +54,36 @@ pub fn configure(ds: &DatastoreState, reflectors: &[String]) -> Result<()> {
                 .with_context(|| format!("applying {kind} {name}"))?;
         }
         Ok(())
+    })
+}
+
+/// Makes `reflectors` route reflectors (label and cluster ID). Their Nodes must exist: calico-node
+/// registers them at start-up.
+pub fn make_reflectors(ds: &DatastoreState, reflectors: &[String]) -> Result<()> {
+    with_client(ds, |client| async move {
+        for node in reflectors {
+            make_reflector(&client, node).await?;
+        }
+        Ok(())
+    })
+}
+
+async fn connect(ds: &DatastoreState) -> Result<Client> {
+    let store = datastore::config(ds)
+        .connect(OpenMode::MustExist)
+        .await
+        .context("connecting to the datastore")?;
+    Ok(Client::new(store))
+}
+
+fn with_client<F, Fut>(ds: &DatastoreState, work: F) -> Result<()>
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    datastore::runtime()?.block_on(async {
+        let client = connect(ds).await?;
+        work(client).await
     })
 }
 
