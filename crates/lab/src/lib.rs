@@ -14,6 +14,7 @@ pub mod reach;
 pub mod reflectors;
 pub mod relay;
 pub mod state;
+pub mod tor;
 pub mod underlay;
 
 use clap::ValueEnum;
