@@ -241,41 +241,51 @@ fn build(opts: &UpOptions, created: &mut bool) -> Result<ExitCode> {
         );
     }
 
-    // 3. calico-node on every host, all at once.
+    // 3. calico-node on every host, all at once; with route reflectors, the reflectors first. A
+    // reflector then learns each client's Node before the client's BGP speaker listens, so only the
+    // client's connection succeeds: the two ends never connect at the same moment, which calico-rs's
+    // speaker resolves badly (both connections lost, retried in step).
     let stage = Instant::now();
-    for host in &mut state.hosts {
-        host.calico_node_pid = Some(node::start(
-            &lab.name,
-            &calico_node,
-            host,
-            &state.datastore,
-            opts.encap,
-            opts.backend,
-        )?);
+    let reflectors_first = opts.route_reflectors;
+    let all = state.hosts.len();
+    let waves: Vec<(usize, usize)> = if reflectors_first > 0 {
+        vec![(0, reflectors_first), (reflectors_first, all)]
+    } else {
+        vec![(0, all)]
+    };
+    for (wave, (from, to)) in waves.into_iter().enumerate() {
+        let range = from..to;
+        for host in &mut state.hosts[range.clone()] {
+            host.calico_node_pid = Some(node::start(
+                &lab.name,
+                &calico_node,
+                host,
+                &state.datastore,
+                opts.encap,
+                opts.backend,
+            )?);
+        }
+        state.save(&lab)?;
+        node::wait_ready(&state.hosts[range.clone()], opts.timeout)?;
+        // The reflectors are chosen once their Nodes exist, before any client or pod does.
+        if wave == 0 && reflectors_first > 0 {
+            let chosen = &host_names[range];
+            reflectors::make_reflectors(&state.datastore, chosen)?;
+            progress(format!(
+                "route reflectors: {} labelled {}={}, routeReflectorClusterID {}",
+                chosen.join(", "),
+                reflectors::LABEL.0,
+                reflectors::LABEL.1,
+                reflectors::CLUSTER_ID,
+            ));
+        }
     }
-    state.save(&lab)?;
-    node::wait_ready(&state.hosts, opts.timeout)?;
     timings.insert("calico_node".to_string(), ms(stage.elapsed()));
     progress(format!(
         "calico-node: ready on {} hosts ({})",
         state.hosts.len(),
         secs(ms(stage.elapsed()))
     ));
-
-    // The reflectors are chosen once their Nodes exist, before any pod does.
-    if opts.route_reflectors > 0 {
-        let stage = Instant::now();
-        let chosen = &host_names[..opts.route_reflectors];
-        reflectors::make_reflectors(&state.datastore, chosen)?;
-        progress(format!(
-            "route reflectors: {} labelled {}={}, routeReflectorClusterID {} ({})",
-            chosen.join(", "),
-            reflectors::LABEL.0,
-            reflectors::LABEL.1,
-            reflectors::CLUSTER_ID,
-            secs(ms(stage.elapsed()))
-        ));
-    }
 
     // 4. Pods through the CNI plugin.
     let stage = Instant::now();
