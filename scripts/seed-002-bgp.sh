@@ -168,7 +168,7 @@ on $MASTER 'calicoctl get bgppeer'
 
 note "Waiting until the route reflector has its sessions with both clients up"
 # Usually a few seconds; calico-rs's speaker can take much longer when both ends of a peering
-# connect at once (see the README's BGP notes), so this waits up to 90 s.
+# connect at once (README, calico-lab's route reflectors), so this waits up to 90 s.
 for _ in $(seq 1 180); do
     up=$(calico-lab exec --name "$LAB" k8s-node2 -- calicoctl node status | grep -c Established || true)
     [[ $up -ge 2 ]] && break
