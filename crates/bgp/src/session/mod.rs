@@ -654,13 +654,18 @@ impl Session {
             }
         };
         let id = self.conns[i].id;
-        // RFC 4271 §6.8: with another connection in OpenConfirm, the connection opened by the
-        // side with the higher BGP identifier survives (keep the peer's if its identifier is
-        // higher, else ours), so both ends keep the same one whichever OPEN arrives last.
+        // RFC 4271 §6.8: with another connection opening, the connection opened by the side
+        // with the higher BGP identifier survives (keep the peer's if its identifier is higher,
+        // else ours), so both ends keep the same one whichever OPEN arrives last. The rule is
+        // applied to a connection still waiting for its OPEN too (OpenSent): this OPEN tells the
+        // peer's identifier, which the RFC allows using there. Deciding only among connections
+        // in OpenConfirm let one end establish a connection (the peer's KEEPALIVE arriving
+        // before its OPEN on the other connection) that the other end then closed as the loser:
+        // both connections died, and simultaneous retries collided again.
         if let Some(j) = self
             .conns
             .iter()
-            .position(|c| c.id != id && c.state == State::OpenConfirm)
+            .position(|c| c.id != id && matches!(c.state, State::OpenSent | State::OpenConfirm))
         {
             let keep_inbound = u32::from(self.cfg.local_id) < u32::from(open.bgp_id);
             let loser = if self.conns[i].inbound == keep_inbound {

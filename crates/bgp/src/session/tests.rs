@@ -1030,6 +1030,54 @@ fn collision_keeps_our_connection_when_our_identifier_is_higher() {
     assert_eq!(s.last_error(), None, "losing a collision is not an error");
 }
 
+/// Outbound connection 1 and inbound connection 2 both in OpenSent; the peer's OPEN arrives on
+/// connection 2 first (the OPEN on connection 1 still on its way).
+fn collide_early(local_id: Ipv4Addr, remote_id: [u8; 4]) -> (Session, Vec<Action>) {
+    let t = Instant::now();
+    let mut s = Session::new(PeerConfig::new(64512, local_id, 64512)).unwrap();
+    s.handle(Event::Start, t);
+    for (conn, inbound) in [(1, false), (2, true)] {
+        s.handle(Event::Connected { conn, inbound }, t);
+    }
+    let a = s.handle(
+        Event::Message {
+            conn: 2,
+            message: Message::Open(peer_open(remote_id, 90)),
+        },
+        t,
+    );
+    (s, a)
+}
+
+#[test]
+fn collision_is_settled_on_the_first_open_keeping_ours_when_our_identifier_is_higher() {
+    let (s, a) = collide_early(Ipv4Addr::new(198, 18, 0, 9), [198, 18, 0, 2]);
+    assert_eq!(notification(&a, 2), Some(Notification::new(6, 7, [])));
+    assert_eq!(closed(&a, 2), Some(Reason::Collision));
+    assert!(
+        !a.contains(&Action::Send {
+            conn: 2,
+            message: Message::Keepalive
+        }),
+        "the losing connection is never confirmed (the peer could establish it): {a:?}"
+    );
+    assert_eq!(closed(&a, 1), None, "ours waits for the peer's OPEN");
+    assert_eq!(s.state(), State::OpenSent);
+    assert_eq!(s.last_error(), None);
+}
+
+#[test]
+fn collision_is_settled_on_the_first_open_keeping_the_peers_when_its_identifier_is_higher() {
+    let (s, a) = collide_early(Ipv4Addr::new(198, 18, 0, 1), [198, 18, 0, 2]);
+    assert_eq!(notification(&a, 1), Some(Notification::new(6, 7, [])));
+    assert_eq!(closed(&a, 1), Some(Reason::Collision));
+    assert!(a.contains(&Action::Send {
+        conn: 2,
+        message: Message::Keepalive
+    }));
+    assert_eq!(s.state(), State::OpenConfirm);
+}
+
 #[test]
 fn established_session_wins_over_a_new_connection() {
     let t = Instant::now();
@@ -1057,6 +1105,8 @@ fn established_session_wins_over_a_new_connection() {
     assert_eq!(s.state(), State::Established);
 }
 
+/// The other connection arrives after the peer's OPEN on the first (so no identifier comparison
+/// placed it), then the first is established: the late one is closed.
 #[test]
 fn a_connection_still_opening_loses_to_the_one_that_establishes() {
     let t = Instant::now();
@@ -1070,16 +1120,16 @@ fn a_connection_still_opening_loses_to_the_one_that_establishes() {
         t,
     );
     s.handle(
-        Event::Connected {
-            conn: 2,
-            inbound: true,
+        Event::Message {
+            conn: 1,
+            message: Message::Open(peer_open([198, 18, 0, 9], 90)),
         },
         t,
     );
     s.handle(
-        Event::Message {
-            conn: 1,
-            message: Message::Open(peer_open([198, 18, 0, 9], 90)),
+        Event::Connected {
+            conn: 2,
+            inbound: true,
         },
         t,
     );
