@@ -17,15 +17,16 @@ use serde_json::Value;
 
 const COMMAND_LIMIT: Duration = Duration::from_secs(30);
 /// How long sessions with a route reflector may take to come up when the article's BGPPeer is applied
-/// on a running cluster. Both ends of such a peering connect at the same moment; calico-rs's speaker
-/// can lose both connections of that collision, and its timers have no jitter (RFC 4271 §10), so the
-/// two ends retry in step (5, 10, 20, 30 s) and may collide again: usually a few seconds, sometimes
-/// over a minute. `calico-lab up --route-reflectors` avoids the collision by starting reflectors first.
+/// on a running cluster. Both ends of such a peering connect at the same moment; when calico-rs's
+/// speaker loses that collision on both ends, its retry timers have no jitter (RFC 4271 §10), so the
+/// two ends retry in step (5, 10, 20, 30 s) and can collide again: from a few seconds to over a
+/// minute (6-67 s measured with main's b09ba1f). `calico-lab up --route-reflectors` avoids the
+/// collision by starting reflectors first.
 const RR_LIMIT: Duration = Duration::from_secs(90);
 /// `up --route-reflectors` has no collision to resolve.
 const RR_FLAG_LIMIT: Duration = Duration::from_secs(20);
 /// What a timeout of [`RR_LIMIT`] most likely means.
-const KNOWN_ISSUE: &str = "if both ends show Idle (one with 'Received: Connection collision resolution'), this is calico-rs's BGP speaker losing both connections of a collision and retrying in step without jitter (crates/bgp session: RFC 4271 §6.8/§10)";
+const KNOWN_ISSUE: &str = "if both ends show Idle (one with 'Received: Connection collision resolution'), this is calico-rs's BGP speaker losing a collision on both ends and retrying in step: its connect-retry and idle-hold timers have no jitter (crates/bgp session, RFC 4271 §10)";
 
 /// The labs of this file run one at a time: BGP session set-up is timing-sensitive (above), and two
 /// labs starting at once on a small machine only add noise to it.
@@ -403,7 +404,7 @@ fn seed_002_bgp_mode_then_route_reflector() {
 /// The rest of the walk: the reflector's sessions come up, routes and traffic are back, k8s-master
 /// has one established `node specific` peer.
 #[test]
-#[ignore = "calico-rs's BGP speaker can take over a minute to settle the collision when both ends of the article's BGPPeer connect at once (crates/bgp: no timer jitter, both connections lost); run with --ignored"]
+#[ignore = "both ends of the article's BGPPeer connect at once and calico-rs's BGP speaker, whose retry timers have no jitter, can take over a minute to settle that (crates/bgp); run with --ignored"]
 fn seed_002_route_reflector_sessions_come_up() {
     seed_002_walk(true);
 }
