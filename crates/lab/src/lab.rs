@@ -13,7 +13,10 @@ use crate::paths::{self, Lab, find_binary, host_name, pod_name};
 use crate::state::{
     DatastoreKind, DatastoreState, HostState, LabLock, Pids, PodState, STAGES, State, UnderlayState,
 };
-use crate::{DatastoreChoice, Encap, cni, datastore, netns, node, procs, reach, underlay};
+use crate::{
+    Backend, DatastoreChoice, Encap, cni, datastore, netns, node, procs, reach, reflectors,
+    underlay,
+};
 
 /// Pods added at the same time (each is one plugin process).
 const POD_WORKERS: usize = 8;
@@ -22,12 +25,34 @@ const MAX_PODS_PER_NODE: usize = 250;
 
 pub struct UpOptions {
     pub name: String,
-    pub nodes: usize,
+    /// The hosts, in order (see [`host_names`]).
+    pub host_names: Vec<String>,
     pub pods_per_node: usize,
     pub datastore: DatastoreChoice,
     pub encap: Encap,
+    pub backend: Backend,
+    /// The first this many hosts become route reflectors (0: the node-to-node mesh).
+    pub route_reflectors: usize,
     pub timeout: Duration,
     pub json: bool,
+}
+
+/// The hosts of `up`: `--node-names` (whose count `--nodes` must match when both are given), else
+/// node1..N (N = `--nodes`, default 3).
+pub fn host_names(nodes: Option<usize>, names: Option<Vec<String>>) -> Result<Vec<String>> {
+    match names {
+        Some(names) => {
+            if let Some(n) = nodes.filter(|n| *n != names.len()) {
+                bail!(
+                    "--nodes {n} does not match the {} name(s) of --node-names",
+                    names.len()
+                );
+            }
+            paths::validate_host_names(&names)?;
+            Ok(names)
+        }
+        None => Ok((1..=nodes.unwrap_or(3)).map(host_name).collect()),
+    }
 }
 
 /// `println!` that ignores a closed stdout (`calico-lab status | head` must not panic).
@@ -87,8 +112,19 @@ pub fn up(opts: &UpOptions) -> Result<ExitCode> {
 fn build(opts: &UpOptions, created: &mut bool) -> Result<ExitCode> {
     let started = Instant::now();
     let lab = Lab::new(&opts.name)?;
-    if opts.nodes == 0 || opts.nodes > underlay::MAX_HOSTS {
+    let nodes = opts.host_names.len();
+    if nodes == 0 || nodes > underlay::MAX_HOSTS {
         bail!("--nodes must be between 1 and {}", underlay::MAX_HOSTS);
+    }
+    paths::validate_host_names(&opts.host_names)?;
+    if opts.route_reflectors > nodes {
+        bail!(
+            "--route-reflectors {} exceeds the {nodes} host(s)",
+            opts.route_reflectors
+        );
+    }
+    if opts.route_reflectors > 0 && opts.backend != Backend::Bird {
+        bail!("--route-reflectors needs BGP: use --backend bird");
     }
     if opts.pods_per_node > MAX_PODS_PER_NODE {
         bail!("--pods-per-node must be at most {MAX_PODS_PER_NODE}");
@@ -116,12 +152,12 @@ fn build(opts: &UpOptions, created: &mut bool) -> Result<ExitCode> {
     std::fs::create_dir_all(lab.dir())
         .with_context(|| format!("creating {}", lab.dir().display()))?;
 
-    let host_names: Vec<String> = (1..=opts.nodes).map(host_name).collect();
+    let host_names = &opts.host_names;
     let mut timings = BTreeMap::new();
 
     // 1. Underlay.
     let stage = Instant::now();
-    underlay::build(&lab, &host_names)?;
+    underlay::build(&lab, host_names)?;
     let mut hosts = Vec::new();
     for (i, name) in host_names.iter().enumerate() {
         let dir = lab.host_dir(name);
@@ -166,6 +202,8 @@ fn build(opts: &UpOptions, created: &mut bool) -> Result<ExitCode> {
     let mut state = State {
         name: lab.name.clone(),
         encap: opts.encap.name().to_string(),
+        backend: Some(opts.backend.name().to_string()),
+        route_reflectors: opts.route_reflectors,
         underlay: UnderlayState {
             namespace: lab.underlay_ns(),
             bridge: underlay::BRIDGE.to_string(),
@@ -194,19 +232,54 @@ fn build(opts: &UpOptions, created: &mut bool) -> Result<ExitCode> {
         secs(ms(stage.elapsed()))
     ));
 
-    // 3. calico-node on every host, all at once.
-    let stage = Instant::now();
-    for host in &mut state.hosts {
-        host.calico_node_pid = Some(node::start(
-            &lab.name,
-            &calico_node,
-            host,
-            &state.datastore,
-            opts.encap,
-        )?);
+    // Route reflection's cluster-wide resources exist before calico-node starts, so the mesh never
+    // comes up only to be torn down.
+    if opts.route_reflectors > 0 {
+        reflectors::configure_cluster(&state.datastore)?;
+        progress(
+            "BGPPeer peer-with-route-reflectors applied, BGPConfiguration default: nodeToNodeMeshEnabled false",
+        );
     }
-    state.save(&lab)?;
-    node::wait_ready(&state.hosts, opts.timeout)?;
+
+    // 3. calico-node on every host, all at once; with route reflectors, the reflectors first. A
+    // reflector then learns each client's Node before the client's BGP speaker listens, so only the
+    // client's connection succeeds: the two ends never connect at the same moment, which calico-rs's
+    // speaker resolves badly (both connections lost, retried in step).
+    let stage = Instant::now();
+    let reflectors_first = opts.route_reflectors;
+    let all = state.hosts.len();
+    let waves: Vec<(usize, usize)> = if reflectors_first > 0 {
+        vec![(0, reflectors_first), (reflectors_first, all)]
+    } else {
+        vec![(0, all)]
+    };
+    for (wave, (from, to)) in waves.into_iter().enumerate() {
+        let range = from..to;
+        for host in &mut state.hosts[range.clone()] {
+            host.calico_node_pid = Some(node::start(
+                &lab.name,
+                &calico_node,
+                host,
+                &state.datastore,
+                opts.encap,
+                opts.backend,
+            )?);
+        }
+        state.save(&lab)?;
+        node::wait_ready(&state.hosts[range.clone()], opts.timeout)?;
+        // The reflectors are chosen once their Nodes exist, before any client or pod does.
+        if wave == 0 && reflectors_first > 0 {
+            let chosen = &host_names[range];
+            reflectors::make_reflectors(&state.datastore, chosen)?;
+            progress(format!(
+                "route reflectors: {} labelled {}={}, routeReflectorClusterID {}",
+                chosen.join(", "),
+                reflectors::LABEL.0,
+                reflectors::LABEL.1,
+                reflectors::CLUSTER_ID,
+            ));
+        }
+    }
     timings.insert("calico_node".to_string(), ms(stage.elapsed()));
     progress(format!(
         "calico-node: ready on {} hosts ({})",
@@ -233,7 +306,7 @@ fn build(opts: &UpOptions, created: &mut bool) -> Result<ExitCode> {
             Err(e) => failures.push(format!("{e:#}")),
         }
     }
-    sort_pods(&mut state.pods);
+    sort_pods(&mut state.pods, &state.hosts);
     state.save(&lab)?;
     if !failures.is_empty() {
         bail!(
@@ -289,12 +362,12 @@ fn build(opts: &UpOptions, created: &mut bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn sort_pods(pods: &mut [PodState]) {
+/// Pods in host order (as the hosts were given), then by pod number.
+fn sort_pods(pods: &mut [PodState], hosts: &[HostState]) {
     let key = |p: &PodState| {
-        let host_index: usize = p
-            .host
-            .trim_start_matches("node")
-            .parse()
+        let host_index = hosts
+            .iter()
+            .position(|h| h.name == p.host)
             .unwrap_or(usize::MAX);
         let pod_index: usize = p
             .name
@@ -345,7 +418,7 @@ fn table(rows: &[Vec<String>]) -> String {
 
 fn print_summary(state: &State) {
     say!(
-        "\nlab {:?} is up: {} hosts, {} pods, datastore {}, encapsulation {}\n",
+        "\nlab {:?} is up: {} hosts, {} pods, datastore {}, encapsulation {}, backend {}{}\n",
         state.name,
         state.hosts.len(),
         state.pods.len(),
@@ -353,7 +426,12 @@ fn print_summary(state: &State) {
             DatastoreKind::Embedded => "embedded",
             DatastoreKind::Etcd => "etcd",
         },
-        state.encap
+        state.encap,
+        state.backend.as_deref().unwrap_or("-"),
+        match state.route_reflectors {
+            0 => String::new(),
+            n => format!(", {n} route reflector(s)"),
+        }
     );
     let mut rows = vec![vec![
         "HOST".to_string(),
@@ -632,22 +710,39 @@ pub fn exec(name: &str, target: &str, command: &[String]) -> Result<ExitCode> {
     let ns = target_namespace(&lab, target)?;
     let (program, args) = command.split_first().context("no command given")?;
     let mut cmd = netns::exec_command(&ns, program)?;
-    // In a host, its own state dir: `calicoctl node status` finds that host's calico-node there.
-    if let Some(host) = State::load(&lab)
-        .ok()
-        .flatten()
-        .and_then(|s| s.host(target).cloned())
+    // A host is set up as a Calico host is for its operator: calicoctl on the PATH (the lab's own
+    // directory first), configured for the lab's datastore, and its own state dir, where `calicoctl
+    // node status` finds that host's calico-node.
+    if let Some(state) = State::load(&lab).ok().flatten()
+        && let Some(host) = state.host(target)
     {
         cmd.env(
             calico_contracts::node_status::STATE_DIR_ENV,
             &host.state_dir,
         );
+        cmd.env_remove("ETCD_ENDPOINTS")
+            .env_remove("CALICO_DATASTORE_PATH");
+        for (key, value) in state.datastore.env() {
+            cmd.env(key, value);
+        }
+        if let Some(path) = path_with_lab_dir() {
+            cmd.env("PATH", path);
+        }
     }
     let status = cmd
         .args(args)
         .status()
         .with_context(|| format!("running {program} in {ns}"))?;
     Ok(exit_code_of(status))
+}
+
+/// `$PATH` with calico-lab's own directory (where the workspace's `calicoctl` is built) in front.
+fn path_with_lab_dir() -> Option<std::ffi::OsString> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?.to_path_buf();
+    let rest = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::iter::once(dir).chain(std::env::split_paths(&rest).collect::<Vec<_>>());
+    std::env::join_paths(dirs).ok()
 }
 
 pub fn ping(name: &str, from: &str, to: &str) -> Result<ExitCode> {
@@ -723,7 +818,7 @@ pub fn add_pod(name: &str, host: &str, labels: Option<&str>) -> Result<ExitCode>
     }
     say!("{} {}", pod.name, pod.ip);
     state.pods.push(pod);
-    sort_pods(&mut state.pods);
+    sort_pods(&mut state.pods, &state.hosts);
     state.save(&lab)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -776,7 +871,12 @@ pub fn restart_node(name: &str, host_name: &str, kill: bool) -> Result<ExitCode>
             state.encap
         )
     })?;
-    let pid = node::start(&lab.name, &binary, &host, &state.datastore, encap)?;
+    let backend = match &state.backend {
+        Some(name) => Backend::from_name(name)
+            .with_context(|| format!("the lab's state names an unknown backend {name:?}"))?,
+        None => encap.default_backend(),
+    };
+    let pid = node::start(&lab.name, &binary, &host, &state.datastore, encap, backend)?;
     let restarted = {
         let h = state
             .hosts

@@ -11,6 +11,7 @@ pub mod parallel;
 pub mod paths;
 pub mod procs;
 pub mod reach;
+pub mod reflectors;
 pub mod relay;
 pub mod state;
 pub mod tor;
@@ -62,11 +63,37 @@ impl Encap {
         }
     }
 
-    /// calico-node's `CALICO_NETWORKING_BACKEND`.
-    pub fn backend(self) -> &'static str {
+    /// The backend a Calico install picks for this encapsulation when none is asked for: VXLAN
+    /// everywhere needs no BGP; the other modes need BGP to carry routes.
+    pub fn default_backend(self) -> Backend {
         match self {
-            Encap::Vxlan => "vxlan",
-            Encap::None | Encap::VxlanCrosssubnet => "bird",
+            Encap::Vxlan => Backend::Vxlan,
+            Encap::None | Encap::VxlanCrosssubnet => Backend::Bird,
         }
+    }
+}
+
+/// calico-node's networking backend (`CALICO_NETWORKING_BACKEND`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// The BGP speaker runs (Calico's BIRD and confd).
+    Bird,
+    /// No BGP: routes only from Felix.
+    Vxlan,
+}
+
+impl Backend {
+    /// The value of `CALICO_NETWORKING_BACKEND` (also what `--backend` takes and the state records).
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Bird => "bird",
+            Backend::Vxlan => "vxlan",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Backend> {
+        [Backend::Bird, Backend::Vxlan]
+            .into_iter()
+            .find(|b| b.name() == name)
     }
 }

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use calico_lab::{DatastoreChoice, Encap, datastore, lab, paths, relay};
+use calico_lab::{Backend, DatastoreChoice, Encap, datastore, lab, paths, relay};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -24,14 +24,24 @@ enum Command {
     Up {
         #[arg(long, default_value = "lab")]
         name: String,
-        #[arg(long, default_value_t = 3)]
-        nodes: usize,
+        /// How many hosts (default 3, or as many as --node-names gives).
+        #[arg(long)]
+        nodes: Option<usize>,
+        /// Host names instead of node1..N, comma-separated (k8s-master,k8s-node1,k8s-node2).
+        #[arg(long, value_delimiter = ',')]
+        node_names: Option<Vec<String>>,
         #[arg(long, default_value_t = 2)]
         pods_per_node: usize,
         #[arg(long, value_enum, default_value = "embedded")]
         datastore: DatastoreChoice,
         #[arg(long, value_enum, default_value = "vxlan")]
         encap: Encap,
+        /// calico-node's networking backend (default: vxlan for --encap vxlan, else bird).
+        #[arg(long, value_enum)]
+        backend: Option<Backend>,
+        /// Make the first N hosts BGP route reflectors and turn the node-to-node mesh off.
+        #[arg(long, default_value_t = 0)]
+        route_reflectors: usize,
         /// Seconds to wait for calico-node readiness, and again for pod-to-pod reachability.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
@@ -123,17 +133,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Up {
             name,
             nodes,
+            node_names,
             pods_per_node,
             datastore,
             encap,
+            backend,
+            route_reflectors,
             timeout,
             json,
         } => lab::up(&lab::UpOptions {
             name,
-            nodes,
+            host_names: lab::host_names(nodes, node_names)?,
             pods_per_node,
             datastore,
             encap,
+            backend: backend.unwrap_or(encap.default_backend()),
+            route_reflectors,
             timeout: std::time::Duration::from_secs(timeout),
             json,
         }),

@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
-use crate::Encap;
 use crate::http;
 use crate::netns;
 use crate::procs;
 use crate::state::{DatastoreState, HostState};
+use crate::{Backend, Encap};
 
 pub const HEALTH_PORT: u16 = 9099;
 pub const POOL_CIDR: &str = "198.19.0.0/16";
@@ -23,6 +23,7 @@ pub fn start(
     host: &HostState,
     ds: &DatastoreState,
     encap: Encap,
+    backend: Backend,
 ) -> Result<u32> {
     let mut command = netns::exec_command(&host.namespace, binary)?;
     command
@@ -36,7 +37,7 @@ pub fn start(
         .env("CALICO_IPV4POOL_CIDR", POOL_CIDR)
         .env("CALICO_IPV4POOL_BLOCK_SIZE", "26")
         .env("CALICO_IPV4POOL_VXLAN", encap.pool_vxlan_mode())
-        .env("CALICO_NETWORKING_BACKEND", encap.backend())
+        .env("CALICO_NETWORKING_BACKEND", backend.name())
         .env("CALICO_IPV4POOL_NAT_OUTGOING", "true")
         .env("FELIX_PROMETHEUSMETRICSENABLED", "true")
         .env("FELIX_LOGSEVERITYSCREEN", "info")

@@ -91,6 +91,47 @@ pub fn host_name(index: usize) -> String {
     format!("node{index}")
 }
 
+/// The longest host name: the underlay's bridge port is named after its host, and Linux interface
+/// names have at most 15 bytes.
+pub const MAX_HOST_NAME: usize = 15;
+
+/// Host names given with `--node-names` become Node names, namespace names and the underlay's port
+/// names, and pods are named `<host>-pod<j>`: so DNS-label characters, at most [`MAX_HOST_NAME`]
+/// bytes, no name that looks like a pod's or the underlay's, and no duplicates.
+pub fn validate_host_names(names: &[String]) -> Result<()> {
+    let mut seen = std::collections::BTreeSet::new();
+    for name in names {
+        let label = !name.is_empty()
+            && name.len() <= MAX_HOST_NAME
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !name.starts_with('-')
+            && !name.ends_with('-');
+        if !label {
+            bail!(
+                "invalid host name {name:?}: use 1-{MAX_HOST_NAME} lowercase letters, digits or dashes, not starting or ending with a dash"
+            );
+        }
+        if name == "ul" || name == "underlay" {
+            bail!("invalid host name {name:?}: it names the lab's underlay");
+        }
+        if looks_like_pod(name) {
+            bail!("invalid host name {name:?}: names ending in -pod<number> are pods' names");
+        }
+        if !seen.insert(name.as_str()) {
+            bail!("host name {name:?} is given twice");
+        }
+    }
+    Ok(())
+}
+
+/// `<host>-pod<j>`.
+fn looks_like_pod(name: &str) -> bool {
+    name.rsplit_once("-pod")
+        .is_some_and(|(_, j)| !j.is_empty() && j.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Pod name `nodeI-podJ`.
 pub fn pod_name(host: &str, index: usize) -> String {
     format!("{host}-pod{index}")
@@ -141,7 +182,29 @@ mod tests {
             assert!(validate_lab_name(bad).is_err(), "{bad}");
         }
         let lab = Lab::new("lab").unwrap();
+        assert_eq!(lab.ns("k8s-master"), "clab-lab-k8s-master");
         assert_eq!(lab.underlay_ns(), "clab-lab-ul");
         assert_eq!(lab.ns(&pod_name(&host_name(2), 3)), "clab-lab-node2-pod3");
+    }
+
+    #[test]
+    fn host_names() {
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(validate_host_names(&names(&["k8s-master", "k8s-node1", "k8s-node2"])).is_ok());
+        for bad in [
+            vec!["a", "a"],
+            vec!["Node1"],
+            vec!["-a"],
+            vec!["a-"],
+            vec!["ul"],
+            vec!["underlay"],
+            vec!["a-pod1"],
+            vec![""],
+            vec!["a_b"],
+            vec!["sixteen-letters1"],
+        ] {
+            assert!(validate_host_names(&names(&bad)).is_err(), "{bad:?}");
+        }
+        assert!(validate_host_names(&names(&["a-podcast", "pod1"])).is_ok());
     }
 }

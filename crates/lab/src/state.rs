@@ -106,6 +106,13 @@ pub const STAGES: [&str; 6] = [
 pub struct State {
     pub name: String,
     pub encap: String,
+    /// calico-node's networking backend; absent in state files written before `--backend` existed
+    /// (then the encapsulation's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    /// How many hosts (the first ones) are route reflectors.
+    #[serde(default)]
+    pub route_reflectors: usize,
     pub underlay: UnderlayState,
     pub datastore: DatastoreState,
     pub hosts: Vec<HostState>,

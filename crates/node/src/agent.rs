@@ -337,6 +337,9 @@ fn apply_loop(
     let mut current: Option<Desired> = None;
     let mut current_bgp: Option<BgpRoutes> = None;
     let mut retry_at: Option<Instant> = None;
+    // BGP routes the kernel refused (a slot still held by Felix's route): retried with every apply
+    // until written, so a desired-state change arriving before the retry cannot drop them.
+    let mut bgp_pending = false;
     let mut refresh_at = Instant::now() + settings.refresh;
     let mut missing_delay = FIRST_MISSING_RETRY;
     let mut written_mtu: Option<u32> = None;
@@ -355,7 +358,8 @@ fn apply_loop(
                     Some(desired) => current = Some(desired),
                     None => {
                         // Only the BGP routes changed.
-                        apply_bgp(&mut dataplane, current_bgp.as_ref(), status, &mut retry_at);
+                        bgp_pending =
+                            apply_bgp(&mut dataplane, current_bgp.as_ref(), status, &mut retry_at);
                         continue;
                     }
                 }
@@ -373,8 +377,8 @@ fn apply_loop(
             Taken::Closed => return,
         };
         retry_at = None;
-        if full || bgp_due {
-            apply_bgp(&mut dataplane, current_bgp.as_ref(), status, &mut retry_at);
+        if full || bgp_due || bgp_pending {
+            bgp_pending = apply_bgp(&mut dataplane, current_bgp.as_ref(), status, &mut retry_at);
         }
         let bgp_retry = retry_at.take();
         let Some(desired) = current.as_ref() else {
@@ -436,6 +440,13 @@ fn apply_loop(
             // Look again once the grace period of those interfaces is over.
             at(Instant::now() + dataplane.route_grace() + Duration::from_millis(100));
         }
+        if bgp_pending {
+            // This apply may have removed the Felix routes that held those slots (a pool that
+            // stopped using VXLAN): write them now rather than a second later, so traffic does
+            // not stop while the routes change hands. A retry already scheduled stays (harmless).
+            let mut ignored = None;
+            bgp_pending = apply_bgp(&mut dataplane, current_bgp.as_ref(), status, &mut ignored);
+        }
         retry_at = match (next, bgp_retry) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -480,15 +491,15 @@ fn apply_loop(
 }
 
 /// Writes the BGP speaker's routes (`proto bird`) when there are any to write; a failure is retried
-/// in a second.
+/// in a second. Returns whether something is left to write.
 fn apply_bgp(
     dataplane: &mut Dataplane,
     routes: Option<&BgpRoutes>,
     status: &Status,
     retry_at: &mut Option<Instant>,
-) {
+) -> bool {
     let Some(routes) = routes else {
-        return;
+        return false;
     };
     match dataplane.apply_bgp_routes(routes) {
         Ok(report) => {
@@ -508,11 +519,14 @@ fn apply_bgp(
                     tracing::warn!(%failure, "a BGP route could not be written; retrying");
                 }
                 *retry_at = Some(Instant::now() + Duration::from_secs(1));
+                return true;
             }
+            false
         }
         Err(e) => {
             tracing::error!(error = %e, "writing BGP routes failed; retrying");
             *retry_at = Some(Instant::now() + Duration::from_secs(1));
+            true
         }
     }
 }
