@@ -1,5 +1,6 @@
-//! The underlay: a namespace with bridge `br0` (198.18.0.1/24) and, per host, a namespace whose `eth0`
-//! (198.18.0.(10+i)/24, default route via the bridge) is a veth whose peer `nodeI` is a bridge port.
+//! The underlay: a namespace with bridge `br0` (198.18.0.1/22) and, per host, a namespace whose `eth0`
+//! (198.18.0.0 + 10 + i, /22: 198.18.0.11 ... 198.18.0.250, then 198.18.1.0 ...; default route via the
+//! bridge) is a veth whose peer `nodeI` is a bridge port.
 //! Everything is created from inside the lab's namespaces; the root namespace is never touched.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -13,18 +14,22 @@ use crate::paths::Lab;
 
 pub const BRIDGE: &str = "br0";
 pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
-pub const PREFIX_LEN: u8 = 24;
-/// Hosts get .11, .12, ... ; the /24 leaves room for this many.
-pub const MAX_HOSTS: usize = 240;
+pub const PREFIX_LEN: u8 = 22;
+/// Hosts get 198.18.0.11, .12, ... on; the /22 (198.18.0.0-198.18.3.255, inside the lab's
+/// 198.18.0.0/15 and clear of the pods' 198.19.0.0/16) leaves room for this many. The Linux bridge
+/// takes at most 1,024 ports.
+pub const MAX_HOSTS: usize = 1000;
 
 /// Host `index`'s (1-based) underlay address.
 pub fn host_address(index: usize) -> Result<Ipv4Addr> {
     if index == 0 || index > MAX_HOSTS {
         bail!("host index {index} out of range 1..={MAX_HOSTS}");
     }
-    // In range by the check above.
-    let last = u8::try_from(10 + index).context("host index")?;
-    Ok(Ipv4Addr::new(198, 18, 0, last))
+    // In range by the check above: at most 198.18.3.250.
+    let offset = u32::try_from(10 + index).context("host index")?;
+    Ok(Ipv4Addr::from(
+        u32::from(Ipv4Addr::new(198, 18, 0, 0)) + offset,
+    ))
 }
 
 fn net(addr: Ipv4Addr, len: u8) -> Result<IpNet> {
@@ -77,4 +82,20 @@ pub fn build(lab: &Lab, hosts: &[String]) -> Result<()> {
             .with_context(|| format!("enabling forwarding in {host}"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_addresses_stay_in_the_underlay_subnet() {
+        assert_eq!(host_address(1).unwrap(), Ipv4Addr::new(198, 18, 0, 11));
+        assert_eq!(host_address(240).unwrap(), Ipv4Addr::new(198, 18, 0, 250));
+        assert_eq!(host_address(250).unwrap(), Ipv4Addr::new(198, 18, 1, 4));
+        let subnet = Ipv4Net::new(GATEWAY, PREFIX_LEN).unwrap().trunc();
+        let last = host_address(MAX_HOSTS).unwrap();
+        assert!(subnet.contains(&last) && last != subnet.broadcast());
+        assert!(host_address(0).is_err() && host_address(MAX_HOSTS + 1).is_err());
+    }
 }
