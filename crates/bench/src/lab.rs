@@ -15,6 +15,9 @@
 //! 4. `calico-lab up` wall time for 3 hosts × 2 pods and for 20 hosts × 10 pods, with calico-lab's own
 //!    per-stage timings.
 //!
+//! 5. Calico's BGP mode (`--encap none`, module [`bgp`]): figure 1 over the `proto bird` route; a new
+//!    block's route reaching every host of a mesh; full-mesh and route-reflector convergence and memory.
+//!
 //! Every lab gets a unique name and is removed with `calico-lab down --name <name>` by a drop guard (also
 //! on error or Ctrl-C). Everything runs inside the labs' namespaces; the root namespace is left alone.
 
