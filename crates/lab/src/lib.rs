@@ -13,6 +13,7 @@ pub mod procs;
 pub mod reach;
 pub mod relay;
 pub mod state;
+pub mod tor;
 pub mod underlay;
 
 use clap::ValueEnum;

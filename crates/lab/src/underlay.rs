@@ -1,6 +1,7 @@
-//! The underlay: a namespace with bridge `br0` (198.18.0.1/22) and, per host, a namespace whose `eth0`
-//! (198.18.0.0 + 10 + i, /22: 198.18.0.11 ... 198.18.0.250, then 198.18.1.0 ...; default route via the
-//! bridge) is a veth whose peer `nodeI` is a bridge port.
+//! The underlay: a namespace with bridge `br0` (198.18.0.1/24) and, per host, a namespace whose `eth0`
+//! (198.18.0.(10+i)/24, default route via the bridge) is a veth whose peer `nodeI` is a bridge port.
+//! With several subnets, the underlay namespace is the router between L2 segments: bridge `br<s>` holds
+//! 198.18.<s>.1/24, and host *i* sits on segment (*i*−1) mod *subnets* at 198.18.<s>.(10+*i*).
 //! Everything is created from inside the lab's namespaces; the root namespace is never touched.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -14,22 +15,41 @@ use crate::paths::Lab;
 
 pub const BRIDGE: &str = "br0";
 pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
-pub const PREFIX_LEN: u8 = 22;
-/// Hosts get 198.18.0.11, .12, ... on; the /22 (198.18.0.0-198.18.3.255, inside the lab's
-/// 198.18.0.0/15 and clear of the pods' 198.19.0.0/16) leaves room for this many. The Linux bridge
-/// takes at most 1,024 ports.
-pub const MAX_HOSTS: usize = 1000;
+pub const PREFIX_LEN: u8 = 24;
+/// Hosts get .11, .12, ... ; the /24 leaves room for this many.
+pub const MAX_HOSTS: usize = 240;
 
-/// Host `index`'s (1-based) underlay address.
+/// Most L2 segments (198.18.0.0/24, 198.18.1.0/24, ...: inside the test range 198.18.0.0/15).
+pub const MAX_SUBNETS: usize = 8;
+
+/// Host `index`'s (1-based) underlay address with a single segment.
 pub fn host_address(index: usize) -> Result<Ipv4Addr> {
+    host_address_on(index, 1)
+}
+
+/// The segment host `index` (1-based) sits on among `subnets`.
+pub fn segment_of(index: usize, subnets: usize) -> usize {
+    (index.saturating_sub(1)) % subnets.max(1)
+}
+
+/// Segment `segment`'s router address (the bridge's).
+pub fn gateway_of(segment: usize) -> Result<Ipv4Addr> {
+    let third = u8::try_from(segment).context("segment")?;
+    Ok(Ipv4Addr::new(198, 18, third, 1))
+}
+
+/// Host `index`'s (1-based) underlay address among `subnets` segments.
+pub fn host_address_on(index: usize, subnets: usize) -> Result<Ipv4Addr> {
     if index == 0 || index > MAX_HOSTS {
         bail!("host index {index} out of range 1..={MAX_HOSTS}");
     }
-    // In range by the check above: at most 198.18.3.250.
-    let offset = u32::try_from(10 + index).context("host index")?;
-    Ok(Ipv4Addr::from(
-        u32::from(Ipv4Addr::new(198, 18, 0, 0)) + offset,
-    ))
+    if subnets == 0 || subnets > MAX_SUBNETS {
+        bail!("--subnets must be between 1 and {MAX_SUBNETS}");
+    }
+    // In range by the checks above.
+    let last = u8::try_from(10 + index).context("host index")?;
+    let third = u8::try_from(segment_of(index, subnets)).context("segment")?;
+    Ok(Ipv4Addr::new(198, 18, third, last))
 }
 
 fn net(addr: Ipv4Addr, len: u8) -> Result<IpNet> {
@@ -45,6 +65,14 @@ fn loopback_up(nl: &mut Netlink) -> Result<()> {
 
 /// Creates the underlay and host namespaces and wires them. `hosts` are the host names, in order.
 pub fn build(lab: &Lab, hosts: &[String]) -> Result<()> {
+    build_segments(lab, hosts, 1)
+}
+
+/// [`build`] with hosts spread over `subnets` L2 segments that the underlay namespace routes between.
+pub fn build_segments(lab: &Lab, hosts: &[String], subnets: usize) -> Result<()> {
+    if subnets == 0 || subnets > MAX_SUBNETS {
+        bail!("--subnets must be between 1 and {MAX_SUBNETS}");
+    }
     let underlay = lab.underlay_ns();
     let mut names = vec![underlay.clone()];
     names.extend(hosts.iter().map(|h| lab.ns(h)));
@@ -53,18 +81,36 @@ pub fn build(lab: &Lab, hosts: &[String]) -> Result<()> {
     let ul_ns = netns::open(&underlay)?;
     let mut ul = Netlink::in_netns(&ul_ns)?;
     loopback_up(&mut ul)?;
-    ul.add_bridge(BRIDGE)?;
-    let bridge = ul.link_by_name(BRIDGE)?.context("bridge vanished")?;
-    ul.add_address(bridge.index, net(GATEWAY, PREFIX_LEN)?)?;
-    ul.set_link_up(bridge.index)?;
+    let mut bridges = Vec::with_capacity(subnets);
+    for segment in 0..subnets {
+        let name = if segment == 0 {
+            BRIDGE.to_string()
+        } else {
+            format!("br{segment}")
+        };
+        ul.add_bridge(&name)?;
+        let bridge = ul.link_by_name(&name)?.context("bridge vanished")?;
+        ul.add_address(bridge.index, net(gateway_of(segment)?, PREFIX_LEN)?)?;
+        ul.set_link_up(bridge.index)?;
+        bridges.push(bridge.index);
+    }
+    if subnets > 1 {
+        // The underlay namespace routes between the segments.
+        ul_ns
+            .run(|| calico_netlink::sysctl::set("net/ipv4/ip_forward", "1"))?
+            .context("enabling forwarding in the underlay")?;
+    }
 
     for (i, host) in hosts.iter().enumerate() {
-        let address = host_address(i + 1)?;
+        let address = host_address_on(i + 1, subnets)?;
+        let segment = segment_of(i + 1, subnets);
+        let gateway = gateway_of(segment)?;
+        let bridge_index = bridges[segment];
         let host_ns = netns::open(&lab.ns(host))?;
         // The host's eth0 is created directly inside its namespace.
         ul.add_veth(host, "eth0", Some(&host_ns), None)?;
         let port = ul.link_by_name(host)?.context("veth vanished")?;
-        ul.set_link_master(port.index, bridge.index)?;
+        ul.set_link_master(port.index, bridge_index)?;
         ul.set_link_up(port.index)?;
 
         let mut nl = Netlink::in_netns(&host_ns)?;
@@ -74,7 +120,7 @@ pub fn build(lab: &Lab, hosts: &[String]) -> Result<()> {
         nl.set_link_up(eth0.index)?;
         nl.add_route(&Route::via(
             net(Ipv4Addr::UNSPECIFIED, 0)?,
-            IpAddr::V4(GATEWAY),
+            IpAddr::V4(gateway),
             eth0.index,
         ))?;
         host_ns
@@ -82,20 +128,4 @@ pub fn build(lab: &Lab, hosts: &[String]) -> Result<()> {
             .with_context(|| format!("enabling forwarding in {host}"))?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn host_addresses_stay_in_the_underlay_subnet() {
-        assert_eq!(host_address(1).unwrap(), Ipv4Addr::new(198, 18, 0, 11));
-        assert_eq!(host_address(240).unwrap(), Ipv4Addr::new(198, 18, 0, 250));
-        assert_eq!(host_address(250).unwrap(), Ipv4Addr::new(198, 18, 1, 4));
-        let subnet = Ipv4Net::new(GATEWAY, PREFIX_LEN).unwrap().trunc();
-        let last = host_address(MAX_HOSTS).unwrap();
-        assert!(subnet.contains(&last) && last != subnet.broadcast());
-        assert!(host_address(0).is_err() && host_address(MAX_HOSTS + 1).is_err());
-    }
 }

@@ -500,6 +500,9 @@ fn apply_bgp(
                     "BGP routes updated"
                 );
             }
+            for problem in &report.problems {
+                tracing::warn!(%problem, "a BGP route is not programmed");
+            }
             if !report.failures.is_empty() {
                 for failure in &report.failures {
                     tracing::warn!(%failure, "a BGP route could not be written; retrying");

@@ -107,7 +107,7 @@ async fn connect(remote: SocketAddr, tcp: &TcpOptions) -> Result<TcpStream, NetI
     socket
         .connect(remote)
         .await
-        .map_err(|_| NetIn::ConnectFailed(None))
+        .map_err(|e| NetIn::ConnectFailed(Some(format!("connect failed: {e}"))))
 }
 
 /// How many session events may wait for the owner; beyond that the session task waits, and
@@ -204,7 +204,8 @@ enum NetIn {
     FrameError(Notification),
     Closed,
     Connected(TcpStream),
-    /// With the reason when the socket could not be set up as configured.
+    /// With the reason (the socket could not be set up as configured, or the connect failed:
+    /// refused, unreachable), for the peer's status.
     ConnectFailed(Option<String>),
 }
 

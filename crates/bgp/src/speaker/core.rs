@@ -741,6 +741,8 @@ impl Core {
         let Some(peer) = self.peers.get_mut(&address) else {
             return;
         };
+        // What kept the session down (a refused connect, say) no longer holds, as BIRD shows it.
+        peer.last_error = None;
         let local = peer
             .session
             .info

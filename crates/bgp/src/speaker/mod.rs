@@ -232,7 +232,8 @@ pub struct PeerStatus {
     pub state: State,
     /// When the session entered `state`.
     pub since: SystemTime,
-    /// Why the session last went down or failed to come up.
+    /// Why the session last went down or failed to come up (a failed connect names the OS
+    /// error); cleared when it is Established.
     pub last_error: Option<String>,
     /// The peer's router id while established.
     pub router_id: Option<Ipv4Addr>,

@@ -57,6 +57,25 @@ pub fn bgp_route(prefix: IpNet, next_hops: &[IpAddr]) -> Route {
     route
 }
 
+/// The gateway the kernel route toward `next_hop` should use, as BIRD's `gateway recursive` finds
+/// it: the next hop itself when a link route (a connected subnet) covers it, else the gateway of
+/// the most specific route that does (a peer on another subnet, reached through a router). `None`
+/// when no usable route covers it. The speaker's own routes are not used, so a next hop never
+/// resolves through a route it is itself the next hop of.
+pub fn resolve_next_hop(next_hop: IpAddr, observed: &[Route]) -> Option<IpAddr> {
+    let covering = observed
+        .iter()
+        .filter(|r| r.table == TABLE_MAIN && r.protocol != PROTO_BGP)
+        .filter(|r| r.kind == calico_netlink::RouteKind::Unicast && r.dst.contains(&next_hop))
+        .max_by_key(|r| (r.dst.prefix_len(), std::cmp::Reverse(effective_metric(r))))?;
+    match covering.gateway {
+        None if covering.multipath.is_empty() => Some(next_hop),
+        Some(gateway) => Some(gateway),
+        // A multipath route toward the next hop: its first gateway.
+        None => covering.multipath.first().map(|hop| hop.gateway),
+    }
+}
+
 /// Whether two routes' multipath next hops name the same gateways in the same order (the kernel
 /// reports the device it chose for each; a wanted route leaves that to the kernel).
 fn same_gateways(a: &Route, b: &Route) -> bool {
@@ -75,11 +94,23 @@ pub fn plan_bgp_routes(desired: &BgpRoutes, observed: &[Route], links: &Links) -
         let on_workload = route.oif.is_some_and(|oif| links.is_workload(oif));
         route.table == TABLE_MAIN && owner(route.protocol, on_workload).managed_by(Manager::Bgp)
     };
-    let wanted: BTreeMap<IpNet, Route> = desired
-        .routes
-        .iter()
-        .map(|(prefix, hops)| (*prefix, bgp_route(*prefix, hops)))
-        .collect();
+    let mut wanted: BTreeMap<IpNet, Route> = BTreeMap::new();
+    for (prefix, hops) in &desired.routes {
+        let mut resolved: Vec<IpAddr> = Vec::with_capacity(hops.len());
+        for hop in hops {
+            match resolve_next_hop(*hop, observed) {
+                Some(via) if !resolved.contains(&via) => resolved.push(via),
+                Some(_) => {}
+                None => plan.problems.push(format!(
+                    "BGP route {prefix}: next hop {hop} is not reachable through any route; \
+                     not programmed"
+                )),
+            }
+        }
+        if !resolved.is_empty() {
+            wanted.insert(*prefix, bgp_route(*prefix, &resolved));
+        }
+    }
 
     for route in observed.iter().filter(|route| managed(route)) {
         let taken_over = wanted
@@ -144,6 +175,23 @@ mod tests {
         Route::via(net(prefix), ip(via), ETH0).with_protocol(PROTO_BGP)
     }
 
+    /// The kernel's route for the uplink's subnet (what makes 198.18.0.x next hops direct).
+    fn connected() -> Route {
+        Route::link(net("198.18.0.0/24"), ETH0)
+            .with_scope(RouteScope::Link)
+            .with_protocol(PROTO_KERNEL)
+    }
+
+    /// `observed` with the uplink's subnet route and a default route via 198.18.0.1 added.
+    fn with_uplink(observed: &[Route]) -> Vec<Route> {
+        let mut all = vec![
+            connected(),
+            Route::via(net("0.0.0.0/0"), ip("198.18.0.1"), ETH0).with_protocol(PROTO_CNI),
+        ];
+        all.extend_from_slice(observed);
+        all
+    }
+
     fn desired(routes: &[(&str, &[&str])], complete: bool) -> BgpRoutes {
         BgpRoutes {
             routes: routes
@@ -158,7 +206,7 @@ mod tests {
     fn a_new_prefix_becomes_a_proto_bird_route_via_its_next_hop() {
         let plan = plan_bgp_routes(
             &desired(&[("198.19.1.0/26", &["198.18.0.12"])], true),
-            &[],
+            &with_uplink(&[]),
             &links(),
         );
         let want = Route {
@@ -174,7 +222,7 @@ mod tests {
     fn a_route_already_as_wanted_is_not_written_again() {
         let plan = plan_bgp_routes(
             &desired(&[("198.19.1.0/26", &["198.18.0.12"])], true),
-            &[installed("198.19.1.0/26", "198.18.0.12")],
+            &with_uplink(&[installed("198.19.1.0/26", "198.18.0.12")]),
             &links(),
         );
         assert_eq!(plan, Plan::default());
@@ -184,7 +232,7 @@ mod tests {
     fn a_changed_next_hop_replaces_the_route_in_place() {
         let plan = plan_bgp_routes(
             &desired(&[("198.19.1.0/26", &["198.18.0.13"])], true),
-            &[installed("198.19.1.0/26", "198.18.0.12")],
+            &with_uplink(&[installed("198.19.1.0/26", "198.18.0.12")]),
             &links(),
         );
         assert_eq!(plan.ops.len(), 1);
@@ -197,7 +245,7 @@ mod tests {
     fn equal_cost_next_hops_make_one_multipath_route() {
         let plan = plan_bgp_routes(
             &desired(&[("198.19.1.0/26", &["198.18.0.12", "198.18.0.13"])], true),
-            &[installed("198.19.1.0/26", "198.18.0.12")],
+            &with_uplink(&[installed("198.19.1.0/26", "198.18.0.12")]),
             &links(),
         );
         let [Op::ReplaceRoute(route)] = plan.ops.as_slice() else {
@@ -211,14 +259,14 @@ mod tests {
     #[test]
     fn a_withdrawn_prefix_loses_its_route_once_the_peers_are_complete() {
         let observed = [installed("198.19.1.0/26", "198.18.0.12")];
-        let plan = plan_bgp_routes(&desired(&[], true), &observed, &links());
+        let plan = plan_bgp_routes(&desired(&[], true), &with_uplink(&observed), &links());
         assert_eq!(plan.ops, vec![Op::DelRoute(observed[0].clone())]);
     }
 
     #[test]
     fn after_a_restart_routes_of_the_previous_run_stay_until_the_peers_are_complete() {
         let observed = [installed("198.19.1.0/26", "198.18.0.12")];
-        let plan = plan_bgp_routes(&desired(&[], false), &observed, &links());
+        let plan = plan_bgp_routes(&desired(&[], false), &with_uplink(&observed), &links());
         assert!(plan.ops.is_empty(), "{:?}", plan.ops);
         assert_eq!(plan.routes_deferred, 1);
     }
@@ -239,7 +287,7 @@ mod tests {
                 .with_protocol(PROTO_KERNEL),
             Route::via(net("198.19.200.0/24"), ip("198.18.0.1"), ETH0).with_protocol(PROTO_STATIC),
         ];
-        let plan = plan_bgp_routes(&desired(&[], true), &observed, &links());
+        let plan = plan_bgp_routes(&desired(&[], true), &with_uplink(&observed), &links());
         assert_eq!(plan, Plan::default());
     }
 
@@ -250,7 +298,7 @@ mod tests {
         ];
         let plan = plan_bgp_routes(
             &desired(&[("198.19.1.0/26", &["198.18.0.12"])], true),
-            &observed,
+            &with_uplink(&observed),
             &links(),
         );
         assert!(plan.ops.is_empty(), "{:?}", plan.ops);
@@ -269,7 +317,7 @@ mod tests {
         other.metric = Some(100);
         let plan = plan_bgp_routes(
             &desired(&[("198.19.1.0/26", &["198.18.0.12"])], true),
-            &[other],
+            &with_uplink(&[other]),
             &links(),
         );
         assert_eq!(plan.ops.len(), 1);
@@ -284,5 +332,105 @@ mod tests {
         routes.set(net("198.19.2.0/26"), Some(vec![ip("198.18.0.12")]));
         routes.set(net("198.19.2.0/26"), None);
         assert!(routes.routes.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod recursive_tests {
+    use calico_contracts::route::{PROTO_CNI, PROTO_KERNEL};
+    use calico_netlink::RouteScope;
+
+    use super::*;
+    use crate::plan::fixtures::link;
+
+    fn net(text: &str) -> IpNet {
+        text.parse().expect("prefix")
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().expect("address")
+    }
+
+    fn uplink() -> Vec<Route> {
+        vec![
+            Route::link(net("198.18.0.0/24"), 2)
+                .with_scope(RouteScope::Link)
+                .with_protocol(PROTO_KERNEL),
+            Route::via(net("0.0.0.0/0"), ip("198.18.0.1"), 2).with_protocol(PROTO_CNI),
+        ]
+    }
+
+    fn one(prefix: &str, hops: &[&str]) -> BgpRoutes {
+        BgpRoutes {
+            routes: [(net(prefix), hops.iter().map(|h| ip(h)).collect())].into(),
+            complete: true,
+        }
+    }
+
+    #[test]
+    fn a_next_hop_on_another_subnet_is_reached_through_the_router_toward_it() {
+        let plan = plan_bgp_routes(
+            &one("198.19.1.0/26", &["198.18.1.12"]),
+            &uplink(),
+            &Links::new([link(2, "eth0")]),
+        );
+        let [Op::ReplaceRoute(route)] = plan.ops.as_slice() else {
+            panic!("one route expected: {plan:?}");
+        };
+        assert_eq!(route.gateway, Some(ip("198.18.0.1")));
+        assert_eq!(route.protocol, PROTO_BGP);
+    }
+
+    #[test]
+    fn the_most_specific_route_toward_the_next_hop_decides() {
+        let mut observed = uplink();
+        observed.push(Route::via(net("198.18.1.0/24"), ip("198.18.0.254"), 2).with_protocol(4));
+        assert_eq!(
+            resolve_next_hop(ip("198.18.1.12"), &observed),
+            Some(ip("198.18.0.254"))
+        );
+        assert_eq!(
+            resolve_next_hop(ip("198.18.0.12"), &observed),
+            Some(ip("198.18.0.12")),
+            "on the connected subnet: itself"
+        );
+    }
+
+    #[test]
+    fn the_speaker_s_own_routes_never_resolve_a_next_hop() {
+        let observed = vec![
+            Route::link(net("198.18.0.0/24"), 2).with_scope(RouteScope::Link),
+            Route::via(net("198.18.1.0/24"), ip("198.18.0.9"), 2).with_protocol(PROTO_BGP),
+        ];
+        assert_eq!(resolve_next_hop(ip("198.18.1.12"), &observed), None);
+    }
+
+    #[test]
+    fn an_unreachable_next_hop_is_reported_and_not_programmed() {
+        let observed = vec![Route::link(net("198.18.0.0/24"), 2).with_scope(RouteScope::Link)];
+        let plan = plan_bgp_routes(
+            &one("198.19.1.0/26", &["198.18.5.5"]),
+            &observed,
+            &Links::new([link(2, "eth0")]),
+        );
+        assert!(plan.ops.is_empty(), "{plan:?}");
+        assert!(
+            plan.problems.iter().any(|p| p.contains("198.18.5.5")),
+            "{plan:?}"
+        );
+    }
+
+    #[test]
+    fn next_hops_behind_the_same_router_make_one_plain_route() {
+        let plan = plan_bgp_routes(
+            &one("198.19.1.0/26", &["198.18.1.12", "198.18.2.12"]),
+            &uplink(),
+            &Links::new([link(2, "eth0")]),
+        );
+        let [Op::ReplaceRoute(route)] = plan.ops.as_slice() else {
+            panic!("one route expected: {plan:?}");
+        };
+        assert_eq!(route.gateway, Some(ip("198.18.0.1")));
+        assert!(route.multipath.is_empty());
     }
 }
