@@ -324,7 +324,7 @@ fn fresh_block(k: usize) -> Result<Ipv4Net> {
 }
 
 /// The resources that set up route reflection before any calico-node starts.
-fn route_reflector_resources(reflectors: &[HostState]) -> Result<Vec<Resource>> {
+fn route_reflector_resources(reflectors: &[HostState], prefix_len: u8) -> Result<Vec<Resource>> {
     let mut values = vec![
         json!({
             "apiVersion": "projectcalico.org/v3",
@@ -345,7 +345,7 @@ fn route_reflector_resources(reflectors: &[HostState]) -> Result<Vec<Resource>> 
             "kind": "Node",
             "metadata": {"name": host.name, "labels": {"route-reflector": "true"}},
             "spec": {"bgp": {
-                "ipv4Address": format!("{}/{}", host.address, calico_lab::underlay::PREFIX_LEN),
+                "ipv4Address": format!("{}/{prefix_len}", host.address),
                 "routeReflectorClusterID": RR_CLUSTER_ID,
             }},
         }));
@@ -375,7 +375,7 @@ impl<'a> BgpLab<'a> {
             .with_context(|| format!("creating {}", lab.dir().display()))?;
         let names: Vec<String> = (1..=hosts).map(calico_lab::paths::host_name).collect();
         let stage = Instant::now();
-        calico_lab::underlay::build(&lab, &names)?;
+        let (addresses, prefix_len) = build_underlay(&lab, &names)?;
         let mut host_states = Vec::new();
         for (i, name) in names.iter().enumerate() {
             let dir = lab.host_dir(name);
@@ -383,7 +383,7 @@ impl<'a> BgpLab<'a> {
             host_states.push(HostState {
                 name: name.clone(),
                 namespace: lab.ns(name),
-                address: calico_lab::underlay::host_address(i + 1)?.to_string(),
+                address: addresses[i].to_string(),
                 state_dir: dir.display().to_string(),
                 log: dir.join("calico-node.log").display().to_string(),
                 cni_conf: dir.join("10-calico.conf").display().to_string(),
@@ -402,11 +402,7 @@ impl<'a> BgpLab<'a> {
             underlay: UnderlayState {
                 namespace: lab.underlay_ns(),
                 bridge: calico_lab::underlay::BRIDGE.to_string(),
-                address: format!(
-                    "{}/{}",
-                    calico_lab::underlay::GATEWAY,
-                    calico_lab::underlay::PREFIX_LEN
-                ),
+                address: format!("{}/{prefix_len}", calico_lab::underlay::GATEWAY),
             },
             datastore: ds,
             hosts: host_states,
@@ -441,7 +437,8 @@ impl<'a> BgpLab<'a> {
             .map_err(|e| anyhow!("bench IPPool: {e:?}"))?;
             client.create(pool).await.context("creating the IPPool")?;
             if reflectors > 0 {
-                let resources = route_reflector_resources(&state.hosts[..reflectors.min(hosts)])?;
+                let resources =
+                    route_reflector_resources(&state.hosts[..reflectors.min(hosts)], prefix_len)?;
                 for resource in resources {
                     let what = format!("{:?} {}", resource.kind(), resource.name());
                     client
@@ -600,6 +597,76 @@ impl<'a> BgpLab<'a> {
         }
         Ok(lacking)
     }
+}
+
+/// Wider than calico-lab's /24 (whose addressing, 198.18.<segment>.(10+i), stops at
+/// [`calico_lab::underlay::MAX_HOSTS`]): one bridge, 198.18.0.1/22, host *i* at 198.18.0.0 + 10 + *i*.
+const WIDE_PREFIX_LEN: u8 = 22;
+const WIDE_MAX_HOSTS: usize = 1000;
+
+/// Host `index`'s (1-based) address on the wide underlay.
+fn wide_host_address(index: usize) -> Result<Ipv4Addr> {
+    if index == 0 || index > WIDE_MAX_HOSTS {
+        bail!("host index {index} out of range 1..={WIDE_MAX_HOSTS}");
+    }
+    let offset = u32::try_from(10 + index).context("host index")?;
+    Ok(Ipv4Addr::from(
+        u32::from(Ipv4Addr::new(198, 18, 0, 0)) + offset,
+    ))
+}
+
+/// The lab's underlay and host namespaces: calico-lab's own (`underlay::build`) up to its
+/// [`calico_lab::underlay::MAX_HOSTS`], else the same wiring on a /22 (the Linux bridge takes up to
+/// 1,024 ports); the hosts' addresses and the prefix length. Everything is created inside the lab's
+/// namespaces (named with its prefix, so `calico-lab down` removes them).
+fn build_underlay(lab: &calico_lab::paths::Lab, hosts: &[String]) -> Result<(Vec<Ipv4Addr>, u8)> {
+    use calico_lab::underlay::{BRIDGE, GATEWAY, MAX_HOSTS, PREFIX_LEN};
+    if hosts.len() <= MAX_HOSTS {
+        calico_lab::underlay::build(lab, hosts)?;
+        let addresses = (1..=hosts.len())
+            .map(calico_lab::underlay::host_address)
+            .collect::<Result<_>>()?;
+        return Ok((addresses, PREFIX_LEN));
+    }
+    let net =
+        |addr: Ipv4Addr| -> Result<IpNet> { Ok(IpNet::V4(Ipv4Net::new(addr, WIDE_PREFIX_LEN)?)) };
+    let underlay = lab.underlay_ns();
+    let mut names = vec![underlay.clone()];
+    names.extend(hosts.iter().map(|h| lab.ns(h)));
+    calico_lab::netns::add(&names)?;
+    let ul_ns = calico_lab::netns::open(&underlay)?;
+    let mut ul = calico_netlink::Netlink::in_netns(&ul_ns)?;
+    let lo = ul.link_by_name("lo")?.context("no loopback device")?;
+    ul.set_link_up(lo.index)?;
+    ul.add_bridge(BRIDGE)?;
+    let bridge = ul.link_by_name(BRIDGE)?.context("bridge vanished")?;
+    ul.add_address(bridge.index, net(GATEWAY)?)?;
+    ul.set_link_up(bridge.index)?;
+    let mut addresses = Vec::with_capacity(hosts.len());
+    for (i, host) in hosts.iter().enumerate() {
+        let address = wide_host_address(i + 1)?;
+        let host_ns = calico_lab::netns::open(&lab.ns(host))?;
+        ul.add_veth(host, "eth0", Some(&host_ns), None)?;
+        let port = ul.link_by_name(host)?.context("veth vanished")?;
+        ul.set_link_master(port.index, bridge.index)?;
+        ul.set_link_up(port.index)?;
+        let mut nl = calico_netlink::Netlink::in_netns(&host_ns)?;
+        let lo = nl.link_by_name("lo")?.context("no loopback device")?;
+        nl.set_link_up(lo.index)?;
+        let eth0 = nl.link_by_name("eth0")?.context("eth0 vanished")?;
+        nl.add_address(eth0.index, net(address)?)?;
+        nl.set_link_up(eth0.index)?;
+        nl.add_route(&calico_netlink::Route::via(
+            IpNet::V4(Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 0)?),
+            IpAddr::V4(GATEWAY),
+            eth0.index,
+        ))?;
+        host_ns
+            .run(|| calico_netlink::sysctl::set("net/ipv4/ip_forward", "1"))?
+            .with_context(|| format!("enabling forwarding in {host}"))?;
+        addresses.push(address);
+    }
+    Ok((addresses, WIDE_PREFIX_LEN))
 }
 
 /// Permanent ARP entries on every host's eth0 for the hosts it will have BGP sessions with (all of them
@@ -1079,6 +1146,21 @@ mod tests {
     }
 
     #[test]
+    fn wide_underlay_addresses_stay_in_their_subnet() {
+        assert_eq!(wide_host_address(1).unwrap(), Ipv4Addr::new(198, 18, 0, 11));
+        assert_eq!(
+            wide_host_address(250).unwrap(),
+            Ipv4Addr::new(198, 18, 1, 4)
+        );
+        let subnet = Ipv4Net::new(Ipv4Addr::new(198, 18, 0, 1), WIDE_PREFIX_LEN)
+            .unwrap()
+            .trunc();
+        let last = wide_host_address(WIDE_MAX_HOSTS).unwrap();
+        assert!(subnet.contains(&last) && last != subnet.broadcast());
+        assert!(wide_host_address(0).is_err() && wide_host_address(WIDE_MAX_HOSTS + 1).is_err());
+    }
+
+    #[test]
     fn only_bird_routes_of_the_main_table_are_counted() {
         let mut message = RouteMessage::default();
         message.header.protocol = RouteProtocol::Bird;
@@ -1112,7 +1194,7 @@ mod tests {
             cni_conf: String::new(),
             calico_node_pid: None,
         };
-        let resources = route_reflector_resources(&[reflector]).unwrap();
+        let resources = route_reflector_resources(&[reflector], 24).unwrap();
         assert_eq!(resources.len(), 3);
         assert_eq!(resources[2].name(), "node1");
     }
