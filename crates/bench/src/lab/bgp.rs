@@ -801,6 +801,8 @@ fn converge_figure(
         ),
         &["hosts complete", "from", "p50 s", "p90 s", "max s"],
     );
+    // No host complete: no figure ("-"), not NaN.
+    let secs = |v: &[f64], q: f64| percentile(v, q).map_or("-".to_string(), |x| format!("{x:.2}"));
     for (label, v) in [
         ("the last calico-node start", &from_last),
         ("the first calico-node start", &from_first),
@@ -808,9 +810,9 @@ fn converge_figure(
         table.push(vec![
             format!("{}/{hosts}", v.len()),
             label.to_string(),
-            format!("{:.2}", p(v, 50.0)),
-            format!("{:.2}", p(v, 90.0)),
-            format!("{:.2}", p(v, 100.0)),
+            secs(v, 50.0),
+            secs(v, 90.0),
+            secs(v, 100.0),
         ]);
     }
     let worst = p(&from_last, 100.0);
@@ -839,9 +841,10 @@ fn converge_figure(
         (format!("not converged in {} s", args.converge_limit), false)
     };
     let detail = format!(
-        "{hosts} hosts; from the last start p50 {:.2} s, max {worst:.2} s; from the first start max {:.2} s{}",
-        p(&from_last, 50.0),
-        p(&from_first, 100.0),
+        "{hosts} hosts; from the last start p50 {} s, max {} s; from the first start max {} s{}",
+        secs(&from_last, 50.0),
+        secs(&from_last, 100.0),
+        secs(&from_first, 100.0),
         if notes.is_empty() {
             String::new()
         } else {
@@ -865,8 +868,65 @@ fn mesh_rss_goal() -> Option<String> {
     Some(format!("<= {MESH_RSS_GOAL_MIB:.0} MiB"))
 }
 
+/// Hosts of the reference mesh whose calico-node memory is measured in the same run.
+const REFERENCE_MESH_HOSTS: usize = 3;
+
+/// One calico-node's memory (KiB, from /proc/<pid>/status).
+struct Memory {
+    rss: u64,
+    /// Private anonymous pages (heap, stacks): what this calico-node costs on its own.
+    anon: u64,
+    /// File-backed pages: mostly calico-node's own binary, shared by every calico-node on the machine.
+    file: u64,
+    peak: u64,
+}
+
+fn memory_of(pid: u32) -> Result<Memory> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("calico-node (pid {pid}) is gone"))?;
+    let kib = |key: &str| -> Result<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("no {key} in /proc/{pid}/status"))
+    };
+    Ok(Memory {
+        rss: kib("VmRSS:")?,
+        anon: kib("RssAnon:")?,
+        file: kib("RssFile:")?,
+        peak: kib("VmHWM:")?,
+    })
+}
+
+/// A converged mesh lab's calico-node memory, 5 s after convergence.
+fn mesh_memory(lab: &BgpLab) -> Result<Vec<Memory>> {
+    std::thread::sleep(Duration::from_secs(5));
+    lab.check_alive()?;
+    calico_node_pids(&lab.state.hosts)?
+        .iter()
+        .map(|p| memory_of(*p))
+        .collect()
+}
+
 fn mesh_scale(tools: &Tools, args: &LabArgs) -> Result<(Vec<Figure>, String)> {
     let hosts = args.mesh_hosts;
+    // The reference: the same measurement with few peers, in this run.
+    progress(format!(
+        "bgp-mesh-scale: reference, {REFERENCE_MESH_HOSTS} hosts"
+    ));
+    let reference = {
+        let lab = BgpLab::build(tools, REFERENCE_MESH_HOSTS, 0)?;
+        let convergence = lab.converge(Duration::from_secs(args.converge_limit))?;
+        if !convergence.complete() {
+            bail!(
+                "the {REFERENCE_MESH_HOSTS}-host reference mesh did not converge: {}",
+                convergence.missing_text()
+            );
+        }
+        mesh_memory(&lab)?
+    };
     progress(format!(
         "bgp-mesh-scale: {hosts} hosts, node-to-node mesh, one block each"
     ));
@@ -882,45 +942,64 @@ fn mesh_scale(tools: &Tools, args: &LabArgs) -> Result<(Vec<Figure>, String)> {
         met: Some(met),
     }];
     // Memory with every session up and the routes in: after a few quiet seconds.
-    progress("bgp-mesh-scale: converged; RSS after 5 s");
-    std::thread::sleep(Duration::from_secs(5));
-    lab.check_alive()?;
-    let pids = calico_node_pids(&lab.state.hosts)?;
-    let usage: Vec<Usage> = pids.iter().map(|p| read_usage(*p)).collect::<Result<_>>()?;
-    let mut rss: Vec<f64> = usage.iter().map(|u| u.rss_kib as f64 / 1024.0).collect();
-    let mut peak: Vec<f64> = usage
-        .iter()
-        .map(|u| u.peak_rss_kib as f64 / 1024.0)
-        .collect();
-    rss.sort_by(f64::total_cmp);
-    peak.sort_by(f64::total_cmp);
-    let cpu_s: f64 = usage.iter().map(|u| u.cpu_ticks as f64).sum::<f64>() / CLOCK_TICKS_PER_SECOND;
+    progress("bgp-mesh-scale: converged; memory after 5 s");
+    let memory = mesh_memory(&lab)?;
+    let mib = |v: &[Memory], f: fn(&Memory) -> u64| -> Vec<f64> {
+        let mut m: Vec<f64> = v.iter().map(|x| f(x) as f64 / 1024.0).collect();
+        m.sort_by(f64::total_cmp);
+        m
+    };
     let p = |v: &[f64], q: f64| percentile(v, q).unwrap_or(f64::NAN);
     let mut rss_table = Table::new(
         &format!(
-            "lab: calico-node memory in the {hosts}-host full mesh ({} peers each; CPU used by all calico-nodes so far {cpu_s:.1} s)",
-            hosts - 1
+            "lab: calico-node memory, {hosts}-host full mesh ({} peers each) beside a {REFERENCE_MESH_HOSTS}-host mesh ({} peers), 5 s after convergence",
+            hosts - 1,
+            REFERENCE_MESH_HOSTS - 1
         ),
-        &["", "min MiB", "median MiB", "max MiB"],
+        &[
+            "hosts",
+            "RSS median MiB",
+            "RSS max MiB",
+            "anonymous median MiB",
+            "anonymous max MiB",
+            "file-backed median MiB",
+            "peak RSS max MiB",
+        ],
     );
-    for (label, v) in [("RSS", &rss), ("peak RSS (VmHWM)", &peak)] {
+    for (n, v) in [(REFERENCE_MESH_HOSTS, &reference), (hosts, &memory)] {
+        let (rss, anon, file, peak) = (
+            mib(v, |m| m.rss),
+            mib(v, |m| m.anon),
+            mib(v, |m| m.file),
+            mib(v, |m| m.peak),
+        );
         rss_table.push(vec![
-            label.to_string(),
-            format!("{:.1}", p(v, 0.0)),
-            format!("{:.1}", median(v.to_vec())),
-            format!("{:.1}", p(v, 100.0)),
+            n.to_string(),
+            format!("{:.1}", median(rss.clone())),
+            format!("{:.1}", p(&rss, 100.0)),
+            format!("{:.1}", median(anon.clone())),
+            format!("{:.1}", p(&anon, 100.0)),
+            format!("{:.1}", median(file)),
+            format!("{:.1}", p(&peak, 100.0)),
         ]);
     }
     text.push_str(&rss_table.render());
+    let rss = mib(&memory, |m| m.rss);
+    let anon = mib(&memory, |m| m.anon);
+    let file = mib(&memory, |m| m.file);
+    let reference_anon = median(mib(&reference, |m| m.anon));
     let max = p(&rss, 100.0);
     found.push(Figure {
         name: MESH_RSS_FIGURE,
         result: format!("{max:.1} MiB"),
         detail: format!(
-            "{} peers each; median {:.1} MiB; peak (VmHWM) max {:.1} MiB",
+            "{} peers each; median {:.1} MiB = anonymous {:.1} + file-backed {:.1} (the binary's pages, shared by all calico-nodes); anonymous {:.1} MiB with {} peers",
             hosts - 1,
             median(rss.clone()),
-            p(&peak, 100.0)
+            median(anon),
+            median(file),
+            reference_anon,
+            REFERENCE_MESH_HOSTS - 1
         ),
         goal: mesh_rss_goal(),
         met: Some(max <= MESH_RSS_GOAL_MIB),
