@@ -718,6 +718,62 @@ fn static_neighbours(hosts: &[HostState], reflectors: usize) -> Result<usize> {
     Ok(written)
 }
 
+/// `calicoctl node status` of one host, summarised: how many sessions are Established, of how many, and
+/// the INFO column of the others with counts (e.g. `Idle Socket: Connection closed x9`). Asked on the
+/// host's node-status socket, as calicoctl asks it.
+fn session_census(host: &HostState) -> Result<String> {
+    use calico_contracts::node_status::{
+        IO_TIMEOUT, NodeBgpStatus, Reply, Request, SessionState, node_status_socket,
+    };
+    use std::io::{Read, Write};
+    let path = node_status_socket(Path::new(&host.state_dir));
+    let mut stream = std::os::unix::net::UnixStream::connect(&path)
+        .with_context(|| format!("connecting to {}", path.display()))?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let mut request = serde_json::to_vec(&Request::BgpStatus)?;
+    request.push(b'\n');
+    stream.write_all(&request)?;
+    let mut reply = Vec::new();
+    stream.take(16 << 20).read_to_end(&mut reply)?;
+    let status: NodeBgpStatus = match serde_json::from_slice(&reply)
+        .with_context(|| format!("{}'s node status reply", host.name))?
+    {
+        Reply::BgpStatus(status) => status,
+        Reply::Error(e) => bail!("{}'s node status: {e}", host.name),
+    };
+    let total = status.peers.len();
+    let established = status
+        .peers
+        .iter()
+        .filter(|p| p.session == SessionState::Established)
+        .count();
+    let mut others: BTreeMap<String, usize> = BTreeMap::new();
+    for peer in status
+        .peers
+        .iter()
+        .filter(|p| p.session != SessionState::Established)
+    {
+        *others.entry(peer.info()).or_default() += 1;
+    }
+    Ok(format!(
+        "{}: {established}/{total} sessions Established{}",
+        host.name,
+        if others.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({})",
+                others
+                    .iter()
+                    .map(|(info, n)| format!("{info} x{n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    ))
+}
+
 async fn claim(ipam: &Ipam, host: &HostState, block: Ipv4Net) -> Result<()> {
     let ip = IpAddr::V4(block.network());
     let handle = format!("bench.{}.{}", host.name, block.network());
@@ -781,6 +837,7 @@ fn converge_figure(
     args: &LabArgs,
     what: &str,
     goal_seconds: f64,
+    reflectors: usize,
 ) -> Result<(Convergence, Table, String, String, bool)> {
     let hosts = lab.monitors.len();
     let limit = Duration::from_secs(args.converge_limit);
@@ -838,6 +895,20 @@ fn converge_figure(
         )
     } else {
         notes.push(convergence.missing_text());
+        // Why: the BGP sessions of the reflectors (or of the first hosts missing routes).
+        let asked: Vec<&HostState> = if reflectors > 0 {
+            lab.state.hosts.iter().take(reflectors).collect()
+        } else {
+            convergence
+                .missing
+                .iter()
+                .take(2)
+                .filter_map(|(h, _)| lab.state.host(h))
+                .collect()
+        };
+        for host in asked {
+            notes.push(session_census(host).unwrap_or_else(|e| format!("{}: {e:#}", host.name)));
+        }
         (format!("not converged in {} s", args.converge_limit), false)
     };
     let detail = format!(
@@ -932,7 +1003,7 @@ fn mesh_scale(tools: &Tools, args: &LabArgs) -> Result<(Vec<Figure>, String)> {
     ));
     let lab = BgpLab::build(tools, hosts, 0)?;
     let (_, table, result, detail, met) =
-        converge_figure(&lab, args, "BGP full mesh", MESH_CONVERGE_GOAL_SECONDS)?;
+        converge_figure(&lab, args, "BGP full mesh", MESH_CONVERGE_GOAL_SECONDS, 0)?;
     let mut text = table.render();
     let mut found = vec![Figure {
         name: MESH_CONVERGE_FIGURE,
@@ -1030,6 +1101,7 @@ fn rr_scale(tools: &Tools, args: &LabArgs) -> Result<(Figure, String)> {
         args,
         &format!("BGP, {reflectors} route reflectors, mesh off"),
         RR_CONVERGE_GOAL_SECONDS,
+        reflectors,
     )?;
     let usage: Vec<(String, f64)> = lab
         .state
