@@ -3,7 +3,7 @@
 # Usage: scripts/bench.sh [all|apply|watch|selector|cni|lab|node|bgp] [--count N]
 # `cni` (root): the calico CNI plugin's ADD/DEL latency and bursts beside Debian's ptp + host-local, and
 # in-process IPAM allocation speed; `scripts/bench.sh cni --help` lists its sizes (--pods, --burst, ...).
-# `lab` (root, ~5 min): builds the whole workspace, then measures a calico-lab cluster: VXLAN vs underlay
+# `lab` (root, ~10 min): builds the whole workspace, then measures a calico-lab cluster: VXLAN vs underlay
 # iperf3 throughput, CNI ADD -> reachable from another host, calico-node RSS/CPU, `calico-lab up` time;
 # and Calico's BGP mode (--encap none): pod-to-pod vs underlay throughput, a new block's route reaching
 # every host of a 50-host mesh, a 100-host mesh's convergence and memory, 250 hosts with two route
