@@ -3,8 +3,11 @@
 # Usage: scripts/bench.sh [all|apply|watch|selector|cni|lab|node|bgp] [--count N]
 # `cni` (root): the calico CNI plugin's ADD/DEL latency and bursts beside Debian's ptp + host-local, and
 # in-process IPAM allocation speed; `scripts/bench.sh cni --help` lists its sizes (--pods, --burst, ...).
-# `lab` (root, ~5 min): builds the whole workspace, then measures a calico-lab cluster: VXLAN vs underlay
+# `lab` (root, ~10 min): builds the whole workspace, then measures a calico-lab cluster: VXLAN vs underlay
 # iperf3 throughput, CNI ADD -> reachable from another host, calico-node RSS/CPU, `calico-lab up` time;
+# and Calico's BGP mode (--encap none): pod-to-pod vs underlay throughput, a new block's route reaching
+# every host of a 50-host mesh, a 100-host mesh's convergence and memory, 250 hosts with two route
+# reflectors (--only bgp-throughput,bgp-new-block,bgp-mesh-scale,bgp-rr-scale);
 # `scripts/bench.sh lab --help` lists its options (--only, --keep-logs DIR, sizes).
 # `node` (root, < 1 min): calico-node's core: calculation time per event at 1,000 and 10,000 endpoints,
 # reconciling 5,000 remote block routes from empty (and a second pass), and a real calico-node's

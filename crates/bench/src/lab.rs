@@ -15,6 +15,9 @@
 //! 4. `calico-lab up` wall time for 3 hosts × 2 pods and for 20 hosts × 10 pods, with calico-lab's own
 //!    per-stage timings.
 //!
+//! 5. Calico's BGP mode (`--encap none`, module [`bgp`]): figure 1 over the `proto bird` route; a new
+//!    block's route reaching every host of a mesh; full-mesh and route-reflector convergence and memory.
+//!
 //! Every lab gets a unique name and is removed with `calico-lab down --name <name>` by a drop guard (also
 //! on error or Ctrl-C). Everything runs inside the labs' namespaces; the root namespace is left alone.
 
@@ -38,6 +41,8 @@ use tokio::task::JoinSet;
 use crate::measure::percentile;
 use crate::report::{Goal, Table};
 
+mod bgp;
+
 const IPERF3: &str = "/usr/bin/iperf3";
 const IPERF_PORT: u16 = 5201;
 /// Nothing listens on it in a pod: a SYN there is answered by a reset once the path works.
@@ -59,6 +64,7 @@ const REACH_ALL_LIMIT: Duration = Duration::from_secs(60);
 const ADD_WORKERS: usize = 4;
 
 const THROUGHPUT_RATIO_GOAL: f64 = 0.85;
+const BGP_THROUGHPUT_RATIO_GOAL: f64 = 0.95;
 const REACH_P99_GOAL_MS: f64 = 200.0;
 const IDLE_RSS_GOAL_MIB: f64 = 20.0;
 const SMALL_UP_GOAL_SECONDS: f64 = 5.0;
@@ -84,6 +90,14 @@ pub enum Part {
     Up,
     /// CNI ADD wall time in a 1-host lab beside the same in a large lab.
     CniScale,
+    /// BGP mode (`--encap none`): pod-to-pod TCP across two hosts beside the underlay.
+    BgpThroughput,
+    /// BGP mode, node-to-node mesh: a new block on one host -> its `proto bird` route on every other host.
+    BgpNewBlock,
+    /// BGP mode, full mesh of `--mesh-hosts`: convergence from the last calico-node start, RSS.
+    BgpMeshScale,
+    /// BGP mode, `--rr-hosts` with `--route-reflectors` reflectors and the mesh off: convergence.
+    BgpRrScale,
 }
 
 /// Sizes of the `lab` section.
@@ -116,6 +130,25 @@ pub struct LabArgs {
     /// Pods added one by one on node1 of each lab for the CNI ADD scaling figure.
     #[arg(long, default_value_t = 40)]
     pub scale_pods: usize,
+    /// Hosts of the BGP new-block lab (node-to-node mesh).
+    #[arg(long, default_value_t = 50)]
+    pub new_block_hosts: usize,
+    /// New blocks claimed (one at a time, on hosts in turn) in the BGP new-block lab.
+    #[arg(long, default_value_t = 10)]
+    pub new_blocks: usize,
+    /// Hosts of the BGP full-mesh lab.
+    #[arg(long, default_value_t = 100)]
+    pub mesh_hosts: usize,
+    /// Hosts of the BGP route-reflector lab (node-to-node mesh off).
+    #[arg(long, default_value_t = 250)]
+    pub rr_hosts: usize,
+    /// Route reflectors among the route-reflector lab's hosts (node1, node2, ...).
+    #[arg(long, default_value_t = 2)]
+    pub route_reflectors: usize,
+    /// Seconds a BGP lab may take to converge (every host holding every other host's block route)
+    /// before the figure is reported as not converged.
+    #[arg(long, default_value_t = 90)]
+    pub converge_limit: u64,
     /// Run only these parts (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub only: Vec<Part>,
@@ -239,6 +272,8 @@ fn sections(args: &LabArgs) -> Result<(String, Vec<Goal>)> {
             Err(e) => figures.push(Figure::failed(name, goal, &e)),
         }
     }
+
+    bgp::figures(&tools, args, &mut figures, &mut details);
 
     let mut summary = Table::new(
         "calico-lab: multi-host figures",
@@ -407,6 +442,16 @@ impl<'a> Lab<'a> {
     /// Brings up a lab with a fresh name; the guard exists before `up` starts, so a failed `up` is cleaned
     /// up too.
     fn up(tools: &'a Tools, nodes: usize, pods_per_node: usize) -> Result<(Lab<'a>, UpRun)> {
+        Lab::up_with_encap(tools, nodes, pods_per_node, calico_lab::Encap::Vxlan)
+    }
+
+    /// [`Lab::up`] with `--encap` (`none` is Calico's BGP mode).
+    fn up_with_encap(
+        tools: &'a Tools,
+        nodes: usize,
+        pods_per_node: usize,
+        encap: calico_lab::Encap,
+    ) -> Result<(Lab<'a>, UpRun)> {
         let down = DownOnDrop {
             tools,
             name: format!(
@@ -419,11 +464,13 @@ impl<'a> Lab<'a> {
         command
             .args(["up", "--json", "--timeout", "120", "--name", &down.name])
             .args(["--nodes", &nodes.to_string()])
-            .args(["--pods-per-node", &pods_per_node.to_string()]);
+            .args(["--pods-per-node", &pods_per_node.to_string()])
+            .args(["--encap", encap.name()]);
         let out = run_bounded(command, None, UP_LIMIT)?;
         if !out.status.success() {
             bail!(
-                "calico-lab up --nodes {nodes} --pods-per-node {pods_per_node} failed ({}):\n{}",
+                "calico-lab up --nodes {nodes} --pods-per-node {pods_per_node} --encap {} failed ({}):\n{}",
+                encap.name(),
                 out.status,
                 tail(&out.text(), 20)
             );
@@ -660,7 +707,7 @@ fn two_host_figures(
             "throughput: {} x {} s per path",
             args.iperf_runs, args.iperf_seconds
         ));
-        match throughput(tools, &lab, args) {
+        match throughput(tools, &lab, args, PodPath::Vxlan) {
             Ok((figure, table)) => {
                 figures.push(figure);
                 details.push_str(&table.render());
@@ -779,7 +826,66 @@ fn rx_bytes(pid: u32, device: &str) -> Result<u64> {
         .with_context(|| format!("no device {device} in /proc/{pid}/net/dev"))
 }
 
-fn throughput(tools: &Tools, lab: &Lab, args: &LabArgs) -> Result<(Figure, Table)> {
+/// How pod traffic crosses between the two hosts in a throughput figure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PodPath {
+    /// VXLAN (`--encap vxlan`): encapsulated through `vxlan.calico`.
+    Vxlan,
+    /// Calico's BGP mode (`--encap none`): plain routing over the `proto bird` route to the block.
+    Bgp,
+}
+
+impl PodPath {
+    fn figure_name(self) -> &'static str {
+        match self {
+            PodPath::Vxlan => "TCP throughput VXLAN / underlay (median ratio)",
+            PodPath::Bgp => "TCP throughput BGP (no encap) / underlay (median ratio)",
+        }
+    }
+
+    fn goal(self) -> f64 {
+        match self {
+            PodPath::Vxlan => THROUGHPUT_RATIO_GOAL,
+            PodPath::Bgp => BGP_THROUGHPUT_RATIO_GOAL,
+        }
+    }
+
+    fn goal_text(self) -> Option<String> {
+        Some(format!(">= {:.2}", self.goal()))
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            PodPath::Vxlan => "VXLAN",
+            PodPath::Bgp => "BGP",
+        }
+    }
+}
+
+/// node1's `proto bird` route that carries traffic to `ip` (in a block of another host), as text.
+fn bird_route_to(lab: &Lab, host: &HostState, ip: IpAddr) -> Result<String> {
+    let ns = calico_lab::netns::open(&host.namespace)?;
+    let mut nl = calico_netlink::Netlink::in_netns(&ns)?;
+    let routes = nl.routes(calico_netlink::Family::V4, Some(calico_netlink::TABLE_MAIN))?;
+    let route = routes
+        .iter()
+        .filter(|r| r.protocol == calico_contracts::route::PROTO_BGP && r.dst.contains(&ip))
+        .max_by_key(|r| r.dst.prefix_len())
+        .with_context(|| {
+            format!(
+                "{} of lab {} has no proto bird route to {ip}",
+                host.name,
+                lab.name()
+            )
+        })?;
+    let via = route
+        .gateway
+        .map(|g| g.to_string())
+        .unwrap_or_else(|| "?".into());
+    Ok(format!("{} via {via} proto bird", route.dst))
+}
+
+fn throughput(tools: &Tools, lab: &Lab, args: &LabArgs, path: PodPath) -> Result<(Figure, Table)> {
     let node1 = lab.host("node1")?;
     let node2 = lab.host("node2")?;
     let pod1 = lab.pod("node1-pod1")?;
@@ -788,44 +894,73 @@ fn throughput(tools: &Tools, lab: &Lab, args: &LabArgs) -> Result<(Figure, Table
         .address
         .parse()
         .with_context(|| format!("node2's address {:?}", node2.address))?;
+    // In BGP mode, proof the pod traffic is routed, not tunnelled: node1's route to pod2's block is
+    // calico-node's `proto bird` route via node2's underlay address.
+    let bgp_route = match path {
+        PodPath::Bgp => {
+            let route = bird_route_to(lab, node1, pod2.ip)?;
+            if !route.contains(&format!("via {underlay_server} ")) {
+                bail!("node1's route to {} is {route}, not via node2", pod2.ip);
+            }
+            Some(route)
+        }
+        PodPath::Vxlan => None,
+    };
     let _pod_server = iperf_server(tools, &pod2.namespace)?;
     let host_server = iperf_server(tools, &node2.namespace)?;
     // The host server's /proc entry shows node2's host namespace, where vxlan.calico decapsulates.
     let node2_pid = host_server.child.id();
+    let label = path.label();
     let mut table = Table::new(
-        "lab: TCP throughput node1 -> node2 (iperf3, one stream)",
+        &format!(
+            "lab: TCP throughput node1 -> node2 (iperf3, one stream), {label} pod->pod vs underlay"
+        ),
         &[
             "run",
-            "VXLAN pod->pod Gbit/s",
+            &format!("{label} pod->pod Gbit/s"),
             "retr",
             "underlay host->host Gbit/s",
             "retr",
             "ratio",
-            "via vxlan.calico",
+            match path {
+                PodPath::Vxlan => "via vxlan.calico",
+                PodPath::Bgp => "node1's route to pod2",
+            },
         ],
     );
     let mut ratios = Vec::new();
-    let mut vxlan_all = Vec::new();
+    let mut pod_all = Vec::new();
     let mut underlay_all = Vec::new();
     for run in 0..args.iperf_runs {
         check_cancelled()?;
         // Alternate which path goes first so a drift in machine load hits both alike.
-        let mut vxlan = None;
+        let mut pods = None;
         let mut underlay = None;
         for turn in 0..2 {
             if (run + turn) % 2 == 0 {
-                let before = rx_bytes(node2_pid, "vxlan.calico")?;
-                let result = iperf_client(tools, &pod1.namespace, pod2.ip, args.iperf_seconds)?;
-                let tunnelled = rx_bytes(node2_pid, "vxlan.calico")?.saturating_sub(before);
-                // Proof the pod traffic took the tunnel: its bytes (plus headers) came out of vxlan.calico.
-                let share = tunnelled as f64 / result.bytes.max(1) as f64;
-                if share < 0.9 {
-                    bail!(
-                        "only {:.0} % of the pod-to-pod bytes came through node2's vxlan.calico",
-                        share * 100.0
-                    );
-                }
-                vxlan = Some((result, share));
+                let result = match path {
+                    PodPath::Vxlan => {
+                        let before = rx_bytes(node2_pid, "vxlan.calico")?;
+                        let result =
+                            iperf_client(tools, &pod1.namespace, pod2.ip, args.iperf_seconds)?;
+                        let tunnelled = rx_bytes(node2_pid, "vxlan.calico")?.saturating_sub(before);
+                        // Proof the pod traffic took the tunnel: its bytes (plus headers) came out of
+                        // vxlan.calico.
+                        let share = tunnelled as f64 / result.bytes.max(1) as f64;
+                        if share < 0.9 {
+                            bail!(
+                                "only {:.0} % of the pod-to-pod bytes came through node2's vxlan.calico",
+                                share * 100.0
+                            );
+                        }
+                        (result, format!("{:.0}%", share * 100.0))
+                    }
+                    PodPath::Bgp => (
+                        iperf_client(tools, &pod1.namespace, pod2.ip, args.iperf_seconds)?,
+                        bgp_route.clone().unwrap_or_default(),
+                    ),
+                };
+                pods = Some(result);
             } else {
                 underlay = Some(iperf_client(
                     tools,
@@ -835,47 +970,47 @@ fn throughput(tools: &Tools, lab: &Lab, args: &LabArgs) -> Result<(Figure, Table
                 )?);
             }
         }
-        let (Some((v_run, share)), Some(u_run)) = (vxlan, underlay) else {
+        let (Some((p_run, check)), Some(u_run)) = (pods, underlay) else {
             bail!("an iperf3 run is missing");
         };
-        let (v, v_retr) = (v_run.bits_per_second, v_run.retransmits);
+        let (p, p_retr) = (p_run.bits_per_second, p_run.retransmits);
         let (u, u_retr) = (u_run.bits_per_second, u_run.retransmits);
-        let ratio = v / u;
+        let ratio = p / u;
         ratios.push(ratio);
-        vxlan_all.push(v);
+        pod_all.push(p);
         underlay_all.push(u);
         table.push(vec![
             (run + 1).to_string(),
-            format!("{:.2}", v / 1e9),
-            v_retr.to_string(),
+            format!("{:.2}", p / 1e9),
+            p_retr.to_string(),
             format!("{:.2}", u / 1e9),
             u_retr.to_string(),
             format!("{ratio:.3}"),
-            format!("{:.0}%", share * 100.0),
+            check,
         ]);
     }
     let median_ratio = median(ratios);
-    let (median_v, median_u) = (median(vxlan_all), median(underlay_all));
+    let (median_p, median_u) = (median(pod_all), median(underlay_all));
     table.push(vec![
         "median".into(),
-        format!("{:.2}", median_v / 1e9),
+        format!("{:.2}", median_p / 1e9),
         String::new(),
         format!("{:.2}", median_u / 1e9),
         String::new(),
         format!("{median_ratio:.3}"),
     ]);
     let figure = Figure {
-        name: "TCP throughput VXLAN / underlay (median ratio)",
+        name: path.figure_name(),
         result: format!("{median_ratio:.3}"),
         detail: format!(
-            "VXLAN {:.2} Gbit/s vs underlay {:.2} Gbit/s (medians, {} x {} s each)",
-            median_v / 1e9,
+            "{label} {:.2} Gbit/s vs underlay {:.2} Gbit/s (medians, {} x {} s each)",
+            median_p / 1e9,
             median_u / 1e9,
             args.iperf_runs,
             args.iperf_seconds
         ),
-        goal: Some(format!(">= {THROUGHPUT_RATIO_GOAL:.2}")),
-        met: Some(median_ratio >= THROUGHPUT_RATIO_GOAL),
+        goal: path.goal_text(),
+        met: Some(median_ratio >= path.goal()),
     };
     Ok((figure, table))
 }

@@ -47,7 +47,8 @@ enum Section {
     /// CNI plugin ADD/DEL latency and bursts beside ptp + host-local, and IPAM allocation speed.
     Cni(cni::CniArgs),
     /// (root) A multi-host calico-lab: VXLAN throughput, CNI ADD -> reachable, calico-node memory/CPU,
-    /// `calico-lab up` time. Not part of `all`.
+    /// `calico-lab up` time; BGP mode: throughput, a new block's route on every host, mesh and
+    /// route-reflector convergence (`--only bgp-...`). Not part of `all`.
     Lab(lab::LabArgs),
     /// (root) calico-node's core: calculation time per event at 1k and 10k endpoints, and reconciling
     /// 5,000 remote block routes from empty. Not part of `all`.
