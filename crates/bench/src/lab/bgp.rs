@@ -409,6 +409,8 @@ impl<'a> BgpLab<'a> {
             pods: Vec::new(),
             pids: Pids::default(),
             timings_ms: BTreeMap::new(),
+            backend: Some(calico_lab::Backend::Bird.name().to_string()),
+            route_reflectors: 0,
         };
         state.save(&lab)?;
 
@@ -478,6 +480,7 @@ impl<'a> BgpLab<'a> {
                 &state.hosts[i],
                 &state.datastore,
                 Encap::None,
+                calico_lab::Backend::Bird,
             )?;
             last_start = Instant::now();
             state.hosts[i].calico_node_pid = Some(pid);
