@@ -110,6 +110,9 @@ async fn connect(remote: SocketAddr, tcp: &TcpOptions) -> Result<TcpStream, NetI
         .map_err(|e| NetIn::ConnectFailed(Some(format!("connect failed: {e}"))))
 }
 
+/// Free room a connection's reader keeps for each read (a full standard message is 4,096).
+const READ_ROOM: usize = 16 * 1024;
+
 /// How many session events may wait for the owner; beyond that the session task waits, and
 /// with it reading from this peer (its UPDATEs then wait in TCP, not in our memory).
 pub const EVENT_QUEUE: usize = 16;
@@ -387,15 +390,21 @@ impl Driver {
                 extended_message: true,
                 ..Context::default()
             };
-            let mut buf: Vec<u8> = Vec::with_capacity(8192);
-            let mut chunk = vec![0u8; 65536];
+            // Read straight into the framing buffer: a session costs its buffer alone (a
+            // second, fixed read chunk per connection added up with a hundred peers), which
+            // grows for a burst and is given back once drained.
+            let mut buf: Vec<u8> = Vec::with_capacity(READ_ROOM);
             loop {
-                match read.read(&mut chunk).await {
+                if buf.is_empty() && buf.capacity() > 4 * READ_ROOM {
+                    buf = Vec::with_capacity(READ_ROOM);
+                }
+                buf.reserve(READ_ROOM);
+                match read.read_buf(&mut buf).await {
                     Ok(0) | Err(_) => {
                         let _ = tx.send((id, NetIn::Closed)).await;
                         return;
                     }
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    Ok(_) => {}
                 }
                 loop {
                     match wire::frame(&buf, &framing) {
