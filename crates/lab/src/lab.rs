@@ -13,6 +13,7 @@ use crate::paths::{self, Lab, find_binary, host_name, pod_name};
 use crate::state::{
     DatastoreKind, DatastoreState, HostState, LabLock, Pids, PodState, STAGES, State, UnderlayState,
 };
+use crate::tor::{self, Tor};
 use crate::{
     Backend, DatastoreChoice, Encap, cni, datastore, netns, node, procs, reach, reflectors,
     underlay,
@@ -33,6 +34,10 @@ pub struct UpOptions {
     pub backend: Backend,
     /// The first this many hosts become route reflectors (0: the node-to-node mesh).
     pub route_reflectors: usize,
+    /// L2 segments the hosts are spread over, routed by the underlay namespace.
+    pub subnets: usize,
+    /// A top-of-rack router in the underlay namespace, peering with every host.
+    pub tor: Option<Tor>,
     pub timeout: Duration,
     pub json: bool,
 }
@@ -126,6 +131,20 @@ fn build(opts: &UpOptions, created: &mut bool) -> Result<ExitCode> {
     if opts.route_reflectors > 0 && opts.backend != Backend::Bird {
         bail!("--route-reflectors needs BGP: use --backend bird");
     }
+    if opts.subnets == 0 || opts.subnets > underlay::MAX_SUBNETS {
+        bail!("--subnets must be between 1 and {}", underlay::MAX_SUBNETS);
+    }
+    if opts.tor.is_some() && opts.backend != Backend::Bird {
+        bail!("--tor peers over BGP: use --backend bird");
+    }
+    if opts.subnets > 1 && opts.encap == Encap::None && opts.tor.is_none() {
+        bail!(
+            "--subnets {} with --encap none: pods on different subnets are only reachable when the \
+             router between them learns their routes; add --tor bird|frr, or use --encap vxlan or \
+             vxlan-crosssubnet",
+            opts.subnets
+        );
+    }
     if opts.pods_per_node > MAX_PODS_PER_NODE {
         bail!("--pods-per-node must be at most {MAX_PODS_PER_NODE}");
     }
@@ -157,7 +176,7 @@ fn build(opts: &UpOptions, created: &mut bool) -> Result<ExitCode> {
 
     // 1. Underlay.
     let stage = Instant::now();
-    underlay::build(&lab, host_names)?;
+    underlay::build_segments(&lab, host_names, opts.subnets)?;
     let mut hosts = Vec::new();
     for (i, name) in host_names.iter().enumerate() {
         let dir = lab.host_dir(name);
@@ -165,7 +184,7 @@ fn build(opts: &UpOptions, created: &mut bool) -> Result<ExitCode> {
         hosts.push(HostState {
             name: name.clone(),
             namespace: lab.ns(name),
-            address: underlay::host_address(i + 1)?.to_string(),
+            address: underlay::host_address_on(i + 1, opts.subnets)?.to_string(),
             state_dir: dir.display().to_string(),
             log: dir.join("calico-node.log").display().to_string(),
             cni_conf: dir.join("10-calico.conf").display().to_string(),
@@ -234,6 +253,24 @@ fn build(opts: &UpOptions, created: &mut bool) -> Result<ExitCode> {
 
     // Route reflection's cluster-wide resources exist before calico-node starts, so the mesh never
     // comes up only to be torn down.
+    if let Some(tor) = opts.tor {
+        tor::configure(&state.datastore)?;
+        let addresses = state
+            .hosts
+            .iter()
+            .map(|h| h.address.parse())
+            .collect::<Result<Vec<std::net::Ipv4Addr>, _>>()
+            .context("a host address of the lab's state")?;
+        tor::start(&lab, tor, &addresses, tor::HOST_AS)?;
+        progress(format!(
+            "ToR: {} in {} (AS {}), BGPPeer {} at {}",
+            tor.name(),
+            lab.underlay_ns(),
+            tor::TOR_AS,
+            tor::TOR_PEER,
+            underlay::GATEWAY
+        ));
+    }
     if opts.route_reflectors > 0 {
         reflectors::configure_cluster(&state.datastore)?;
         progress(

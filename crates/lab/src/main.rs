@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use calico_lab::tor::Tor;
 use calico_lab::{Backend, DatastoreChoice, Encap, datastore, lab, paths, relay};
 use clap::{Parser, Subcommand};
 
@@ -42,6 +43,13 @@ enum Command {
         /// Make the first N hosts BGP route reflectors and turn the node-to-node mesh off.
         #[arg(long, default_value_t = 0)]
         route_reflectors: usize,
+        /// Spread the hosts over N L2 segments (198.18.<s>.0/24), routed by the underlay namespace.
+        #[arg(long, default_value_t = 1)]
+        subnets: usize,
+        /// Run a top-of-rack router (BIRD or FRR) in the underlay namespace, peering over eBGP with
+        /// every host through a global BGPPeer.
+        #[arg(long, value_enum)]
+        tor: Option<Tor>,
         /// Seconds to wait for calico-node readiness, and again for pod-to-pod reachability.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
@@ -139,6 +147,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             encap,
             backend,
             route_reflectors,
+            subnets,
+            tor,
             timeout,
             json,
         } => lab::up(&lab::UpOptions {
@@ -149,6 +159,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             encap,
             backend: backend.unwrap_or(encap.default_backend()),
             route_reflectors,
+            subnets,
+            tor,
             timeout: std::time::Duration::from_secs(timeout),
             json,
         }),

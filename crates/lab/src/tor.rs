@@ -22,6 +22,8 @@ use crate::underlay::GATEWAY;
 
 /// The router's AS: a private one, different from Calico's default 64512 (eBGP, as a ToR).
 pub const TOR_AS: u32 = 65000;
+/// The hosts' AS: calico-node's default (no BGPConfiguration sets another in the lab).
+pub const HOST_AS: u32 = 64512;
 /// Name of the global BGPPeer the hosts reach the router with.
 pub const TOR_PEER: &str = "tor";
 
@@ -191,7 +193,10 @@ pub fn peer_resource() -> Result<Resource> {
         "apiVersion": "projectcalico.org/v3",
         "kind": "BGPPeer",
         "metadata": {"name": TOR_PEER},
-        "spec": {"peerIP": GATEWAY.to_string(), "asNumber": TOR_AS},
+        // Every host also passes on the blocks it learned from the others over the mesh; with
+        // their original next hops kept the router forwards to each block's own host, not to
+        // whichever host announced it (which would send it back to the router).
+        "spec": {"peerIP": GATEWAY.to_string(), "asNumber": TOR_AS, "keepOriginalNextHop": true},
     });
     Resource::from_value(value).map_err(|e| anyhow::anyhow!("the ToR's BGPPeer: {e}"))
 }

@@ -1531,3 +1531,118 @@ fn bad_bgp_peers_never_come_up_and_leave_the_others_alone() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Hosts on two L2 segments with a top-of-rack router between them (BIRD or FRR in the underlay
+/// namespace, eBGP with every host through a global BGPPeer), in BGP mode: the router learns each
+/// block with its own host as next hop and puts it in its kernel; a host reaches a block on the other
+/// segment through the router (the speaker's next hop resolved recursively), and pods on different
+/// segments reach each other with no encapsulation.
+fn tor_carries_pods_across_segments(tor: &str) {
+    let lab = Lab::up(
+        &format!("tor{tor}"),
+        &[
+            "--nodes",
+            "4",
+            "--pods-per-node",
+            "1",
+            "--encap",
+            "none",
+            "--subnets",
+            "2",
+            "--tor",
+            tor,
+        ],
+    );
+    let router = str_of(&lab.state["underlay"]["namespace"]).to_string();
+    let router_routes = routes(&router);
+    for pod in lab.pods() {
+        let host = str_of(&lab.host(&pod.host)["address"]).to_string();
+        let want = format!("{} ", block_of(&pod.ip));
+        assert!(
+            router_routes
+                .iter()
+                .any(|r| r.starts_with(&want) && r.contains(&format!("via {host} "))),
+            "the router routes {}'s block to {host}: {router_routes:?}",
+            pod.host
+        );
+    }
+    for host in lab.host_names() {
+        let status = node_status(&lab, &host);
+        let row = status_row(&status, "198.18.0.1").expect("the ToR peer is listed");
+        assert_eq!(
+            (row[1].as_str(), row[2].as_str()),
+            ("global", "up"),
+            "{status}"
+        );
+    }
+    // node1 (198.18.0.11) and node2 (198.18.1.12) sit on different segments.
+    let node2_block = block_of(&lab.pod("node2-pod1").ip);
+    assert!(
+        bird_routes(&lab.host_ns("node1")).contains(&format!("{node2_block} via 198.18.0.1")),
+        "node1 reaches node2's block through the router: {:?}",
+        routes(&lab.host_ns("node1"))
+    );
+    let (a, b) = (lab.pod("node1-pod1"), lab.pod("node2-pod1"));
+    assert!(ping_once(&a.ns, &b.ip), "pods on different segments");
+    assert!(
+        !routes(&lab.host_ns("node1"))
+            .iter()
+            .any(|r| r.contains("vxlan.calico")),
+        "no encapsulation"
+    );
+}
+
+#[test]
+fn bird_as_tor_carries_pods_across_segments() {
+    tor_carries_pods_across_segments("bird");
+}
+
+#[test]
+fn frr_as_tor_carries_pods_across_segments() {
+    tor_carries_pods_across_segments("frr");
+}
+
+/// `vxlanMode: CrossSubnet` on two segments: a same-segment host's block is routed straight over the
+/// underlay, another segment's through the VXLAN tunnel, and BGP (running) leaves both to Felix.
+#[test]
+fn vxlan_crosssubnet_routes_plainly_within_a_segment_and_tunnels_across() {
+    let lab = Lab::up(
+        "xsub",
+        &[
+            "--nodes",
+            "3",
+            "--pods-per-node",
+            "1",
+            "--encap",
+            "vxlan-crosssubnet",
+            "--subnets",
+            "2",
+        ],
+    );
+    let node1 = routes(&lab.host_ns("node1"));
+    // node3 (198.18.0.13) shares node1's segment; node2 (198.18.1.12) does not.
+    let node3_block = block_of(&lab.pod("node3-pod1").ip);
+    let node2_block = block_of(&lab.pod("node2-pod1").ip);
+    assert!(
+        node1.iter().any(
+            |r| r.starts_with(&format!("{node3_block} via 198.18.0.13 ")) && r.contains("proto 80")
+        ),
+        "same segment: straight to node3: {node1:?}"
+    );
+    assert!(
+        node1.iter().any(
+            |r| r.starts_with(&format!("{node2_block} via ")) && r.contains("dev vxlan.calico")
+        ),
+        "other segment: through the tunnel: {node1:?}"
+    );
+    assert!(
+        bird_routes(&lab.host_ns("node1")).is_empty(),
+        "routes of a VXLAN pool are Felix's, not BGP's: {node1:?}"
+    );
+    let (a, b, c) = (
+        lab.pod("node1-pod1"),
+        lab.pod("node2-pod1"),
+        lab.pod("node3-pod1"),
+    );
+    assert!(ping_once(&a.ns, &b.ip) && ping_once(&a.ns, &c.ip));
+}
