@@ -2,8 +2,9 @@
 # The main job: a Calico cluster on this machine. `calico-lab up` builds three hosts as network
 # namespaces on a shared underlay (198.18.0.0/24), runs calico-node on each (VXLAN, NAT outgoing) on the
 # embedded datastore, adds two pods per host through the calico CNI plugin and waits until every pod
-# reaches every other. Then it shows what a Calico user would look at. The lab stays up afterwards;
-# `calico-lab down` removes all of it.
+# reaches every other. Then it shows what a Calico user would look at. A second lab, `bgp`, does the same
+# in Calico's BGP mode (no encapsulation: calico-node's BGP speakers in a node-to-node mesh write
+# `proto bird` routes). Both labs stay up afterwards; `calico-lab down [--name bgp]` removes them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -39,5 +40,14 @@ run calico-lab exec node1 -- ip route
 run calico-lab exec node1 -- ip neigh show dev vxlan.calico
 run calico-lab exec node1 -- bridge fdb show dev vxlan.calico
 
+# The same cluster in BGP mode: every host tells the others its blocks over BGP.
+calico-lab down --name bgp >/dev/null
+run calico-lab up --name bgp --nodes 3 --pods-per-node 1 --datastore embedded --encap none
+run calico-lab ping --name bgp node1-pod1 node3-pod1
+run calico-lab exec --name bgp node1 -- ip route
+run calico-lab exec --name bgp node1 -- calicoctl node status
+run calico-lab exec --name bgp node1 -- ss -ltnp
+
 echo
-echo "# The lab is still up. Try: calico-lab status | calico-lab add-pod node2 | calico-lab down"
+echo "# The labs are still up. Try: calico-lab status | calico-lab add-pod node2 | calico-lab down"
+echo "# and for the BGP one: calico-lab status --name bgp | calico-lab down --name bgp"
