@@ -19,7 +19,7 @@ run() { echo; echo "# $*"; "$@"; }
 
 # A lab left from an earlier run (or a crashed one) is removed first.
 calico-lab down --name lab >/dev/null
-run calico-lab up --name lab --nodes 3 --pods-per-node 2 --datastore embedded
+run calico-lab up --name lab --nodes 3 --pods-per-node 2 --datastore embedded --encap vxlan
 
 export DATASTORE_TYPE=embedded CALICO_DATASTORE_PATH=/run/calico-lab/lab/datastore.db
 echo; echo "# export DATASTORE_TYPE=$DATASTORE_TYPE CALICO_DATASTORE_PATH=$CALICO_DATASTORE_PATH"

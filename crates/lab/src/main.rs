@@ -35,7 +35,8 @@ enum Command {
         pods_per_node: usize,
         #[arg(long, value_enum, default_value = "embedded")]
         datastore: DatastoreChoice,
-        #[arg(long, value_enum, default_value = "vxlan")]
+        /// none: Calico's BGP mode (plain routes learned over BGP), the seeds' "pure layer 3".
+        #[arg(long, value_enum, default_value = "none")]
         encap: Encap,
         /// calico-node's networking backend (default: vxlan for --encap vxlan, else bird).
         #[arg(long, value_enum)]

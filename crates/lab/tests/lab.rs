@@ -339,7 +339,7 @@ fn three_hosts_embedded_up_ping_down() {
     let out = lab.cmd(&["exec", "node1", "--", "sh", "-c", "exit 3"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
 
-    // Real pings across hosts (VXLAN) and on one host.
+    // Real pings across hosts (BGP mode, the default) and on one host.
     lab.ping("node1-pod1", "node2-pod1");
     lab.ping("node2-pod2", "node3-pod1");
     lab.ping("node3-pod2", "node1-pod2");

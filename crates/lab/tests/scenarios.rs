@@ -828,7 +828,7 @@ struct StreamReport {
 /// dataplane.
 #[test]
 fn tcp_stream_survives_calico_node_sigkill() {
-    stream_survives_calico_node_sigkill("kill", &[], true);
+    stream_survives_calico_node_sigkill("kill", &["--encap", "vxlan"], true);
 }
 
 /// In BGP mode the other host keeps a killed calico-node's routes as a graceful-restart helper, and the
@@ -1092,7 +1092,10 @@ fn vtep_entries(ns: &str) -> (String, String) {
 /// delete node`) withdraws its routes and VTEP from the remaining hosts, which keep talking.
 #[test]
 fn removed_host_routes_withdrawn() {
-    let lab = Lab::up("rmhost", &["--nodes", "3", "--pods-per-node", "1"]);
+    let lab = Lab::up(
+        "rmhost",
+        &["--nodes", "3", "--pods-per-node", "1", "--encap", "vxlan"],
+    );
     let node: Value =
         serde_json::from_str(&lab.calicoctl_ok(&["get", "node", "node3", "-o", "json"]))
             .expect("node JSON");

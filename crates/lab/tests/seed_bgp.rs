@@ -744,7 +744,10 @@ fn up_refuses_inconsistent_options() {
         ),
         (vec!["--node-names", "a,a"], "given twice"),
         (vec!["--node-names", "a-pod1"], "pods' names"),
-        (vec!["--route-reflectors", "1"], "--backend bird"),
+        (
+            vec!["--route-reflectors", "1", "--encap", "vxlan"],
+            "--backend bird",
+        ),
         (
             vec!["--nodes", "2", "--route-reflectors", "3", "--encap", "none"],
             "exceeds",
