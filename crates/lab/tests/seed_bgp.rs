@@ -756,6 +756,13 @@ fn up_refuses_inconsistent_options() {
         let mut command = Command::new(lab_binary());
         command.args(["up", "--name", &name]).args(&args);
         let output = run(&mut command, COMMAND_LIMIT);
+        if output.status.success() {
+            // Built after all: remove it before failing, so nothing is left on the machine.
+            let _ = run(
+                Command::new(lab_binary()).args(["down", "--name", &name]),
+                COMMAND_LIMIT,
+            );
+        }
         assert!(!output.status.success(), "{args:?} accepted");
         assert!(
             text(&output.stderr).contains(message),
