@@ -444,9 +444,8 @@ impl Dataplane {
         let activity = Arc::clone(&self.activity);
         let _busy = activity.begin("writing the BGP speaker's routes (netlink)");
         let mut report = ApplyReport::default();
-        let links = self.observe_links()?;
         let observed = self.netlink.routes(Family::All, Some(TABLE_MAIN))?;
-        let plan = plan::bgp::plan_bgp_routes(routes, &observed, &links);
+        let plan = plan::bgp::plan_bgp_routes(routes, &observed);
         self.execute_plan(plan, &mut report);
         Ok(report)
     }

@@ -8,12 +8,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-use calico_contracts::route::{Manager, PROTO_BGP, owner};
-use calico_netlink::{NextHop, Route, TABLE_MAIN};
+use calico_contracts::route::{Manager, PROTO_BGP};
+use calico_netlink::{NextHop, Route, RouteKind, TABLE_MAIN};
 use ipnet::IpNet;
 
-use super::routes::{effective_metric, same_slot, satisfies};
-use super::{Links, Op, Plan};
+use super::Plan;
+use super::routes::{effective_metric, reconcile_owned};
 
 /// What the speaker's best paths ask of the kernel.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -62,11 +62,14 @@ pub fn bgp_route(prefix: IpNet, next_hops: &[IpAddr]) -> Route {
 /// the most specific route that does (a peer on another subnet, reached through a router). `None`
 /// when no usable route covers it. The speaker's own routes are not used, so a next hop never
 /// resolves through a route it is itself the next hop of.
-pub fn resolve_next_hop(next_hop: IpAddr, observed: &[Route]) -> Option<IpAddr> {
+pub fn resolve_next_hop<'a>(
+    next_hop: IpAddr,
+    observed: impl IntoIterator<Item = &'a Route>,
+) -> Option<IpAddr> {
     let covering = observed
-        .iter()
+        .into_iter()
         .filter(|r| r.table == TABLE_MAIN && r.protocol != PROTO_BGP)
-        .filter(|r| r.kind == calico_netlink::RouteKind::Unicast && r.dst.contains(&next_hop))
+        .filter(|r| r.kind == RouteKind::Unicast && r.dst.contains(&next_hop))
         .max_by_key(|r| (r.dst.prefix_len(), std::cmp::Reverse(effective_metric(r))))?;
     match covering.gateway {
         None if covering.multipath.is_empty() => Some(next_hop),
@@ -76,29 +79,28 @@ pub fn resolve_next_hop(next_hop: IpAddr, observed: &[Route]) -> Option<IpAddr> 
     }
 }
 
-/// Whether two routes' multipath next hops name the same gateways in the same order (the kernel
-/// reports the device it chose for each; a wanted route leaves that to the kernel).
-fn same_gateways(a: &Route, b: &Route) -> bool {
-    a.multipath.len() == b.multipath.len()
-        && a.multipath
-            .iter()
-            .zip(&b.multipath)
-            .all(|(x, y)| x.gateway == y.gateway)
-}
-
 /// The ops that make the main table's `proto bird` routes exactly `desired`'s. `observed` is the main
-/// table's routes (any owner), `links` the namespace's links (to tell workload interfaces).
-pub fn plan_bgp_routes(desired: &BgpRoutes, observed: &[Route], links: &Links) -> Plan {
+/// table's routes (any owner). `proto bird` routes are the speaker's on any interface, so no link needs
+/// to be looked at.
+pub fn plan_bgp_routes(desired: &BgpRoutes, observed: &[Route]) -> Plan {
     let mut plan = Plan::default();
-    let managed = |route: &Route| {
-        let on_workload = route.oif.is_some_and(|oif| links.is_workload(oif));
-        route.table == TABLE_MAIN && owner(route.protocol, on_workload).managed_by(Manager::Bgp)
-    };
+    // Next hops are few (one per peer host) and shared by many prefixes: each is resolved once,
+    // against the routes that may resolve one.
+    let resolvers: Vec<&Route> = observed
+        .iter()
+        .filter(|r| {
+            r.table == TABLE_MAIN && r.protocol != PROTO_BGP && r.kind == RouteKind::Unicast
+        })
+        .collect();
+    let mut resolved_hops: HashMap<IpAddr, Option<IpAddr>> = HashMap::new();
     let mut wanted: BTreeMap<IpNet, Route> = BTreeMap::new();
     for (prefix, hops) in &desired.routes {
         let mut resolved: Vec<IpAddr> = Vec::with_capacity(hops.len());
         for hop in hops {
-            match resolve_next_hop(*hop, observed) {
+            let via = *resolved_hops
+                .entry(*hop)
+                .or_insert_with(|| resolve_next_hop(*hop, resolvers.iter().copied()));
+            match via {
                 Some(via) if !resolved.contains(&via) => resolved.push(via),
                 Some(_) => {}
                 None => plan.problems.push(format!(
@@ -111,39 +113,17 @@ pub fn plan_bgp_routes(desired: &BgpRoutes, observed: &[Route], links: &Links) -
             wanted.insert(*prefix, bgp_route(*prefix, &resolved));
         }
     }
-
-    for route in observed.iter().filter(|route| managed(route)) {
-        let taken_over = wanted
-            .get(&route.dst)
-            .is_some_and(|want| same_slot(route, want));
-        if taken_over {
-            continue;
-        }
-        if !desired.complete {
-            // Possibly the previous run's route, not yet announced again by its peer.
-            plan.routes_deferred += 1;
-            continue;
-        }
-        plan.ops.push(Op::DelRoute(route.clone()));
-    }
-
-    let mut by_slot: HashMap<(IpNet, u32, u32), &Route> = HashMap::with_capacity(observed.len());
-    for route in observed {
-        by_slot
-            .entry((route.dst, route.table, effective_metric(route)))
-            .or_insert(route);
-    }
-    for (dst, want) in &wanted {
-        match by_slot.get(&(want.dst, want.table, effective_metric(want))) {
-            Some(route) if satisfies(route, want) && same_gateways(route, want) => {}
-            Some(route) if !managed(route) => plan.failures.push(format!(
-                "BGP route {dst}: the kernel already has a route to {dst} with protocol {} that \
-                 the BGP speaker does not own; left alone",
-                route.protocol
-            )),
-            _ => plan.ops.push(Op::ReplaceRoute(want.clone())),
-        }
-    }
+    reconcile_owned(
+        &wanted,
+        observed,
+        Manager::Bgp,
+        // Ownership of `proto bird` does not depend on the interface.
+        |_| false,
+        // Until the peers are complete, an unwanted route may be the previous run's, not yet
+        // announced again by its peer.
+        |_| !desired.complete,
+        &mut plan,
+    );
     plan
 }
 
@@ -153,7 +133,7 @@ mod tests {
     use calico_netlink::RouteScope;
 
     use super::*;
-    use crate::plan::fixtures::link;
+    use crate::plan::Op;
 
     const ETH0: u32 = 2;
     const POD: u32 = 10;
@@ -164,10 +144,6 @@ mod tests {
 
     fn ip(text: &str) -> IpAddr {
         text.parse().expect("address")
-    }
-
-    fn links() -> Links {
-        Links::new([link(ETH0, "eth0"), link(POD, "calia0000000001")])
     }
 
     /// A route as the kernel reports one the speaker wrote: the device filled in.
@@ -207,7 +183,6 @@ mod tests {
         let plan = plan_bgp_routes(
             &desired(&[("198.19.1.0/26", &["198.18.0.12"])], true),
             &with_uplink(&[]),
-            &links(),
         );
         let want = Route {
             gateway: Some(ip("198.18.0.12")),
@@ -223,7 +198,6 @@ mod tests {
         let plan = plan_bgp_routes(
             &desired(&[("198.19.1.0/26", &["198.18.0.12"])], true),
             &with_uplink(&[installed("198.19.1.0/26", "198.18.0.12")]),
-            &links(),
         );
         assert_eq!(plan, Plan::default());
     }
@@ -233,7 +207,6 @@ mod tests {
         let plan = plan_bgp_routes(
             &desired(&[("198.19.1.0/26", &["198.18.0.13"])], true),
             &with_uplink(&[installed("198.19.1.0/26", "198.18.0.12")]),
-            &links(),
         );
         assert_eq!(plan.ops.len(), 1);
         assert!(
@@ -246,7 +219,6 @@ mod tests {
         let plan = plan_bgp_routes(
             &desired(&[("198.19.1.0/26", &["198.18.0.12", "198.18.0.13"])], true),
             &with_uplink(&[installed("198.19.1.0/26", "198.18.0.12")]),
-            &links(),
         );
         let [Op::ReplaceRoute(route)] = plan.ops.as_slice() else {
             panic!("one replacement expected, got {:?}", plan.ops);
@@ -259,14 +231,14 @@ mod tests {
     #[test]
     fn a_withdrawn_prefix_loses_its_route_once_the_peers_are_complete() {
         let observed = [installed("198.19.1.0/26", "198.18.0.12")];
-        let plan = plan_bgp_routes(&desired(&[], true), &with_uplink(&observed), &links());
+        let plan = plan_bgp_routes(&desired(&[], true), &with_uplink(&observed));
         assert_eq!(plan.ops, vec![Op::DelRoute(observed[0].clone())]);
     }
 
     #[test]
     fn after_a_restart_routes_of_the_previous_run_stay_until_the_peers_are_complete() {
         let observed = [installed("198.19.1.0/26", "198.18.0.12")];
-        let plan = plan_bgp_routes(&desired(&[], false), &with_uplink(&observed), &links());
+        let plan = plan_bgp_routes(&desired(&[], false), &with_uplink(&observed));
         assert!(plan.ops.is_empty(), "{:?}", plan.ops);
         assert_eq!(plan.routes_deferred, 1);
     }
@@ -287,7 +259,7 @@ mod tests {
                 .with_protocol(PROTO_KERNEL),
             Route::via(net("198.19.200.0/24"), ip("198.18.0.1"), ETH0).with_protocol(PROTO_STATIC),
         ];
-        let plan = plan_bgp_routes(&desired(&[], true), &with_uplink(&observed), &links());
+        let plan = plan_bgp_routes(&desired(&[], true), &with_uplink(&observed));
         assert_eq!(plan, Plan::default());
     }
 
@@ -299,7 +271,6 @@ mod tests {
         let plan = plan_bgp_routes(
             &desired(&[("198.19.1.0/26", &["198.18.0.12"])], true),
             &with_uplink(&observed),
-            &links(),
         );
         assert!(plan.ops.is_empty(), "{:?}", plan.ops);
         assert_eq!(plan.failures.len(), 1);
@@ -318,7 +289,6 @@ mod tests {
         let plan = plan_bgp_routes(
             &desired(&[("198.19.1.0/26", &["198.18.0.12"])], true),
             &with_uplink(&[other]),
-            &links(),
         );
         assert_eq!(plan.ops.len(), 1);
         assert!(plan.failures.is_empty());
@@ -341,7 +311,7 @@ mod recursive_tests {
     use calico_netlink::RouteScope;
 
     use super::*;
-    use crate::plan::fixtures::link;
+    use crate::plan::Op;
 
     fn net(text: &str) -> IpNet {
         text.parse().expect("prefix")
@@ -369,11 +339,7 @@ mod recursive_tests {
 
     #[test]
     fn a_next_hop_on_another_subnet_is_reached_through_the_router_toward_it() {
-        let plan = plan_bgp_routes(
-            &one("198.19.1.0/26", &["198.18.1.12"]),
-            &uplink(),
-            &Links::new([link(2, "eth0")]),
-        );
+        let plan = plan_bgp_routes(&one("198.19.1.0/26", &["198.18.1.12"]), &uplink());
         let [Op::ReplaceRoute(route)] = plan.ops.as_slice() else {
             panic!("one route expected: {plan:?}");
         };
@@ -408,11 +374,7 @@ mod recursive_tests {
     #[test]
     fn an_unreachable_next_hop_is_reported_and_not_programmed() {
         let observed = vec![Route::link(net("198.18.0.0/24"), 2).with_scope(RouteScope::Link)];
-        let plan = plan_bgp_routes(
-            &one("198.19.1.0/26", &["198.18.5.5"]),
-            &observed,
-            &Links::new([link(2, "eth0")]),
-        );
+        let plan = plan_bgp_routes(&one("198.19.1.0/26", &["198.18.5.5"]), &observed);
         assert!(plan.ops.is_empty(), "{plan:?}");
         assert!(
             plan.problems.iter().any(|p| p.contains("198.18.5.5")),
@@ -425,7 +387,6 @@ mod recursive_tests {
         let plan = plan_bgp_routes(
             &one("198.19.1.0/26", &["198.18.1.12", "198.18.2.12"]),
             &uplink(),
-            &Links::new([link(2, "eth0")]),
         );
         let [Op::ReplaceRoute(route)] = plan.ops.as_slice() else {
             panic!("one route expected: {plan:?}");

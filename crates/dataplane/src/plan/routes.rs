@@ -45,7 +45,9 @@ pub fn same_slot(a: &Route, b: &Route) -> bool {
     a.dst == b.dst && a.table == b.table && effective_metric(a) == effective_metric(b)
 }
 
-/// Whether the kernel's `existing` route is what `want` asks for.
+/// Whether the kernel's `existing` route is what `want` asks for. A multipath route's next hops are
+/// compared by gateway: the kernel reports the device it chose for each, which a wanted route may
+/// leave to it.
 pub fn satisfies(existing: &Route, want: &Route) -> bool {
     same_slot(existing, want)
         && existing.kind == want.kind
@@ -54,6 +56,68 @@ pub fn satisfies(existing: &Route, want: &Route) -> bool {
         && existing.scope == want.scope
         && existing.onlink == want.onlink
         && (want.oif.is_none() || existing.oif == want.oif)
+        && existing.multipath.len() == want.multipath.len()
+        && existing
+            .multipath
+            .iter()
+            .zip(&want.multipath)
+            .all(|(e, w)| e.gateway == w.gateway && (w.oif.is_none() || e.oif == w.oif))
+}
+
+/// Makes the routes `manager` owns in the main table exactly `wanted`: deletions of its stale routes
+/// first (stale routes go before anything new could depend on their absence), except those `defer`
+/// keeps for now (counted in [`Plan::routes_deferred`]); then adds and replacements. An owned route in
+/// the slot of a wanted one is replaced in one step; a wanted route whose slot holds a route of another
+/// owner is reported in [`Plan::failures`] and left alone. `observed` is the main table; `on_workload`
+/// tells whether an interface index is a workload interface (for the ownership table).
+pub(crate) fn reconcile_owned(
+    wanted: &BTreeMap<IpNet, Route>,
+    observed: &[Route],
+    manager: Manager,
+    on_workload: impl Fn(u32) -> bool,
+    defer: impl Fn(&Route) -> bool,
+    plan: &mut Plan,
+) {
+    let managed = |route: &Route| {
+        owner(route.protocol, route.oif.is_some_and(&on_workload)).managed_by(manager)
+    };
+    for route in observed.iter().filter(|route| managed(route)) {
+        let taken_over = wanted
+            .get(&route.dst)
+            .is_some_and(|want| same_slot(route, want));
+        if taken_over {
+            continue;
+        }
+        if defer(route) {
+            plan.routes_deferred += 1;
+            continue;
+        }
+        plan.ops.push(Op::DelRoute(route.clone()));
+    }
+
+    // Indexed by slot: a host with thousands of remote blocks would otherwise search every observed
+    // route for every wanted one.
+    let mut by_slot: HashMap<(IpNet, u32, u32), &Route> = HashMap::with_capacity(observed.len());
+    for route in observed {
+        by_slot
+            .entry((route.dst, route.table, effective_metric(route)))
+            .or_insert(route);
+    }
+    let who = match manager {
+        Manager::Dataplane => "Felix",
+        Manager::Bgp => "the BGP speaker",
+    };
+    for (dst, want) in wanted {
+        match by_slot.get(&(want.dst, want.table, effective_metric(want))) {
+            Some(route) if satisfies(route, want) => {}
+            Some(route) if !managed(route) => plan.failures.push(format!(
+                "route {dst}: the kernel already has a route to {dst} with protocol {} that \
+                 {who} does not own; left alone",
+                route.protocol
+            )),
+            _ => plan.ops.push(Op::ReplaceRoute(want.clone())),
+        }
+    }
 }
 
 /// The ops that make the main table's owned routes exactly `desired`'s: deletions of stale owned
@@ -67,10 +131,6 @@ pub fn satisfies(existing: &Route, want: &Route) -> bool {
 pub fn plan_routes(desired: &Desired, observed: &[Route], cx: &RouteContext<'_>) -> Plan {
     let mut plan = Plan::default();
     let wanted = wanted_routes(desired, cx, &mut plan);
-    let managed = |route: &Route| {
-        let on_workload = route.oif.is_some_and(|oif| cx.links.is_workload(oif));
-        owner(route.protocol, on_workload).managed_by(Manager::Dataplane)
-    };
     let being_wired = |oif: u32| -> bool {
         let Some(name) = cx.links.name_of(oif) else {
             return false;
@@ -86,41 +146,14 @@ pub fn plan_routes(desired: &Desired, observed: &[Route], cx: &RouteContext<'_>)
             .is_some_and(|seen| cx.now.saturating_duration_since(*seen) < cx.grace)
     };
 
-    // Deletions first: stale routes go before anything new could depend on their absence, and an owned
-    // route in the slot of a wanted one is left to be replaced in one step below.
-    for route in observed.iter().filter(|route| managed(route)) {
-        let taken_over = wanted
-            .get(&route.dst)
-            .is_some_and(|want| same_slot(route, want));
-        if taken_over {
-            continue;
-        }
-        if route.protocol != FELIX_ROUTE_PROTOCOL && route.oif.is_some_and(being_wired) {
-            plan.routes_deferred += 1;
-            continue;
-        }
-        plan.ops.push(Op::DelRoute(route.clone()));
-    }
-
-    // Indexed by slot: a host with thousands of remote blocks would otherwise search every observed
-    // route for every wanted one.
-    let mut by_slot: HashMap<(IpNet, u32, u32), &Route> = HashMap::with_capacity(observed.len());
-    for route in observed {
-        by_slot
-            .entry((route.dst, route.table, effective_metric(route)))
-            .or_insert(route);
-    }
-    for (dst, want) in &wanted {
-        match by_slot.get(&(want.dst, want.table, effective_metric(want))) {
-            Some(route) if satisfies(route, want) => {}
-            Some(route) if !managed(route) => plan.failures.push(format!(
-                "route {dst}: the kernel already has a route to {dst} with protocol {} that \
-                 Felix does not own; left alone",
-                route.protocol
-            )),
-            _ => plan.ops.push(Op::ReplaceRoute(want.clone())),
-        }
-    }
+    reconcile_owned(
+        &wanted,
+        observed,
+        Manager::Dataplane,
+        |oif| cx.links.is_workload(oif),
+        |route| route.protocol != FELIX_ROUTE_PROTOCOL && route.oif.is_some_and(being_wired),
+        &mut plan,
+    );
     plan
 }
 
@@ -565,6 +598,32 @@ mod tests {
                 ..direct.clone()
             },
             &direct
+        ));
+        // Multipath: the same gateways in order, whichever devices the kernel chose.
+        let hop = |gateway: &str, oif: Option<u32>| calico_netlink::NextHop {
+            gateway: ip(gateway),
+            oif,
+        };
+        let ecmp = Route {
+            multipath: vec![hop("198.18.0.12", None), hop("198.18.0.13", None)],
+            ..Route::new(net("198.19.2.0/26"))
+        };
+        let installed = Route {
+            multipath: vec![hop("198.18.0.12", Some(2)), hop("198.18.0.13", Some(2))],
+            ..ecmp.clone()
+        };
+        assert!(satisfies(&installed, &ecmp));
+        let other_hop = Route {
+            multipath: vec![hop("198.18.0.12", Some(2)), hop("198.18.0.14", Some(2))],
+            ..ecmp.clone()
+        };
+        assert!(!satisfies(&other_hop, &ecmp));
+        assert!(!satisfies(
+            &direct,
+            &Route {
+                multipath: ecmp.multipath.clone(),
+                ..direct.clone()
+            }
         ));
     }
 
