@@ -39,7 +39,7 @@ use calico_api::spec::ippool::IPPoolSpec;
 use calico_api::spec::node::NodeSpec;
 use calico_bgp::speaker::{PeerSettings, SpeakerConfig};
 use calico_bgp::wire::LargeCommunity;
-use calico_model::ipam::block::BlockRouting;
+use calico_model::ipam::block::BlockInfo;
 use ipnet::IpNet;
 
 pub use plan::{OriginationOps, PeerOps, plan_originations, plan_peers};
@@ -95,7 +95,7 @@ pub struct ConfdInput<'a> {
     pub bgp_filters: &'a [Named<BGPFilterSpec>],
     pub ip_pools: &'a [Named<IPPoolSpec>],
     /// Every IPAM block of the cluster (affinity and the node of each allocation).
-    pub blocks: &'a [BlockRouting],
+    pub blocks: &'a [BlockInfo],
     /// `CALICO_ROUTER_ID` when it names an address; otherwise the node's IPv4 address is used.
     pub router_id: Option<Ipv4Addr>,
 }

@@ -29,16 +29,15 @@ pub(crate) fn originations(
     let mut out: Vec<(IpNet, OriginKind)> = Vec::new();
 
     for block in ctx.input.blocks {
-        let mine = block.host() == Some(me.name);
-        if mine {
+        if block.affinity.as_deref() == Some(me.name) {
             if exportable(ctx, block.cidr) {
                 out.push((block.cidr.trunc(), OriginKind::Block));
             }
             continue;
         }
-        for (ip, node) in block.allocated_nodes() {
-            if node == Some(me.name) {
-                let host = IpNet::from(ip);
+        for (ip, node) in &block.borrowed {
+            if node == me.name {
+                let host = IpNet::from(*ip);
                 if exportable(ctx, host) {
                     out.push((host, OriginKind::Borrowed));
                 }

@@ -16,7 +16,7 @@ use calico_api::spec::ippool::IPPoolSpec;
 use calico_api::spec::node::{NodeBGPSpec, NodeSpec};
 use calico_bgp::rib::NextHopMode as SpeakerNextHop;
 use calico_bgp::wire::LargeCommunity;
-use calico_model::ipam::block::BlockRouting;
+use calico_model::ipam::block::{BlockInfo, BlockRouting};
 use ipnet::IpNet;
 
 use super::*;
@@ -28,7 +28,7 @@ struct World {
     peers: Vec<Named<BGPPeerSpec>>,
     filters: Vec<Named<BGPFilterSpec>>,
     pools: Vec<Named<IPPoolSpec>>,
-    blocks: Vec<BlockRouting>,
+    blocks: Vec<BlockInfo>,
     router_id: Option<Ipv4Addr>,
 }
 
@@ -1283,7 +1283,7 @@ fn missing_filter_is_reported_and_the_peer_kept() {
 
 /// A block of `cidr` (a /30 here) with affinity `host:<affinity>` and allocations by ordinal
 /// naming their node.
-fn block(cidr: &str, affinity: Option<&str>, allocations: &[(usize, &str)]) -> BlockRouting {
+fn block(cidr: &str, affinity: Option<&str>, allocations: &[(usize, &str)]) -> BlockInfo {
     let n = net(cidr);
     let size = 1usize << (u32::from(n.max_prefix_len()) - u32::from(n.prefix_len()));
     let mut slots = vec!["null".to_string(); size];
@@ -1305,7 +1305,9 @@ fn block(cidr: &str, affinity: Option<&str>, allocations: &[(usize, &str)]) -> B
         free.join(","),
         attributes.join(",")
     );
-    BlockRouting::from_json(json.as_bytes()).expect("test block")
+    BlockRouting::from_json(json.as_bytes())
+        .expect("test block")
+        .info()
 }
 
 fn pool(name: &str, cidr: &str, disable_export: bool) -> Named<IPPoolSpec> {

@@ -5,10 +5,11 @@
 //! host: one bad object must not take the dataplane down.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 
 use calico_api::spec::ippool::EncapMode;
 use calico_api::{Kind, Spec};
+pub use calico_model::ipam::block::BlockInfo;
 use calico_model::ipam::block::BlockRouting;
 use calico_model::ipam::model::{BLOCK_PREFIX, parse_block_key};
 use calico_model::keys::{RESOURCES_PREFIX, parse_resource_key};
@@ -41,17 +42,6 @@ pub struct PoolInfo {
     pub ipip: EncapMode,
     pub nat_outgoing: bool,
     pub disabled: bool,
-}
-
-/// An IPAM block as routing sees it: who it is affine to, and the addresses in it that another node
-/// borrowed (each needs its own route to that node). Other allocations do not change any route, so a
-/// pod added or removed in a block changes nothing here and wakes no calculation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct BlockInfo {
-    pub cidr: IpNet,
-    pub affinity: Option<String>,
-    /// Allocated addresses whose allocation names a node other than the block's owner, with that node.
-    pub borrowed: Vec<(IpAddr, String)>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -111,7 +101,14 @@ impl Model {
         self.decode_errors.remove(&kv.key);
         if let Some(cidr) = parse_block_key(&kv.key) {
             return match BlockRouting::from_json(&kv.value) {
-                Ok(block) => replace(&mut self.blocks, &kv.key, Some(block_info(cidr, &block))),
+                Ok(block) => {
+                    // The key names the block; its document's own cidr is not trusted over it.
+                    let info = BlockInfo {
+                        cidr,
+                        ..block.info()
+                    };
+                    replace(&mut self.blocks, &kv.key, Some(info))
+                }
                 Err(e) => self.reject(kv, e),
             };
         }
@@ -264,22 +261,6 @@ fn replace<T: PartialEq>(map: &mut BTreeMap<String, T>, key: &str, value: Option
             true
         }
         None => map.remove(key).is_some(),
-    }
-}
-
-fn block_info(cidr: IpNet, block: &BlockRouting) -> BlockInfo {
-    let affinity = block.host().map(str::to_string);
-    let borrowed = block
-        .allocated_nodes()
-        .filter_map(|(ip, user)| {
-            let user = user?;
-            (Some(user) != affinity.as_deref()).then(|| (ip, user.to_string()))
-        })
-        .collect();
-    BlockInfo {
-        cidr,
-        affinity,
-        borrowed,
     }
 }
 

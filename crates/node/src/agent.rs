@@ -29,6 +29,8 @@ use calico_datastore::syncer::{SyncEvent, Syncer};
 use calico_felix::desired::{Desired, HostContext, compute};
 use calico_felix::model::{Model, sync_prefixes};
 use calico_ipam::Ipam;
+use calico_model::KeyValue;
+use calico_model::ipam::model::parse_block_key;
 use tokio::sync::{mpsc, watch};
 
 use crate::bgp::{BgpModel, BgpPlan, BgpView};
@@ -231,16 +233,13 @@ fn calculate(
                     );
                     tracing::info!(%reason, "resyncing with the datastore");
                 }
-                SyncEvent::Put(kv) => {
-                    if model.apply(event) {
-                        dirty = true;
-                        check_tunnel |= affects_tunnel(&kv.key, &host.nodename);
-                    }
-                }
-                SyncEvent::Delete { key, .. } => {
+                SyncEvent::Put(KeyValue { key, .. }) | SyncEvent::Delete { key, .. } => {
                     if model.apply(event) {
                         dirty = true;
                         check_tunnel |= affects_tunnel(key, &host.nodename);
+                        // A block whose routing changed (affinity, borrowed addresses) may change
+                        // what this node originates; other allocations change nothing.
+                        bgp_dirty |= parse_block_key(key).is_some();
                     }
                 }
             }
@@ -277,7 +276,12 @@ fn calculate(
             && let Some(bgp) = bgp.as_ref()
         {
             bgp_dirty = false;
-            let plan = bgp.model.plan(&host.nodename, bgp.router_id, &bgp.secrets);
+            let plan = bgp.model.plan(
+                &host.nodename,
+                bgp.router_id,
+                &bgp.secrets,
+                model.blocks.values(),
+            );
             bgp.plans.send_replace(Some(Arc::new(plan)));
         }
         status

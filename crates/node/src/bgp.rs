@@ -1,9 +1,9 @@
 //! BGP in calico-node: the roles of Calico's confd and BIRD, in-process.
 //!
 //! - [`BgpModel`] keeps, on the calculation thread, the resources BGP depends on (Nodes,
-//!   BGPConfigurations, BGPPeers, BGPFilters, IPPools, IPAM blocks) and computes from them what
-//!   confd would render ([`calico_confd::compute`]): this node's AS and router id, its peers, and
-//!   the prefixes it originates.
+//!   BGPConfigurations, BGPPeers, BGPFilters, IPPools) and computes from them and the Felix model's
+//!   blocks what confd would render ([`calico_confd::compute`]): this node's AS and router id, its
+//!   peers, and the prefixes it originates.
 //! - [`run`] is the speaker's side, an async task on the multi-thread runtime: it starts our speaker
 //!   ([`calico_bgp::speaker::Speaker`]), applies each new plan as a difference (unaffected sessions
 //!   stay up), and turns the speaker's best paths into `proto bird` kernel routes, which it hands to
@@ -33,8 +33,7 @@ use calico_confd::{
 use calico_dataplane::plan::bgp::BgpRoutes;
 use calico_datastore::keys::parse_resource_key;
 use calico_datastore::syncer::SyncEvent;
-use calico_model::ipam::block::BlockRouting;
-use calico_model::ipam::model::parse_block_key;
+use calico_model::ipam::block::BlockInfo;
 use calico_model::resource::decode_kv;
 use ipnet::IpNet;
 use tokio::sync::watch;
@@ -62,21 +61,16 @@ pub struct BgpModel {
     peers: BTreeMap<String, Named<BGPPeerSpec>>,
     filters: BTreeMap<String, Named<BGPFilterSpec>>,
     pools: BTreeMap<String, Named<IPPoolSpec>>,
-    blocks: BTreeMap<String, BlockRouting>,
 }
 
 impl BgpModel {
-    /// Folds one event in; whether anything BGP depends on changed. Values that do not decode are
-    /// dropped (the Felix model reports them).
+    /// Folds one event in; whether a resource BGP depends on changed. Blocks are not kept here: the
+    /// Felix model already decodes them into what routing needs ([`BlockInfo`]), and its change of a
+    /// block is what tells (see [`plan`](Self::plan)). Values that do not decode are dropped (the
+    /// Felix model reports them).
     pub fn apply(&mut self, event: &SyncEvent) -> bool {
         match event {
             SyncEvent::Put(kv) => {
-                if parse_block_key(&kv.key).is_some() {
-                    return match BlockRouting::from_json(&kv.value) {
-                        Ok(block) => replace(&mut self.blocks, &kv.key, Some(block)),
-                        Err(_) => self.remove(&kv.key),
-                    };
-                }
                 let Some(id) = parse_resource_key(&kv.key) else {
                     return false;
                 };
@@ -128,17 +122,23 @@ impl BgpModel {
             | replace(&mut self.peers, key, None)
             | replace(&mut self.filters, key, None)
             | replace(&mut self.pools, key, None)
-            | replace(&mut self.blocks, key, None)
     }
 
-    /// What confd would render for `node`, and which learned routes the kernel gets.
-    pub fn plan(&self, node: &str, router_id: Option<Ipv4Addr>, secrets: &Path) -> BgpPlan {
+    /// What confd would render for `node` given the cluster's `blocks`, and which learned routes
+    /// the kernel gets.
+    pub fn plan<'a>(
+        &self,
+        node: &str,
+        router_id: Option<Ipv4Addr>,
+        secrets: &Path,
+        blocks: impl IntoIterator<Item = &'a BlockInfo>,
+    ) -> BgpPlan {
         let nodes: Vec<_> = self.nodes.values().cloned().collect();
         let configurations: Vec<_> = self.configurations.values().cloned().collect();
         let peers: Vec<_> = self.peers.values().cloned().collect();
         let filters: Vec<_> = self.filters.values().cloned().collect();
         let pools: Vec<_> = self.pools.values().cloned().collect();
-        let blocks: Vec<_> = self.blocks.values().cloned().collect();
+        let blocks: Vec<BlockInfo> = blocks.into_iter().cloned().collect();
         let input = ConfdInput {
             node_name: node,
             nodes: &nodes,
@@ -265,7 +265,7 @@ pub async fn run(
                         originated.clear();
                         learned.routes.clear();
                         learned.complete = true;
-                        offer(&dataplane, &learned);
+                        offer(&dataplane, learned.clone());
                     }
                     status.set_bgp_problem(None);
                     lock(&view).running = false;
@@ -337,10 +337,10 @@ pub async fn run(
                     tracing::warn!(resource = %problem.resource, field = %problem.field, message = %problem.message, "BGP configuration problem");
                 }
                 // Pools may have changed what the kernel gets.
-                let before = plan.as_ref().map(|p| p.felix_pools.clone());
+                let pools_changed = plan.as_ref().map(|p| &p.felix_pools) != Some(&next.felix_pools);
                 plan = Some(next);
-                if before.as_ref() != plan.as_ref().map(|p| &p.felix_pools) {
-                    offer(&dataplane, &kernel_view(&learned, plan.as_deref()));
+                if pools_changed {
+                    offer(&dataplane, kernel_view(&learned, plan.as_deref()));
                 }
             }
             batch = next_batch(&mut routes) => {
@@ -354,7 +354,7 @@ pub async fn run(
                         RouteChange::Withdrawn { prefix } => learned.set(prefix, None),
                     }
                 }
-                offer(&dataplane, &kernel_view(&learned, plan.as_deref()));
+                offer(&dataplane, kernel_view(&learned, plan.as_deref()));
             }
             _ = tick.tick() => {
                 let Some((running, _)) = speaker.as_ref() else { continue };
@@ -364,7 +364,7 @@ pub async fn run(
                     || statuses.iter().all(|s| s.initial_routes_received);
                 if complete != learned.complete {
                     learned.complete = complete;
-                    offer(&dataplane, &kernel_view(&learned, plan.as_deref()));
+                    offer(&dataplane, kernel_view(&learned, plan.as_deref()));
                 }
                 let kinds: BTreeMap<IpAddr, PeerKind> = peers.iter().map(|p| (p.settings.address, p.kind)).collect();
                 let kind_of = |address: &IpAddr| kinds.get(address).copied().unwrap_or(PeerKind::Global);
@@ -413,12 +413,139 @@ fn kernel_view(learned: &BgpRoutes, plan: Option<&BgpPlan>) -> BgpRoutes {
     }
 }
 
-fn offer(dataplane: &Handoff<DataplaneInput>, routes: &BgpRoutes) {
-    dataplane.update(|input| input.bgp = Some(routes.clone()));
+fn offer(dataplane: &Handoff<DataplaneInput>, routes: BgpRoutes) {
+    dataplane.update(|input| input.bgp = Some(routes));
 }
 
 fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use calico_api::Resource;
+    use calico_model::resource::{encode, resource_key_of};
+
+    use super::*;
+
+    fn put(value: serde_json::Value) -> SyncEvent {
+        let resource = Resource::from_value(value).expect("a valid resource");
+        SyncEvent::Put(calico_model::KeyValue {
+            key: resource_key_of(&resource),
+            value: encode(&resource),
+            create_revision: 1,
+            mod_revision: 1,
+            version: 1,
+        })
+    }
+
+    fn node(name: &str, address: &str) -> SyncEvent {
+        put(serde_json::json!({
+            "apiVersion": "projectcalico.org/v3", "kind": "Node",
+            "metadata": {"name": name},
+            "spec": {"bgp": {"ipv4Address": address}},
+        }))
+    }
+
+    fn pool(name: &str, cidr: &str, vxlan: &str) -> SyncEvent {
+        put(serde_json::json!({
+            "apiVersion": "projectcalico.org/v3", "kind": "IPPool",
+            "metadata": {"name": name},
+            "spec": {"cidr": cidr, "vxlanMode": vxlan},
+        }))
+    }
+
+    fn net(text: &str) -> IpNet {
+        text.parse().expect("prefix")
+    }
+
+    #[test]
+    fn only_the_resources_bgp_depends_on_change_the_model() {
+        let mut model = BgpModel::default();
+        assert!(model.apply(&node("a", "198.18.0.11/24")));
+        assert!(
+            !model.apply(&node("a", "198.18.0.11/24")),
+            "the same value again"
+        );
+        assert!(model.apply(&pool("p", "198.19.0.0/16", "Never")));
+        let endpoint = put(serde_json::json!({
+            "apiVersion": "projectcalico.org/v3", "kind": "WorkloadEndpoint",
+            "metadata": {"name": "a-k8s-pod-eth0", "namespace": "default"},
+            "spec": {"node": "a", "ipNetworks": ["198.19.0.1/32"]},
+        }));
+        assert!(!model.apply(&endpoint));
+        let key = resource_key_of(
+            &Resource::from_value(serde_json::json!({
+                "apiVersion": "projectcalico.org/v3", "kind": "IPPool",
+                "metadata": {"name": "p"}, "spec": {"cidr": "198.19.0.0/16"},
+            }))
+            .expect("pool"),
+        );
+        assert!(model.apply(&SyncEvent::Delete { key, revision: 2 }));
+    }
+
+    #[test]
+    fn the_plan_meshes_other_nodes_and_originates_this_nodes_blocks() {
+        let mut model = BgpModel::default();
+        for event in [
+            node("a", "198.18.0.11/24"),
+            node("b", "198.18.0.12/24"),
+            pool("plain", "198.19.0.0/17", "Never"),
+            pool("tunnelled", "198.19.128.0/17", "Always"),
+        ] {
+            model.apply(&event);
+        }
+        let blocks = [
+            BlockInfo {
+                cidr: net("198.19.0.0/26"),
+                affinity: Some("a".into()),
+                borrowed: vec![],
+            },
+            BlockInfo {
+                cidr: net("198.19.0.64/26"),
+                affinity: Some("b".into()),
+                borrowed: vec![("198.19.0.70".parse().expect("ip"), "a".into())],
+            },
+        ];
+        let plan = model.plan("a", None, Path::new("/nonexistent"), &blocks);
+        let peers: Vec<IpAddr> = plan
+            .confd
+            .peers
+            .iter()
+            .map(|p| p.settings.address)
+            .collect();
+        assert_eq!(peers, vec!["198.18.0.12".parse::<IpAddr>().expect("ip")]);
+        let originated: Vec<IpNet> = plan.confd.originations.iter().map(|o| o.prefix).collect();
+        assert_eq!(
+            originated,
+            vec![net("198.19.0.0/26"), net("198.19.0.70/32")]
+        );
+        assert_eq!(plan.felix_pools, vec![net("198.19.128.0/17")]);
+    }
+
+    #[test]
+    fn learned_routes_inside_felix_pools_stay_out_of_the_kernel() {
+        let mut learned = BgpRoutes::default();
+        let hop: IpAddr = "198.18.0.12".parse().expect("ip");
+        learned.set(net("198.19.0.64/26"), Some(vec![hop]));
+        learned.set(net("198.19.128.64/26"), Some(vec![hop]));
+        learned.complete = true;
+        let plan = BgpPlan {
+            felix_pools: vec![net("198.19.128.0/17")],
+            ..BgpModel::default().plan("a", None, Path::new("/nonexistent"), &[])
+        };
+        let kernel = kernel_view(&learned, Some(&plan));
+        assert_eq!(
+            kernel.routes.keys().copied().collect::<Vec<_>>(),
+            vec![net("198.19.0.64/26")]
+        );
+        assert!(kernel.complete);
+        assert_eq!(
+            kernel_view(&learned, None).routes.len(),
+            2,
+            "no plan yet: nothing filtered"
+        );
+    }
 }

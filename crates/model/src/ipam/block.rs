@@ -449,6 +449,35 @@ impl BlockRouting {
                 Some((ip, attr.secondary.node.as_deref()))
             })
     }
+
+    /// What routing needs of this block (see [`BlockInfo`]).
+    pub fn info(&self) -> BlockInfo {
+        let affinity = self.host().map(str::to_string);
+        let borrowed = self
+            .allocated_nodes()
+            .filter_map(|(ip, user)| {
+                let user = user?;
+                (Some(user) != affinity.as_deref()).then(|| (ip, user.to_string()))
+            })
+            .collect();
+        BlockInfo {
+            cidr: self.cidr,
+            affinity,
+            borrowed,
+        }
+    }
+}
+
+/// An IPAM block as routing sees it, for Felix's routes and BGP's originations alike: who it is
+/// affine to, and the addresses in it that another node borrowed (each needs its own route to that
+/// node, and that node announces it). Other allocations change no route, so a pod added or removed
+/// in a block changes nothing here and wakes no calculation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BlockInfo {
+    pub cidr: IpNet,
+    pub affinity: Option<String>,
+    /// Allocated addresses whose allocation names a node other than the block's owner, with that node.
+    pub borrowed: Vec<(IpAddr, String)>,
 }
 
 /// Number of addresses in a block, capped so a misconfigured huge block cannot exhaust memory.
