@@ -426,12 +426,9 @@ impl<'a> Context<'a> {
         let me = self.me();
         let ipv4 = me.and_then(|m| m.v4);
         let local_as = self.local_as();
-        let listen_port = self
-            .mine
-            .and_then(|c| c.spec.listen_port)
-            .or_else(|| self.global.and_then(|g| g.listen_port))
-            .and_then(|p| u16::try_from(p).ok())
-            .filter(|p| *p != 0)
+        // The port the other nodes dial us at (worked out, with its problems, in `Context::new`).
+        let listen_port = me
+            .and_then(|m| m.listen_port)
             .unwrap_or(DEFAULT_LISTEN_PORT);
         BgpIdentity {
             // AS 0 is reserved (RFC 7607): no session could be opened with it.

@@ -216,6 +216,32 @@ fn identity_as_port_cluster_and_router_id_overrides() {
     );
 }
 
+/// A node's own listenPort that cannot be used falls back to the cluster's, for the port it listens
+/// on and the port the other nodes dial alike.
+#[test]
+fn an_unusable_node_listen_port_falls_back_to_the_clusters_on_both_ends() {
+    let w = World::default()
+        .node(node("a", "10.0.0.1/24"))
+        .node(node("b", "10.0.0.2/24"))
+        .config(
+            "default",
+            BGPConfigurationSpec {
+                listen_port: Some(1179),
+                ..Default::default()
+            },
+        )
+        .config(
+            "node.a",
+            BGPConfigurationSpec {
+                listen_port: Some(0),
+                ..Default::default()
+            },
+        );
+    assert_eq!(w.run("a").identity.listen_port, 1179);
+    let b = w.run("b");
+    assert_eq!(peer(&b, "Mesh_10_0_0_1").settings.port, 1179);
+}
+
 #[test]
 fn bind_mode_node_ip_listens_on_the_node_address() {
     let c = three_nodes()

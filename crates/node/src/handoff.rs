@@ -51,7 +51,6 @@ impl<T> Handoff<T> {
         replaced
     }
 
-    /// No more values: a waiting [`Handoff::take`] returns [`Taken::Closed`] once the last value is taken.
     /// Changes the value waiting to be taken (a default one when none waits) with `f`: for a value
     /// made of parts that different producers replace independently.
     pub fn update(&self, f: impl FnOnce(&mut T))
@@ -62,6 +61,7 @@ impl<T> Handoff<T> {
         self.changed.notify_all();
     }
 
+    /// No more values: a waiting [`Handoff::take`] returns [`Taken::Closed`] once the last value is taken.
     pub fn close(&self) {
         self.lock().closed = true;
         self.changed.notify_all();
