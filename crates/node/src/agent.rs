@@ -33,7 +33,8 @@ use calico_model::KeyValue;
 use calico_model::ipam::model::parse_block_key;
 use tokio::sync::{mpsc, watch};
 
-use crate::bgp::{BgpModel, BgpPlan, BgpView};
+use crate::bgp::{BgpModel, BgpPlan};
+use crate::bgp_status::NodeBgpStatus;
 use crate::config::Settings;
 use crate::handoff::{Handoff, Taken};
 use crate::input::DataplaneInput;
@@ -56,7 +57,7 @@ pub async fn run(
     identity: &Identity,
     store: Arc<dyn Store>,
     status: Arc<Status>,
-    bgp_view: Arc<std::sync::Mutex<BgpView>>,
+    bgp_status: watch::Sender<NodeBgpStatus>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let client = Client::new(store.clone());
@@ -92,7 +93,7 @@ pub async fn run(
             settings.state_dir.clone(),
             Arc::clone(&handoff),
             Arc::clone(&status),
-            Arc::clone(&bgp_view),
+            bgp_status,
         ));
         let calc = BgpCalc {
             model: BgpModel::default(),

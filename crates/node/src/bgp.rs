@@ -26,7 +26,7 @@ use calico_api::spec::ippool::{EncapMode, IPPoolSpec};
 use calico_api::spec::node::NodeSpec;
 use calico_api::{Kind, Spec};
 use calico_bgp::session::State;
-use calico_bgp::speaker::{PeerStatus, RouteChange, RouteStream, Speaker, SpeakerConfig};
+use calico_bgp::speaker::{RouteChange, RouteStream, Speaker, SpeakerConfig};
 use calico_confd::{
     Confd, ConfdInput, DesiredPeer, Named, Origination, PeerKind, plan_originations, plan_peers,
 };
@@ -38,7 +38,7 @@ use calico_model::resource::decode_kv;
 use ipnet::IpNet;
 use tokio::sync::watch;
 
-use crate::bgp_status;
+use crate::bgp_status::{self, NodeBgpStatus};
 use crate::handoff::Handoff;
 use crate::input::DataplaneInput;
 use crate::status::Status;
@@ -211,27 +211,13 @@ impl BgpPlan {
     }
 }
 
-/// One row of `calicoctl node status`: a configured peer and its session's state.
-#[derive(Clone, Debug)]
-pub struct PeerReport {
-    pub kind: PeerKind,
-    pub status: PeerStatus,
-}
-
-/// The shared view of the speaker, for the status socket and metrics.
-#[derive(Debug, Default)]
-pub struct BgpView {
-    pub running: bool,
-    pub peers: Vec<PeerReport>,
-}
-
 /// Runs the speaker side until the plans stop coming (calico-node is shutting down).
 pub async fn run(
     mut plans: watch::Receiver<Option<Arc<BgpPlan>>>,
     state_dir: PathBuf,
     dataplane: Arc<Handoff<DataplaneInput>>,
     status: Arc<Status>,
-    view: Arc<std::sync::Mutex<BgpView>>,
+    view: watch::Sender<NodeBgpStatus>,
 ) {
     let marker = state_dir.join(RUNNING_MARKER);
     let restarting = marker.exists();
@@ -244,9 +230,9 @@ pub async fn run(
     let mut plan: Option<Arc<BgpPlan>> = None;
     let mut tick = tokio::time::interval(STATUS_INTERVAL);
     // Not ready until the first plan is applied and the sessions are looked at.
-    status.set_bgp_problem(Some(
+    status.set_bgp_problems(vec![
         "BIRD is not ready: waiting for the BGP configuration from the datastore".to_string(),
-    ));
+    ]);
     loop {
         tokio::select! {
             changed = plans.changed() => {
@@ -267,8 +253,8 @@ pub async fn run(
                         learned.complete = true;
                         offer(&dataplane, learned.clone());
                     }
-                    status.set_bgp_problem(None);
-                    lock(&view).running = false;
+                    status.set_bgp_problems(Vec::new());
+                    view.send_replace(NodeBgpStatus { speaker_running: false, peers: Vec::new() });
                     plan = Some(next);
                     continue;
                 };
@@ -282,10 +268,10 @@ pub async fn run(
                             tracing::info!(as_number = config.local_as, router_id = %config.router_id, listen = ?config.listen, restarting, "BGP speaker started");
                             speaker = Some((started_speaker, config));
                             routes = Some(stream);
-                            lock(&view).running = true;
+                            view.send_modify(|v| v.speaker_running = true);
                         }
                         Err(e) => {
-                            status.set_bgp_problem(Some(format!("BIRD is not ready: cannot start the BGP speaker: {e}")));
+                            status.set_bgp_problems(vec![format!("BIRD is not ready: cannot start the BGP speaker: {e}")]);
                             tracing::error!(error = %e, "cannot start the BGP speaker; will retry on the next change");
                             continue;
                         }
@@ -375,16 +361,11 @@ pub async fn run(
                     &rows,
                     started.elapsed() < bgp_status::READINESS_THRESHOLD,
                 );
-                status.set_bgp_problem((!reasons.is_empty()).then(|| reasons.join("\n")));
+                status.set_bgp_problems(reasons);
                 let established = statuses.iter().filter(|s| s.state == State::Established).count();
                 status.metrics.bgp_peers_established.set(established as i64);
                 status.metrics.bgp_peers_not_established.set((statuses.len() - established) as i64);
-                let mut view = lock(&view);
-                view.running = true;
-                view.peers = statuses
-                    .into_iter()
-                    .map(|s| PeerReport { kind: kind_of(&s.address), status: s })
-                    .collect();
+                view.send_replace(NodeBgpStatus { speaker_running: true, peers: rows });
             }
         }
     }
@@ -415,12 +396,6 @@ fn kernel_view(learned: &BgpRoutes, plan: Option<&BgpPlan>) -> BgpRoutes {
 
 fn offer(dataplane: &Handoff<DataplaneInput>, routes: BgpRoutes) {
     dataplane.update(|input| input.bgp = Some(routes));
-}
-
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

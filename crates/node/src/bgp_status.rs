@@ -55,19 +55,6 @@ pub fn peer_rows(peers: impl IntoIterator<Item = (PeerKind, PeerStatus)>) -> Vec
     rows
 }
 
-/// The status of what the speaker side of calico-node last saw ([`crate::bgp::BgpView`]): what the
-/// socket serves.
-pub fn snapshot(view: &crate::bgp::BgpView) -> NodeBgpStatus {
-    NodeBgpStatus {
-        speaker_running: view.running,
-        peers: peer_rows(
-            view.peers
-                .iter()
-                .map(|p| (peer_kind(p.kind), p.status.clone())),
-        ),
-    }
-}
-
 /// confd's name for where a peering comes from, in the status socket's terms.
 pub fn peer_kind(kind: calico_confd::PeerKind) -> PeerKind {
     match kind {

@@ -172,17 +172,13 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             tracing::warn!(error = %format!("{e:#}"), "VXLAN tunnel address not assigned yet; will retry");
         }
     }
-    // The speaker's view, for the node-status socket `calicoctl node status` asks.
-    let bgp_view = Arc::new(std::sync::Mutex::new(calico_node::bgp::BgpView::default()));
-    let view = Arc::clone(&bgp_view);
+    // What the speaker last reported, served on the node-status socket `calicoctl node status` asks.
+    let (bgp_status_tx, bgp_status_rx) = tokio::sync::watch::channel(bgp_status::NodeBgpStatus {
+        speaker_running: false,
+        peers: Vec::new(),
+    });
     let socket = bgp_status::node_status_socket(&settings.state_dir);
-    let _node_status = bgp_status::serve(socket.clone(), move || {
-        bgp_status::snapshot(
-            &view
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
-    })
-    .with_context(|| format!("cannot serve node status on {}", socket.display()))?;
-    agent::run(&settings, &identity, store, status, bgp_view, shutdown).await
+    let _node_status = bgp_status::serve(socket.clone(), move || bgp_status_rx.borrow().clone())
+        .with_context(|| format!("cannot serve node status on {}", socket.display()))?;
+    agent::run(&settings, &identity, store, status, bgp_status_tx, shutdown).await
 }

@@ -52,7 +52,7 @@ pub struct Status {
     /// Why the datastore cannot be used right now, by source (the syncer, the reachability probe).
     datastore_problems: Mutex<BTreeMap<&'static str, String>>,
     /// Why BGP is not ready (peers not Established), as Calico's BIRD readiness check says it.
-    bgp_problem: Mutex<Option<String>>,
+    bgp_problems: Mutex<Vec<String>>,
     /// Datastore requests under way.
     pub datastore_requests: InFlight,
     pub metrics: Metrics,
@@ -114,7 +114,7 @@ impl Status {
             liveness_timeout,
             activities: Mutex::new(Vec::new()),
             datastore_problems: Mutex::new(BTreeMap::new()),
-            bgp_problem: Mutex::new(None),
+            bgp_problems: Mutex::new(Vec::new()),
             datastore_requests: InFlight::default(),
             metrics: Metrics::default(),
         }
@@ -139,7 +139,7 @@ impl Status {
         for problem in lock(&self.datastore_problems).values() {
             reasons.push(format!("not ready: datastore: {problem}"));
         }
-        if let Some(problem) = &*lock(&self.bgp_problem) {
+        for problem in lock(&self.bgp_problems).iter() {
             reasons.push(format!("calico/node is not ready: {problem}"));
         }
         reasons.extend(self.stalls(Instant::now(), STALL_AFTER));
@@ -192,9 +192,9 @@ impl Status {
         }
     }
 
-    /// Records (Some) or clears (None) why BGP is not ready.
-    pub fn set_bgp_problem(&self, problem: Option<String>) {
-        *lock(&self.bgp_problem) = problem;
+    /// Replaces the reasons BGP is not ready (one per line; empty when it is ready).
+    pub fn set_bgp_problems(&self, problems: Vec<String>) {
+        *lock(&self.bgp_problems) = problems;
     }
 
     /// Replaces the list of current dataplane problems.
@@ -583,5 +583,23 @@ x_count 5
         assert!(reason.contains("has not reported"), "{reason}");
         status.heartbeat();
         assert_eq!(status.liveness(), Ok(()));
+    }
+
+    #[test]
+    fn every_bgp_family_line_in_readiness_names_calico_node() {
+        let status = Status::with_liveness_timeout(Duration::from_secs(60));
+        status.set_ready(true, "");
+        status.set_bgp_problems(vec![
+            "BIRD is not ready: BGP not established with 198.18.0.3".into(),
+            "BIRD6 is not ready: BGP not established with fd00::3".into(),
+        ]);
+        assert_eq!(
+            status.readiness(),
+            Err("calico/node is not ready: BIRD is not ready: BGP not established with 198.18.0.3\n\
+                 calico/node is not ready: BIRD6 is not ready: BGP not established with fd00::3"
+                .to_string())
+        );
+        status.set_bgp_problems(Vec::new());
+        assert_eq!(status.readiness(), Ok(()));
     }
 }
