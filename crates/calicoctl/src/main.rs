@@ -4,6 +4,7 @@
 mod input;
 mod ipam;
 mod output;
+mod table;
 mod verbs;
 
 use std::path::PathBuf;

@@ -52,6 +52,72 @@ pub fn node_status_socket_from(env: impl Fn(&str) -> Option<String>) -> PathBuf 
     }
 }
 
+/// The most of a reply read: far more than any node's peers take, and a bound on a broken server.
+pub const MAX_REPLY_BYTES: u64 = 16 << 20;
+
+/// Why the status socket gave no status.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// Nothing listens: calico-node is not running (or left its socket behind when killed).
+    #[error("Calico process is not running.")]
+    NotRunning,
+    /// The socket is root's (mode 0600), as BIRD's is.
+    #[error("Need super user privileges: Operation not permitted")]
+    PermissionDenied,
+    #[error("Error querying calico-node on {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("Error querying calico-node on {path}: not a status reply")]
+    Malformed {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("Error querying calico-node on {path}: {message}")]
+    Refused { path: PathBuf, message: String },
+}
+
+/// Asks the calico-node serving `path` for its BGP status, as `calicoctl node status` does.
+pub fn query(path: &Path) -> Result<NodeBgpStatus, QueryError> {
+    use std::io::{ErrorKind, Read, Write};
+    let io = |source: std::io::Error| QueryError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut stream = std::os::unix::net::UnixStream::connect(path).map_err(|e| match e.kind() {
+        ErrorKind::NotFound | ErrorKind::ConnectionRefused => QueryError::NotRunning,
+        ErrorKind::PermissionDenied => QueryError::PermissionDenied,
+        _ => io(e),
+    })?;
+    stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(io)?;
+    stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
+    let mut request =
+        serde_json::to_vec(&Request::BgpStatus).map_err(|source| QueryError::Malformed {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    request.push(b'\n');
+    stream.write_all(&request).map_err(io)?;
+    let mut reply = Vec::new();
+    stream
+        .take(MAX_REPLY_BYTES)
+        .read_to_end(&mut reply)
+        .map_err(io)?;
+    match serde_json::from_slice(&reply).map_err(|source| QueryError::Malformed {
+        path: path.to_path_buf(),
+        source,
+    })? {
+        Reply::BgpStatus(status) => Ok(status),
+        Reply::Error(message) => Err(QueryError::Refused {
+            path: path.to_path_buf(),
+            message,
+        }),
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "kebab-case")]
 pub enum Request {

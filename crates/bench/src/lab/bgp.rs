@@ -725,26 +725,9 @@ fn static_neighbours(hosts: &[HostState], reflectors: usize) -> Result<usize> {
 /// the INFO column of the others with counts (e.g. `Idle Socket: Connection closed x9`). Asked on the
 /// host's node-status socket, as calicoctl asks it.
 fn session_census(host: &HostState) -> Result<String> {
-    use calico_contracts::node_status::{
-        IO_TIMEOUT, NodeBgpStatus, Reply, Request, SessionState, node_status_socket,
-    };
-    use std::io::{Read, Write};
-    let path = node_status_socket(Path::new(&host.state_dir));
-    let mut stream = std::os::unix::net::UnixStream::connect(&path)
-        .with_context(|| format!("connecting to {}", path.display()))?;
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    let mut request = serde_json::to_vec(&Request::BgpStatus)?;
-    request.push(b'\n');
-    stream.write_all(&request)?;
-    let mut reply = Vec::new();
-    stream.take(16 << 20).read_to_end(&mut reply)?;
-    let status: NodeBgpStatus = match serde_json::from_slice(&reply)
-        .with_context(|| format!("{}'s node status reply", host.name))?
-    {
-        Reply::BgpStatus(status) => status,
-        Reply::Error(e) => bail!("{}'s node status: {e}", host.name),
-    };
+    use calico_contracts::node_status::{SessionState, node_status_socket, query};
+    let status = query(&node_status_socket(Path::new(&host.state_dir)))
+        .with_context(|| format!("{}'s node status", host.name))?;
     let total = status.peers.len();
     let established = status
         .peers

@@ -10,7 +10,8 @@ use clap::Args;
 use ipnet::IpNet;
 
 use super::parse_ip;
-use super::table::{box_table, go_g5, with_percentage};
+use super::table::{go_g5, with_percentage};
+use crate::table::box_table;
 
 #[derive(Args)]
 #[group(multiple = false)]
