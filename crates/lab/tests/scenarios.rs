@@ -1394,6 +1394,138 @@ fn bgp_mode_mesh_carries_pod_routes_and_turning_it_off_withdraws_them() {
     let _ = std::fs::remove_file(&config);
 }
 
+/// Sends SIGCONT to a process stopped by a test when dropped, so a failing test does not leave it stopped.
+struct Stopped(u32);
+
+impl Stopped {
+    fn stop(pid: u32) -> Stopped {
+        signal(pid, nix::sys::signal::Signal::SIGSTOP);
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.0).unwrap_or(0));
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
+    }
+}
+
+/// BGP mode on etcd with the datastore cut off from every host for 60 s (the relay that carries the
+/// hosts' etcd connections is stopped, so their packets go unanswered as in a partition): the BGP
+/// sessions stay Established, the `proto bird` routes stay, and pods keep talking. A change made
+/// meanwhile (the mesh turned off, straight into etcd from outside the hosts) takes effect once the
+/// datastore is back.
+#[test]
+fn bgp_sessions_and_routes_stay_while_the_datastore_is_unreachable_for_60_s() {
+    tool("etcd", "etcd-server");
+    let lab = Lab::up(
+        "bgpdsgone",
+        &[
+            "--datastore",
+            "etcd",
+            "--nodes",
+            "3",
+            "--pods-per-node",
+            "1",
+            "--encap",
+            "none",
+        ],
+    );
+    let hosts = lab.host_names();
+    let before: Vec<Vec<String>> = hosts
+        .iter()
+        .map(|h| {
+            let mut r = bird_routes(&lab.host_ns(h));
+            r.sort();
+            r
+        })
+        .collect();
+    for (host, routes) in hosts.iter().zip(&before) {
+        assert_eq!(
+            routes.len(),
+            2,
+            "{host} starts with a route to each other host's block: {routes:?}"
+        );
+    }
+    let node_pids: Vec<u32> = hosts.iter().map(|h| pid_of(&lab, h)).collect();
+    let relay = lab.state["pids"]["relay"]
+        .as_u64()
+        .and_then(|p| u32::try_from(p).ok())
+        .unwrap_or_else(|| panic!("no relay pid in the lab state: {}", lab.state["pids"]));
+    let (a, b) = (lab.pod("node1-pod1"), lab.pod("node3-pod1"));
+    assert!(ping_once(&a.ns, &b.ip), "pod to pod before the outage");
+
+    let stopped = Stopped::stop(relay);
+    let started = Instant::now();
+    let config = std::env::temp_dir().join(format!("{}-bgpconfig.yaml", lab.name));
+    std::fs::write(
+        &config,
+        "apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata:\n  name: default\nspec:\n  nodeToNodeMeshEnabled: false\n  asNumber: 64512\n",
+    )
+    .expect("write the BGPConfiguration");
+    // calicoctl runs outside the hosts and reaches etcd directly, not through the stopped relay.
+    lab.calicoctl_ok(&["apply", "-f", &config.display().to_string()]);
+    let _ = std::fs::remove_file(&config);
+    let mut checks = 0;
+    while started.elapsed() < Duration::from_secs(60) {
+        thread::sleep(Duration::from_secs(5));
+        checks += 1;
+        for ((host, routes), pid) in hosts.iter().zip(&before).zip(&node_pids) {
+            assert!(
+                alive(*pid),
+                "{host}'s calico-node exited during the outage:\n{}",
+                lab.log_tail(host)
+            );
+            let mut now = bird_routes(&lab.host_ns(host));
+            now.sort();
+            assert_eq!(
+                &now,
+                routes,
+                "{host}'s BGP routes changed {:.0} s into the outage",
+                started.elapsed().as_secs_f64()
+            );
+            let status = node_status(&lab, host);
+            let established = status.lines().filter(|l| l.contains("Established")).count();
+            assert_eq!(
+                established,
+                2,
+                "{host}'s sessions {:.0} s into the outage:\n{status}",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        assert!(
+            ping_once(&a.ns, &b.ip),
+            "pod to pod {:.0} s into the outage",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    assert!(checks >= 10, "only {checks} checks in 60 s");
+
+    // The datastore is back: the mesh-off change made meanwhile applies.
+    drop(stopped);
+    let applied = wait_for(Duration::from_secs(60), Duration::from_millis(200), || {
+        hosts
+            .iter()
+            .all(|h| bird_routes(&lab.host_ns(h)).is_empty())
+    });
+    assert!(
+        applied.is_some(),
+        "the mesh was turned off during the outage, but node1 still has {:?} 60 s after the datastore came back:\n{}",
+        bird_routes(&lab.host_ns("node1")),
+        lab.log_tail("node1")
+    );
+    eprintln!(
+        "[{}] the change made during the outage applied on every host {:.1} s after the datastore came back",
+        lab.name,
+        applied.expect("checked").as_secs_f64()
+    );
+    assert!(
+        !ping_once(&a.ns, &b.ip),
+        "mesh off: no route between the pods"
+    );
+}
+
 /// `calicoctl node status` run inside `host` (it asks that host's calico-node over its socket).
 fn node_status(lab: &Lab, host: &str) -> String {
     let calicoctl = workspace_binary("calicoctl");
