@@ -26,7 +26,7 @@ use calico_api::spec::ippool::{EncapMode, IPPoolSpec};
 use calico_api::spec::node::NodeSpec;
 use calico_api::{Kind, Spec};
 use calico_bgp::session::State;
-use calico_bgp::speaker::{RouteChange, RouteStream, Speaker, SpeakerConfig};
+use calico_bgp::speaker::{Communities, RouteChange, RouteStream, Speaker, SpeakerConfig};
 use calico_confd::{
     Confd, ConfdInput, DesiredPeer, Named, Origination, PeerKind, plan_originations, plan_peers,
 };
@@ -308,7 +308,11 @@ pub async fn run(
                     let _ = running.withdraw(*prefix).await;
                 }
                 for origination in &ops.originate {
-                    if let Err(e) = running.originate(origination.prefix, None).await {
+                    let communities = Communities {
+                        standard: origination.communities.clone(),
+                        large: origination.large_communities.clone(),
+                    };
+                    if let Err(e) = running.originate(origination.prefix, None, communities).await {
                         tracing::warn!(error = %e, prefix = %origination.prefix, "cannot originate a prefix");
                     }
                 }

@@ -3,7 +3,8 @@
 //!
 //! Usage: `calico-bgp-speaker CONFIG.json [--restarting]`
 //!
-//! Commands, one per line on stdin: `originate PREFIX [NEXT_HOP]`, `withdraw PREFIX`, `status`,
+//! Commands, one per line on stdin: `originate PREFIX [NEXT_HOP] [COMMUNITY...]` (each community
+//! `aa:nn`, or `aa:nn:mm` for a large one), `withdraw PREFIX`, `status`,
 //! `reload` (read the config file again and apply its peers and identity). Output, one JSON
 //! object per line on stdout: `{"event":"started","listen":…}`, `{"event":"route",…}` for
 //! every best-path change, `{"event":"status","peers":[…]}`, `{"event":"error","message":…}`.
@@ -19,8 +20,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use calico_bgp::policy::{Filter, FilterRule, MatchOperator, RuleAction};
 use calico_bgp::rib::NextHopMode;
 use calico_bgp::speaker::{
-    PeerSettings, PeerStatus, RouteChange, RouteStream, Speaker, SpeakerConfig,
+    Communities, PeerSettings, PeerStatus, RouteChange, RouteStream, Speaker, SpeakerConfig,
 };
+use calico_bgp::wire::LargeCommunity;
 use ipnet::IpNet;
 use serde::Deserialize;
 use serde_json::json;
@@ -304,20 +306,43 @@ async fn apply(speaker: &Speaker, config: &Config, known: &mut BTreeSet<IpAddr>)
     *known = wanted;
 }
 
+/// The words after `originate PREFIX`: an optional next hop, then communities.
+fn origin_args(words: &[&str]) -> Result<(Option<IpAddr>, Communities), String> {
+    let mut next_hop = None;
+    let mut communities = Communities::default();
+    for (i, word) in words.iter().enumerate() {
+        if i == 0
+            && let Ok(nh) = word.parse::<IpAddr>()
+        {
+            next_hop = Some(nh);
+            continue;
+        }
+        let parts: Result<Vec<u32>, _> = word.split(':').map(str::parse::<u32>).collect();
+        match parts.as_deref() {
+            Ok([a, n]) if *a <= 0xffff && *n <= 0xffff => communities.standard.push(a << 16 | n),
+            Ok([a, b, c]) => communities.large.push(LargeCommunity {
+                global_admin: *a,
+                local_data_1: *b,
+                local_data_2: *c,
+            }),
+            _ => return Err(format!("{word} is neither a next hop nor a community")),
+        }
+    }
+    Ok((next_hop, communities))
+}
+
 async fn command(speaker: &Speaker, line: &str, config_path: &Path, known: &mut BTreeSet<IpAddr>) {
     let words: Vec<&str> = line.split_whitespace().collect();
     let result: Result<(), String> = match words.as_slice() {
         [] => Ok(()),
-        ["originate", prefix, rest @ ..] => match (prefix.parse::<IpNet>(), rest) {
-            (Ok(p), []) => speaker.originate(p, None).await.map_err(|e| e.to_string()),
-            (Ok(p), [nh]) => match nh.parse::<IpAddr>() {
-                Ok(nh) => speaker
-                    .originate(p, Some(nh))
-                    .await
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(format!("next hop {nh}: {e}")),
-            },
-            (Ok(_), _) => Err("usage: originate PREFIX [NEXT_HOP]".into()),
+        ["originate", prefix, rest @ ..] => match (prefix.parse::<IpNet>(), origin_args(rest)) {
+            (Ok(p), Ok((next_hop, communities))) => speaker
+                .originate(p, next_hop, communities)
+                .await
+                .map_err(|e| e.to_string()),
+            (Ok(_), Err(e)) => Err(format!(
+                "{e} (usage: originate PREFIX [NEXT_HOP] [COMMUNITY...])"
+            )),
             (Err(e), _) => Err(format!("prefix {prefix}: {e}")),
         },
         ["withdraw", prefix] => match prefix.parse::<IpNet>() {
@@ -362,7 +387,7 @@ async fn run(config_path: PathBuf, restarting: bool) -> Result<(), String> {
     let mut known = BTreeSet::new();
     for prefix in &config.originate {
         speaker
-            .originate(*prefix, None)
+            .originate(*prefix, None, Communities::default())
             .await
             .map_err(|e| e.to_string())?;
     }

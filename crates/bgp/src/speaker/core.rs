@@ -326,14 +326,17 @@ impl Core {
             } => {
                 let _ = done.send(self.set_identity(local_as, router_id, cluster_id));
             }
-            Request::Originate(prefix, next_hop) => {
+            Request::Originate(prefix, next_hop, communities) => {
                 let next_hop = next_hop.unwrap_or(match prefix {
                     IpNet::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                     IpNet::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
                 });
-                let changes = self
-                    .rib
-                    .originate(prefix, PathAttributes::default(), next_hop);
+                let attrs = PathAttributes {
+                    communities: communities.standard,
+                    large_communities: communities.large,
+                    ..PathAttributes::default()
+                };
+                let changes = self.rib.originate(prefix, attrs, next_hop);
                 self.propagate(changes);
             }
             Request::Withdraw(prefix) => {
@@ -1434,7 +1437,7 @@ mod tests {
             .map(|i| format!("198.19.{i}.0/24").parse().expect("prefix"))
             .collect();
         for p in &prefixes {
-            core.on_request(Request::Originate(*p, None));
+            core.on_request(Request::Originate(*p, None, Default::default()));
         }
         assert_eq!(
             announced(&mut fast),
@@ -1450,7 +1453,7 @@ mod tests {
 
         // More churn while it is stuck costs nothing more than the set of prefixes.
         core.on_request(Request::Withdraw(prefixes[0]));
-        core.on_request(Request::Originate(prefixes[0], None));
+        core.on_request(Request::Originate(prefixes[0], None, Default::default()));
         core.on_request(Request::Withdraw(prefixes[0]));
         assert_eq!(core.peers[&slow_addr].pending.len(), 3);
 
@@ -1470,5 +1473,53 @@ mod tests {
             1
         );
         assert!(!core.has_backlog());
+    }
+
+    /// What a peer is sent for an originated prefix carries its communities, and originating
+    /// it again with others sends the new ones (the same ones again send nothing).
+    #[tokio::test]
+    async fn originated_prefixes_carry_their_communities() {
+        let (routes, _routes) = mpsc::channel(16);
+        let cfg = SpeakerConfig {
+            listen: None,
+            ..SpeakerConfig::new(64512, v4("198.18.0.1"))
+        };
+        let (mut core, _) = Core::new(cfg, routes).await.expect("core");
+        let mut rx = fake_peer(&mut core, "198.18.0.2");
+        let prefix: IpNet = "198.19.30.0/24".parse().expect("prefix");
+        let large = |a, b, c| crate::wire::LargeCommunity {
+            global_admin: a,
+            local_data_1: b,
+            local_data_2: c,
+        };
+        let originate = |core: &mut Core, standard: Vec<u32>, large| {
+            let communities = super::super::Communities { standard, large }.normalized();
+            core.on_request(Request::Originate(prefix, None, communities));
+        };
+        let mut held = BTreeMap::new();
+
+        originate(
+            &mut core,
+            vec![65001 << 16 | 100, 65000 << 16 | 1, 65001 << 16 | 100],
+            vec![large(65001, 7, 9)],
+        );
+        replay(&mut rx, &mut held);
+        let sent = held.get(&prefix).expect("announced");
+        assert_eq!(sent.communities, [65000 << 16 | 1, 65001 << 16 | 100]);
+        assert_eq!(sent.large_communities, [large(65001, 7, 9)]);
+
+        // The same set in another order: nothing to send.
+        originate(
+            &mut core,
+            vec![65001 << 16 | 100, 65000 << 16 | 1],
+            vec![large(65001, 7, 9)],
+        );
+        assert!(announced(&mut rx).is_empty());
+
+        originate(&mut core, vec![65001 << 16 | 200], vec![]);
+        replay(&mut rx, &mut held);
+        let sent = held.get(&prefix).expect("announced");
+        assert_eq!(sent.communities, [65001 << 16 | 200]);
+        assert!(sent.large_communities.is_empty());
     }
 }

@@ -48,6 +48,7 @@ use crate::policy::Filter;
 use crate::rib::NextHopMode;
 pub use crate::rib::NextHops;
 use crate::session::{ConfigError, State};
+use crate::wire::LargeCommunity;
 
 /// Most UPDATE batches a session may have queued and not yet written.
 pub const MAX_BATCHES_IN_FLIGHT: usize = 8;
@@ -150,6 +151,27 @@ impl PeerSettings {
             export: Filter::default(),
             max_prefixes: None,
         }
+    }
+}
+
+/// The communities an originated prefix carries (BGPConfiguration `communities` and
+/// `prefixAdvertisements`). Order and repetition do not matter: they are sent sorted, each once.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Communities {
+    /// RFC 1997 communities, `aa:nn` as `aa << 16 | nn`.
+    pub standard: Vec<u32>,
+    /// RFC 8092 large communities.
+    pub large: Vec<LargeCommunity>,
+}
+
+impl Communities {
+    /// Sorted, each value once.
+    fn normalized(mut self) -> Communities {
+        self.standard.sort_unstable();
+        self.standard.dedup();
+        self.large.sort_unstable();
+        self.large.dedup();
+        self
     }
 }
 
@@ -283,7 +305,7 @@ enum Request {
         cluster_id: Option<Ipv4Addr>,
         done: oneshot::Sender<Result<(), SpeakerError>>,
     },
-    Originate(IpNet, Option<IpAddr>),
+    Originate(IpNet, Option<IpAddr>, Communities),
     Withdraw(IpNet),
     InitialRoutesDone,
     Status(oneshot::Sender<Vec<PeerStatus>>),
@@ -354,12 +376,14 @@ impl Speaker {
         .await?
     }
 
-    /// Originates `prefix`; with `next_hop` `None` each peer is sent our address on its
-    /// session.
+    /// Originates `prefix` with `communities`; with `next_hop` `None` each peer is sent our
+    /// address on its session. Originating a prefix again replaces what it was originated with:
+    /// peers are sent the new communities (nothing when they are the same).
     pub async fn originate(
         &self,
         prefix: IpNet,
         next_hop: Option<IpAddr>,
+        communities: Communities,
     ) -> Result<(), SpeakerError> {
         if let Some(nh) = next_hop
             && nh.is_ipv4() != matches!(prefix, IpNet::V4(_))
@@ -369,8 +393,12 @@ impl Speaker {
                 next_hop: nh,
             });
         }
-        self.request(Request::Originate(prefix.trunc(), next_hop))
-            .await
+        self.request(Request::Originate(
+            prefix.trunc(),
+            next_hop,
+            communities.normalized(),
+        ))
+        .await
     }
 
     pub async fn withdraw(&self, prefix: IpNet) -> Result<(), SpeakerError> {

@@ -175,7 +175,7 @@ async fn routes_filters_and_refresh_between_two_speakers() {
     b.set_peer(peer("127.0.0.11", a_port, "127.0.0.12", true))
         .await
         .expect("peer a");
-    a.originate(net("198.19.1.0/24"), None)
+    a.originate(net("198.19.1.0/24"), None, Communities::default())
         .await
         .expect("originate");
     until_status(&a, "127.0.0.12", "a established", established).await;
@@ -278,7 +278,7 @@ async fn changing_one_peer_leaves_the_others_alone() {
     c.set_peer(peer("127.0.0.21", a_port, "127.0.0.23", true))
         .await
         .expect("c-a");
-    a.originate(net("198.19.2.0/24"), None)
+    a.originate(net("198.19.2.0/24"), None, Communities::default())
         .await
         .expect("originate");
     let b_up = until_status(&a, "127.0.0.22", "a-b up", established).await;
@@ -345,7 +345,9 @@ async fn an_unread_route_stream_coalesces_and_blocks_nothing() {
         .map(|i| net(&format!("198.19.{i}.0/24")))
         .collect();
     for p in &prefixes {
-        a.originate(*p, None).await.expect("originate");
+        a.originate(*p, None, Communities::default())
+            .await
+            .expect("originate");
     }
     // Nobody reads b's stream, yet b takes every route and answers.
     until_status(&b, "127.0.0.32", "all accepted", |s| s.accepted == 50).await;
@@ -413,8 +415,12 @@ async fn bad_settings_are_refused_before_anything_changes() {
     no_listener.shutdown().await;
     assert!(matches!(other.status().await, Err(SpeakerError::Stopped)));
     assert!(matches!(
-        a.originate(net("198.19.0.0/24"), Some("2001:2::1".parse().expect("v6")))
-            .await,
+        a.originate(
+            net("198.19.0.0/24"),
+            Some("2001:2::1".parse().expect("v6")),
+            Communities::default()
+        )
+        .await,
         Err(SpeakerError::NextHopFamily { .. })
     ));
     a.shutdown().await;
@@ -476,7 +482,7 @@ async fn a_restarting_speaker_holds_its_routes_until_told() {
         .await
         .expect("b-a");
     until_status(&b, "127.0.0.61", "up", established).await;
-    a.originate(net("198.19.6.0/24"), None)
+    a.originate(net("198.19.6.0/24"), None, Communities::default())
         .await
         .expect("originate");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -523,11 +529,11 @@ async fn ipv6_sessions_carry_ipv6_routes() {
     };
     a.set_peer(v6_peer(port(&b), false)).await.expect("a-b");
     b.set_peer(v6_peer(port(&a), true)).await.expect("b-a");
-    a.originate(net("2001:2:0:71::/64"), None)
+    a.originate(net("2001:2:0:71::/64"), None, Communities::default())
         .await
         .expect("originate");
     // An IPv4 prefix has no session to go on.
-    a.originate(net("198.19.71.0/24"), None)
+    a.originate(net("198.19.71.0/24"), None, Communities::default())
         .await
         .expect("originate");
     assert_eq!(
@@ -585,11 +591,15 @@ async fn routes_of_one_family_never_go_on_a_session_of_the_other() {
     })
     .await
     .expect("c-b");
-    a.originate(net("198.19.81.0/24"), Some(IpAddr::V4(v4("127.0.0.81"))))
-        .await
-        .expect("originate v4");
+    a.originate(
+        net("198.19.81.0/24"),
+        Some(IpAddr::V4(v4("127.0.0.81"))),
+        Communities::default(),
+    )
+    .await
+    .expect("originate v4");
     until_status(&b, "127.0.0.81", "b has a's route", |s| s.accepted == 1).await;
-    b.originate(net("2001:2:0:82::/64"), None)
+    b.originate(net("2001:2:0:82::/64"), None, Communities::default())
         .await
         .expect("originate v6");
     assert!(matches!(
@@ -623,7 +633,7 @@ async fn next_hop_self_toward_a_reflection_client() {
     c.set_peer(peer("127.0.0.92", b_port, "127.0.0.93", true))
         .await
         .expect("c-b");
-    a.originate(net("198.19.91.0/24"), None)
+    a.originate(net("198.19.91.0/24"), None, Communities::default())
         .await
         .expect("originate");
     // Reflected: the next hop stays a's.
@@ -667,7 +677,7 @@ async fn making_a_peer_a_client_reflects_its_routes_to_the_others() {
     c.set_peer(peer("127.0.0.102", b_port, "127.0.0.103", true))
         .await
         .expect("c-b");
-    a.originate(net("198.19.101.0/24"), None)
+    a.originate(net("198.19.101.0/24"), None, Communities::default())
         .await
         .expect("originate");
     until_status(&b, "127.0.0.101", "b has a's route", |s| s.accepted == 1).await;
@@ -698,11 +708,15 @@ async fn a_peer_past_its_prefix_limit_is_reset_and_others_keep_theirs() {
     let (b, mut b_routes, b_port) = loopback_speaker("127.0.0.112").await;
     let (c, _c_routes, c_port) = loopback_speaker("127.0.0.113").await;
     for i in 0..30 {
-        a.originate(net(&format!("198.19.{i}.0/24")), None)
-            .await
-            .expect("originate");
+        a.originate(
+            net(&format!("198.19.{i}.0/24")),
+            None,
+            Communities::default(),
+        )
+        .await
+        .expect("originate");
     }
-    c.originate(net("198.18.200.0/24"), None)
+    c.originate(net("198.18.200.0/24"), None, Communities::default())
         .await
         .expect("originate");
     a.set_peer(peer("127.0.0.112", b_port, "127.0.0.111", false))

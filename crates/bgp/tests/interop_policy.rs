@@ -1,0 +1,78 @@
+//! Route policy of the `calico-bgp-speaker` process (our [`Speaker`](calico_bgp::speaker::Speaker))
+//! seen by BIRD 2 on a LAN of network namespaces (root): communities on the prefixes we
+//! originate. Timers are short (hold 3 s, retries 1 s).
+
+mod support;
+
+use support::bird::{self, Bird};
+use support::eventually;
+use support::lan::Lan;
+use support::ours::{self, Ours};
+
+/// `birdc show route for PREFIX all` once `ok` accepts it.
+fn bird_route_where(bird: &Bird, prefix: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    eventually(&format!("BIRD shows {prefix} {what}"), || {
+        let out = bird.route(prefix)?;
+        if ok(&out) { Ok(out) } else { Err(out) }
+    })
+}
+
+/// The value of attribute `name` (`BGP.community`) in a `show route all` listing, spaces
+/// removed; `None` when BIRD shows no such attribute.
+fn attribute(shown: &str, name: &str) -> Option<String> {
+    shown.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .map(|v| v.split_whitespace().collect::<String>())
+    })
+}
+
+#[test]
+fn bird_sees_the_communities_of_what_we_originate() {
+    let lan = Lan::new("comm", 50);
+    let (n1, n2) = (lan.node(1), lan.node(2));
+    let mut bird = Bird::start(
+        &n2.ns,
+        &bird::config(n2.addr, &[], &bird::ibgp_peer("n1", n2.addr, n1.addr, "")),
+        &[],
+    );
+    let mut ours = Ours::start(
+        "ours",
+        &n1.ns,
+        &ours::config(64512, n1.addr, vec![ours::peer(n2.addr, 64512)], &[]),
+    );
+    ours.wait_established(n2.addr);
+    bird.wait_established("n1");
+
+    let prefix = "198.19.50.0/24";
+    ours.send(&format!("originate {prefix} 65001:100 65000:1 65001:7:9"));
+    let shown = bird_route_where(&bird, prefix, "with communities", |out| {
+        attribute(out, "BGP.community").is_some()
+    });
+    assert_eq!(
+        attribute(&shown, "BGP.community").as_deref(),
+        Some("(65000,1)(65001,100)"),
+        "{shown}"
+    );
+    assert_eq!(
+        attribute(&shown, "BGP.large_community").as_deref(),
+        Some("(65001,7,9)"),
+        "{shown}"
+    );
+
+    // Originated again with other communities: BIRD's route changes to them.
+    ours.send(&format!("originate {prefix} 65001:200"));
+    let shown = bird_route_where(&bird, prefix, "with the new community", |out| {
+        attribute(out, "BGP.community").as_deref() == Some("(65001,200)")
+    });
+    assert_eq!(attribute(&shown, "BGP.large_community"), None, "{shown}");
+
+    // And without any.
+    ours.send(&format!("originate {prefix}"));
+    let shown = bird_route_where(&bird, prefix, "without communities", |out| {
+        out.contains("BGP.next_hop") && attribute(out, "BGP.community").is_none()
+    });
+    assert_eq!(attribute(&shown, "BGP.large_community"), None, "{shown}");
+    bird.daemon.check_running();
+}
