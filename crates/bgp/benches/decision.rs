@@ -30,6 +30,7 @@ fn peer(n: u32) -> PeerInfo {
         self_v6: None,
         import: Filter::default(),
         export: Filter::default(),
+        allow_local_as: 0,
     }
 }
 

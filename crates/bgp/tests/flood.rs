@@ -141,6 +141,7 @@ fn peer_info(id: Ipv4Addr) -> PeerInfo {
         self_v6: None,
         import: Filter::default(),
         export: Filter::default(),
+        allow_local_as: 0,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Route policy of the `calico-bgp-speaker` process (our [`Speaker`](calico_bgp::speaker::Speaker))
-//! seen by BIRD 2 on a LAN of network namespaces (root): communities on the prefixes we
-//! originate. Timers are short (hold 3 s, retries 1 s).
+//! with BIRD 2 on a LAN of network namespaces (root): communities on the prefixes we
+//! originate, routes with our own AS in their path (`allow_local_as`). Timers are short
+//! (hold 3 s, retries 1 s).
 
 mod support;
 
@@ -74,5 +75,72 @@ fn bird_sees_the_communities_of_what_we_originate() {
         out.contains("BGP.next_hop") && attribute(out, "BGP.community").is_none()
     });
     assert_eq!(attribute(&shown, "BGP.large_community"), None, "{shown}");
+    bird.daemon.check_running();
+}
+
+#[test]
+fn routes_with_our_as_in_the_path_are_accepted_as_often_as_allowed() {
+    let lan = Lan::new("allowas", 51);
+    let (n1, n2) = (lan.node(1), lan.node(2));
+    // BIRD (AS 65001) sends 198.19.51.0/24 with our AS 64512 in its path, 198.19.52.0/24
+    // without.
+    let protocol = format!(
+        r#"protocol bgp n1 {{
+  local {bird} as 65001;
+  neighbor {us} as 64512;
+  direct;
+  hold time 3;
+  connect delay time 1;
+  connect retry time 1;
+  error wait time 1, 2;
+  ipv4 {{
+    import all;
+    export filter {{
+      if net = 198.19.51.0/24 then bgp_path.prepend(64512);
+      accept;
+    }};
+  }};
+}}
+"#,
+        bird = n2.addr,
+        us = n1.addr
+    );
+    let mut bird = Bird::start(
+        &n2.ns,
+        &bird::config(n2.addr, &["198.19.51.0/24", "198.19.52.0/24"], &protocol),
+        &[],
+    );
+    let peer = |allow: u32| {
+        let mut p = ours::peer(n2.addr, 65001);
+        p["allow_local_as"] = serde_json::json!(allow);
+        p
+    };
+    let mut ours = Ours::start(
+        "ours",
+        &n1.ns,
+        &ours::config(64512, n1.addr, vec![peer(0)], &[]),
+    );
+    ours.wait_established(n2.addr);
+    bird.wait_established("n1");
+
+    // N = 0: both arrive, the one with our AS is refused.
+    ours.wait("198.19.52.0/24 from BIRD", |s| {
+        s.routes.contains_key("198.19.52.0/24").then_some(())
+    });
+    let st = ours.wait_peer(n2.addr, "both routes received", |s| s["received"] == 2);
+    assert_eq!(st["accepted"], 1, "{st}");
+    assert_eq!(ours.route("198.19.51.0/24"), None);
+
+    // N = 1: asked for again, and accepted.
+    ours.reload(&ours::config(64512, n1.addr, vec![peer(1)], &[]));
+    ours.wait("198.19.51.0/24 accepted", |s| {
+        s.routes.get("198.19.51.0/24").cloned()
+    });
+    let st = ours.wait_peer(n2.addr, "both routes accepted", |s| s["accepted"] == 2);
+    assert_eq!(st["received"], 2, "{st}");
+    assert_eq!(
+        ours.route("198.19.52.0/24"),
+        Some(vec![n2.addr.to_string()])
+    );
     bird.daemon.check_running();
 }

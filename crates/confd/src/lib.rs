@@ -179,9 +179,6 @@ pub struct DesiredPeer {
     pub source: Option<String>,
     /// `reachableBy`: the caller adds a host route to the peer via this gateway.
     pub reachable_by: Option<IpAddr>,
-    /// `numAllowedLocalASNumbers` (BIRD's `allow local as`); the speaker does not honour it yet,
-    /// which is reported as a problem.
-    pub allow_local_as: Option<u32>,
 }
 
 /// Why a prefix is originated.

@@ -217,7 +217,6 @@ fn mesh(
                 settings: s,
                 source: None,
                 reachable_by: None,
-                allow_local_as: None,
             });
         }
     }
@@ -597,24 +596,16 @@ fn build(
             }
         }
     };
-    let allow_local_as = spec
+    // BIRD's `allow local as N`: rendered only for a positive number.
+    s.allow_local_as = spec
         .num_allowed_local_as_numbers
         .filter(|n| *n > 0)
-        .map(|n| n.unsigned_abs());
-    if let Some(n) = allow_local_as {
-        problem(
-            "spec.numAllowedLocalASNumbers",
-            format!(
-                "{name}: allow local as {n} is not supported by the speaker yet: routes with our AS in their path are still refused"
-            ),
-        );
-    }
+        .map_or(0, |n| n.unsigned_abs());
     Some(DesiredPeer {
         name,
         kind: c.kind,
         settings: s,
         source: Some(c.res.name.clone()),
         reachable_by,
-        allow_local_as,
     })
 }

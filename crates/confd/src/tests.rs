@@ -956,13 +956,44 @@ fn input_order_does_not_matter() {
 }
 
 #[test]
+fn num_allowed_local_as_numbers_reaches_the_speaker() {
+    let allowing = |n: Option<i32>| BGPPeerSpec {
+        num_allowed_local_as_numbers: n,
+        ..peer_ip("192.0.2.1", 65001)
+    };
+    for (n, allowed) in [(Some(2), 2), (Some(1), 1), (Some(0), 0), (None, 0)] {
+        let c = three_nodes()
+            .no_mesh()
+            .peer("allow", allowing(n))
+            .run("node1");
+        assert_eq!(c.peers[0].settings.allow_local_as, allowed, "{n:?}");
+        assert!(
+            !has_problem(&c, "BGPPeer", "allow", "spec.numAllowedLocalASNumbers"),
+            "{:?}",
+            c.problems
+        );
+    }
+    // A change of it is a change of the peer's settings: applied to the speaker.
+    let before = three_nodes()
+        .no_mesh()
+        .peer("allow", allowing(None))
+        .run("node1");
+    let after = three_nodes()
+        .no_mesh()
+        .peer("allow", allowing(Some(1)))
+        .run("node1");
+    let ops = plan_peers(&before.peers, &after.peers);
+    assert_eq!(ops.add_or_change.len(), 1);
+    assert_eq!(ops.add_or_change[0].settings.allow_local_as, 1);
+}
+
+#[test]
 fn unsupported_settings_are_reported() {
     let c = three_nodes()
         .no_mesh()
         .peer(
             "allow",
             BGPPeerSpec {
-                num_allowed_local_as_numbers: Some(2),
                 ttl_security: Some(1),
                 ..peer_ip("192.0.2.1", 65001)
             },
@@ -977,14 +1008,7 @@ fn unsupported_settings_are_reported() {
         .run("node1");
     assert_eq!(names(&c), ["Global_192_0_2_1"]);
     let p = &c.peers[0];
-    assert_eq!(p.allow_local_as, Some(2));
     assert_eq!(p.settings.multihop, Some(255), "GTSM sends with TTL 255");
-    assert!(has_problem(
-        &c,
-        "BGPPeer",
-        "allow",
-        "spec.numAllowedLocalASNumbers"
-    ));
     assert!(has_problem(&c, "BGPPeer", "allow", "spec.ttlSecurity"));
     assert!(has_problem(&c, "BGPPeer", "local-as", "spec.localASNumber"));
 }

@@ -89,6 +89,9 @@ struct PeerEntry {
     import: Vec<RuleEntry>,
     #[serde(default)]
     export: Vec<RuleEntry>,
+    /// Times our AS may appear in a received AS_PATH (BIRD's `allow local as`).
+    #[serde(default)]
+    allow_local_as: u32,
 }
 
 fn default_port() -> u16 {
@@ -177,6 +180,7 @@ impl PeerEntry {
             error_wait: Duration::from_secs(self.error_wait_secs),
             import: filter(&self.import),
             export: filter(&self.export),
+            allow_local_as: self.allow_local_as,
             ..PeerSettings::new(self.address, self.remote_as)
         }
     }

@@ -50,6 +50,9 @@ pub struct PeerInfo {
     pub import: Filter,
     /// Applied to what we send the peer (no rule matching: accept).
     pub export: Filter,
+    /// How many times our AS may appear in the AS_PATH of a route from this peer (BIRD's
+    /// `allow local as`); 0 refuses any route with our AS in its path.
+    pub allow_local_as: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -467,7 +470,7 @@ enum Outcome {
 /// Why an announcement was not accepted (it then withdraws any earlier path with its key).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rejected {
-    /// Our AS is in the AS_PATH.
+    /// Our AS is in the AS_PATH more often than the peer's `allow_local_as`.
     AsPathLoop,
     /// An eBGP peer's path does not start with its AS (RFC 4271 §6.3).
     FirstAsNotPeer,
@@ -520,17 +523,17 @@ impl Rib {
         self.refused.get(&peer).map_or(0, |s| s.len())
     }
 
-    /// Drops the paths of `peer` that its (changed) import filter now rejects. Paths it used
-    /// to reject come back only when the peer sends them again (route refresh).
+    /// Drops the paths of `peer` that its (changed) import filter or loop check now rejects.
+    /// Paths it used to reject come back only when the peer sends them again (route refresh).
     pub fn refilter(&mut self, peer: PeerId) -> Vec<BestChange> {
-        let Some(import) = self.peers.get(&peer).map(|p| p.import.clone()) else {
+        let Some(info) = self.peers.get(&peer).cloned() else {
             return Vec::new();
         };
         let mut changes = Vec::new();
-        for (prefix, path_id) in self.table.keys_of(Source::Peer(peer)) {
-            if import.accepts(&prefix, true) {
-                continue;
-            }
+        let refused: Vec<(IpNet, u32)> = self.table.keys_where(Source::Peer(peer), |prefix, p| {
+            !info.import.accepts(prefix, true) || self.check_import(&info, &p.route.attrs).is_some()
+        });
+        for (prefix, path_id) in refused {
             changes.extend(self.remove(Source::Peer(peer), prefix, path_id).1);
             self.refused
                 .entry(peer)
@@ -604,7 +607,7 @@ impl Rib {
     /// Why `peer` may not give us a path with these attributes, if it may not.
     pub fn check_import(&self, peer: &PeerInfo, attrs: &PathAttributes) -> Option<Rejected> {
         let path = attrs.as_path.as_ref();
-        if path.is_some_and(|p| p.contains(self.cfg.local_as)) {
+        if path.is_some_and(|p| p.count(self.cfg.local_as) > peer.allow_local_as as usize) {
             return Some(Rejected::AsPathLoop);
         }
         if !peer.ibgp && path.and_then(|p| p.first_asn()) != Some(peer.asn) {

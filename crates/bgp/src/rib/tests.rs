@@ -33,6 +33,7 @@ fn peer(n: u8, asn: u32) -> PeerInfo {
         self_v6: None,
         import: Filter::default(),
         export: Filter::default(),
+        allow_local_as: 0,
     }
 }
 
@@ -454,6 +455,52 @@ fn loops_and_bad_first_as_are_refused_and_withdraw_the_old_path() {
         )
         .is_empty()
     );
+}
+
+#[test]
+fn our_as_is_accepted_in_a_path_as_often_as_the_peer_allows() {
+    let mut r = rib();
+    let from = |allow_local_as| PeerInfo {
+        allow_local_as,
+        ..peer(1, 65001)
+    };
+    let once = attrs(&[65001, LOCAL_AS]);
+    let twice = attrs(&[65001, LOCAL_AS, 65002, LOCAL_AS]);
+    assert_eq!(r.check_import(&from(0), &once), Some(Rejected::AsPathLoop));
+    assert_eq!(r.check_import(&from(1), &once), None);
+    assert_eq!(r.check_import(&from(1), &twice), Some(Rejected::AsPathLoop));
+    assert_eq!(r.check_import(&from(2), &twice), None);
+    // In an AS_SET as well.
+    let in_set = PathAttributes {
+        as_path: Some(AsPath {
+            segments: vec![
+                AsSegment {
+                    kind: SegmentKind::Sequence,
+                    asns: vec![65001],
+                },
+                AsSegment {
+                    kind: SegmentKind::Set,
+                    asns: vec![LOCAL_AS, 65003],
+                },
+            ],
+        }),
+        ..attrs(&[])
+    };
+    assert_eq!(
+        r.check_import(&from(0), &in_set),
+        Some(Rejected::AsPathLoop)
+    );
+    assert_eq!(r.check_import(&from(1), &in_set), None);
+
+    // Held while allowed; dropped when the allowance goes back to 0.
+    r.set_peer(1, from(1));
+    let c = r.apply_update(1, &announce(&["198.19.0.0/26"], once, "198.18.1.1"));
+    assert_eq!(c[0].best.as_ref().map(|p| p.source), Some(Source::Peer(1)));
+    r.set_peer(1, from(0));
+    let c = r.refilter(1);
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].best, None);
+    assert_eq!(r.refused_count(1), 1);
 }
 
 #[test]

@@ -369,7 +369,8 @@ impl Core {
             }
             return self.start_session(settings);
         }
-        let import_changed = old.settings.import != settings.import;
+        let import_changed = old.settings.import != settings.import
+            || old.settings.allow_local_as != settings.allow_local_as;
         let exports_changed = export_changed(&old.settings, &settings);
         // Whether its routes may be reflected changes what every other peer is sent.
         let reflection_changed = old.settings.rr_client != settings.rr_client;
@@ -383,6 +384,7 @@ impl Core {
             info.next_hop = peer.settings.next_hop;
             info.import = peer.settings.import.clone();
             info.export = peer.settings.export.clone();
+            info.allow_local_as = peer.settings.allow_local_as;
             self.rib.set_peer(id, info);
         }
         if reflection_changed {
@@ -547,6 +549,7 @@ impl Core {
                 self_v6,
                 import: settings.import.clone(),
                 export: settings.export.clone(),
+                allow_local_as: settings.allow_local_as,
             },
         );
         self.by_id.insert(id, address);
@@ -1068,6 +1071,7 @@ mod tests {
                 self_v6: None,
                 import: Filter::default(),
                 export: Filter::default(),
+                allow_local_as: 0,
             },
         );
         core.by_id.insert(id, address);
@@ -1521,5 +1525,34 @@ mod tests {
         let sent = held.get(&prefix).expect("announced");
         assert_eq!(sent.communities, [65001 << 16 | 200]);
         assert!(sent.large_communities.is_empty());
+    }
+
+    /// A change of how often our AS may be in a peer's paths asks the peer for its routes
+    /// again (they were refused or accepted under the old allowance), without a restart.
+    #[tokio::test]
+    async fn a_changed_local_as_allowance_refreshes_the_peers_routes() {
+        let (routes, _routes) = mpsc::channel(16);
+        let cfg = SpeakerConfig {
+            listen: None,
+            ..SpeakerConfig::new(64512, v4("198.18.0.1"))
+        };
+        let (mut core, _) = Core::new(cfg, routes).await.expect("core");
+        let mut rx = fake_peer(&mut core, "198.18.0.2");
+        let address = IpAddr::V4(v4("198.18.0.2"));
+        let id = core.peers[&address].id;
+        let mut settings = core.peers[&address].settings.clone();
+        settings.allow_local_as = 1;
+        core.set_peer(settings).expect("set peer");
+        let mut refreshed = Vec::new();
+        while let Ok(cmd) = rx.try_recv() {
+            match cmd {
+                Command::RouteRefresh(family) => refreshed.push(family),
+                Command::Shutdown => panic!("the session was restarted"),
+                _ => {}
+            }
+        }
+        assert_eq!(refreshed, [Family::IPV4_UNICAST]);
+        assert_eq!(core.peers[&address].id, id, "the same session");
+        assert_eq!(core.rib.peer(id).map(|p| p.allow_local_as), Some(1));
     }
 }

@@ -127,6 +127,10 @@ pub struct PeerSettings {
     /// with Cease 6/1 (RFC 4486) and its routes dropped (BIRD's `import limit ... action
     /// restart`). `None`: no limit, as in Calico's BIRD configuration.
     pub max_prefixes: Option<u32>,
+    /// How many times our own AS may appear in the AS_PATH of a route the peer sends for it to
+    /// be accepted (Calico's `numAllowedLocalASNumbers`, BIRD's `allow local as N`); 0, the
+    /// default, refuses every route with our AS in its path.
+    pub allow_local_as: u32,
 }
 
 impl PeerSettings {
@@ -150,6 +154,7 @@ impl PeerSettings {
             import: Filter::default(),
             export: Filter::default(),
             max_prefixes: None,
+            allow_local_as: 0,
         }
     }
 }
@@ -349,8 +354,8 @@ impl Speaker {
     /// parameters (AS, port, password, passive, timers, graceful restart, source address,
     /// multihop)
     /// restarts its session; route reflection, next hop and export changes are sent as
-    /// UPDATEs, and an import filter change asks the peer for its routes again (ROUTE-REFRESH,
-    /// or a restart when the peer cannot refresh).
+    /// UPDATEs, and an import filter or `allow_local_as` change asks the peer for its routes
+    /// again (ROUTE-REFRESH, or a restart when the peer cannot refresh).
     pub async fn set_peer(&self, peer: PeerSettings) -> Result<(), SpeakerError> {
         self.ask(|done| Request::SetPeer(peer, done)).await?
     }

@@ -105,6 +105,15 @@ impl AsPath {
         self.segments.iter().any(|s| s.asns.contains(&asn))
     }
 
+    /// How many times `asn` appears, in every kind of segment.
+    pub fn count(&self, asn: u32) -> usize {
+        self.segments
+            .iter()
+            .flat_map(|s| &s.asns)
+            .filter(|&&a| a == asn)
+            .count()
+    }
+
     /// Prepends `asn` to the leading AS_SEQUENCE, or adds one.
     pub fn prepend(&mut self, asn: u32) {
         match self.segments.first_mut() {

@@ -326,6 +326,7 @@ async fn drive(
         self_v6: ends.self_v6,
         import: Filter::default(),
         export: Filter::default(),
+        allow_local_as: 0,
     };
     rib.set_peer(PEER, peer.clone());
     let mut out = AdjRibOut::default();
