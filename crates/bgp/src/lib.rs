@@ -12,7 +12,8 @@
 //! - [`rib`]: Adj-RIB-In per peer, the Loc-RIB with the RFC 4271 decision process and ECMP,
 //!   graceful-restart stale handling, and per-peer export (iBGP split horizon, RFC 4456 route
 //!   reflection, next-hop and AS-path rules) with an Adj-RIB-Out and UPDATE packing.
-//! - [`policy`]: prefix filters of the kind Calico's `BGPFilter` expresses.
+//! - [`policy`]: route filters of the kind Calico's `BGPFilter` expresses (prefix, source,
+//!   community and AS-path conditions; community and AS-path operations).
 //! - [`speaker`]: the API calico-node uses: a [`speaker::Speaker`] with its peers, originated
 //!   prefixes, a stream of best-path changes and per-peer status, on a RIB task and one task
 //!   per session.

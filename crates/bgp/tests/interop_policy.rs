@@ -1,7 +1,7 @@
 //! Route policy of the `calico-bgp-speaker` process (our [`Speaker`](calico_bgp::speaker::Speaker))
 //! with BIRD 2 on a LAN of network namespaces (root): communities on the prefixes we
-//! originate, routes with our own AS in their path (`allow_local_as`). Timers are short
-//! (hold 3 s, retries 1 s).
+//! originate, routes with our own AS in their path (`allow_local_as`), an export filter
+//! testing prefix lengths and adding a community. Timers are short (hold 3 s, retries 1 s).
 
 mod support;
 
@@ -141,6 +141,66 @@ fn routes_with_our_as_in_the_path_are_accepted_as_often_as_allowed() {
     assert_eq!(
         ours.route("198.19.52.0/24"),
         Some(vec![n2.addr.to_string()])
+    );
+    bird.daemon.check_running();
+}
+
+#[test]
+fn export_filter_by_prefix_length_with_an_added_community() {
+    let lan = Lan::new("expf", 52);
+    let (n1, n2) = (lan.node(1), lan.node(2));
+    let mut bird = Bird::start(
+        &n2.ns,
+        &bird::config(n2.addr, &[], &bird::ibgp_peer("n1", n2.addr, n1.addr, "")),
+        &[],
+    );
+    // Nothing longer than /24 in 198.19.0.0/16; the rest with 65001:100 added.
+    let mut peer = ours::peer(n2.addr, 64512);
+    peer["export"] = serde_json::json!([
+        {
+            "cidr": "198.19.0.0/16",
+            "matchOperator": "In",
+            "prefixLength": {"min": 25, "max": 32},
+            "action": "Reject",
+        },
+        {
+            "cidr": "198.19.0.0/16",
+            "matchOperator": "In",
+            "action": "Accept",
+            "addCommunity": ["65001:100"],
+        },
+    ]);
+    let mut ours = Ours::start(
+        "ours",
+        &n1.ns,
+        &ours::config(64512, n1.addr, vec![peer], &[]),
+    );
+    ours.wait_established(n2.addr);
+    bird.wait_established("n1");
+
+    ours.send("originate 198.19.52.0/24 65000:1");
+    ours.send("originate 198.19.53.0/26");
+    ours.send("originate 198.19.54.0/24");
+    for prefix in ["198.19.52.0/24", "198.19.54.0/24"] {
+        bird_route_where(&bird, prefix, "from us", |out| out.contains("BGP.next_hop"));
+    }
+    let st = ours.peer_status(n2.addr);
+    assert_eq!(st["advertised"], 2, "the /26 is held back: {st}");
+    match bird.route("198.19.53.0/26") {
+        Err(e) if e.contains("Network not found") => {}
+        other => panic!("BIRD has the /26: {other:?}"),
+    }
+    let shown = bird.route("198.19.52.0/24").expect("route");
+    assert_eq!(
+        attribute(&shown, "BGP.community").as_deref(),
+        Some("(65000,1)(65001,100)"),
+        "{shown}"
+    );
+    let shown = bird.route("198.19.54.0/24").expect("route");
+    assert_eq!(
+        attribute(&shown, "BGP.community").as_deref(),
+        Some("(65001,100)"),
+        "{shown}"
     );
     bird.daemon.check_running();
 }

@@ -2,45 +2,34 @@
 //!
 //! Calico turns a peer's `filters` into BIRD functions called in order, the first matching rule
 //! deciding; with no match a route is imported, and exported if Calico's own export rules allow
-//! it. The speaker's filters are ordered CIDR rules (Equal, In, NotIn; Accept or Reject) whose
-//! default is to let the route through, so:
+//! it. The speaker's filters are ordered rules of the same kind whose default is to let the
+//! route through, so:
 //!
 //! - the v4 and v6 lists of every filter are concatenated in order (a rule only ever matches its
 //!   own family, so their relative order does not matter);
 //! - a rule without `cidr` matches every route of its family (`0.0.0.0/0` or `::/0`, In);
 //! - `peerType` is decided here, per peer: a rule for the other type is dropped;
-//! - `NotEqual` is rewritten into Equal and In rules with the same outcome;
-//! - conditions the speaker cannot test (`prefixLength` ranges, `source`, `interface`,
-//!   `communities`, `asPathPrefix`, `priority`) are approximated towards fewer routes: an
-//!   Accept rule is dropped (or narrowed), a Reject rule is widened to its CIDR (or to the whole
-//!   family); each such rule, and `operations` that cannot be applied, is reported.
+//! - `cidr` with `matchOperator` and `prefixLength` (the range as Calico renders it: at least
+//!   the CIDR's own length, at most the family's), `source: RemotePeers`, `communities` and
+//!   `asPathPrefix` are conditions the speaker tests exactly, and the `addCommunity` and
+//!   `prependASPath` operations are applied as BIRD applies them;
+//! - `interface` and `priority` test what BIRD knows of kernel routes (the outgoing interface,
+//!   the kernel metric), which the speaker's routes do not have. They are approximated towards
+//!   fewer routes: an Accept rule with one is left out, a Reject rule is kept without it (so it
+//!   rejects every route its other conditions match); each such rule is reported. So is a
+//!   `setPriority` operation (the kernel metric), which is left out.
 //!
-//! Dropping an Accept and widening a Reject can only turn an accepted route into a rejected
+//! Leaving an Accept out and widening a Reject can only turn an accepted route into a rejected
 //! one, never the reverse, since the default is to accept.
 
 use calico_api::spec::bgpfilter::{
     BGPFilterRule, BGPFilterSpec, FilterAction, MatchOperator, PeerType,
 };
-use calico_bgp::policy::{self, Filter, FilterRule, RuleAction};
+use calico_bgp::policy::{Filter, FilterRule, Operation, RuleAction};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
+use crate::prefixes::parse_community;
 use crate::{ConfdProblem, Named};
-
-/// A CIDR test, with the NotEqual the speaker lacks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Op {
-    Equal,
-    NotEqual,
-    In,
-    NotIn,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Rule {
-    cidr: IpNet,
-    op: Op,
-    action: RuleAction,
-}
 
 /// The whole family of `v6`'s addresses.
 fn family(v6: bool) -> IpNet {
@@ -87,10 +76,11 @@ pub(crate) fn peer_filters(
             }
         }
     }
-    (lower(import), lower(export))
+    (Filter { rules: import }, Filter { rules: export })
 }
 
-/// One rule, or `None` when it can never match for this peer (or is invalid).
+/// One rule, or `None` when it can never match for this peer, is invalid, or is an Accept
+/// rule the speaker cannot test.
 fn convert(
     rule: &BGPFilterRule,
     v6: bool,
@@ -98,7 +88,7 @@ fn convert(
     filter: &str,
     path: &str,
     problems: &mut Vec<ConfdProblem>,
-) -> Option<Rule> {
+) -> Option<FilterRule> {
     let mut problem = |field: &str, message: String| {
         problems.push(ConfdProblem::new(
             "BGPFilter",
@@ -117,14 +107,9 @@ fn convert(
         FilterAction::Reject => RuleAction::Reject,
     };
     let accept = action == RuleAction::Accept;
-    let whole = Rule {
-        cidr: family(v6),
-        op: Op::In,
-        action,
-    };
+    let max_len: u8 = if v6 { 128 } else { 32 };
 
-    // The CIDR test: exact, or the narrower and wider tests around it.
-    let (mut narrow, wide, mut exact) = if rule.cidr.is_empty() {
+    let mut out = if rule.cidr.is_empty() {
         if rule.match_operator.is_some() {
             problem(
                 ".cidr",
@@ -132,7 +117,14 @@ fn convert(
             );
             return None;
         }
-        (Some(whole), whole, true)
+        if rule.prefix_length.is_some() {
+            // Calico renders the length range only as part of the CIDR test.
+            problem(
+                ".prefixLength",
+                "prefixLength without cidr has no effect".into(),
+            );
+        }
+        FilterRule::new(family(v6), calico_bgp::policy::MatchOperator::In, action)
     } else {
         let Ok(cidr) = rule.cidr.parse::<IpNet>() else {
             problem(
@@ -159,123 +151,105 @@ fn convert(
             );
             return None;
         };
-        let op = match op {
-            MatchOperator::Equal => Op::Equal,
-            MatchOperator::NotEqual => Op::NotEqual,
-            MatchOperator::In => Op::In,
-            MatchOperator::NotIn => Op::NotIn,
+        let operator = match op {
+            MatchOperator::Equal => calico_bgp::policy::MatchOperator::Equal,
+            MatchOperator::NotEqual => calico_bgp::policy::MatchOperator::NotEqual,
+            MatchOperator::In => calico_bgp::policy::MatchOperator::In,
+            MatchOperator::NotIn => calico_bgp::policy::MatchOperator::NotIn,
         };
-        let rule_of = |op| Rule { cidr, op, action };
+        let mut r = FilterRule::new(cidr, operator, action);
         // Calico's range: at least the CIDR's own length, at most the family's.
-        let max_len = if v6 { 128 } else { 32 };
-        let own = i32::from(cidr.prefix_len());
-        let (lo, hi) = rule.prefix_length.as_ref().map_or((own, max_len), |p| {
+        r.prefix_length = rule.prefix_length.as_ref().map(|p| {
+            let own = cidr.prefix_len();
+            let clamp = |v: i32| u8::try_from(v.clamp(0, i32::from(max_len))).unwrap_or(max_len);
             (
-                p.min.map_or(own, |m| m.max(own)),
-                p.max.map_or(max_len, |m| m.min(max_len)),
+                p.min.map_or(own, |m| clamp(m).max(own)),
+                p.max.map_or(max_len, clamp),
             )
         });
-        if (lo, hi) == (own, max_len) {
-            (Some(rule_of(op)), rule_of(op), true)
-        } else {
-            match op {
-                // Only the CIDR itself lies in [own, own].
-                Op::In | Op::Equal if lo <= own && hi == own => {
-                    (Some(rule_of(Op::Equal)), rule_of(Op::Equal), true)
-                }
-                Op::In => (None, rule_of(Op::In), false),
-                Op::Equal => (
-                    (lo..=hi).contains(&own).then(|| rule_of(Op::Equal)),
-                    rule_of(Op::In),
-                    false,
-                ),
-                Op::NotIn => (Some(rule_of(Op::NotIn)), whole, false),
-                Op::NotEqual => (None, whole, false),
-            }
-        }
+        r
     };
-    if !exact {
-        let what = "a prefixLength range";
-        problem(
-            ".prefixLength",
-            approximation(what, accept, narrow.is_some()),
-        );
+
+    out.from_peers_only = rule.source.is_some();
+    if let Some(c) = &rule.communities {
+        let Some(value) = c.values.first() else {
+            problem(
+                ".communities.values",
+                "no community value: the rule is left out".into(),
+            );
+            return None;
+        };
+        if c.values.len() > 1 {
+            problem(
+                ".communities.values",
+                "more than one value: only the first is tested, as Calico does".into(),
+            );
+        }
+        let Some(community) = parse_community(value) else {
+            problem(
+                ".communities.values[0]",
+                format!("{value:?} is not a community (aa:nn or aa:nn:mm): the rule is left out"),
+            );
+            return None;
+        };
+        out.community = Some(community);
+    }
+    out.as_path_prefix = rule.as_path_prefix.iter().map(|a| a.0).collect();
+
+    for (i, op) in rule.operations.iter().enumerate() {
+        let field = format!(".operations[{i}]");
+        if let Some(add) = &op.add_community {
+            match parse_community(&add.value) {
+                Some(c) => out.operations.push(Operation::AddCommunity(c)),
+                None => problem(
+                    &format!("{field}.addCommunity.value"),
+                    format!(
+                        "{:?} is not a community (aa:nn or aa:nn:mm): the operation is left out",
+                        add.value
+                    ),
+                ),
+            }
+        } else if let Some(prepend) = &op.prepend_as_path {
+            out.operations.push(Operation::PrependAsPath(
+                prepend.prefix.iter().map(|a| a.0).collect(),
+            ));
+        } else if op.set_priority.is_some() {
+            problem(
+                &format!("{field}.setPriority"),
+                "calico-rs's speaker cannot set the kernel route metric: the operation is left out"
+                    .into(),
+            );
+        }
+    }
+    if !accept {
+        // Operations only take effect on routes the rule accepts.
+        out.operations.clear();
     }
 
-    // Tests on a route's origin or attributes, which the speaker cannot make.
+    // Tests on what BIRD knows of kernel routes, which the speaker cannot make.
     let untestable: Vec<&str> = [
-        (rule.source.is_some(), "source"),
         (!rule.interface.is_empty(), "interface"),
-        (rule.communities.is_some(), "communities"),
-        (!rule.as_path_prefix.is_empty(), "asPathPrefix"),
         (rule.priority.is_some(), "priority"),
     ]
     .into_iter()
     .filter_map(|(set, name)| set.then_some(name))
     .collect();
     if !untestable.is_empty() {
-        exact = false;
-        narrow = None;
-        problem("", approximation(&untestable.join(", "), accept, false));
-    }
-    if !rule.operations.is_empty() {
+        let outcome = if accept {
+            "it is left out (such routes go on to the next rule)"
+        } else {
+            "it rejects every route its other conditions match instead"
+        };
         problem(
-            ".operations",
-            "the speaker cannot change a route's attributes: the rule accepts without its operations"
-                .into(),
+            "",
+            format!(
+                "calico-rs's speaker cannot test {}: {outcome}",
+                untestable.join(", ")
+            ),
         );
+        if accept {
+            return None;
+        }
     }
-    if exact || !accept {
-        Some(if accept { narrow.unwrap_or(wide) } else { wide })
-    } else {
-        narrow
-    }
-}
-
-fn approximation(what: &str, accept: bool, narrowed: bool) -> String {
-    let outcome = match (accept, narrowed) {
-        (true, true) => "it accepts only the routes it certainly matches",
-        (true, false) => "it is left out (such routes go on to the next rule)",
-        (false, _) => "it rejects every route of its CIDR (or family) instead",
-    };
-    format!("calico-rs's speaker cannot test {what}: {outcome}")
-}
-
-/// The speaker's rules for `rules`, NotEqual rewritten: `NotEqual c → A` followed by rules R
-/// acts as `Equal c → (what R does with c)` then `In <family> → A`. R is lowered first, so "what R
-/// does" is one evaluation; with no rule of R matching, the route passes, i.e. Accept.
-fn lower(rules: Vec<Rule>) -> Filter {
-    let mut out: Vec<FilterRule> = Vec::new();
-    for rule in rules.into_iter().rev() {
-        let speaker = |cidr, operator, action| FilterRule {
-            cidr,
-            operator,
-            action,
-        };
-        let mut head = match rule.op {
-            Op::Equal => vec![speaker(
-                rule.cidr,
-                policy::MatchOperator::Equal,
-                rule.action,
-            )],
-            Op::In => vec![speaker(rule.cidr, policy::MatchOperator::In, rule.action)],
-            Op::NotIn => vec![speaker(
-                rule.cidr,
-                policy::MatchOperator::NotIn,
-                rule.action,
-            )],
-            Op::NotEqual => {
-                let rest = Filter { rules: out.clone() };
-                let for_cidr = rest.evaluate(&rule.cidr).unwrap_or(RuleAction::Accept);
-                let all = family(matches!(rule.cidr, IpNet::V6(_)));
-                vec![
-                    speaker(rule.cidr, policy::MatchOperator::Equal, for_cidr),
-                    speaker(all, policy::MatchOperator::In, rule.action),
-                ]
-            }
-        };
-        head.append(&mut out);
-        out = head;
-    }
-    Filter { rules: out }
+    Some(out)
 }

@@ -10,6 +10,7 @@
 use std::net::IpAddr;
 
 use calico_api::spec::bgpconfig::{BGPConfigurationSpec, ServiceIPBlock};
+use calico_bgp::policy::Community;
 use calico_bgp::wire::LargeCommunity;
 use ipnet::IpNet;
 
@@ -214,12 +215,8 @@ fn community_rules(
     out
 }
 
-enum Community {
-    Standard(u32),
-    Large(LargeCommunity),
-}
-
-fn parse_community(value: &str) -> Option<Community> {
+/// `aa:nn` (each at most 65535) or `aa:nn:mm`.
+pub(crate) fn parse_community(value: &str) -> Option<Community> {
     let parts: Vec<&str> = value.split(':').collect();
     match parts.as_slice() {
         [a, n] => {

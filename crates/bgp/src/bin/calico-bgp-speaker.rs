@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use std::sync::OnceLock;
 use std::time::{Duration, UNIX_EPOCH};
 
-use calico_bgp::policy::{Filter, FilterRule, MatchOperator, RuleAction};
+use calico_bgp::policy::{Community, Filter, FilterRule, MatchOperator, Operation, RuleAction};
 use calico_bgp::rib::NextHopMode;
 use calico_bgp::speaker::{
     Communities, PeerSettings, PeerStatus, RouteChange, RouteStream, Speaker, SpeakerConfig,
@@ -117,18 +117,45 @@ enum NextHopEntry {
     Keep,
 }
 
-/// One rule of a Calico `BGPFilter` (`cidr`, `matchOperator`, `action`).
+/// One rule of a Calico `BGPFilter`: `cidr`, `matchOperator`, `action`, and optionally
+/// `prefixLength`, `source`, a `community`, `asPathPrefix`, and the operations `addCommunity`
+/// (values) and `prependASPath` (AS numbers).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RuleEntry {
     cidr: IpNet,
     match_operator: OperatorEntry,
     action: ActionEntry,
+    #[serde(default)]
+    prefix_length: Option<LengthEntry>,
+    #[serde(default)]
+    source: Option<SourceEntry>,
+    #[serde(default)]
+    community: Option<String>,
+    #[serde(default, rename = "asPathPrefix")]
+    as_path_prefix: Vec<u32>,
+    #[serde(default)]
+    add_community: Vec<String>,
+    #[serde(default, rename = "prependASPath")]
+    prepend_as_path: Vec<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LengthEntry {
+    min: u8,
+    max: u8,
+}
+
+#[derive(Debug, Deserialize)]
+enum SourceEntry {
+    RemotePeers,
 }
 
 #[derive(Debug, Deserialize)]
 enum OperatorEntry {
     Equal,
+    NotEqual,
     In,
     NotIn,
 }
@@ -139,29 +166,60 @@ enum ActionEntry {
     Reject,
 }
 
-fn filter(rules: &[RuleEntry]) -> Filter {
-    Filter {
-        rules: rules
-            .iter()
-            .map(|r| FilterRule {
-                cidr: r.cidr,
-                operator: match r.match_operator {
-                    OperatorEntry::Equal => MatchOperator::Equal,
-                    OperatorEntry::In => MatchOperator::In,
-                    OperatorEntry::NotIn => MatchOperator::NotIn,
-                },
-                action: match r.action {
-                    ActionEntry::Accept => RuleAction::Accept,
-                    ActionEntry::Reject => RuleAction::Reject,
-                },
-            })
-            .collect(),
+/// `aa:nn` or `aa:nn:mm`.
+fn community(text: &str) -> Option<Community> {
+    let parts: Vec<u32> = text
+        .split(':')
+        .map(str::parse::<u32>)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    match parts.as_slice() {
+        [a, n] if *a <= 0xffff && *n <= 0xffff => Some(Community::Standard(a << 16 | n)),
+        [a, b, c] => Some(Community::Large(LargeCommunity {
+            global_admin: *a,
+            local_data_1: *b,
+            local_data_2: *c,
+        })),
+        _ => None,
     }
 }
 
+fn filter(rules: &[RuleEntry]) -> Result<Filter, String> {
+    let community_of = |text: &str| community(text).ok_or(format!("{text} is not a community"));
+    let mut out = Vec::new();
+    for r in rules {
+        let operator = match r.match_operator {
+            OperatorEntry::Equal => MatchOperator::Equal,
+            OperatorEntry::NotEqual => MatchOperator::NotEqual,
+            OperatorEntry::In => MatchOperator::In,
+            OperatorEntry::NotIn => MatchOperator::NotIn,
+        };
+        let action = match r.action {
+            ActionEntry::Accept => RuleAction::Accept,
+            ActionEntry::Reject => RuleAction::Reject,
+        };
+        let mut operations = Vec::new();
+        for value in &r.add_community {
+            operations.push(Operation::AddCommunity(community_of(value)?));
+        }
+        if !r.prepend_as_path.is_empty() {
+            operations.push(Operation::PrependAsPath(r.prepend_as_path.clone()));
+        }
+        out.push(FilterRule {
+            prefix_length: r.prefix_length.as_ref().map(|l| (l.min, l.max)),
+            from_peers_only: r.source.is_some(),
+            community: r.community.as_deref().map(community_of).transpose()?,
+            as_path_prefix: r.as_path_prefix.clone(),
+            operations,
+            ..FilterRule::new(r.cidr, operator, action)
+        });
+    }
+    Ok(Filter { rules: out })
+}
+
 impl PeerEntry {
-    fn settings(&self) -> PeerSettings {
-        PeerSettings {
+    fn settings(&self) -> Result<PeerSettings, String> {
+        Ok(PeerSettings {
             port: self.port,
             password: self.password.clone(),
             passive: self.passive,
@@ -178,11 +236,11 @@ impl PeerEntry {
             multihop: self.multihop,
             connect_retry: Duration::from_secs(self.connect_retry_secs),
             error_wait: Duration::from_secs(self.error_wait_secs),
-            import: filter(&self.import),
-            export: filter(&self.export),
+            import: filter(&self.import)?,
+            export: filter(&self.export)?,
             allow_local_as: self.allow_local_as,
             ..PeerSettings::new(self.address, self.remote_as)
-        }
+        })
     }
 }
 
@@ -303,8 +361,12 @@ async fn apply(speaker: &Speaker, config: &Config, known: &mut BTreeSet<IpAddr>)
         }
     }
     for peer in &config.peers {
-        if let Err(e) = speaker.set_peer(peer.settings()).await {
-            emit(json!({ "event": "error", "message": e.to_string() }));
+        let result = match peer.settings() {
+            Ok(settings) => speaker.set_peer(settings).await.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("peer {}: {e}", peer.address)),
+        };
+        if let Err(message) = result {
+            emit(json!({ "event": "error", "message": message }));
         }
     }
     *known = wanted;
@@ -321,15 +383,10 @@ fn origin_args(words: &[&str]) -> Result<(Option<IpAddr>, Communities), String> 
             next_hop = Some(nh);
             continue;
         }
-        let parts: Result<Vec<u32>, _> = word.split(':').map(str::parse::<u32>).collect();
-        match parts.as_deref() {
-            Ok([a, n]) if *a <= 0xffff && *n <= 0xffff => communities.standard.push(a << 16 | n),
-            Ok([a, b, c]) => communities.large.push(LargeCommunity {
-                global_admin: *a,
-                local_data_1: *b,
-                local_data_2: *c,
-            }),
-            _ => return Err(format!("{word} is neither a next hop nor a community")),
+        match community(word) {
+            Some(Community::Standard(c)) => communities.standard.push(c),
+            Some(Community::Large(c)) => communities.large.push(c),
+            None => return Err(format!("{word} is neither a next hop nor a community")),
         }
     }
     Ok((next_hop, communities))

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::{DEFAULT_LOCAL_PREF, Path, PeerId, PeerInfo, RibConfig, Source};
+use crate::policy::RouteView;
 use crate::wire::PathAttributes;
 
 /// RFC 1997 well-known communities.
@@ -60,9 +61,11 @@ pub fn export(
     if split_horizon(from, to) {
         return None;
     }
-    if !to.export.accepts(prefix, true) {
-        return None;
-    }
+    let filtered = to.export.filter(&RouteView {
+        prefix,
+        from_peer: from.is_some(),
+        attrs: &best.attrs,
+    })?;
     // RFC 1997 well-known communities: NO_ADVERTISE goes to nobody, NO_EXPORT and
     // NO_EXPORT_SUBCONFED stay inside the AS (we run no confederation).
     let communities = &best.attrs.communities;
@@ -82,7 +85,9 @@ pub fn export(
         }
         _ => None,
     };
-    let mut attrs = (*best.attrs).clone();
+    // As BIRD does, the export filter's changes come before the protocol's own (our AS
+    // prepended toward an eBGP peer, next hop).
+    let mut attrs = filtered.into_owned();
     let mut next_hop = best.next_hop;
     let ours = |to: &PeerInfo| -> Option<IpAddr> {
         match prefix {

@@ -21,7 +21,7 @@ pub use decision::{DEFAULT_LOCAL_PREF, Placement, Selection, place_new, select};
 pub use export::{Exported, NO_ADVERTISE, NO_EXPORT, NO_EXPORT_SUBCONFED, NextHopMode, export};
 pub use out::{AdjRibOut, OutChange, Packed, pack};
 
-use crate::policy::Filter;
+use crate::policy::{self, Filter, RouteView, Verdict};
 use crate::wire::{Family, NextHop, Nlri, PathAttributes, Update};
 
 pub type PeerId = u32;
@@ -525,13 +525,21 @@ impl Rib {
 
     /// Drops the paths of `peer` that its (changed) import filter or loop check now rejects.
     /// Paths it used to reject come back only when the peer sends them again (route refresh).
+    /// A filter whose rules change routes is left to the refresh: what is held was changed by
+    /// the filter, so testing it again could give another answer than the route as received.
     pub fn refilter(&mut self, peer: PeerId) -> Vec<BestChange> {
         let Some(info) = self.peers.get(&peer).cloned() else {
             return Vec::new();
         };
         let mut changes = Vec::new();
         let refused: Vec<(IpNet, u32)> = self.table.keys_where(Source::Peer(peer), |prefix, p| {
-            !info.import.accepts(prefix, true) || self.check_import(&info, &p.route.attrs).is_some()
+            let view = RouteView {
+                prefix,
+                from_peer: true,
+                attrs: &p.route.attrs,
+            };
+            (!info.import.has_operations() && info.import.decide(&view) == Verdict::Reject)
+                || self.check_import(&info, &p.route.attrs).is_some()
         });
         for (prefix, path_id) in refused {
             changes.extend(self.remove(Source::Peer(peer), prefix, path_id).1);
@@ -696,26 +704,40 @@ impl Rib {
         import: &Filter,
     ) -> Option<BestChange> {
         let path_id = nlri.path_id.unwrap_or(0);
-        if rejected.is_some()
-            || route.next_hop.is_unspecified()
-            || !import.accepts(&nlri.prefix, true)
-        {
-            self.refused
-                .entry(peer)
-                .or_default()
-                .insert((nlri.prefix, path_id));
-            return self.remove(Source::Peer(peer), nlri.prefix, path_id).1;
-        }
+        let verdict = if rejected.is_some() || route.next_hop.is_unspecified() {
+            Verdict::Reject
+        } else {
+            import.decide(&RouteView {
+                prefix: &nlri.prefix,
+                from_peer: true,
+                attrs: &route.attrs,
+            })
+        };
+        let route = match verdict {
+            Verdict::Reject => {
+                self.refused
+                    .entry(peer)
+                    .or_default()
+                    .insert((nlri.prefix, path_id));
+                return self.remove(Source::Peer(peer), nlri.prefix, path_id).1;
+            }
+            // The rule changes the route: this prefix's path gets attributes of its own.
+            Verdict::Accept(operations) if !operations.is_empty() => {
+                let mut attrs = (*route.attrs).clone();
+                policy::apply(operations, &mut attrs);
+                Arc::new(Route {
+                    source: route.source,
+                    attrs: Arc::new(attrs),
+                    next_hop: route.next_hop,
+                    stale: route.stale,
+                })
+            }
+            Verdict::Accept(_) | Verdict::NoMatch => Arc::clone(route),
+        };
         if let Some(r) = self.refused.get_mut(&peer) {
             r.remove(&(nlri.prefix, path_id));
         }
-        self.insert(
-            nlri.prefix,
-            Stored {
-                route: Arc::clone(route),
-                path_id,
-            },
-        )
+        self.insert(nlri.prefix, Stored { route, path_id })
     }
 
     /// RFC 7606 treat-as-withdraw, or any list of withdrawals from `peer`.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use super::*;
-use crate::policy::{FilterRule, MatchOperator, RuleAction};
+use crate::policy::{Community, FilterRule, MatchOperator, Operation, RuleAction};
 use crate::wire::{AsPath, AsSegment, Origin, SegmentKind};
 
 const LOCAL_AS: u32 = 64512;
@@ -547,11 +547,11 @@ fn import_filter_and_ebgp_local_pref() {
     let mut r = rib();
     let mut p = peer(1, 65001);
     p.import = Filter {
-        rules: vec![FilterRule {
-            cidr: net("198.19.0.0/24"),
-            operator: MatchOperator::In,
-            action: RuleAction::Reject,
-        }],
+        rules: vec![FilterRule::new(
+            net("198.19.0.0/24"),
+            MatchOperator::In,
+            RuleAction::Reject,
+        )],
     };
     r.set_peer(1, p);
     let a = PathAttributes {
@@ -926,17 +926,104 @@ fn export_filter() {
     let r = rib();
     let to = PeerInfo {
         export: Filter {
-            rules: vec![FilterRule {
-                cidr: net("198.19.0.0/16"),
-                operator: MatchOperator::NotIn,
-                action: RuleAction::Reject,
-            }],
+            rules: vec![FilterRule::new(
+                net("198.19.0.0/16"),
+                MatchOperator::NotIn,
+                RuleAction::Reject,
+            )],
         },
         ..peer(2, LOCAL_AS)
     };
     let local = path(Source::Local, attrs(&[]), "198.18.0.1");
     assert!(exported(&r, "198.19.0.0/26", &local, 2, &to).is_some());
     assert_eq!(exported(&r, "10.0.0.0/26", &local, 2, &to), None);
+}
+
+#[test]
+fn import_filter_operations_change_only_what_their_rule_accepts() {
+    let mut r = rib();
+    let mut p = peer(1, 65001);
+    p.import = Filter {
+        rules: vec![FilterRule {
+            prefix_length: Some((26, 26)),
+            operations: vec![
+                Operation::AddCommunity(Community::Standard(65001 << 16 | 100)),
+                Operation::PrependAsPath(vec![65009]),
+            ],
+            ..FilterRule::new(net("198.19.0.0/16"), MatchOperator::In, RuleAction::Accept)
+        }],
+    };
+    r.set_peer(1, p);
+    let a = PathAttributes {
+        communities: vec![1],
+        ..attrs(&[65001])
+    };
+    r.apply_update(
+        1,
+        &announce(&["198.19.0.0/26", "198.19.1.0/24"], a, "198.18.1.1"),
+    );
+    let changed = r.best(&net("198.19.0.0/26")).unwrap();
+    assert_eq!(changed.attrs.communities, [1, 65001 << 16 | 100]);
+    assert_eq!(
+        changed.attrs.as_path,
+        Some(AsPath::sequence([65009, 65001]))
+    );
+    let unchanged = r.best(&net("198.19.1.0/24")).unwrap();
+    assert_eq!(unchanged.attrs.communities, [1]);
+    assert_eq!(unchanged.attrs.as_path, Some(AsPath::sequence([65001])));
+    // The same announcement again changes nothing.
+    let a = PathAttributes {
+        communities: vec![1],
+        ..attrs(&[65001])
+    };
+    assert!(
+        r.apply_update(1, &announce(&["198.19.0.0/26"], a, "198.18.1.1"))
+            .is_empty()
+    );
+}
+
+#[test]
+fn export_filter_sees_the_source_and_changes_what_it_accepts() {
+    let r = rib();
+    let to = PeerInfo {
+        export: Filter {
+            rules: vec![
+                // Routes learnt from peers are not passed on.
+                FilterRule {
+                    from_peers_only: true,
+                    ..FilterRule::new(net("0.0.0.0/0"), MatchOperator::In, RuleAction::Reject)
+                },
+                FilterRule {
+                    operations: vec![
+                        Operation::AddCommunity(Community::Standard(65001 << 16 | 100)),
+                        Operation::PrependAsPath(vec![65010, 65011]),
+                    ],
+                    ..FilterRule::new(net("198.19.0.0/16"), MatchOperator::In, RuleAction::Accept)
+                },
+            ],
+        },
+        ..peer(2, 65002)
+    };
+    let from = peer(1, LOCAL_AS);
+    let all = peers(&[(1, from), (2, to.clone())]);
+    let local = path(Source::Local, attrs(&[]), "0.0.0.0");
+    let e = export(&r.cfg, &net("198.19.0.0/26"), &local, &all, 2, &to).unwrap();
+    assert_eq!(e.attrs.communities, [65001 << 16 | 100]);
+    // The filter's prepending comes first, then our AS toward the eBGP peer.
+    assert_eq!(
+        e.attrs.as_path,
+        Some(AsPath::sequence([LOCAL_AS, 65010, 65011]))
+    );
+    // Outside the rule's CIDR: sent unchanged.
+    let e = export(&r.cfg, &net("10.0.0.0/26"), &local, &all, 2, &to).unwrap();
+    assert!(e.attrs.communities.is_empty());
+    assert_eq!(e.attrs.as_path, Some(AsPath::sequence([LOCAL_AS])));
+    // A route from a peer is kept back.
+    let learnt = path(Source::Peer(1), attrs(&[]), "198.18.1.1");
+    assert_eq!(
+        export(&r.cfg, &net("198.19.0.0/26"), &learnt, &all, 2, &to),
+        None
+    );
 }
 
 mod properties {

@@ -25,11 +25,11 @@ fn only_session_parameters_need_a_restart() {
     let mut new = old.clone();
     new.rr_client = true;
     new.next_hop = NextHopMode::OurAddress;
-    new.export.rules.push(FilterRule {
-        cidr: net("198.19.0.0/16"),
-        operator: MatchOperator::In,
-        action: RuleAction::Reject,
-    });
+    new.export.rules.push(FilterRule::new(
+        net("198.19.0.0/16"),
+        MatchOperator::In,
+        RuleAction::Reject,
+    ));
     new.import = new.export.clone();
     assert!(!restart_needed(&old, &new));
     for change in [
@@ -197,11 +197,11 @@ async fn routes_filters_and_refresh_between_two_speakers() {
 
     // An import filter that rejects it: withdrawn from the stream, still counted as received.
     let mut filtered = peer("127.0.0.11", a_port, "127.0.0.12", true);
-    filtered.import.rules.push(FilterRule {
-        cidr: net("198.19.0.0/16"),
-        operator: MatchOperator::In,
-        action: RuleAction::Reject,
-    });
+    filtered.import.rules.push(FilterRule::new(
+        net("198.19.0.0/16"),
+        MatchOperator::In,
+        RuleAction::Reject,
+    ));
     let since = status_of(&b, "127.0.0.11").await.since;
     b.set_peer(filtered).await.expect("filter");
     assert_eq!(
@@ -225,11 +225,11 @@ async fn routes_filters_and_refresh_between_two_speakers() {
 
     // An export filter on a's side withdraws it toward b, also without a restart.
     let mut no_export = peer("127.0.0.12", b_port, "127.0.0.11", false);
-    no_export.export.rules.push(FilterRule {
-        cidr: net("198.19.1.0/24"),
-        operator: MatchOperator::Equal,
-        action: RuleAction::Reject,
-    });
+    no_export.export.rules.push(FilterRule::new(
+        net("198.19.1.0/24"),
+        MatchOperator::Equal,
+        RuleAction::Reject,
+    ));
     a.set_peer(no_export).await.expect("export filter");
     assert!(matches!(
         next_change(&mut b_routes, "198.19.1.0/24").await,
