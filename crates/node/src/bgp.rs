@@ -289,7 +289,16 @@ pub async fn run(
                     current.cluster_id = config.cluster_id;
                 }
                 if current.listen != config.listen {
-                    tracing::warn!(now = ?current.listen, wanted = ?config.listen, "the BGP listen address or port changed; it applies when calico-node restarts");
+                    // Sessions already up stay up; peers connect at the new address from now on.
+                    match running.set_listen(config.listen).await {
+                        Ok(bound) => {
+                            tracing::info!(was = ?current.listen, listen = ?bound, "the BGP listener moved");
+                            current.listen = config.listen;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, now = ?current.listen, wanted = ?config.listen, "cannot move the BGP listener; the old one is kept (tried again on the next change)");
+                        }
+                    }
                 }
                 let ops = plan_peers(&peers, &next.confd.peers);
                 for peer in &ops.remove {

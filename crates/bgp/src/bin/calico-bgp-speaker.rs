@@ -4,7 +4,9 @@
 //! Usage: `calico-bgp-speaker CONFIG.json [--restarting]`
 //!
 //! Commands, one per line on stdin: `originate PREFIX [NEXT_HOP] [COMMUNITY...]` (each community
-//! `aa:nn`, or `aa:nn:mm` for a large one), `withdraw PREFIX`, `status`,
+//! `aa:nn`, or `aa:nn:mm` for a large one), `withdraw PREFIX`, `status`, `listen ADDR:PORT|none`
+//! (move the listener; answered by `{"event":"listening","listen":…}` or
+//! `{"event":"listen_failed","message":…}`),
 //! `reload` (read the config file again and apply its peers and identity). Output, one JSON
 //! object per line on stdout: `{"event":"started","listen":…}`, `{"event":"route",…}` for
 //! every best-path change, `{"event":"status","peers":[…]}`, `{"event":"error","message":…}`.
@@ -410,6 +412,28 @@ async fn command(speaker: &Speaker, line: &str, config_path: &Path, known: &mut 
             Ok(p) => speaker.withdraw(p).await.map_err(|e| e.to_string()),
             Err(e) => Err(format!("prefix {prefix}: {e}")),
         },
+        ["listen", to] => {
+            let listen = match *to {
+                "none" => Ok(None),
+                addr => addr.parse::<SocketAddr>().map(Some),
+            };
+            match listen {
+                Ok(listen) => {
+                    match speaker.set_listen(listen).await {
+                        Ok(bound) => emit(json!({
+                            "event": "listening",
+                            "listen": bound.map(|a| a.to_string()),
+                        })),
+                        Err(e) => emit(json!({
+                            "event": "listen_failed",
+                            "message": e.to_string(),
+                        })),
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(format!("listen {to}: {e}")),
+            }
+        }
         ["status"] => match speaker.status().await {
             Ok(peers) => {
                 emit(status_json(&peers));

@@ -204,14 +204,7 @@ impl Core {
         let table = PeerTable::new();
         let (listener, listen_socket, local_addr) = match cfg.listen {
             Some(addr) => {
-                let l = TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| SpeakerError::Listen { addr, source })?;
-                let fd = l
-                    .as_fd()
-                    .try_clone_to_owned()
-                    .map_err(|source| SpeakerError::Listen { addr, source })?;
-                let handle = serve(l, table.clone());
+                let (handle, fd) = bind_listener(addr, &table)?;
                 let bound = handle.local_addr;
                 (Some(handle), Some((fd, addr.is_ipv6())), Some(bound))
             }
@@ -343,6 +336,9 @@ impl Core {
                 let changes = self.rib.withdraw_local(prefix);
                 self.propagate(changes);
             }
+            Request::SetListen(listen, done) => {
+                let _ = done.send(self.set_listen(listen));
+            }
             Request::InitialRoutesDone => self.finish_initial_routes(),
             Request::Status(done) => {
                 let _ = done.send(self.status());
@@ -450,6 +446,56 @@ impl Core {
         Ok(())
     }
 
+    /// Listens on `listen` instead (`None`: no listener). The new socket is bound, and given
+    /// the peers' TCP-MD5 keys, before the old one is closed; on any failure the old one is
+    /// kept. Sessions already established have their own connections and stay up. Returns
+    /// where the listener is bound.
+    fn set_listen(
+        &mut self,
+        listen: Option<SocketAddr>,
+    ) -> Result<Option<SocketAddr>, SpeakerError> {
+        if listen == self.cfg.listen {
+            return Ok(self.listener.as_ref().map(|l| l.local_addr));
+        }
+        let Some(addr) = listen else {
+            if let Some(peer) = self.peers.values().find(|p| p.settings.passive) {
+                return Err(SpeakerError::PassiveWithoutListener(peer.settings.address));
+            }
+            if let Some(old) = self.listener.take() {
+                old.task.abort();
+            }
+            close_listener(self.listen_socket.take());
+            self.cfg.listen = None;
+            return Ok(None);
+        };
+        let (handle, fd) = bind_listener(addr, &self.table)?;
+        for peer in self.peers.values() {
+            let Some(password) = &peer.settings.password else {
+                continue;
+            };
+            let address = peer.settings.address;
+            let keyed = calico_tcpmd5::set_key(
+                &fd,
+                calico_tcpmd5::peer_for_socket(address, addr.is_ipv6()),
+                password.as_bytes(),
+            );
+            if let Err(e) = keyed {
+                handle.task.abort();
+                return Err(SpeakerError::Password {
+                    address,
+                    reason: e.to_string(),
+                });
+            }
+        }
+        let bound = handle.local_addr;
+        if let Some(old) = self.listener.replace(handle) {
+            old.task.abort();
+        }
+        close_listener(self.listen_socket.replace((fd, addr.is_ipv6())));
+        self.cfg.listen = Some(addr);
+        Ok(Some(bound))
+    }
+
     fn set_identity(
         &mut self,
         local_as: u32,
@@ -520,9 +566,8 @@ impl Core {
         };
         let id = self.next_id;
         self.next_id += 1;
-        if self.listener.is_some() {
-            self.table.insert(address, inbound);
-        }
+        // Also without a listener: one started later finds the peer.
+        self.table.insert(address, inbound);
         let credit = std::sync::Arc::new(tokio::sync::Semaphore::new(EVENTS_IN_FLIGHT_PER_PEER));
         let forwarder = tokio::spawn(forward(
             id,
@@ -578,9 +623,7 @@ impl Core {
         // Its remaining events are of no interest; with the receiver gone the session task
         // does not wait to report them.
         peer.forwarder.abort();
-        if self.listener.is_some() {
-            self.table.remove(address);
-        }
+        self.table.remove(address);
         if peer.settings.password.is_some()
             && let Some((socket, v6)) = &self.listen_socket
         {
@@ -958,6 +1001,34 @@ impl Core {
         }
         self.flush_all();
     }
+}
+
+/// Stops a listening socket taking connections at once (its accepting task, aborted, lets go
+/// of it only when next run): connections to it are refused from now on.
+fn close_listener(socket: Option<(OwnedFd, bool)>) {
+    if let Some((fd, _)) = socket {
+        let _ = nix::sys::socket::shutdown(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            nix::sys::socket::Shutdown::Both,
+        );
+    }
+}
+
+/// Binds a listening socket on `addr` and starts accepting on it; also returns a handle on
+/// the socket for its TCP-MD5 keys.
+fn bind_listener(
+    addr: SocketAddr,
+    table: &PeerTable,
+) -> Result<(ListenerHandle, OwnedFd), SpeakerError> {
+    let listen_error = |source| SpeakerError::Listen { addr, source };
+    let std_listener = std::net::TcpListener::bind(addr).map_err(listen_error)?;
+    std_listener.set_nonblocking(true).map_err(listen_error)?;
+    let fd = std_listener
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(listen_error)?;
+    let listener = TcpListener::from_std(std_listener).map_err(listen_error)?;
+    Ok((serve(listener, table.clone()), fd))
 }
 
 /// Sends the peer what changed for its pending prefixes, a batch at a time while it has

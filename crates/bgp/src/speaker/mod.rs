@@ -312,6 +312,10 @@ enum Request {
     },
     Originate(IpNet, Option<IpAddr>, Communities),
     Withdraw(IpNet),
+    SetListen(
+        Option<SocketAddr>,
+        oneshot::Sender<Result<Option<SocketAddr>, SpeakerError>>,
+    ),
     InitialRoutesDone,
     Status(oneshot::Sender<Vec<PeerStatus>>),
     Shutdown(oneshot::Sender<()>),
@@ -322,7 +326,8 @@ enum Request {
 #[derive(Clone)]
 pub struct Speaker {
     requests: mpsc::Sender<Request>,
-    local_addr: Option<SocketAddr>,
+    /// Where the listener is bound, shared by the clones.
+    local_addr: Arc<Mutex<Option<SocketAddr>>>,
     task: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
@@ -338,7 +343,7 @@ impl Speaker {
         Ok((
             Speaker {
                 requests,
-                local_addr,
+                local_addr: Arc::new(Mutex::new(local_addr)),
                 task: Arc::new(Mutex::new(Some(task))),
             },
             routes,
@@ -347,7 +352,22 @@ impl Speaker {
 
     /// Where the listener is bound (its port when configured as 0).
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.local_addr
+        // Only ever held to copy the value in or out.
+        *self.local_addr.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Moves the listener to `listen` (`None`: no listener, refused while a peer is passive)
+    /// while the speaker runs: the new socket is bound before the old one is closed, sessions
+    /// already established stay up, and peers connect at the new address from then on. When
+    /// it cannot be bound the old listener is kept and the error returned. Returns where the
+    /// listener is now bound.
+    pub async fn set_listen(
+        &self,
+        listen: Option<SocketAddr>,
+    ) -> Result<Option<SocketAddr>, SpeakerError> {
+        let bound = self.ask(|done| Request::SetListen(listen, done)).await??;
+        *self.local_addr.lock().unwrap_or_else(|p| p.into_inner()) = bound;
+        Ok(bound)
     }
 
     /// Adds a peer, or changes the one with this address. Only a change of the session's own

@@ -28,6 +28,8 @@ pub struct Seen {
     pub status: Option<Value>,
     pub status_count: usize,
     pub errors: Vec<String>,
+    /// The answers to `listen` commands: where it listens now, or why it could not move.
+    pub listen_results: Vec<Result<Option<String>, String>>,
     pub started: bool,
     /// Its stdout closed: it exited.
     pub ended: bool,
@@ -137,6 +139,12 @@ impl Ours {
                         s.status_count += 1;
                     }
                     Some("started") => s.started = true,
+                    Some("listening") => s
+                        .listen_results
+                        .push(Ok(v["listen"].as_str().map(str::to_string))),
+                    Some("listen_failed") => s
+                        .listen_results
+                        .push(Err(v["message"].as_str().unwrap_or_default().to_string())),
                     Some("error") => s.errors.push(v["message"].to_string()),
                     _ => {}
                 }
@@ -189,6 +197,15 @@ impl Ours {
                 panic!("{}: exited before starting", self.name);
             }
             probe(&s).ok_or_else(|| format!("{s:?}"))
+        })
+    }
+
+    /// Moves its listener to `to` (`ADDR:PORT` or `none`); the answer.
+    pub fn listen(&mut self, to: &str) -> Result<Option<String>, String> {
+        let before = self.seen().listen_results.len();
+        self.send(&format!("listen {to}"));
+        self.wait(&format!("{} answers listen {to}", self.name), |s| {
+            s.listen_results.get(before).cloned()
         })
     }
 
