@@ -526,11 +526,15 @@ impl Rib {
     /// Drops the paths of `peer` that its (changed) import filter or loop check now rejects.
     /// Paths it used to reject come back only when the peer sends them again (route refresh).
     /// A filter whose rules change routes is left to the refresh: what is held was changed by
-    /// the filter, so testing it again could give another answer than the route as received.
+    /// the filter (its AS_PATH too), so testing it again, or checking it for loops, could give
+    /// another answer than the route as received.
     pub fn refilter(&mut self, peer: PeerId) -> Vec<BestChange> {
         let Some(info) = self.peers.get(&peer).cloned() else {
             return Vec::new();
         };
+        if info.import.has_operations() {
+            return Vec::new();
+        }
         let mut changes = Vec::new();
         let refused: Vec<(IpNet, u32)> = self.table.keys_where(Source::Peer(peer), |prefix, p| {
             let view = RouteView {
@@ -538,7 +542,7 @@ impl Rib {
                 from_peer: true,
                 attrs: &p.route.attrs,
             };
-            (!info.import.has_operations() && info.import.decide(&view) == Verdict::Reject)
+            info.import.decide(&view) == Verdict::Reject
                 || self.check_import(&info, &p.route.attrs).is_some()
         });
         for (prefix, path_id) in refused {

@@ -983,6 +983,36 @@ fn import_filter_operations_change_only_what_their_rule_accepts() {
 }
 
 #[test]
+fn a_changed_import_filter_that_changes_routes_is_left_to_the_refresh() {
+    let mut r = rib();
+    let prepending = |asn| Filter {
+        rules: vec![
+            FilterRule {
+                as_path_prefix: vec![65001],
+                operations: vec![Operation::PrependAsPath(vec![asn])],
+                ..FilterRule::new(net("0.0.0.0/0"), MatchOperator::In, RuleAction::Accept)
+            },
+            FilterRule::new(net("0.0.0.0/0"), MatchOperator::In, RuleAction::Reject),
+        ],
+    };
+    let mut p = peer(1, 65001);
+    p.import = prepending(65009);
+    r.set_peer(1, p.clone());
+    let update = || announce(&["198.19.0.0/26"], attrs(&[65001]), "198.18.1.1");
+    r.apply_update(1, &update());
+    let held = r.best(&net("198.19.0.0/26")).unwrap();
+    assert_eq!(held.attrs.as_path, Some(AsPath::sequence([65009, 65001])));
+    // What is held no longer starts with 65001, but the route as received does: testing the
+    // held path again would drop it; it stays until the peer sends it again.
+    p.import = prepending(65008);
+    r.set_peer(1, p);
+    assert!(r.refilter(1).is_empty());
+    let c = r.apply_update(1, &update());
+    let best = c[0].best.as_ref().unwrap();
+    assert_eq!(best.attrs.as_path, Some(AsPath::sequence([65008, 65001])));
+}
+
+#[test]
 fn export_filter_sees_the_source_and_changes_what_it_accepts() {
     let r = rib();
     let to = PeerInfo {
