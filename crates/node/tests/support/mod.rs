@@ -19,7 +19,8 @@ pub const NODE: &str = env!("CARGO_BIN_EXE_calico-node");
 /// A host namespace with `eth0` (198.18.<subnet>.2/24) cabled to a peer namespace, plus a state dir.
 pub struct Host {
     pub ns: TestNetns,
-    _peer: TestNetns,
+    /// The namespace at the other end of `eth0` (198.18.<subnet>.1).
+    pub peer: TestNetns,
     pub dir: tempfile::TempDir,
 }
 
@@ -46,7 +47,7 @@ pub fn host(subnet: u8) -> Host {
     .expect("default route");
     Host {
         ns,
-        _peer: peer,
+        peer,
         dir: tempfile::tempdir().expect("tempdir"),
     }
 }
