@@ -12,7 +12,9 @@
 //! - `cidr` with `matchOperator` and `prefixLength` (the range as Calico renders it: at least
 //!   the CIDR's own length, at most the family's), `source: RemotePeers`, `communities` and
 //!   `asPathPrefix` are conditions the speaker tests exactly, and the `addCommunity` and
-//!   `prependASPath` operations are applied as BIRD applies them;
+//!   `prependASPath` operations are applied as BIRD applies them; `prefixLength` with Equal or
+//!   NotEqual becomes what BIRD makes of Calico's rendering (`net = [ set ]`, never true: the
+//!   rule never matches, or with NotEqual its CIDR test always holds), reported;
 //! - `interface` and `priority` test what BIRD knows of kernel routes (the outgoing interface,
 //!   the kernel metric), which the speaker's routes do not have. They are approximated towards
 //!   fewer routes: an Accept rule with one is left out, a Reject rule is kept without it (so it
@@ -157,17 +159,36 @@ fn convert(
             MatchOperator::In => calico_bgp::policy::MatchOperator::In,
             MatchOperator::NotIn => calico_bgp::policy::MatchOperator::NotIn,
         };
-        let mut r = FilterRule::new(cidr, operator, action);
-        // Calico's range: at least the CIDR's own length, at most the family's.
-        r.prefix_length = rule.prefix_length.as_ref().map(|p| {
-            let own = cidr.prefix_len();
-            let clamp = |v: i32| u8::try_from(v.clamp(0, i32::from(max_len))).unwrap_or(max_len);
-            (
-                p.min.map_or(own, |m| clamp(m).max(own)),
-                p.max.map_or(max_len, clamp),
-            )
-        });
-        r
+        // Calico renders a length range as `net = [ cidr{min,max} ]` (or `!=`) with Equal and
+        // NotEqual too: BIRD never finds a prefix equal to a prefix set, so the CIDR test always
+        // fails (Equal) or always holds (NotEqual).
+        if rule.prefix_length.is_some() && op == MatchOperator::Equal {
+            problem(
+                ".prefixLength",
+                "with Equal, BIRD compares the route with a prefix set and never finds them equal: the rule never matches and is left out, as in Calico".into(),
+            );
+            return None;
+        }
+        if rule.prefix_length.is_some() && op == MatchOperator::NotEqual {
+            problem(
+                ".prefixLength",
+                "with NotEqual, BIRD compares the route with a prefix set and never finds them equal: the CIDR test holds for every route of the family, as in Calico".into(),
+            );
+            FilterRule::new(family(v6), calico_bgp::policy::MatchOperator::In, action)
+        } else {
+            let mut r = FilterRule::new(cidr, operator, action);
+            // Calico's range: at least the CIDR's own length, at most the family's.
+            r.prefix_length = rule.prefix_length.as_ref().map(|p| {
+                let own = cidr.prefix_len();
+                let clamp =
+                    |v: i32| u8::try_from(v.clamp(0, i32::from(max_len))).unwrap_or(max_len);
+                (
+                    p.min.map_or(own, |m| clamp(m).max(own)),
+                    p.max.map_or(max_len, clamp),
+                )
+            });
+            r
+        }
     };
 
     out.from_peers_only = rule.source.is_some();

@@ -1280,6 +1280,54 @@ fn prefix_length_ranges_are_tested_as_calico_renders_them() {
 }
 
 #[test]
+fn prefix_length_with_equal_or_not_equal_does_what_birds_set_comparison_does() {
+    use FilterAction::Reject;
+    let length = Some(PrefixLength {
+        min: Some(16),
+        max: Some(24),
+    });
+    let spec = BGPFilterSpec {
+        export_v4: vec![
+            // `net = [ 10.0.0.0/16{16,24} ]` is never true in BIRD: never matches.
+            BGPFilterRule {
+                prefix_length: length.clone(),
+                ..rule("10.0.0.0/16", Some(ApiOp::Equal), Reject)
+            },
+            rule("192.0.2.0/24", Some(ApiOp::Equal), FilterAction::Accept),
+            // `net != [ 172.16.0.0/16{16,24} ]` is always true: every IPv4 route.
+            BGPFilterRule {
+                prefix_length: length,
+                ..rule("172.16.0.0/16", Some(ApiOp::NotEqual), Reject)
+            },
+        ],
+        ..Default::default()
+    };
+    let c = filtered_peer(vec![Named::new("f", spec)], &["f"], 65001);
+    let export = &c.peers[0].settings.export;
+    assert_eq!(export.rules.len(), 2, "the Equal rule is left out");
+    assert!(export.accepts(&net("192.0.2.0/24"), false));
+    for p in ["10.0.0.0/16", "172.16.0.0/16", "198.51.100.0/24"] {
+        assert!(!export.accepts(&net(p), true), "{p}: the NotEqual rule");
+    }
+    assert!(
+        export.accepts(&net("2001:db8::/32"), true),
+        "IPv6 untouched"
+    );
+    assert!(has_problem(
+        &c,
+        "BGPFilter",
+        "f",
+        "spec.exportV4[0].prefixLength"
+    ));
+    assert!(has_problem(
+        &c,
+        "BGPFilter",
+        "f",
+        "spec.exportV4[2].prefixLength"
+    ));
+}
+
+#[test]
 fn source_communities_and_as_path_prefix_are_tested_exactly() {
     use FilterAction::{Accept, Reject};
     use calico_api::spec::bgpfilter::{CommunityMatch, MatchSource};
