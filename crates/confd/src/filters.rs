@@ -15,11 +15,13 @@
 //!   `prependASPath` operations are applied as BIRD applies them; `prefixLength` with Equal or
 //!   NotEqual becomes what BIRD makes of Calico's rendering (`net = [ set ]`, never true: the
 //!   rule never matches, or with NotEqual its CIDR test always holds), reported;
-//! - `interface` and `priority` test what BIRD knows of kernel routes (the outgoing interface,
-//!   the kernel metric), which the speaker's routes do not have. They are approximated towards
-//!   fewer routes: an Accept rule with one is left out, a Reject rule is kept without it (so it
-//!   rejects every route its other conditions match); each such rule is reported. So is a
-//!   `setPriority` operation (the kernel metric), which is left out.
+//! - `priority` tests the kernel metric (`krt_metric`), which none of the speaker's routes has
+//!   (`setPriority`, which would give them one, is not applied and is reported): such a rule
+//!   never matches and is left out, reported;
+//! - `interface` tests the interface a route leaves by: the speaker's own routes have none, as
+//!   in BIRD, but it does not know that of routes learnt from peers. That is approximated towards
+//!   fewer routes: an Accept rule with one is left out, a Reject rule rejects every learnt route
+//!   its other conditions match; reported.
 //!
 //! Leaving an Accept out and widening a Reject can only turn an accepted route into a rejected
 //! one, never the reverse, since the default is to accept.
@@ -247,30 +249,35 @@ fn convert(
         out.operations.clear();
     }
 
-    // Tests on what BIRD knows of kernel routes, which the speaker cannot make.
-    let untestable: Vec<&str> = [
-        (!rule.interface.is_empty(), "interface"),
-        (rule.priority.is_some(), "priority"),
-    ]
-    .into_iter()
-    .filter_map(|(set, name)| set.then_some(name))
-    .collect();
-    if !untestable.is_empty() {
+    // `priority` is BIRD's `krt_metric = N`: the routes the speaker handles (learnt by BGP,
+    // or its own) carry no kernel metric, as in BIRD without a `setPriority`, so the test never
+    // holds.
+    if rule.priority.is_some() {
+        problem(
+            ".priority",
+            "the speaker's routes carry no kernel metric (setPriority is not applied), so the rule never matches: it is left out".into(),
+        );
+        return None;
+    }
+    // `interface` is BIRD's `ifname ~ "glob"`, the interface a route leaves by: our own routes
+    // have none (never matching, as in BIRD); for routes learnt from peers the speaker does
+    // not know it.
+    if !rule.interface.is_empty() {
         let outcome = if accept {
-            "it is left out (such routes go on to the next rule)"
+            "the rule is left out (such routes go on to the next rule)"
         } else {
-            "it rejects every route its other conditions match instead"
+            "the rule rejects every route learnt from a peer that its other conditions match"
         };
         problem(
-            "",
+            ".interface",
             format!(
-                "calico-rs's speaker cannot test {}: {outcome}",
-                untestable.join(", ")
+                "calico-rs's speaker does not know the interface of routes learnt from peers: {outcome}"
             ),
         );
         if accept {
             return None;
         }
+        out.from_peers_only = true;
     }
     Some(out)
 }

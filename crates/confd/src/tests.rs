@@ -1452,7 +1452,7 @@ fn operations_change_what_the_rule_accepts() {
 }
 
 #[test]
-fn interface_and_priority_err_towards_fewer_routes() {
+fn interface_errs_towards_fewer_routes_and_priority_never_matches() {
     use FilterAction::{Accept, Reject};
     let spec = BGPFilterSpec {
         export_v4: vec![
@@ -1462,10 +1462,16 @@ fn interface_and_priority_err_towards_fewer_routes() {
                 ..rule("172.16.0.0/12", Some(ApiOp::In), Accept)
             },
             rule("172.16.0.0/12", Some(ApiOp::In), Reject),
-            // Reject 10/8 routes of priority 512: every 10/8 route.
+            // Reject 10/8 routes out of eth*: every learnt 10/8 route; our own have no
+            // interface.
+            BGPFilterRule {
+                interface: "eth*".into(),
+                ..rule("10.0.0.0/8", Some(ApiOp::In), Reject)
+            },
+            // Routes of priority 512: none has a kernel metric.
             BGPFilterRule {
                 priority: Some(512),
-                ..rule("10.0.0.0/8", Some(ApiOp::In), Reject)
+                ..rule("192.0.2.0/24", Some(ApiOp::In), Reject)
             },
         ],
         ..Default::default()
@@ -1473,15 +1479,33 @@ fn interface_and_priority_err_towards_fewer_routes() {
     let c = filtered_peer(vec![Named::new("f", spec)], &["f"], 65001);
     let export = &c.peers[0].settings.export;
     assert_eq!(export.rules.len(), 2);
+    let passes = |p: &str, from_peer| through(export, p, from_peer, &no_attrs()).is_some();
+    assert!(!passes("172.16.1.0/24", false), "the next rule rejects");
+    assert!(!passes("10.1.0.0/16", true), "learnt: widened reject");
     assert!(
-        !export.accepts(&net("172.16.1.0/24"), true),
-        "next rule rejects"
+        passes("10.1.0.0/16", false),
+        "ours: no interface, as in BIRD"
     );
-    assert!(!export.accepts(&net("10.1.0.0/16"), true), "widened reject");
-    assert!(export.accepts(&net("192.0.2.0/24"), true));
-    assert!(has_problem(&c, "BGPFilter", "f", "spec.exportV4[0]"));
-    assert!(has_problem(&c, "BGPFilter", "f", "spec.exportV4[2]"));
-    assert_eq!(c.problems.len(), 2, "{:?}", c.problems);
+    assert!(passes("192.0.2.0/24", true), "no kernel metric");
+    assert!(has_problem(
+        &c,
+        "BGPFilter",
+        "f",
+        "spec.exportV4[0].interface"
+    ));
+    assert!(has_problem(
+        &c,
+        "BGPFilter",
+        "f",
+        "spec.exportV4[2].interface"
+    ));
+    assert!(has_problem(
+        &c,
+        "BGPFilter",
+        "f",
+        "spec.exportV4[3].priority"
+    ));
+    assert_eq!(c.problems.len(), 3, "{:?}", c.problems);
 }
 
 #[test]
