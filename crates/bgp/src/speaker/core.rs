@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use rustc_hash::FxHashMap;
-use tokio::net::TcpListener;
+use tokio::net::TcpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -39,6 +39,9 @@ const MAX_CHANGES_PER_ROUND: usize = BATCH_PREFIXES;
 const EVENTS_IN_FLIGHT_PER_PEER: usize = 8;
 /// How soon a slow peer's backlog is looked at again.
 const BACKLOG_RETRY: Duration = Duration::from_millis(10);
+/// Connections the kernel queues for the listener before it accepts them (a reflector's many
+/// clients connect at once after a restart).
+const LISTEN_BACKLOG: u32 = 1024;
 /// How long shutdown waits for each session to send its Cease.
 const SESSION_STOP_WAIT: Duration = Duration::from_secs(1);
 
@@ -1021,13 +1024,20 @@ fn bind_listener(
     table: &PeerTable,
 ) -> Result<(ListenerHandle, OwnedFd), SpeakerError> {
     let listen_error = |source| SpeakerError::Listen { addr, source };
-    let std_listener = std::net::TcpListener::bind(addr).map_err(listen_error)?;
-    std_listener.set_nonblocking(true).map_err(listen_error)?;
-    let fd = std_listener
+    let socket = if addr.is_ipv6() {
+        TcpSocket::new_v6()
+    } else {
+        TcpSocket::new_v4()
+    }
+    .map_err(listen_error)?;
+    // As `TcpListener::bind` does: a restarted speaker can bind again at once.
+    socket.set_reuseaddr(true).map_err(listen_error)?;
+    socket.bind(addr).map_err(listen_error)?;
+    let listener = socket.listen(LISTEN_BACKLOG).map_err(listen_error)?;
+    let fd = listener
         .as_fd()
         .try_clone_to_owned()
         .map_err(listen_error)?;
-    let listener = TcpListener::from_std(std_listener).map_err(listen_error)?;
     Ok((serve(listener, table.clone()), fd))
 }
 

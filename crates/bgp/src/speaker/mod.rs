@@ -61,7 +61,7 @@ pub struct SpeakerConfig {
     pub local_as: u32,
     pub router_id: Ipv4Addr,
     /// Where the shared listener binds (port 179 in production); `None`: no listener, every
-    /// peer is reached by connecting out.
+    /// peer is reached by connecting out. [`Speaker::set_listen`] moves it later.
     pub listen: Option<SocketAddr>,
     /// Our cluster id when we reflect routes to clients (defaults to the router id).
     pub cluster_id: Option<Ipv4Addr>,
