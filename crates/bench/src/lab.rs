@@ -558,7 +558,13 @@ impl Drop for DownOnDrop<'_> {
 /// under the lab's prefix, so `calico-lab down` removes it).
 fn add_pod(tools: &Tools, lab: &Lab, host: &HostState, pod: &str) -> Result<Added> {
     check_cancelled()?;
-    calico_lab::cni::add_pod(&tools.plugin, &lab.prefix(), host, pod)
+    calico_lab::cni::add_pod(
+        &tools.plugin,
+        &lab.prefix(),
+        host,
+        calico_lab::cni::POD_NAMESPACE,
+        pod,
+    )
 }
 
 // ---------------------------------------------------------------------------------------------------------

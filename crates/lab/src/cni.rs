@@ -7,7 +7,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use calico_api::Kind;
+use calico_api::spec::rule::Protocol;
+use calico_api::spec::workloadendpoint::WorkloadEndpointPort;
+use calico_api::{Kind, Spec};
 use calico_cni::spec::CniResult;
 use calico_datastore::client::Client;
 use calico_datastore::config::OpenMode;
@@ -16,7 +18,7 @@ use serde_json::{Value, json};
 use crate::datastore;
 use crate::netns;
 use crate::paths::netns_path;
-use crate::state::{DatastoreKind, DatastoreState, HostState, PodState};
+use crate::state::{DatastoreKind, DatastoreState, HostState, PodPort, PodState};
 
 pub const NETWORK: &str = "k8s-pod-network";
 pub const POD_NAMESPACE: &str = "default";
@@ -66,10 +68,12 @@ pub fn new_container_id() -> Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn invoke(
     plugin: &Path,
     host: &HostState,
     verb: &str,
+    k8s_namespace: &str,
     pod: &str,
     container_id: &str,
     netns: &str,
@@ -91,7 +95,7 @@ fn invoke(
         .env(
             "CNI_ARGS",
             format!(
-                "K8S_POD_NAMESPACE={POD_NAMESPACE};K8S_POD_NAME={pod};K8S_POD_INFRA_CONTAINER_ID={container_id}"
+                "K8S_POD_NAMESPACE={k8s_namespace};K8S_POD_NAME={pod};K8S_POD_INFRA_CONTAINER_ID={container_id}"
             ),
         )
         // The config says where the datastore is; the caller's environment must not override it.
@@ -136,12 +140,29 @@ pub struct Added {
 /// Creates the pod's namespace (loopback up) and runs CNI ADD for it. If anything fails after the namespace
 /// exists, the pod is taken down again as a runtime does after a failed ADD (CNI DEL, then the namespace),
 /// so a failed `add-pod` leaves nothing behind.
-pub fn add_pod(plugin: &Path, lab_prefix: &str, host: &HostState, pod: &str) -> Result<Added> {
+pub fn add_pod(
+    plugin: &Path,
+    lab_prefix: &str,
+    host: &HostState,
+    k8s_namespace: &str,
+    pod: &str,
+) -> Result<Added> {
     let namespace = format!("{lab_prefix}{pod}");
     let container_id = new_container_id()?;
     netns::add(std::slice::from_ref(&namespace))?;
-    add_in_namespace(plugin, host, pod, &namespace, &container_id)
-        .map_err(|failed| remove_failed_pod(plugin, host, pod, &namespace, &container_id, failed))
+    add_in_namespace(plugin, host, k8s_namespace, pod, &namespace, &container_id).map_err(
+        |failed| {
+            remove_failed_pod(
+                plugin,
+                host,
+                k8s_namespace,
+                pod,
+                &namespace,
+                &container_id,
+                failed,
+            )
+        },
+    )
 }
 
 /// Undoes a pod whose ADD failed: DEL (the plugin cleans up after itself, but an ADD that succeeded with a
@@ -150,6 +171,7 @@ pub fn add_pod(plugin: &Path, lab_prefix: &str, host: &HostState, pod: &str) -> 
 fn remove_failed_pod(
     plugin: &Path,
     host: &HostState,
+    k8s_namespace: &str,
     pod: &str,
     namespace: &str,
     container_id: &str,
@@ -161,6 +183,7 @@ fn remove_failed_pod(
         plugin,
         host,
         "DEL",
+        k8s_namespace,
         pod,
         container_id,
         &netns_file,
@@ -186,6 +209,7 @@ fn remove_failed_pod(
 fn add_in_namespace(
     plugin: &Path,
     host: &HostState,
+    k8s_namespace: &str,
     pod: &str,
     namespace: &str,
     container_id: &str,
@@ -200,6 +224,7 @@ fn add_in_namespace(
         plugin,
         host,
         "ADD",
+        k8s_namespace,
         pod,
         container_id,
         &netns_file,
@@ -236,6 +261,9 @@ fn add_in_namespace(
             ip,
             container_id: container_id.to_string(),
             labels: BTreeMap::new(),
+            k8s_namespace: k8s_namespace.to_string(),
+            ports: Vec::new(),
+            server_pid: None,
         },
         plugin_returned_at: out.exited_at,
         plugin_took: out.elapsed,
@@ -253,6 +281,7 @@ pub fn del_pod(plugin: &Path, host: &HostState, pod: &PodState, limit: Duration)
         plugin,
         host,
         "DEL",
+        &pod.k8s_namespace,
         &pod.name,
         &pod.container_id,
         &netns_file,
@@ -273,11 +302,13 @@ pub fn workload_endpoint_name(host: &str, pod: &str) -> String {
     )
 }
 
-/// Adds `labels` to a pod's WorkloadEndpoint (the k8s orchestrator has no other label source here).
-pub fn label_pod(
+/// Adds `labels` and named `ports` to a pod's WorkloadEndpoint (a Kubernetes pod's labels and container
+/// ports reach Calico this way; the lab has no API server to take them from).
+pub fn annotate_pod(
     ds: &DatastoreState,
     pod: &PodState,
     labels: &BTreeMap<String, String>,
+    ports: &[PodPort],
 ) -> Result<()> {
     let name = workload_endpoint_name(&pod.host, &pod.name);
     let cfg = datastore::config(ds);
@@ -290,21 +321,34 @@ pub fn label_pod(
         // Compare-and-swap on the version read: retry if calico-node or the plugin wrote in between.
         for _attempt in 0..5 {
             let mut wep = client
-                .get(Kind::WorkloadEndpoint, Some(POD_NAMESPACE), &name)
+                .get(Kind::WorkloadEndpoint, Some(&pod.k8s_namespace), &name)
                 .await
                 .with_context(|| format!("reading WorkloadEndpoint {name}"))?;
             let mut merged = wep.metadata.labels.clone().unwrap_or_default();
             merged.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
             wep.metadata.labels = Some(merged);
+            if let Spec::WorkloadEndpoint(spec) = &mut wep.spec {
+                for port in ports {
+                    spec.ports
+                        .retain(|p| p.name.as_deref() != Some(port.name.as_str()));
+                    spec.ports.push(WorkloadEndpointPort {
+                        name: Some(port.name.clone()),
+                        protocol: Protocol::Name(port.protocol.calico_name().to_string()),
+                        port: port.port,
+                        host_port: None,
+                        host_ip: None,
+                    });
+                }
+            }
             match client.replace(wep).await {
                 Ok(_) => return Ok(()),
                 Err(calico_datastore::client::ClientError::Conflict { .. }) => continue,
                 Err(e) => {
-                    return Err(e).with_context(|| format!("labelling WorkloadEndpoint {name}"));
+                    return Err(e).with_context(|| format!("updating WorkloadEndpoint {name}"));
                 }
             }
         }
-        bail!("labelling WorkloadEndpoint {name}: kept conflicting with other writers")
+        bail!("updating WorkloadEndpoint {name}: kept conflicting with other writers")
     })
 }
 

@@ -11,12 +11,13 @@ use serde_json::{Value, json};
 use crate::parallel;
 use crate::paths::{self, Lab, find_binary, host_name, pod_name};
 use crate::state::{
-    DatastoreKind, DatastoreState, HostState, LabLock, Pids, PodState, STAGES, State, UnderlayState,
+    DatastoreKind, DatastoreState, HostState, LabLock, Pids, PodPort, PodState, STAGES, State,
+    Transport, UnderlayState,
 };
 use crate::tor::{self, Tor};
 use crate::{
-    Backend, DatastoreChoice, Encap, cni, datastore, netns, node, procs, reach, reflectors,
-    underlay,
+    Backend, DatastoreChoice, Encap, cni, datastore, netns, node, probe, procs, reach, reflectors,
+    serve, underlay,
 };
 
 /// Pods added at the same time (each is one plugin process).
@@ -425,7 +426,7 @@ fn add_pods(
 ) -> Result<Vec<Result<PodState>>> {
     let prefix = lab.prefix();
     parallel::map(wanted, POD_WORKERS, |(h, pod)| {
-        cni::add_pod(plugin, &prefix, &hosts[h], &pod).map(|added| added.pod)
+        cni::add_pod(plugin, &prefix, &hosts[h], cni::POD_NAMESPACE, &pod).map(|added| added.pod)
     })
 }
 
@@ -816,12 +817,33 @@ pub fn ping(name: &str, from: &str, to: &str) -> Result<ExitCode> {
     Ok(exit_code_of(status))
 }
 
-pub fn add_pod(name: &str, host: &str, labels: Option<&str>) -> Result<ExitCode> {
+/// What `calico-lab add-pod` takes besides the host.
+#[derive(Clone, Debug, Default)]
+pub struct NewPod {
+    /// `k=v,k2=v2`
+    pub labels: Option<String>,
+    /// The Kubernetes namespace (default `default`).
+    pub namespace: Option<String>,
+    /// Named ports: `name=port/proto,...`
+    pub ports: Option<String>,
+}
+
+pub fn add_pod(name: &str, host: &str, new: &NewPod) -> Result<ExitCode> {
     let lab = Lab::new(name)?;
-    let labels = labels
+    let labels = new
+        .labels
+        .as_deref()
         .map(cni::parse_labels)
         .transpose()?
         .unwrap_or_default();
+    let ports = new
+        .ports
+        .as_deref()
+        .map(PodPort::parse_list)
+        .transpose()?
+        .unwrap_or_default();
+    let k8s_namespace = new.namespace.as_deref().unwrap_or(cni::POD_NAMESPACE);
+    paths::validate_k8s_namespace(k8s_namespace)?;
     let plugin = find_binary("calico")?;
     let _lock = LabLock::acquire(&lab)?;
     let mut state = State::load_required(&lab)?;
@@ -840,9 +862,9 @@ pub fn add_pod(name: &str, host: &str, labels: Option<&str>) -> Result<ExitCode>
         .map(|j| pod_name(host, j))
         .find(|p| state.pod(p).is_none() && !netns::exists(&lab.ns(p)))
         .context("no free pod name")?;
-    let mut pod = cni::add_pod(&plugin, &lab.prefix(), &host_state, &next)?.pod;
-    if !labels.is_empty() {
-        if let Err(failed) = cni::label_pod(&state.datastore, &pod, &labels) {
+    let mut pod = cni::add_pod(&plugin, &lab.prefix(), &host_state, k8s_namespace, &next)?.pod;
+    if !labels.is_empty() || !ports.is_empty() {
+        if let Err(failed) = cni::annotate_pod(&state.datastore, &pod, &labels, &ports) {
             // The pod is not in the state file yet: take it down rather than leave it unknown to the lab.
             let undone = cni::del_pod(&plugin, &host_state, &pod, Duration::from_secs(60))
                 .and_then(|()| netns::delete(std::slice::from_ref(&pod.namespace)));
@@ -852,11 +874,76 @@ pub fn add_pod(name: &str, host: &str, labels: Option<&str>) -> Result<ExitCode>
             });
         }
         pod.labels = labels;
+        pod.ports = ports;
     }
     say!("{} {}", pod.name, pod.ip);
     state.pods.push(pod);
     sort_pods(&mut state.pods, &state.hosts);
     state.save(&lab)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `calico-lab probe` takes.
+#[derive(Clone, Debug)]
+pub struct ProbeOptions {
+    pub port: u16,
+    pub protocol: Transport,
+    /// Pod names; all pods when empty.
+    pub from: Vec<String>,
+    pub to: Vec<String>,
+    pub limit: Duration,
+    pub json: bool,
+}
+
+/// `calico-lab probe`: starts the probe servers of the target pods that have none running, then
+/// probes every pair and prints the matrix.
+pub fn probe(name: &str, opts: &ProbeOptions) -> Result<ExitCode> {
+    let lab = Lab::new(name)?;
+    let (from, to) = {
+        let _lock = LabLock::acquire(&lab)?;
+        let mut state = State::load_required(&lab)?;
+        let pick = |names: &[String]| -> Result<Vec<PodState>> {
+            if names.is_empty() {
+                return Ok(state.pods.clone());
+            }
+            names
+                .iter()
+                .map(|n| {
+                    state.pod(n).cloned().with_context(|| {
+                        format!(
+                            "no pod {n:?} in lab {:?} (calico-lab status lists them)",
+                            lab.name
+                        )
+                    })
+                })
+                .collect()
+        };
+        let from = pick(&opts.from)?;
+        let to = pick(&opts.to)?;
+        let mut started = false;
+        for target in &to {
+            let running = target
+                .server_pid
+                .is_some_and(|pid| procs::belongs_to(pid, &lab.name));
+            if !running {
+                let pid = serve::start(&lab, target)?;
+                if let Some(p) = state.pods.iter_mut().find(|p| p.name == target.name) {
+                    p.server_pid = Some(pid);
+                }
+                started = true;
+            }
+        }
+        if started {
+            state.save(&lab)?;
+        }
+        (from, to)
+    };
+    let matrix = probe::probe(&from, &to, opts.protocol, opts.port, opts.limit)?;
+    if opts.json {
+        say!("{}", serde_json::to_string_pretty(&matrix)?);
+    } else {
+        say!("{}", matrix.render().trim_end());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -872,6 +959,8 @@ pub fn del_pod(name: &str, pod: &str) -> Result<ExitCode> {
     let host = state
         .host(&pod_state.host)
         .with_context(|| format!("pod {pod} names an unknown host {:?}", pod_state.host))?;
+    // Its probe server holds sockets in the pod's namespace: stopped first, so the namespace goes.
+    serve::stop(&lab, &pod_state);
     cni::del_pod(&plugin, host, &pod_state, Duration::from_secs(60))?;
     netns::delete(std::slice::from_ref(&pod_state.namespace))?;
     state.pods.retain(|p| p.name != pod);

@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use calico_lab::tor::Tor;
 use calico_lab::{Backend, DatastoreChoice, Encap, datastore, lab, paths, relay};
 use clap::{Parser, Subcommand};
@@ -89,6 +90,37 @@ enum Command {
         /// Labels for the pod's WorkloadEndpoint: k=v,k2=v2
         #[arg(long)]
         labels: Option<String>,
+        /// The pod's Kubernetes namespace (default: default).
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Named ports in the pod's WorkloadEndpoint, served by its probe server: name=port/proto,...
+        /// (e.g. http=8080/tcp,dns=53/udp).
+        #[arg(long)]
+        ports: Option<String>,
+    },
+    /// Who reaches whom: from every pod (or --from) to every other pod (or --to), a real TCP connection
+    /// or UDP exchange with the target's probe server, all pairs at once; prints the matrix (rows
+    /// senders, columns receivers; . allowed, X dropped). Every pod's server answers on port 80 and on
+    /// its named ports; servers start on first use.
+    Probe {
+        #[arg(long, default_value = "lab")]
+        name: String,
+        #[arg(long, default_value_t = calico_lab::state::SERVED_PORT)]
+        port: u16,
+        /// tcp or udp.
+        #[arg(long, default_value = "tcp")]
+        protocol: String,
+        /// Senders (pod names, comma-separated); all pods when not given.
+        #[arg(long, value_delimiter = ',')]
+        from: Vec<String>,
+        /// Receivers (pod names, comma-separated); all pods when not given.
+        #[arg(long, value_delimiter = ',')]
+        to: Vec<String>,
+        /// How long to wait for an answer before a pair counts as dropped.
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
+        #[arg(long)]
+        json: bool,
     },
     /// Remove a pod (CNI DEL, then its namespace).
     DelPod {
@@ -114,6 +146,18 @@ enum Command {
     /// plugin without a lab or calico-node (both only open a store that exists). An existing store is
     /// left as it is.
     InitDatastore { path: std::path::PathBuf },
+    /// (internal) A pod's probe server: answers on the given ports inside the pod's namespace.
+    #[command(hide = true)]
+    ServePod {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        pod: String,
+        #[arg(long)]
+        netns: String,
+        #[arg(long)]
+        ports: String,
+    },
     /// (internal) Forward 127.0.0.1:PORT inside the given namespaces to etcd in the root namespace.
     #[command(hide = true)]
     Relay {
@@ -172,7 +216,59 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command,
         } => lab::exec(&name, &target, &command),
         Command::Ping { name, from, to } => lab::ping(&name, &from, &to),
-        Command::AddPod { name, host, labels } => lab::add_pod(&name, &host, labels.as_deref()),
+        Command::AddPod {
+            name,
+            host,
+            labels,
+            namespace,
+            ports,
+        } => lab::add_pod(
+            &name,
+            &host,
+            &lab::NewPod {
+                labels,
+                namespace,
+                ports,
+            },
+        ),
+        Command::Probe {
+            name,
+            port,
+            protocol,
+            from,
+            to,
+            timeout_ms,
+            json,
+        } => {
+            let protocol = calico_lab::state::Transport::parse(&protocol)
+                .with_context(|| format!("--protocol {protocol:?}: use tcp or udp"))?;
+            lab::probe(
+                &name,
+                &lab::ProbeOptions {
+                    port,
+                    protocol,
+                    from,
+                    to,
+                    limit: std::time::Duration::from_millis(timeout_ms),
+                    json,
+                },
+            )
+        }
+        Command::ServePod {
+            name,
+            pod,
+            netns,
+            ports,
+        } => {
+            let lab = paths::Lab::new(&name)?;
+            calico_lab::serve::run(
+                &lab,
+                &pod,
+                &netns,
+                &calico_lab::serve::parse_ports_arg(&ports)?,
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::DelPod { name, pod } => lab::del_pod(&name, &pod),
         Command::RestartNode { name, host, kill } => lab::restart_node(&name, &host, kill),
         Command::Down { name } => lab::down(&name),

@@ -126,6 +126,24 @@ pub fn validate_host_names(names: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// A Kubernetes namespace name: a DNS label (1-63 lowercase letters, digits or dashes, starting and
+/// ending with a letter or digit).
+pub fn validate_k8s_namespace(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if !ok {
+        bail!(
+            "invalid namespace {name:?}: use 1-63 lowercase letters, digits or dashes, not starting or ending with a dash"
+        );
+    }
+    Ok(())
+}
+
 /// `<host>-pod<j>`.
 fn looks_like_pod(name: &str) -> bool {
     name.rsplit_once("-pod")

@@ -82,6 +82,102 @@ pub struct PodState {
     pub container_id: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// The pod's Kubernetes namespace (its WorkloadEndpoint's namespace, profile `kns.<namespace>`).
+    #[serde(default = "default_pod_namespace")]
+    pub k8s_namespace: String,
+    /// Named ports in its WorkloadEndpoint (served by its probe server besides [`SERVED_PORT`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PodPort>,
+    /// The pod's probe server (`calico-lab serve-pod`), answering on its ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_pid: Option<u32>,
+}
+
+/// The port every pod's probe server answers on (TCP and UDP), besides the pod's named ports.
+pub const SERVED_PORT: u16 = 80;
+
+fn default_pod_namespace() -> String {
+    crate::cni::POD_NAMESPACE.to_string()
+}
+
+/// A transport protocol the probe server answers and `calico-lab probe` tries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+impl Transport {
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        }
+    }
+
+    /// Calico's protocol name (`TCP`, `UDP`), as in a WorkloadEndpoint's ports.
+    pub fn calico_name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "TCP",
+            Transport::Udp => "UDP",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Transport> {
+        match text.to_ascii_lowercase().as_str() {
+            "tcp" => Some(Transport::Tcp),
+            "udp" => Some(Transport::Udp),
+            _ => None,
+        }
+    }
+}
+
+/// A named port of a pod: `http=8080/tcp`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodPort {
+    pub name: String,
+    pub port: u16,
+    pub protocol: Transport,
+}
+
+impl PodPort {
+    /// `name=port/proto[,name=port/proto...]` (the protocol defaults to tcp).
+    pub fn parse_list(text: &str) -> anyhow::Result<Vec<PodPort>> {
+        let mut ports = Vec::new();
+        for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (name, rest) = item
+                .split_once('=')
+                .with_context(|| format!("port {item:?}: expected name=port/protocol"))?;
+            let (number, protocol) = rest.split_once('/').unwrap_or((rest, "tcp"));
+            let port: u16 =
+                number.parse().ok().filter(|p| *p > 0).with_context(|| {
+                    format!("port {item:?}: {number:?} is not a port (1-65535)")
+                })?;
+            let protocol = Transport::parse(protocol).with_context(|| {
+                format!("port {item:?}: protocol {protocol:?} is not tcp or udp")
+            })?;
+            if name.is_empty()
+                || name.len() > 15
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                anyhow::bail!(
+                    "port {item:?}: a port name is 1-15 lower-case letters, digits or '-'"
+                );
+            }
+            if ports.iter().any(|p: &PodPort| p.name == name) {
+                anyhow::bail!("port {item:?}: the name {name:?} is given twice");
+            }
+            ports.push(PodPort {
+                name: name.to_string(),
+                port,
+                protocol,
+            });
+        }
+        Ok(ports)
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -1526,6 +1526,156 @@ fn bgp_sessions_and_routes_stay_while_the_datastore_is_unreachable_for_60_s() {
     );
 }
 
+/// `calico-lab probe` as a user checks reachability: every pair answered over TCP; UDP answered only
+/// where a server listens (a pod added in another namespace with named ports, which its
+/// WorkloadEndpoint carries), refused elsewhere; a drop rule on a host turns exactly the pairs it
+/// covers into `X`; a deleted pod's probe server goes with it.
+#[test]
+fn probe_matrix_shows_allowed_refused_and_dropped_pairs() {
+    let lab = Lab::up("probe", &["--nodes", "2", "--pods-per-node", "1"]);
+    let out = lab.cli(
+        "add-pod",
+        &[
+            "node2",
+            "--namespace",
+            "prod",
+            "--labels",
+            "app=web",
+            "--ports",
+            "http=8080/tcp,dns=53/udp",
+        ],
+    );
+    assert!(out.starts_with("node2-pod2 "), "add-pod printed {out:?}");
+    let wep = lab.calicoctl_ok(&["get", "workloadendpoints", "-n", "prod", "-o", "yaml"]);
+    for needle in [
+        "name: http",
+        "port: 8080",
+        "name: dns",
+        "port: 53",
+        "protocol: UDP",
+        "kns.prod",
+    ] {
+        assert!(
+            wep.contains(needle),
+            "{needle} missing in the prod pod's endpoint:\n{wep}"
+        );
+    }
+    let probe = |args: &[&str]| -> Vec<(String, String, String)> {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let json: Value = serde_json::from_str(&lab.cli("probe", &all))
+            .unwrap_or_else(|e| panic!("probe {args:?} printed no JSON: {e}"));
+        json["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .map(|r| {
+                (
+                    str_of(&r["from"]).to_string(),
+                    str_of(&r["to"]).to_string(),
+                    r["outcome"]
+                        .as_str()
+                        .map_or_else(|| r["outcome"].to_string(), str::to_string),
+                )
+            })
+            .collect()
+    };
+    let pods = ["node1-pod1", "node2-pod1", "node2-pod2"];
+    let pairs = |verdict: &dyn Fn(&str, &str) -> &'static str| -> Vec<(String, String, String)> {
+        let mut want = Vec::new();
+        for from in pods {
+            for to in pods.iter().filter(|t| **t != from) {
+                want.push((
+                    from.to_string(),
+                    to.to_string(),
+                    verdict(from, to).to_string(),
+                ));
+            }
+        }
+        want
+    };
+    assert_eq!(
+        probe(&[]),
+        pairs(&|_, _| "allowed"),
+        "tcp/80 between all pods"
+    );
+    assert_eq!(
+        probe(&["--protocol", "udp", "--port", "53"]),
+        pairs(&|_, to| if to == "node2-pod2" {
+            "allowed"
+        } else {
+            "refused"
+        }),
+        "udp/53 only where it is served"
+    );
+
+    // A drop rule on node2 for tcp/80 to node2-pod1 (forwarded traffic, from either host).
+    let target = lab.pod("node2-pod1").ip;
+    let ns = lab.host_ns("node2");
+    ns_ok(&ns, &["nft", "add", "table", "ip", "probetest"]);
+    ns_ok(
+        &ns,
+        &[
+            "nft",
+            "add chain ip probetest blockit { type filter hook forward priority 0; }",
+        ],
+    );
+    ns_ok(
+        &ns,
+        &[
+            "nft",
+            "add",
+            "rule",
+            "ip",
+            "probetest",
+            "blockit",
+            "ip",
+            "daddr",
+            &target,
+            "tcp",
+            "dport",
+            "80",
+            "drop",
+        ],
+    );
+    assert_eq!(
+        probe(&["--timeout-ms", "1500"]),
+        pairs(&|_, to| if to == "node2-pod1" {
+            "denied"
+        } else {
+            "allowed"
+        }),
+        "tcp/80 dropped on the way to node2-pod1 only"
+    );
+    let text = lab.cli(
+        "probe",
+        &["--from", "node1-pod1", "--to", "node2-pod1,node2-pod2"],
+    );
+    assert!(
+        text.lines().any(|l| l.trim_end() == "node1-pod1  X ."),
+        "the matrix row for node1-pod1:\n{text}"
+    );
+
+    let server = lab_state(&lab)["pods"]
+        .as_array()
+        .and_then(|pods| pods.iter().find(|p| p["name"] == "node2-pod2"))
+        .and_then(|p| p["server_pid"].as_u64())
+        .and_then(|p| u32::try_from(p).ok())
+        .expect("node2-pod2's probe server pid in the lab state");
+    assert!(alive(server), "node2-pod2's probe server runs");
+    lab.cli("del-pod", &["node2-pod2"]);
+    assert!(
+        !alive(server),
+        "node2-pod2's probe server stopped with the pod"
+    );
+}
+
+/// The lab's state file as `calico-lab status --json` shows it.
+fn lab_state(lab: &Lab) -> Value {
+    let out = lab.cli("status", &["--json"]);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("status --json: {e}: {out}"))
+}
+
 /// `calicoctl node status` run inside `host` (it asks that host's calico-node over its socket).
 fn node_status(lab: &Lab, host: &str) -> String {
     let calicoctl = workspace_binary("calicoctl");
