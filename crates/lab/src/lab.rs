@@ -192,9 +192,15 @@ fn build(opts: &UpOptions, created: &mut bool) -> Result<ExitCode> {
             calico_node_pid: None,
         });
     }
+    let neighbours = if hosts.len() >= underlay::STATIC_NEIGHBOURS_FROM {
+        let written = underlay::static_neighbours(&hosts, opts.subnets, opts.route_reflectors)?;
+        format!(", {written} permanent ARP entries")
+    } else {
+        String::new()
+    };
     timings.insert("underlay".to_string(), ms(stage.elapsed()));
     progress(format!(
-        "underlay: {} hosts on {} in {} ({})",
+        "underlay: {} hosts on {} in {}{neighbours} ({})",
         hosts.len(),
         underlay::BRIDGE,
         lab.underlay_ns(),

@@ -129,3 +129,62 @@ pub fn build_segments(lab: &Lab, hosts: &[String], subnets: usize) -> Result<()>
     }
     Ok(())
 }
+
+/// From this many hosts on, `calico-lab up` gives each host permanent ARP entries for its peers
+/// ([`static_neighbours`]); below it, hosts learn each other by ARP as real hosts do.
+pub const STATIC_NEIGHBOURS_FROM: usize = 16;
+
+/// Permanent ARP entries on every host's eth0 for the hosts on its own segment it will have BGP
+/// sessions with (all of them in a mesh; with route reflectors, the reflectors, and every host on a
+/// reflector); returns how many.
+///
+/// Why: the kernel's ARP table is one table for every network namespace, and its gc_thresh3 (1,024 by
+/// default) counts the dynamic entries of all of them, so a large mesh on one machine (a 50-host mesh
+/// has 2,450 sessions, each needing an entry on both ends) overflows it ("neighbour: arp_cache:
+/// neighbor table overflow!") and sessions never connect; other labs on the machine suffer too. Real
+/// hosts each have their own table. Permanent entries are exempt from that count, and they are what
+/// each host would have learned by ARP anyway, so BGP's behaviour is unchanged.
+pub fn static_neighbours(
+    hosts: &[crate::state::HostState],
+    subnets: usize,
+    reflectors: usize,
+) -> Result<usize> {
+    let mut links = Vec::with_capacity(hosts.len());
+    for host in hosts {
+        let ns = netns::open(&host.namespace)?;
+        let mut nl = Netlink::in_netns(&ns)?;
+        let eth0 = nl
+            .link_by_name("eth0")?
+            .with_context(|| format!("{} has no eth0", host.name))?;
+        let mac = eth0
+            .mac
+            .with_context(|| format!("{}'s eth0 has no MAC address", host.name))?;
+        let ip: IpAddr = host
+            .address
+            .parse()
+            .with_context(|| format!("{}'s address {:?}", host.name, host.address))?;
+        links.push((nl, eth0.index, mac, ip));
+    }
+    let peers = |h: usize| -> Vec<usize> {
+        (0..hosts.len())
+            .filter(|p| *p != h && (reflectors == 0 || h < reflectors || *p < reflectors))
+            .filter(|p| segment_of(h + 1, subnets) == segment_of(p + 1, subnets))
+            .collect()
+    };
+    let mut written = 0;
+    for h in 0..links.len() {
+        for p in peers(h) {
+            let (mac, ip) = (links[p].2, links[p].3);
+            let (nl, index, _, _) = &mut links[h];
+            nl.replace_neighbour(&calico_netlink::Neighbour {
+                index: *index,
+                ip,
+                mac,
+                permanent: true,
+            })
+            .with_context(|| format!("ARP entry for {ip} on {}", hosts[h].name))?;
+            written += 1;
+        }
+    }
+    Ok(written)
+}

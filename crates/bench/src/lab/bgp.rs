@@ -14,7 +14,8 @@
 //!   The state file is written as `calico-lab up` writes it, so `calico-lab status/exec/down --name`
 //!   work on these labs, and a drop guard runs `calico-lab down`.
 //!
-//! Every host gets permanent ARP entries for its BGP peers first (see [`static_neighbours`]: the
+//! Every host gets permanent ARP entries for its BGP peers first (see
+//! [`calico_lab::underlay::static_neighbours`]: the
 //! kernel's ARP table limit is shared by every namespace on the machine).
 //!
 //! Routes are watched with one thread per host holding a NETLINK_ROUTE socket opened in that host's
@@ -390,7 +391,7 @@ impl<'a> BgpLab<'a> {
                 calico_node_pid: None,
             });
         }
-        let entries = static_neighbours(&host_states, reflectors)?;
+        let entries = calico_lab::underlay::static_neighbours(&host_states, 1, reflectors)?;
         progress(format!(
             "  underlay: {hosts} hosts, {entries} permanent ARP entries, in {:.1} s",
             stage.elapsed().as_secs_f64()
@@ -670,55 +671,6 @@ fn build_underlay(lab: &calico_lab::paths::Lab, hosts: &[String]) -> Result<(Vec
         addresses.push(address);
     }
     Ok((addresses, WIDE_PREFIX_LEN))
-}
-
-/// Permanent ARP entries on every host's eth0 for the hosts it will have BGP sessions with (all of them
-/// in a mesh; with route reflectors, the reflectors, and every host on a reflector); returns how many.
-///
-/// Why: the kernel's ARP table is one table for every network namespace, and its gc_thresh3 (1,024 by
-/// default) counts the dynamic entries of all of them, so a 100-host mesh on one machine (9,900
-/// sessions, each needing an entry on both ends) overflows it ("neighbour: arp_cache: neighbor table
-/// overflow!") and most sessions never connect; other labs on the machine suffer too. Real hosts each
-/// have their own table. Permanent entries are exempt from that count, and they are what each host
-/// would have learned by ARP anyway, so BGP's behaviour is unchanged.
-fn static_neighbours(hosts: &[HostState], reflectors: usize) -> Result<usize> {
-    let mut links = Vec::with_capacity(hosts.len());
-    for host in hosts {
-        let ns = calico_lab::netns::open(&host.namespace)?;
-        let mut nl = calico_netlink::Netlink::in_netns(&ns)?;
-        let eth0 = nl
-            .link_by_name("eth0")?
-            .with_context(|| format!("{} has no eth0", host.name))?;
-        let mac = eth0
-            .mac
-            .with_context(|| format!("{}'s eth0 has no MAC address", host.name))?;
-        let ip: IpAddr = host
-            .address
-            .parse()
-            .with_context(|| format!("{}'s address {:?}", host.name, host.address))?;
-        links.push((nl, eth0.index, mac, ip));
-    }
-    let peers = |h: usize| -> Vec<usize> {
-        (0..hosts.len())
-            .filter(|p| *p != h && (reflectors == 0 || h < reflectors || *p < reflectors))
-            .collect()
-    };
-    let mut written = 0;
-    for h in 0..links.len() {
-        for p in peers(h) {
-            let (mac, ip) = (links[p].2, links[p].3);
-            let (nl, index, _, _) = &mut links[h];
-            nl.replace_neighbour(&calico_netlink::Neighbour {
-                index: *index,
-                ip,
-                mac,
-                permanent: true,
-            })
-            .with_context(|| format!("ARP entry for {ip} on {}", hosts[h].name))?;
-            written += 1;
-        }
-    }
-    Ok(written)
 }
 
 /// `calicoctl node status` of one host, summarised: how many sessions are Established, of how many, and
