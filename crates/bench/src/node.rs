@@ -314,6 +314,7 @@ fn cluster(endpoints: usize) -> Result<Cluster> {
         address: Some("198.18.0.10/24".parse()?),
         uplink: Some("eth0".into()),
         uplink_mtu: 1500,
+        uplink_gso_ipv4_max: 0,
         bgp: false,
     };
     Ok(Cluster {

@@ -8,6 +8,10 @@ pub const NODENAME_FILE: &str = "nodename";
 
 /// The MTU pods on this host should use, one line: read by the CNI plugin when its `mtu` is 0.
 pub const MTU_FILE: &str = "mtu";
+/// The largest IPv4 GSO/GRO packet pods on this host should use, one line, in the MTU file's directory:
+/// the uplink's when it has BIG TCP (above 65,536) and pod traffic is not encapsulated, else 0 (leave
+/// the kernel's default). Read by the CNI plugin when it creates a pod's interfaces.
+pub const GSO_IPV4_MAX_FILE: &str = "gso-ipv4-max";
 
 /// `<DEFAULT_STATE_DIR>/<NODENAME_FILE>`.
 pub const DEFAULT_NODENAME_PATH: &str = "/var/lib/calico/nodename";

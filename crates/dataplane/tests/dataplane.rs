@@ -167,6 +167,7 @@ impl Host {
                 all_pools: BTreeSet::from([pool]),
             },
             pod_mtu: 1450,
+            pod_gso_ipv4_max: 0,
             problems: Vec::new(),
             ipip_pools: Vec::new(),
         }

@@ -25,6 +25,9 @@ pub const WORKLOAD_IFACE_PREFIX: &str = calico_contracts::iface::WORKLOAD_PREFIX
 /// The nftables table (family `ip`) Felix owns; policy will live here too.
 pub const NFT_TABLE: &str = "calico";
 
+/// The kernel's GSO/GRO size limit without BIG TCP.
+pub const DEFAULT_GSO_MAX_SIZE: u32 = 65_536;
+
 /// Facts about this host that are not in the datastore.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct HostContext {
@@ -35,6 +38,8 @@ pub struct HostContext {
     pub uplink: Option<String>,
     /// That interface's MTU.
     pub uplink_mtu: u32,
+    /// That interface's largest IPv4 GSO packet (above 65,536 with BIG TCP; 0 when unknown).
+    pub uplink_gso_ipv4_max: u32,
     /// calico-node's BGP speaker routes this host's traffic to other hosts' blocks in pools without
     /// encapsulation (`proto bird` routes, as Calico's BIRD does); Felix then programs no direct
     /// routes for them. Without it (Calico's `vxlan` or `none` networking backend) Felix routes
@@ -61,6 +66,9 @@ pub struct Desired {
     /// The MTU pods on this host should use (uplink MTU minus the largest encapsulation overhead in
     /// use); written where the CNI plugin reads it when its `mtu` is 0.
     pub pod_mtu: u32,
+    /// The IPv4 GSO/GRO maximum for pods' interfaces, written where the CNI plugin reads it; 0 leaves
+    /// the kernel's default (65,536).
+    pub pod_gso_ipv4_max: u32,
     /// Problems the dataplane cannot act on (e.g. a pool that overlaps the underlay), for status/logs.
     pub problems: Vec<String>,
     /// Pools that ask for IPIP; the driver reports when the kernel cannot make `tunl0`.
@@ -228,6 +236,13 @@ pub fn compute(model: &Model, host: &HostContext) -> Desired {
         uplink_mtu.saturating_sub(VXLAN_OVERHEAD)
     } else {
         uplink_mtu
+    };
+    // Pods get BIG TCP when the uplink has it and their traffic leaves unencapsulated, so routed pod
+    // traffic travels in packets as large as the host's own instead of three times as many.
+    desired.pod_gso_ipv4_max = if !wants_vxlan && host.uplink_gso_ipv4_max > DEFAULT_GSO_MAX_SIZE {
+        host.uplink_gso_ipv4_max
+    } else {
+        0
     };
     if desired.vxlan.is_some() {
         for node in nodes.values() {
@@ -404,6 +419,9 @@ impl Desired {
             list(&self.nat.all_pools)
         );
         let _ = writeln!(out, "pod mtu {}", self.pod_mtu);
+        if self.pod_gso_ipv4_max != 0 {
+            let _ = writeln!(out, "pod gso ipv4 max {}", self.pod_gso_ipv4_max);
+        }
         for p in &self.ipip_pools {
             let _ = writeln!(out, "ipip pool {p}");
         }

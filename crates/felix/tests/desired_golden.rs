@@ -46,6 +46,10 @@ fn load_case(path: &Path) -> (Model, HostContext) {
                         .get("uplinkMtu")
                         .and_then(Value::as_u64)
                         .unwrap_or(1500) as u32,
+                    uplink_gso_ipv4_max: value
+                        .get("uplinkGsoIpv4Max")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(65536) as u32,
                     bgp: value.get("bgp").and_then(Value::as_bool).unwrap_or(false),
                 });
             }

@@ -39,6 +39,8 @@ pub struct UpOptions {
     pub subnets: usize,
     /// A top-of-rack router in the underlay namespace, peering with every host.
     pub tor: Option<Tor>,
+    /// BIG TCP on the underlay's links (pods inherit it through calico-node and the CNI plugin).
+    pub big_tcp: bool,
     pub timeout: Duration,
     pub json: bool,
 }
@@ -177,7 +179,7 @@ fn build(opts: &UpOptions, created: &mut bool) -> Result<ExitCode> {
 
     // 1. Underlay.
     let stage = Instant::now();
-    underlay::build_segments(&lab, host_names, opts.subnets)?;
+    underlay::build_segments(&lab, host_names, opts.subnets, opts.big_tcp)?;
     let mut hosts = Vec::new();
     for (i, name) in host_names.iter().enumerate() {
         let dir = lab.host_dir(name);

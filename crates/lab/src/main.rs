@@ -52,6 +52,10 @@ enum Command {
         /// every host through a global BGPPeer.
         #[arg(long, value_enum)]
         tor: Option<Tor>,
+        /// BIG TCP on the underlay (IPv4 GSO/GRO up to 192 KiB, as a NIC with it enabled); calico-node
+        /// hands it on to pods routed without encapsulation. Needs Linux 6.3 or later.
+        #[arg(long)]
+        big_tcp: bool,
         /// Seconds to wait for calico-node readiness, and again for pod-to-pod reachability.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
@@ -194,6 +198,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             route_reflectors,
             subnets,
             tor,
+            big_tcp,
             timeout,
             json,
         } => lab::up(&lab::UpOptions {
@@ -206,6 +211,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             route_reflectors,
             subnets,
             tor,
+            big_tcp,
             timeout: std::time::Duration::from_secs(timeout),
             json,
         }),

@@ -65,11 +65,16 @@ fn loopback_up(nl: &mut Netlink) -> Result<()> {
 
 /// Creates the underlay and host namespaces and wires them. `hosts` are the host names, in order.
 pub fn build(lab: &Lab, hosts: &[String]) -> Result<()> {
-    build_segments(lab, hosts, 1)
+    build_segments(lab, hosts, 1, false)
 }
 
 /// [`build`] with hosts spread over `subnets` L2 segments that the underlay namespace routes between.
-pub fn build_segments(lab: &Lab, hosts: &[String], subnets: usize) -> Result<()> {
+/// The IPv4 GSO/GRO maximum of the underlay's links with `--big-tcp` (192 KiB, a common BIG TCP size).
+pub const BIG_TCP_SIZE: u32 = 196_608;
+
+/// `big_tcp`: give every underlay link (bridges, ports, the hosts' eth0) [`BIG_TCP_SIZE`], as a NIC
+/// with BIG TCP enabled would have.
+pub fn build_segments(lab: &Lab, hosts: &[String], subnets: usize, big_tcp: bool) -> Result<()> {
     if subnets == 0 || subnets > MAX_SUBNETS {
         bail!("--subnets must be between 1 and {MAX_SUBNETS}");
     }
@@ -126,6 +131,18 @@ pub fn build_segments(lab: &Lab, hosts: &[String], subnets: usize) -> Result<()>
         host_ns
             .run(|| calico_netlink::sysctl::set("net/ipv4/ip_forward", "1"))?
             .with_context(|| format!("enabling forwarding in {host}"))?;
+        if big_tcp {
+            nl.set_link_ipv4_gso_gro_max(eth0.index, BIG_TCP_SIZE)
+                .with_context(|| format!("BIG TCP on {host}'s eth0 (needs Linux 6.3 or later)"))?;
+        }
+    }
+    if big_tcp {
+        for link in ul.links()? {
+            if link.name != "lo" {
+                ul.set_link_ipv4_gso_gro_max(link.index, BIG_TCP_SIZE)
+                    .with_context(|| format!("BIG TCP on the underlay's {}", link.name))?;
+            }
+        }
     }
     Ok(())
 }

@@ -19,6 +19,9 @@ pub struct Link {
     pub name: String,
     pub mac: Option<[u8; 6]>,
     pub mtu: u32,
+    /// The largest IPv4 GSO packet the stack builds for this link (65,536 unless BIG TCP is on; 0 when
+    /// the kernel does not report it).
+    pub gso_ipv4_max_size: u32,
     /// IFF_UP: administratively up.
     pub up: bool,
     /// "veth", "vxlan", "bridge", ... (None for plain devices such as loopback).
@@ -87,6 +90,7 @@ impl Link {
             name: String::new(),
             mac: None,
             mtu: 0,
+            gso_ipv4_max_size: 0,
             up: message.header.flags.contains(LinkFlags::Up),
             kind: None,
             master: None,
@@ -101,6 +105,7 @@ impl Link {
                     link.mac = <[u8; 6]>::try_from(bytes.as_slice()).ok()
                 }
                 LinkAttribute::Mtu(mtu) => link.mtu = mtu,
+                LinkAttribute::GsoIpv4MaxSize(size) => link.gso_ipv4_max_size = size,
                 LinkAttribute::Controller(master) if master != 0 => link.master = Some(master),
                 LinkAttribute::Link(parent) if parent != 0 => link.parent = Some(parent),
                 LinkAttribute::LinkNetNsId(id) => link.link_netnsid = Some(id),
@@ -344,6 +349,28 @@ impl Netlink {
         let result = self.set_link(link_message(index, vec![LinkAttribute::Mtu(mtu)]));
         self.named(result, |s| {
             format!("set MTU of link {} to {mtu}", s.link_label(index))
+        })
+    }
+
+    /// Sets the largest IPv4 GSO packet the stack builds for link `index` and the largest GRO packet it
+    /// merges to (BIG TCP above 65,536 bytes).
+    pub fn set_link_ipv4_gso_gro_max(
+        &mut self,
+        index: u32,
+        bytes: u32,
+    ) -> Result<(), NetlinkError> {
+        let result = self.set_link(link_message(
+            index,
+            vec![
+                LinkAttribute::GsoIpv4MaxSize(bytes),
+                LinkAttribute::GroIpv4MaxSize(bytes),
+            ],
+        ));
+        self.named(result, |s| {
+            format!(
+                "set the IPv4 GSO/GRO maximum of link {} to {bytes}",
+                s.link_label(index)
+            )
         })
     }
 

@@ -84,6 +84,7 @@ pub async fn run(
         address: identity.address,
         uplink: identity.uplink.clone(),
         uplink_mtu: identity.uplink_mtu,
+        uplink_gso_ipv4_max: identity.uplink_gso_ipv4_max,
         bgp: settings.bgp(),
     };
     let (bgp_calc, bgp_task) = if settings.bgp() {
@@ -348,6 +349,7 @@ fn apply_loop(
     let mut refresh_at = Instant::now() + settings.refresh;
     let mut missing_delay = FIRST_MISSING_RETRY;
     let mut written_mtu: Option<u32> = None;
+    let mut written_gso: Option<u32> = None;
     loop {
         let deadline = retry_at.map_or(refresh_at, |at| at.min(refresh_at));
         // A new desired state is applied as a change from the last one (only what differs is read
@@ -480,6 +482,17 @@ fn apply_loop(
                 Ok(()) => written_mtu = Some(desired.pod_mtu),
                 Err(e) => tracing::warn!(error = %e, dir = %settings.state_dir.display(),
                     "cannot write the MTU file for the CNI plugin"),
+            }
+        }
+        if written_gso != Some(desired.pod_gso_ipv4_max) {
+            match startup::write_state_file(
+                &settings.state_dir,
+                calico_contracts::state::GSO_IPV4_MAX_FILE,
+                &format!("{}\n", desired.pod_gso_ipv4_max),
+            ) {
+                Ok(()) => written_gso = Some(desired.pod_gso_ipv4_max),
+                Err(e) => tracing::warn!(error = %e, dir = %settings.state_dir.display(),
+                    "cannot write the GSO size file for the CNI plugin"),
             }
         }
         status

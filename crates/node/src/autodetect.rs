@@ -127,6 +127,8 @@ pub struct HostInterface {
     /// Administratively up (IFF_UP).
     pub up: bool,
     pub mtu: u32,
+    /// The largest IPv4 GSO packet the link takes (above 65,536 with BIG TCP).
+    pub gso_ipv4_max_size: u32,
     pub addresses: Vec<Ipv4Net>,
 }
 
@@ -139,6 +141,8 @@ pub struct Detected {
     pub interface: String,
     /// That interface's MTU.
     pub mtu: u32,
+    /// That interface's largest IPv4 GSO packet.
+    pub gso_ipv4_max_size: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -252,6 +256,7 @@ pub fn interfaces() -> Result<Vec<HostInterface>, AutodetectError> {
             index: link.index,
             up: link.up,
             mtu: link.mtu,
+            gso_ipv4_max_size: link.gso_ipv4_max_size,
         })
         .collect();
     interfaces.sort_by_key(|iface| iface.index);
@@ -350,6 +355,7 @@ fn scan(
                     address: *address,
                     interface: iface.name.clone(),
                     mtu: iface.mtu,
+                    gso_ipv4_max_size: iface.gso_ipv4_max_size,
                 });
             }
             None if iface.addresses.is_empty() => {
@@ -414,6 +420,7 @@ pub fn owner_of(address: Ipv4Addr, ifaces: &[HostInterface]) -> Option<Detected>
                 address: *net,
                 interface: iface.name.clone(),
                 mtu: iface.mtu,
+                gso_ipv4_max_size: iface.gso_ipv4_max_size,
             })
     })
 }
@@ -493,6 +500,7 @@ mod tests {
             index,
             up,
             mtu: 1500 - index,
+            gso_ipv4_max_size: 65536,
             addresses: addresses.iter().map(|a| net(a)).collect(),
         }
     }
@@ -506,6 +514,7 @@ mod tests {
             address: net(address),
             interface: interface.to_string(),
             mtu: 1500 - index,
+            gso_ipv4_max_size: 65536,
         }
     }
 

@@ -36,6 +36,8 @@ pub struct Identity {
     /// The interface holding `address`.
     pub uplink: Option<String>,
     pub uplink_mtu: u32,
+    /// Its largest IPv4 GSO packet (above 65,536 with BIG TCP).
+    pub uplink_gso_ipv4_max: u32,
 }
 
 /// This node's name: the flag/`NODENAME`, else `<state-dir>/nodename`, else the hostname.
@@ -71,6 +73,7 @@ pub fn identity(settings: &Settings, nodename: String) -> anyhow::Result<Identit
         address: None,
         uplink: None,
         uplink_mtu: 1500,
+        uplink_gso_ipv4_max: 0,
     };
     match ip.to_ascii_lowercase().as_str() {
         "none" => return Ok(id),
@@ -87,6 +90,7 @@ pub fn identity(settings: &Settings, nodename: String) -> anyhow::Result<Identit
             id.address = Some(found.address);
             id.uplink = Some(found.interface);
             id.uplink_mtu = found.mtu;
+            id.uplink_gso_ipv4_max = found.gso_ipv4_max_size;
         }
         _ => {
             let address = calico_felix::model::parse_v4_net_keeping_host(ip).ok_or_else(|| {
@@ -108,6 +112,7 @@ pub fn identity(settings: &Settings, nodename: String) -> anyhow::Result<Identit
             id.address = Some(address);
             id.uplink = Some(holder.name.clone());
             id.uplink_mtu = holder.mtu;
+            id.uplink_gso_ipv4_max = holder.gso_ipv4_max_size;
         }
     }
     Ok(id)

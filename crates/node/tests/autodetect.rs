@@ -55,6 +55,8 @@ fn expect_detected(ns: &TestNetns, method: &str, address: &str, interface: &str,
             address: address.parse().unwrap(),
             interface: interface.to_string(),
             mtu,
+            // The kernel's default for a new link (no BIG TCP).
+            gso_ipv4_max_size: 65_536,
         },
         "{method}"
     );

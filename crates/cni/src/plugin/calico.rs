@@ -97,6 +97,7 @@ async fn add(inv: &Invocation) -> Result<CniResult, CniError> {
     };
     let node = inv.node_name()?;
     let mtu = inv.mtu()?;
+    let gso_ipv4_max = inv.gso_ipv4_max()?;
     let workload = inv.workload();
     let host_iface = inv.host_iface();
     let wep_name = inv.endpoint_name(&node);
@@ -169,6 +170,7 @@ async fn add(inv: &Invocation) -> Result<CniResult, CniError> {
                 netns: Path::new(&netns),
                 ips: &ips,
                 mtu,
+                gso_ipv4_max,
                 pod_mac: pod_mac_bytes,
                 allow_ip_forwarding,
             };

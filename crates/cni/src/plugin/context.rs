@@ -108,6 +108,34 @@ impl Invocation {
         }
     }
 
+    /// The IPv4 GSO/GRO maximum for the pod's interfaces that calico-node writes beside the MTU file
+    /// (the uplink's BIG TCP size); 0 (leave the kernel's default) when it is absent or says 0.
+    pub fn gso_ipv4_max(&self) -> Result<u32, CniError> {
+        let mtu_file = self
+            .conf
+            .raw
+            .get("mtu_file")
+            .and_then(|v| v.as_str())
+            .unwrap_or(DEFAULT_MTU_FILE);
+        let file = Path::new(mtu_file)
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(calico_contracts::state::GSO_IPV4_MAX_FILE);
+        match std::fs::read_to_string(&file) {
+            Ok(text) => text.trim().parse::<u32>().map_err(|_| {
+                CniError::invalid_config(
+                    format!("{} does not hold a size in bytes", file.display()),
+                    text.trim().to_string(),
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(CniError::io_failure(
+                format!("cannot read {}", file.display()),
+                e.to_string(),
+            )),
+        }
+    }
+
     /// Kubernetes pod (pod arguments present) or plain CNI container.
     pub fn workload(&self) -> Workload {
         match (

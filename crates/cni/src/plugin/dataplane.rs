@@ -25,6 +25,8 @@ pub struct WireSpec<'a> {
     /// The pod's addresses, as host prefixes (/32, /128).
     pub ips: &'a [IpNet],
     pub mtu: u32,
+    /// BIG TCP: the IPv4 GSO/GRO maximum for both ends, when above the kernel's 65,536 (0: leave it).
+    pub gso_ipv4_max: u32,
     /// The pod end's MAC (chosen by the caller, who records it before the link exists).
     pub pod_mac: [u8; 6],
     pub allow_ip_forwarding: bool,
@@ -97,6 +99,11 @@ fn configure(spec: &WireSpec, ns: &Netns, host: &mut Netlink) -> Result<(), Stri
             return Err(e.to_string());
         }
     }
+    let gso = (spec.gso_ipv4_max > 65_536).then_some(spec.gso_ipv4_max);
+    if let Some(bytes) = gso {
+        host.set_link_ipv4_gso_gro_max(host_link.index, bytes)
+            .map_err(err)?;
+    }
     host.set_link_up(host_link.index).map_err(err)?;
 
     let ips = spec.ips.to_vec();
@@ -104,7 +111,7 @@ fn configure(spec: &WireSpec, ns: &Netns, host: &mut Netlink) -> Result<(), Stri
     let mtu = spec.mtu;
     let forwarding = spec.allow_ip_forwarding;
     let wanted_mac = spec.pod_mac;
-    ns.run(move || configure_pod(&ifname, &ips, mtu, wanted_mac, forwarding))
+    ns.run(move || configure_pod(&ifname, &ips, mtu, gso, wanted_mac, forwarding))
         .map_err(err)??;
 
     for ip in spec.ips {
@@ -145,6 +152,7 @@ fn configure_pod(
     ifname: &str,
     ips: &[IpNet],
     mtu: u32,
+    gso_ipv4_max: Option<u32>,
     mac: [u8; 6],
     allow_ip_forwarding: bool,
 ) -> Result<(), String> {
@@ -157,6 +165,10 @@ fn configure_pod(
         nl.set_link_mtu(link.index, mtu).map_err(err)?;
     }
     nl.set_link_mac(link.index, mac).map_err(err)?;
+    if let Some(bytes) = gso_ipv4_max {
+        nl.set_link_ipv4_gso_gro_max(link.index, bytes)
+            .map_err(err)?;
+    }
     let has_v6 = ips.iter().any(|n| n.addr().is_ipv6());
     if has_v6 {
         for (key, value) in [

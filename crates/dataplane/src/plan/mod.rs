@@ -139,6 +139,7 @@ pub(crate) mod fixtures {
             name: name.to_string(),
             mac: Some([0xee; 6]),
             mtu: 1500,
+            gso_ipv4_max_size: 65_536,
             up: true,
             kind: Some("veth".into()),
             master: None,
