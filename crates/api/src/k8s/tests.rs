@@ -508,3 +508,25 @@ fn a_wrong_api_version_names_the_ones_that_exist() {
         "{err}"
     );
 }
+
+#[test]
+fn egress_rules_stay_but_only_the_listed_types_apply() {
+    let spec = spec_of(&k8s_policy(
+        "ingress-only",
+        "  podSelector: {}
+  policyTypes:
+  - Ingress
+  egress:
+  - to:
+    - podSelector:
+        matchLabels:
+          app: dns
+",
+    ));
+    assert_eq!(spec["types"], json!(["Ingress"]));
+    assert_eq!(
+        spec["egress"],
+        json!([{"action": "Allow", "destination": {
+            "selector": "projectcalico.org/orchestrator == 'k8s' && app == 'dns'"}}])
+    );
+}
