@@ -64,7 +64,12 @@ fn no_policies_anywhere(ctl: &Ctl) -> bool {
 
 #[test]
 fn a_kubernetes_policy_is_stored_as_knp_default_and_deleted_by_the_same_file() {
-    let ctl = Ctl::embedded();
+    for ctl in [Ctl::embedded(), Ctl::etcd()] {
+        policy_round_trip(&ctl);
+    }
+}
+
+fn policy_round_trip(ctl: &Ctl) {
     let file = ctl.write("policy.yaml", TEST_NETWORK_POLICY);
     assert_eq!(
         ctl.ok(&["apply", "-f", &file]),
@@ -84,7 +89,7 @@ fn a_kubernetes_policy_is_stored_as_knp_default_and_deleted_by_the_same_file() {
         ]
     );
     let policy = json_of(
-        &ctl,
+        ctl,
         &[
             "get",
             "networkpolicy",
@@ -128,12 +133,25 @@ fn a_kubernetes_policy_is_stored_as_knp_default_and_deleted_by_the_same_file() {
         stderr.contains("knp.default.test-network-policy"),
         "{stderr}"
     );
+    assert_eq!(
+        ctl.ok(&["replace", "-f", &file]),
+        "Successfully replaced 1 'NetworkPolicy' resource(s)\n"
+    );
 
     assert_eq!(
         ctl.ok(&["delete", "-f", &file]),
         "Successfully deleted 1 'NetworkPolicy' resource(s)\n"
     );
-    assert!(no_policies_anywhere(&ctl));
+    assert!(no_policies_anywhere(ctl));
+    let (_, stderr) = ctl.fails(&["delete", "-f", &file]);
+    assert!(
+        stderr.contains("knp.default.test-network-policy"),
+        "{stderr}"
+    );
+    assert_eq!(
+        ctl.ok(&["delete", "-f", &file, "--skip-not-exists"]),
+        "Successfully deleted 1 'NetworkPolicy' resource(s)\n"
+    );
 }
 
 #[test]
