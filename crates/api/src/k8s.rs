@@ -193,9 +193,9 @@ fn allow_rules(peers: &[NetworkPolicyPeer], ports: &[NetworkPolicyPort], side: S
     rules
 }
 
-/// The rule's ports as (protocol, destination ports) pairs, protocols sorted by name. `None` with no
-/// ports is the no-ports-listed case (any protocol); an empty port list under a protocol means
-/// every port of it, and wins over numbers listed for the same protocol.
+/// The rule's ports as (protocol, destination ports) pairs, protocols sorted by name. A rule that
+/// lists no ports gives one pair with no protocol and no ports (anything); a protocol listed without
+/// a port gives an empty port list (every port of it), which wins over numbers listed for it.
 fn ports_by_protocol(ports: &[NetworkPolicyPort]) -> Vec<(Option<Protocol>, Vec<Port>)> {
     if ports.is_empty() {
         return vec![(None, Vec::new())];
@@ -326,8 +326,10 @@ fn selector_terms(sel: &LabelSelector) -> Vec<String> {
             "In" => format!("{} in {{ {} }}", req.key, values()),
             "NotIn" => format!("{} not in {{ {} }}", req.key, values()),
             "Exists" => format!("has({})", req.key),
-            // DoesNotExist; validation refuses any other operator.
-            _ => format!("! has({})", req.key),
+            "DoesNotExist" => format!("! has({})", req.key),
+            // Validation refuses other operators; should one get here, the term does not parse, so
+            // Calico's validation refuses the policy rather than it matching more than meant.
+            other => format!("{} {other}", req.key),
         }
     });
     labels.chain(expressions).collect()
