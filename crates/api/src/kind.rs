@@ -23,12 +23,16 @@ pub enum Kind {
     WorkloadEndpoint,
     Profile,
     ClusterInformation,
-    /// `networking.k8s.io/v1` NetworkPolicy.
+    /// `networking.k8s.io/v1` NetworkPolicy. Never stored: calicoctl writes the Calico policy
+    /// `knp.default.<name>` it becomes (see [`crate::k8s`]).
     KubernetesNetworkPolicy,
+    /// `v1` Namespace. Never stored: calicoctl writes the profile `kns.<name>` it becomes.
+    KubernetesNamespace,
 }
 
 pub const CALICO_API_VERSION: &str = "projectcalico.org/v3";
 pub const K8S_NETWORKING_API_VERSION: &str = "networking.k8s.io/v1";
+pub const K8S_CORE_API_VERSION: &str = "v1";
 
 impl Kind {
     pub const ALL: &'static [Kind] = &[
@@ -51,6 +55,7 @@ impl Kind {
         Kind::Profile,
         Kind::ClusterInformation,
         Kind::KubernetesNetworkPolicy,
+        Kind::KubernetesNamespace,
     ];
 
     /// The `kind:` field value.
@@ -75,12 +80,14 @@ impl Kind {
             Kind::Profile => "Profile",
             Kind::ClusterInformation => "ClusterInformation",
             Kind::KubernetesNetworkPolicy => "NetworkPolicy",
+            Kind::KubernetesNamespace => "Namespace",
         }
     }
 
     pub fn api_version(self) -> &'static str {
         match self {
             Kind::KubernetesNetworkPolicy => K8S_NETWORKING_API_VERSION,
+            Kind::KubernetesNamespace => K8S_CORE_API_VERSION,
             _ => CALICO_API_VERSION,
         }
     }
@@ -89,6 +96,8 @@ impl Kind {
     pub fn group(self) -> &'static str {
         match self {
             Kind::KubernetesNetworkPolicy => "networking.k8s.io",
+            // Kubernetes' core group has the empty name.
+            Kind::KubernetesNamespace => "",
             _ => "projectcalico.org",
         }
     }
@@ -115,6 +124,7 @@ impl Kind {
             Kind::Profile => "profiles",
             Kind::ClusterInformation => "clusterinformations",
             Kind::KubernetesNetworkPolicy => "networkpolicies",
+            Kind::KubernetesNamespace => "namespaces",
         }
     }
 
@@ -141,7 +151,7 @@ impl Kind {
     }
 
     /// The kind a user means by `name` (as typed after `calicoctl get`), case-insensitively,
-    /// including calicoctl's short names.
+    /// including calicoctl's short names. Kubernetes kinds have no alias: nothing is stored under them.
     pub fn from_alias(name: &str) -> Option<Kind> {
         let n = name.to_ascii_lowercase();
         let kind = match n.as_str() {
@@ -180,12 +190,17 @@ impl Kind {
             "clusterinfo" | "clusterinfos" | "clusterinformation" | "clusterinformations" => {
                 Kind::ClusterInformation
             }
-            "kubernetesnetworkpolicy" | "kubernetesnetworkpolicies" | "knp" | "knps" => {
-                Kind::KubernetesNetworkPolicy
-            }
             _ => return None,
         };
         Some(kind)
+    }
+
+    /// True for the Kubernetes kinds calicoctl converts to Calico resources before storing them.
+    pub fn is_kubernetes(self) -> bool {
+        matches!(
+            self,
+            Kind::KubernetesNetworkPolicy | Kind::KubernetesNamespace
+        )
     }
 
     /// The kind a document declares with `apiVersion` and `kind`.
@@ -240,6 +255,10 @@ mod tests {
         assert_eq!(
             Kind::from_document("networking.k8s.io/v1", "NetworkPolicy"),
             Some(Kind::KubernetesNetworkPolicy)
+        );
+        assert_eq!(
+            Kind::from_document("v1", "Namespace"),
+            Some(Kind::KubernetesNamespace)
         );
         assert_eq!(Kind::from_document("projectcalico.org/v2", "IPPool"), None);
     }

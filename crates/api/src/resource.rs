@@ -106,6 +106,7 @@ specs! {
     Profile => profile::ProfileSpec,
     ClusterInformation => clusterinfo::ClusterInformationSpec,
     KubernetesNetworkPolicy => k8s_networkpolicy::KubernetesNetworkPolicySpec,
+    KubernetesNamespace => k8s_namespace::KubernetesNamespaceSpec,
 }
 
 /// One resource of any kind.
@@ -324,6 +325,7 @@ fn has_own_name_rules(kind: Kind) -> bool {
             | Kind::Tier
             | Kind::WorkloadEndpoint
             | Kind::Profile
+            | Kind::KubernetesNamespace
     )
 }
 
@@ -356,10 +358,18 @@ pub fn document_kind(obj: &Map<String, Value>) -> Result<Kind, FieldErrors> {
         None => return Err(FieldErrors::single("kind", "required field is missing")),
     };
     Kind::from_document(api_version, kind).ok_or_else(|| {
-        if Kind::ALL.iter().any(|k| k.name() == kind) {
+        let known_versions: Vec<&str> = Kind::ALL
+            .iter()
+            .filter(|k| k.name() == kind)
+            .map(|k| k.api_version())
+            .collect();
+        if !known_versions.is_empty() {
             FieldErrors::single(
                 "apiVersion",
-                format!("unsupported apiVersion {api_version:?} for kind {kind:?} (want projectcalico.org/v3)"),
+                format!(
+                    "unsupported apiVersion {api_version:?} for kind {kind:?} (want {})",
+                    known_versions.join(" or ")
+                ),
             )
         } else {
             FieldErrors::single("kind", format!("unknown resource kind {kind:?}"))

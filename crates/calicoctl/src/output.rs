@@ -285,6 +285,7 @@ fn columns(kind: Kind, wide: bool) -> Vec<Column> {
             col("NAME", name),
             col("POD-SELECTOR", |_, s, _| field(s, &["podSelector"])),
         ],
+        (Kind::KubernetesNamespace, _) => vec![col("NAME", name)],
     }
 }
 

@@ -10,6 +10,7 @@ pub(crate) mod infra_common;
 pub mod ipamconfig;
 pub mod ippool;
 pub mod ipreservation;
+pub mod k8s_namespace;
 pub mod k8s_networkpolicy;
 pub mod networkset;
 pub mod node;

@@ -1,5 +1,6 @@
 //! `calicoctl delete`: by file or by kind and names. A deleted node's endpoints, addresses and
-//! affinities are released by calico-ipam.
+//! affinities are released by calico-ipam. A file of Kubernetes objects deletes the Calico
+//! resources they were stored as.
 
 use anyhow::{Result, bail};
 use calico_api::Kind;
@@ -39,11 +40,14 @@ pub async fn delete(client: &Client, args: DeleteArgs) -> Result<()> {
                         Ok(mut r) => {
                             apply_namespace(&mut r, args.namespace.as_deref())?;
                             r.apply_defaults();
-                            out.push((
-                                r.kind(),
-                                r.namespace().map(String::from),
-                                r.name().to_string(),
-                            ));
+                            // A Kubernetes object is stored as the Calico resource it became.
+                            let (kind, name) = calico_api::k8s::stored_identity(r.kind(), r.name())
+                                .unwrap_or_else(|| (r.kind(), r.name().to_string()));
+                            let namespace = kind
+                                .namespaced()
+                                .then(|| r.namespace().map(String::from))
+                                .flatten();
+                            out.push((kind, namespace, name));
                         }
                         Err(errs) => problems.extend(
                             errs.iter()

@@ -55,7 +55,9 @@ impl Input {
 
 /// Decode and default every document of the input, and validate them when `validate` is set (the
 /// write verbs leave validation to the client, which also checks the stored state, so every object
-/// is validated once). Problems are collected, not returned early, so a bad file is reported whole.
+/// is validated once). Kubernetes objects (NetworkPolicy, Namespace) are checked against
+/// Kubernetes' rules and replaced by the Calico resources kube-controllers would store for them.
+/// Problems are collected, not returned early, so a bad file is reported whole.
 pub fn load(
     filename: &str,
     recursive: bool,
@@ -92,6 +94,8 @@ pub fn load(
             .and_then(|mut res| {
                 apply_namespace(&mut res, namespace).map_err(|e| vec![format!("{what}: {e}")])?;
                 res.apply_defaults();
+                // The converted resource comes complete: no defaults left to fill in.
+                let res = calico_api::k8s::to_calico(res).map_err(|errs| lines(&what, errs))?;
                 if validate {
                     res.validate().map_err(|errs| lines(&what, errs))?;
                 }

@@ -1,4 +1,6 @@
 //! `calicoctl create | apply | replace | validate -f`: every document checked before anything is written.
+//! Kubernetes NetworkPolicy and Namespace documents are written as the Calico policy and profile
+//! kube-controllers would sync them to.
 
 use anyhow::{Result, bail};
 use calico_api::Resource;
