@@ -55,6 +55,21 @@ pub fn create_embedded(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Runs `work` with a client of the lab's datastore, on a runtime of its own.
+pub fn with_client<F, Fut, T>(ds: &DatastoreState, work: F) -> Result<T>
+where
+    F: FnOnce(calico_datastore::client::Client) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    runtime()?.block_on(async {
+        let store = config(ds)
+            .connect(calico_datastore::config::OpenMode::MustExist)
+            .await
+            .context("connecting to the datastore")?;
+        work(calico_datastore::client::Client::new(store)).await
+    })
+}
+
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -16,8 +16,8 @@ use crate::state::{
 };
 use crate::tor::{self, Tor};
 use crate::{
-    Backend, DatastoreChoice, Encap, cni, datastore, netns, node, probe, procs, reach, reflectors,
-    serve, underlay,
+    Backend, DatastoreChoice, Encap, cni, datastore, namespaces, netns, node, probe, procs, reach,
+    reflectors, serve, underlay,
 };
 
 /// Pods added at the same time (each is one plugin process).
@@ -259,6 +259,13 @@ fn build(opts: &UpOptions, created: &mut bool) -> Result<ExitCode> {
         },
         secs(ms(stage.elapsed()))
     ));
+
+    // The pods' namespace, as kube-controllers would have synced it (its profile `kns.default`).
+    namespaces::apply(
+        &state.datastore,
+        cni::POD_NAMESPACE,
+        &std::collections::BTreeMap::new(),
+    )?;
 
     // Route reflection's cluster-wide resources exist before calico-node starts, so the mesh never
     // comes up only to be torn down.
@@ -855,6 +862,12 @@ pub fn add_pod(name: &str, host: &str, new: &NewPod) -> Result<ExitCode> {
     let plugin = find_binary("calico")?;
     let _lock = LabLock::acquire(&lab)?;
     let mut state = State::load_required(&lab)?;
+    if !namespaces::exists(&state.datastore, k8s_namespace)? {
+        bail!(
+            "namespace {k8s_namespace:?} does not exist in lab {:?}: create it first with `calico-lab add-namespace {k8s_namespace}`",
+            lab.name
+        );
+    }
     let host_state = state
         .host(host)
         .with_context(|| {
@@ -888,6 +901,25 @@ pub fn add_pod(name: &str, host: &str, new: &NewPod) -> Result<ExitCode> {
     state.pods.push(pod);
     sort_pods(&mut state.pods, &state.hosts);
     state.save(&lab)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `calico-lab add-namespace`: a Kubernetes namespace (the profile `kns.<name>`), created or its labels
+/// replaced.
+pub fn add_namespace(name: &str, namespace: &str, labels: Option<&str>) -> Result<ExitCode> {
+    let lab = Lab::new(name)?;
+    paths::validate_k8s_namespace(namespace)?;
+    let labels = labels
+        .map(cni::parse_labels)
+        .transpose()?
+        .unwrap_or_default();
+    let _lock = LabLock::acquire(&lab)?;
+    let state = State::load_required(&lab)?;
+    namespaces::apply(&state.datastore, namespace, &labels)?;
+    say!(
+        "namespace {namespace} (profile {}{namespace})",
+        calico_api::k8s::PROFILE_NAME_PREFIX
+    );
     Ok(ExitCode::SUCCESS)
 }
 

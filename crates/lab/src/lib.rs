@@ -5,6 +5,7 @@ pub mod cni;
 pub mod datastore;
 pub mod http;
 pub mod lab;
+pub mod namespaces;
 pub mod netns;
 pub mod node;
 pub mod parallel;

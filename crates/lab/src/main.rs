@@ -126,6 +126,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Create a Kubernetes namespace (as kube-controllers sync it: the profile kns.<namespace>, its labels
+    /// handed to its pods as pcns.<key>), or replace its labels.
+    AddNamespace {
+        #[arg(long, default_value = "lab")]
+        name: String,
+        namespace: String,
+        /// Labels: k=v,k2=v2
+        #[arg(long)]
+        labels: Option<String>,
+    },
     /// Remove a pod (CNI DEL, then its namespace).
     DelPod {
         #[arg(long, default_value = "lab")]
@@ -237,6 +247,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ports,
             },
         ),
+        Command::AddNamespace {
+            name,
+            namespace,
+            labels,
+        } => lab::add_namespace(&name, &namespace, labels.as_deref()),
         Command::Probe {
             name,
             port,

@@ -6,7 +6,6 @@ use anyhow::{Context, Result, bail};
 use calico_api::documents::decode_documents;
 use calico_api::{Kind, Resource, Spec};
 use calico_datastore::client::{Client, ClientError};
-use calico_datastore::config::OpenMode;
 
 use crate::datastore;
 use crate::state::DatastoreState;
@@ -44,7 +43,7 @@ spec:
 /// nodes labelled as reflectors, and the mesh off. So no mesh session is ever made only to be turned
 /// into a reflector session (a peer changing type under a live session costs a reconnection).
 pub fn configure_cluster(ds: &DatastoreState) -> Result<()> {
-    with_client(ds, |client| async move {
+    datastore::with_client(ds, |client| async move {
         for yaml in [BGP_PEER_YAML, BGP_CONFIGURATION_YAML] {
             let resource = parse_one(yaml)?;
             let (kind, name) = (resource.kind(), resource.name().to_string());
@@ -60,30 +59,11 @@ pub fn configure_cluster(ds: &DatastoreState) -> Result<()> {
 /// Makes `reflectors` route reflectors (label and cluster ID). Their Nodes must exist: calico-node
 /// registers them at start-up.
 pub fn make_reflectors(ds: &DatastoreState, reflectors: &[String]) -> Result<()> {
-    with_client(ds, |client| async move {
+    datastore::with_client(ds, |client| async move {
         for node in reflectors {
             make_reflector(&client, node).await?;
         }
         Ok(())
-    })
-}
-
-async fn connect(ds: &DatastoreState) -> Result<Client> {
-    let store = datastore::config(ds)
-        .connect(OpenMode::MustExist)
-        .await
-        .context("connecting to the datastore")?;
-    Ok(Client::new(store))
-}
-
-fn with_client<F, Fut>(ds: &DatastoreState, work: F) -> Result<()>
-where
-    F: FnOnce(Client) -> Fut,
-    Fut: std::future::Future<Output = Result<()>>,
-{
-    datastore::runtime()?.block_on(async {
-        let client = connect(ds).await?;
-        work(client).await
     })
 }
 

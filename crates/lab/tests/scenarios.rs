@@ -1527,12 +1527,42 @@ fn bgp_sessions_and_routes_stay_while_the_datastore_is_unreachable_for_60_s() {
 }
 
 /// `calico-lab probe` as a user checks reachability: every pair answered over TCP; UDP answered only
-/// where a server listens (a pod added in another namespace with named ports, which its
-/// WorkloadEndpoint carries), refused elsewhere; a drop rule on a host turns exactly the pairs it
+/// where a server listens (a pod added in another namespace, made as kube-controllers make one, with
+/// named ports, which its WorkloadEndpoint carries), refused elsewhere; a drop rule on a host turns exactly the pairs it
 /// covers into `X`; a deleted pod's probe server goes with it.
 #[test]
 fn probe_matrix_shows_allowed_refused_and_dropped_pairs() {
     let lab = Lab::up("probe", &["--nodes", "2", "--pods-per-node", "1"]);
+    // A pod in a namespace that does not exist is refused, as Kubernetes refuses it.
+    let mut refused = Command::new(lab_binary());
+    refused.args([
+        "add-pod",
+        "--name",
+        &lab.name,
+        "node2",
+        "--namespace",
+        "prod",
+    ]);
+    let refused = run(&mut refused, COMMAND_LIMIT);
+    assert!(
+        !refused.status.success()
+            && text(&refused.stderr).contains("calico-lab add-namespace prod"),
+        "add-pod into a missing namespace: {}",
+        describe(&refused)
+    );
+    lab.cli("add-namespace", &["prod", "--labels", "env=production"]);
+    let profiles = lab.calicoctl_ok(&["get", "profiles", "-o", "yaml"]);
+    for needle in [
+        "name: kns.default",
+        "name: kns.prod",
+        "pcns.env: production",
+        "pcns.projectcalico.org/name: prod",
+    ] {
+        assert!(
+            profiles.contains(needle),
+            "{needle} missing in the profiles:\n{profiles}"
+        );
+    }
     let out = lab.cli(
         "add-pod",
         &[
