@@ -10,7 +10,7 @@ use std::time::Duration;
 use calico_dataplane::plan::bgp::BgpRoutes;
 use calico_dataplane::{ApplyReport, Dataplane};
 use calico_felix::desired::{
-    Desired, DesiredRoute, NatOutgoing, RouteTarget, VXLAN_IFACE, Vtep, VxlanDevice, WorkloadIface,
+    Desired, DesiredRoute, Nat, RouteTarget, VXLAN_IFACE, Vtep, VxlanDevice, WorkloadIface,
 };
 use calico_testutil::netns::veth_pair;
 use dataplane_support::{Ns, lines};
@@ -162,9 +162,10 @@ impl Host {
             ]),
             vxlan: Some(self.vxlan()),
             vteps: BTreeSet::from([peer.vtep()]),
-            nat: NatOutgoing {
+            nat: Nat {
                 masquerade_from: BTreeSet::from([pool]),
                 all_pools: BTreeSet::from([pool]),
+                ..Nat::default()
             },
             pod_mtu: 1450,
             pod_gso_ipv4_max: 0,

@@ -6,7 +6,7 @@ mod dataplane_support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use calico_felix::desired::NatOutgoing;
+use calico_felix::desired::{FloatingIp, Nat};
 use calico_felix::nat;
 use calico_testutil::netns::veth_pair;
 use dataplane_support::{Ns, accepted_peer};
@@ -89,9 +89,10 @@ fn pool_traffic_to_the_outside_is_masqueraded_and_traffic_between_pools_is_not()
     assert!(!lab.router.run(nat::table_exists));
     assert_eq!(lab.peer_seen(&lab.external, "198.18.1.2:8080"), None);
 
-    let text = nat::render_table(&NatOutgoing {
+    let text = nat::render_table(&Nat {
         masquerade_from: pools(&["198.19.0.0/16"]),
         all_pools: pools(&["198.19.0.0/16"]),
+        ..Nat::default()
     });
     lab.router
         .run(|| nat::apply_table(&text))
@@ -109,7 +110,7 @@ fn pool_traffic_to_the_outside_is_masqueraded_and_traffic_between_pools_is_not()
     );
 
     // Applying again replaces the table (it exists now); sets emptied stop masquerading.
-    let empty = nat::render_table(&NatOutgoing::default());
+    let empty = nat::render_table(&Nat::default());
     lab.router
         .run(|| nat::apply_table(&empty))
         .expect("replace the table");
@@ -150,9 +151,10 @@ fn nft_errors_name_nft_and_its_complaint() {
 #[test]
 fn sync_writes_the_table_once_then_only_what_changed() {
     let ns = Ns::new("fx-nat-sync");
-    let one = NatOutgoing {
+    let one = Nat {
         masquerade_from: pools(&["198.19.0.0/16"]),
         all_pools: pools(&["198.19.0.0/16"]),
+        ..Nat::default()
     };
     assert!(
         ns.run(|| nat::sync_table(&one)).expect("first sync"),
@@ -166,9 +168,10 @@ fn sync_writes_the_table_once_then_only_what_changed() {
     assert_eq!(read, Some(nat::nat_table(&one)));
 
     // A new pool is one element added; the rule and the other set are left alone.
-    let two = NatOutgoing {
+    let two = Nat {
         masquerade_from: pools(&["198.19.0.0/16"]),
         all_pools: pools(&["198.19.0.0/16", "198.18.128.0/20"]),
+        ..Nat::default()
     };
     assert!(
         ns.run(|| nat::sync_table(&two)).expect("pool added"),
@@ -181,6 +184,34 @@ fn sync_writes_the_table_once_then_only_what_changed() {
     );
     assert!(
         !ns.run(|| nat::sync_table(&two)).expect("again"),
+        "nothing written"
+    );
+
+    // A floating IP: its DNAT and hairpin SNAT rules go in, read back as written (comments too).
+    let three = Nat {
+        floating_ips: [FloatingIp {
+            external: "198.18.200.10".parse().expect("address"),
+            internal: "198.19.0.5".parse().expect("address"),
+        }]
+        .into(),
+        ..two.clone()
+    };
+    assert!(
+        ns.run(|| nat::sync_table(&three))
+            .expect("floating IP added"),
+        "written"
+    );
+    let listed = ns.exec_ok(&["nft", "list", "chain", "ip", "calico", "cali-fip-dnat"]);
+    assert!(
+        listed.contains("ip daddr 198.18.200.10 dnat to 198.19.0.5"),
+        "{listed}"
+    );
+    assert_eq!(
+        ns.run(nat::read_table).expect("read back"),
+        Some(nat::nat_table(&three))
+    );
+    assert!(
+        !ns.run(|| nat::sync_table(&three)).expect("again"),
         "nothing written"
     );
 }

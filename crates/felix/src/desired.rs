@@ -62,7 +62,7 @@ pub struct Desired {
     /// (MAC → host IP) on the VXLAN device for each.
     pub vteps: BTreeSet<Vtep>,
     /// NAT-outgoing, rendered into the `calico` nftables table.
-    pub nat: NatOutgoing,
+    pub nat: Nat,
     /// The MTU pods on this host should use (uplink MTU minus the largest encapsulation overhead in
     /// use); written where the CNI plugin reads it when its `mtu` is 0.
     pub pod_mtu: u32,
@@ -128,11 +128,20 @@ pub struct Vtep {
 
 /// Masquerade traffic from `masquerade_from` pools to destinations outside `all_pools`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct NatOutgoing {
+pub struct Nat {
     /// IPv4 pools (disabled ones too: their pods still run) with `natOutgoing: true`.
     pub masquerade_from: BTreeSet<Ipv4Net>,
     /// Every IPv4 pool (traffic between pools is never masqueraded).
     pub all_pools: BTreeSet<Ipv4Net>,
+    /// Floating IPs of local workloads: traffic to `external` is DNATed to `internal`.
+    pub floating_ips: BTreeSet<FloatingIp>,
+}
+
+/// A local workload's floating IP (`spec.ipNATs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct FloatingIp {
+    pub external: Ipv4Addr,
+    pub internal: Ipv4Addr,
 }
 
 /// Calico's VXLAN MAC for a node that has not set one: `66` (`'f'`) then the first five bytes of
@@ -351,6 +360,12 @@ pub fn compute(model: &Model, host: &HostContext) -> Desired {
             // Workload routes are host routes, whatever prefix the endpoint recorded.
             entry.addresses.insert(IpNet::from(address.addr()));
         }
+        for &(internal, external) in &endpoint.ip_nats {
+            desired
+                .nat
+                .floating_ips
+                .insert(FloatingIp { external, internal });
+        }
     }
     desired
 }
@@ -418,6 +433,9 @@ impl Desired {
             list(&self.nat.masquerade_from),
             list(&self.nat.all_pools)
         );
+        for fip in &self.nat.floating_ips {
+            let _ = writeln!(out, "floating ip {} -> {}", fip.external, fip.internal);
+        }
         let _ = writeln!(out, "pod mtu {}", self.pod_mtu);
         if self.pod_gso_ipv4_max != 0 {
             let _ = writeln!(out, "pod gso ipv4 max {}", self.pod_gso_ipv4_max);

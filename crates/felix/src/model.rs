@@ -51,6 +51,8 @@ pub struct EndpointInfo {
     pub addresses: Vec<IpNet>,
     /// The pod-side MAC (`spec.mac`), for a static ARP entry on the host side.
     pub mac: Option<[u8; 6]>,
+    /// Floating IPs (`spec.ipNATs`), IPv4: (internal, external).
+    pub ip_nats: Vec<(Ipv4Addr, Ipv4Addr)>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -215,11 +217,32 @@ impl Model {
                         }
                     },
                 };
+                // A floating IP the `ip` table cannot carry (IPv6) or that does not parse costs the pod
+                // only that mapping: keep the endpoint, report it.
+                let mut ip_nats = Vec::new();
+                for (i, nat) in spec.ip_nats.iter().enumerate() {
+                    match (
+                        nat.internal_ip.parse::<Ipv4Addr>(),
+                        nat.external_ip.parse::<Ipv4Addr>(),
+                    ) {
+                        (Ok(internal), Ok(external)) => ip_nats.push((internal, external)),
+                        _ => {
+                            self.decode_errors.insert(
+                                kv.key.clone(),
+                                format!(
+                                    "spec.ipNATs[{i}] ({} -> {}) is not a pair of IPv4 addresses; that floating IP is not programmed",
+                                    nat.external_ip, nat.internal_ip
+                                ),
+                            );
+                        }
+                    }
+                }
                 let info = EndpointInfo {
                     node,
                     interface: spec.interface_name.clone().unwrap_or_default(),
                     addresses,
                     mac,
+                    ip_nats,
                 };
                 replace(&mut self.endpoints, &kv.key, Some(info))
             }

@@ -1801,6 +1801,96 @@ fn pods_inherit_the_uplinks_big_tcp_size_when_routed_without_encapsulation() {
     }
 }
 
+/// The first line a TCP server at `addr` sends, read from inside `ns` (None: no answer in time).
+fn greeting_from(ns: &Netns, addr: SocketAddr) -> Option<String> {
+    let mut stream = ns
+        .run(|| TcpStream::connect_timeout(&addr, Duration::from_secs(1)))
+        .ok()?
+        .ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    Some(text.trim().to_string())
+}
+
+/// A floating IP (the seed's `cali-fip-dnat`/`cali-fip-snat`): a WorkloadEndpoint's `ipNATs` makes its
+/// host DNAT the external address to the pod, so a client outside the cluster (routing that address to
+/// the pod's host) reaches the pod's server; the pod itself reaches its own floating IP (hairpin SNAT);
+/// removing the mapping removes both.
+#[test]
+fn floating_ip_reaches_the_pod_from_outside_and_back_to_itself() {
+    const FLOATING: Ipv4Addr = Ipv4Addr::new(198, 18, 200, 10);
+    let lab = Lab::up("fip", &["--nodes", "2", "--pods-per-node", "1"]);
+    let pod = lab.pod("node2-pod1");
+    let wep = "node2-k8s-node2--pod1-eth0";
+    // The pod's probe server starts on first use.
+    lab.cli("probe", &["--from", "node1-pod1", "--to", "node2-pod1"]);
+    let external = External::attach(&lab);
+    let node2 = str_of(&lab.host("node2")["address"]).to_string();
+    external
+        .ns
+        .ip(&["route", "add", &format!("{FLOATING}/32"), "via", &node2])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let outside = external.netns();
+    let target = SocketAddr::from((FLOATING, 80));
+    assert_eq!(greeting_from(&outside, target), None, "no floating IP yet");
+
+    let patch = format!(
+        r#"{{"spec":{{"ipNATs":[{{"internalIP":"{}","externalIP":"{FLOATING}"}}]}}}}"#,
+        pod.ip
+    );
+    lab.calicoctl_ok(&[
+        "patch",
+        "workloadendpoint",
+        wep,
+        "-n",
+        "default",
+        "-p",
+        &patch,
+    ]);
+    let reached = wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
+        greeting_from(&outside, target).as_deref() == Some("node2-pod1")
+    });
+    assert!(
+        reached.is_some(),
+        "the outside reaches node2-pod1 at {FLOATING}; node2's table:\n{}",
+        ns_ok(
+            &lab.host_ns("node2"),
+            &["nft", "list", "table", "ip", "calico"]
+        )
+    );
+    let chain = ns_ok(
+        &lab.host_ns("node2"),
+        &["nft", "list", "chain", "ip", "calico", "cali-fip-dnat"],
+    );
+    assert!(
+        chain.contains(&format!("ip daddr {FLOATING} dnat to {}", pod.ip)),
+        "{chain}"
+    );
+    assert_eq!(
+        greeting_from(&open_netns(&pod.ns), target).as_deref(),
+        Some("node2-pod1"),
+        "the pod reaches its own floating IP"
+    );
+
+    lab.calicoctl_ok(&[
+        "patch",
+        "workloadendpoint",
+        wep,
+        "-n",
+        "default",
+        "-p",
+        r#"{"spec":{"ipNATs":[]}}"#,
+    ]);
+    let gone = wait_for(Duration::from_secs(10), Duration::from_millis(200), || {
+        greeting_from(&outside, target).is_none()
+    });
+    assert!(
+        gone.is_some(),
+        "the floating IP stops answering once removed"
+    );
+}
+
 /// `calicoctl node status` run inside `host` (it asks that host's calico-node over its socket).
 fn node_status(lab: &Lab, host: &str) -> String {
     let calicoctl = workspace_binary("calicoctl");
