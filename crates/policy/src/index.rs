@@ -1,0 +1,440 @@
+//! The label index: which endpoints and network sets each selector selects, kept up to date one
+//! member (or one profile's labels) at a time, reporting the set elements that appear or vanish.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+
+use calico_api::Selector;
+use ipnet::IpNet;
+use sha1::{Digest, Sha1};
+
+use crate::model::{EndpointKey, NamedPort};
+
+/// A set's stable name, derived from what it selects (Calico-style `s:<hash>` / `n:<hash>`), so the
+/// same selector in two policies is one set, and the name survives restarts.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SetId(String);
+
+impl SetId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SetId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a set holds.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum SetSpec {
+    /// The addresses of every endpoint and the nets of every network set the selector matches.
+    Selector(Selector),
+    /// `ip,protocol:port` of every endpoint the selector matches that has a port named `port_name`
+    /// with that protocol (a rule's named port, resolved per endpoint).
+    NamedPort {
+        selector: Selector,
+        protocol: u8,
+        port_name: String,
+    },
+}
+
+/// Hash characters kept in an id: `s:` plus 23 keeps `cali40<id>` within the kernel's 31 characters.
+const SET_ID_HASH_CHARS: usize = 23;
+
+impl SetSpec {
+    /// The set's id: a hash of the canonical selector text (and, for named ports, the port).
+    pub fn id(&self) -> SetId {
+        let (tag, text) = match self {
+            SetSpec::Selector(selector) => ("s", selector.canonical()),
+            SetSpec::NamedPort {
+                selector,
+                protocol,
+                port_name,
+            } => (
+                "n",
+                format!("{}\u{0}{protocol}\u{0}{port_name}", selector.canonical()),
+            ),
+        };
+        let digest = Sha1::digest(format!("{tag}:{text}").as_bytes());
+        let mut encoded = base64_url(&digest);
+        encoded.truncate(SET_ID_HASH_CHARS);
+        SetId(format!("{tag}:{encoded}"))
+    }
+
+    pub fn selector(&self) -> &Selector {
+        match self {
+            SetSpec::Selector(selector) | SetSpec::NamedPort { selector, .. } => selector,
+        }
+    }
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let word = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[((word >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
+}
+
+/// One element of a set.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SetElement {
+    /// An endpoint address (as a host net) or a network set's net.
+    Net(IpNet),
+    /// A named port resolved on one endpoint address.
+    IpPort { ip: IpAddr, protocol: u8, port: u16 },
+}
+
+/// The element changes of one set, as a dataplane applies them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetDelta {
+    pub set_id: SetId,
+    pub added: Vec<SetElement>,
+    pub removed: Vec<SetElement>,
+}
+
+/// What the index holds labels for.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum MemberKey {
+    Endpoint(EndpointKey),
+    NetworkSet {
+        namespace: Option<String>,
+        name: String,
+    },
+}
+
+/// A member's inputs; its effective labels are computed from them and its parents' labels.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct MemberInput {
+    pub own_labels: BTreeMap<String, String>,
+    /// Profiles whose `labelsToApply` it inherits, in precedence order.
+    pub parents: Vec<String>,
+    pub nets: Vec<IpNet>,
+    pub named_ports: Vec<NamedPort>,
+}
+
+#[derive(Debug)]
+struct Member {
+    input: MemberInput,
+    labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug)]
+struct SetState {
+    spec: SetSpec,
+    users: usize,
+    matching: BTreeSet<MemberKey>,
+    /// Element → how many matching members contribute it (two endpoints may share a net).
+    elements: BTreeMap<SetElement, usize>,
+}
+
+/// Records each touched element's presence before the event, so that one event's changes are
+/// reported once, net of changes that cancel out.
+#[derive(Debug, Default)]
+pub(crate) struct DeltaCollector {
+    present_before: BTreeMap<(SetId, SetElement), bool>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct LabelIndex {
+    members: BTreeMap<MemberKey, Member>,
+    parent_labels: BTreeMap<String, BTreeMap<String, String>>,
+    children: BTreeMap<String, BTreeSet<MemberKey>>,
+    sets: BTreeMap<SetId, SetState>,
+}
+
+impl LabelIndex {
+    /// Effective labels of a member, if it is known.
+    pub(crate) fn labels(&self, key: &MemberKey) -> Option<&BTreeMap<String, String>> {
+        self.members.get(key).map(|member| &member.labels)
+    }
+
+    pub(crate) fn upsert_member(
+        &mut self,
+        key: MemberKey,
+        input: MemberInput,
+        out: &mut DeltaCollector,
+    ) {
+        let previous = self.members.get(&key).map(|old| old.input.clone());
+        if let Some(old) = &previous {
+            if *old == input {
+                return;
+            }
+            for parent in &old.parents {
+                if let Some(children) = self.children.get_mut(parent) {
+                    children.remove(&key);
+                }
+            }
+        }
+        for parent in &input.parents {
+            self.children
+                .entry(parent.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+        let labels = effective_labels(&input, &self.parent_labels);
+        self.members.insert(key.clone(), Member { input, labels });
+        self.reevaluate(&key, previous.as_ref(), out);
+    }
+
+    pub(crate) fn remove_member(&mut self, key: &MemberKey, out: &mut DeltaCollector) {
+        let Some(old) = self.members.remove(key) else {
+            return;
+        };
+        for parent in &old.input.parents {
+            if let Some(children) = self.children.get_mut(parent) {
+                children.remove(key);
+                if children.is_empty() {
+                    self.children.remove(parent);
+                }
+            }
+        }
+        for (id, set) in &mut self.sets {
+            if set.matching.remove(key) {
+                for element in elements_of(&set.spec, &old.input) {
+                    decrement(id, set, element, out);
+                }
+            }
+        }
+    }
+
+    /// A profile's `labelsToApply` changed (`None`: the profile went away): only the members that
+    /// inherit from it are re-evaluated.
+    pub(crate) fn set_parent_labels(
+        &mut self,
+        parent: &str,
+        labels: Option<BTreeMap<String, String>>,
+        out: &mut DeltaCollector,
+    ) {
+        let unchanged = self.parent_labels.get(parent) == labels.as_ref();
+        if unchanged {
+            return;
+        }
+        match labels {
+            Some(labels) => self.parent_labels.insert(parent.to_string(), labels),
+            None => self.parent_labels.remove(parent),
+        };
+        let children: Vec<MemberKey> = self
+            .children
+            .get(parent)
+            .map(|c| c.iter().cloned().collect())
+            .unwrap_or_default();
+        for key in children {
+            if let Some(member) = self.members.get_mut(&key) {
+                member.labels = effective_labels(&member.input, &self.parent_labels);
+            }
+            self.reevaluate(&key, None, out);
+        }
+    }
+
+    /// One more user (a compiled rule) of the set `spec`; creates and fills it on first use.
+    pub(crate) fn add_set_user(&mut self, spec: &SetSpec, out: &mut DeltaCollector) -> SetId {
+        let id = spec.id();
+        if let Some(set) = self.sets.get_mut(&id) {
+            set.users += 1;
+            return id;
+        }
+        let mut set = SetState {
+            spec: spec.clone(),
+            users: 1,
+            matching: BTreeSet::new(),
+            elements: BTreeMap::new(),
+        };
+        for (key, member) in &self.members {
+            if spec.selector().matches(&member.labels) {
+                set.matching.insert(key.clone());
+                for element in elements_of(spec, &member.input) {
+                    increment(&id, &mut set, element, out);
+                }
+            }
+        }
+        self.sets.insert(id.clone(), set);
+        id
+    }
+
+    /// One user fewer; the set is dropped (all its elements reported removed) with the last one.
+    pub(crate) fn remove_set_user(&mut self, id: &SetId, out: &mut DeltaCollector) {
+        let Some(set) = self.sets.get_mut(id) else {
+            return;
+        };
+        set.users = set.users.saturating_sub(1);
+        if set.users > 0 {
+            return;
+        }
+        if let Some(set) = self.sets.remove(id) {
+            for element in set.elements.into_keys() {
+                out.present_before
+                    .entry((id.clone(), element))
+                    .or_insert(true);
+            }
+        }
+    }
+
+    pub(crate) fn set_ids(&self) -> impl Iterator<Item = &SetId> {
+        self.sets.keys()
+    }
+
+    pub(crate) fn set_elements(&self, id: &SetId) -> Option<impl Iterator<Item = &SetElement>> {
+        self.sets.get(id).map(|set| set.elements.keys())
+    }
+
+    pub(crate) fn set_spec(&self, id: &SetId) -> Option<&SetSpec> {
+        self.sets.get(id).map(|set| &set.spec)
+    }
+
+    /// Whether `ip` falls in any net of set `id`.
+    pub(crate) fn contains_ip(&self, id: &SetId, ip: IpAddr) -> bool {
+        self.sets.get(id).is_some_and(|set| {
+            set.elements.keys().any(|element| match element {
+                SetElement::Net(net) => net.contains(&ip),
+                SetElement::IpPort { .. } => false,
+            })
+        })
+    }
+
+    pub(crate) fn contains_ip_port(&self, id: &SetId, ip: IpAddr, protocol: u8, port: u16) -> bool {
+        self.sets.get(id).is_some_and(|set| {
+            set.elements
+                .contains_key(&SetElement::IpPort { ip, protocol, port })
+        })
+    }
+
+    /// Re-checks one member against every set, moving its elements in or out. `previous` is the
+    /// input its current memberships were computed from, when that is not its current input.
+    fn reevaluate(
+        &mut self,
+        key: &MemberKey,
+        previous: Option<&MemberInput>,
+        out: &mut DeltaCollector,
+    ) {
+        let Some(member) = self.members.get(key) else {
+            return;
+        };
+        let previous = previous.unwrap_or(&member.input);
+        for (id, set) in &mut self.sets {
+            let was_matching = set.matching.contains(key);
+            let now_matching = set.spec.selector().matches(&member.labels);
+            let old_elements = if was_matching {
+                set.matching.remove(key);
+                elements_of(&set.spec, previous)
+            } else {
+                Vec::new()
+            };
+            let new_elements = if now_matching {
+                set.matching.insert(key.clone());
+                elements_of(&set.spec, &member.input)
+            } else {
+                Vec::new()
+            };
+            if old_elements == new_elements {
+                continue;
+            }
+            for element in new_elements {
+                increment(id, set, element, out);
+            }
+            for element in old_elements {
+                decrement(id, set, element, out);
+            }
+        }
+    }
+}
+
+fn effective_labels(
+    input: &MemberInput,
+    parent_labels: &BTreeMap<String, BTreeMap<String, String>>,
+) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    // Own labels win over inherited ones, and an earlier profile over a later one.
+    for parent in input.parents.iter().rev() {
+        if let Some(inherited) = parent_labels.get(parent) {
+            labels.extend(inherited.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+    }
+    labels.extend(input.own_labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    labels
+}
+
+fn elements_of(spec: &SetSpec, input: &MemberInput) -> Vec<SetElement> {
+    match spec {
+        SetSpec::Selector(_) => input
+            .nets
+            .iter()
+            .map(|net| SetElement::Net(net.trunc()))
+            .collect(),
+        SetSpec::NamedPort {
+            protocol,
+            port_name,
+            ..
+        } => input
+            .named_ports
+            .iter()
+            .filter(|named| named.protocol == *protocol && named.name == *port_name)
+            .flat_map(|named| {
+                input.nets.iter().map(move |net| SetElement::IpPort {
+                    ip: net.addr(),
+                    protocol: named.protocol,
+                    port: named.port,
+                })
+            })
+            .collect(),
+    }
+}
+
+fn increment(id: &SetId, set: &mut SetState, element: SetElement, out: &mut DeltaCollector) {
+    let count = set.elements.entry(element.clone()).or_insert(0);
+    out.present_before
+        .entry((id.clone(), element))
+        .or_insert(*count > 0);
+    *count += 1;
+}
+
+fn decrement(id: &SetId, set: &mut SetState, element: SetElement, out: &mut DeltaCollector) {
+    let Some(count) = set.elements.get_mut(&element) else {
+        return;
+    };
+    out.present_before
+        .entry((id.clone(), element.clone()))
+        .or_insert(true);
+    *count -= 1;
+    if *count == 0 {
+        set.elements.remove(&element);
+    }
+}
+
+impl DeltaCollector {
+    /// The net changes, one delta per set that changed, in set-id order.
+    pub(crate) fn finish(self, index: &LabelIndex) -> Vec<SetDelta> {
+        let mut deltas: BTreeMap<SetId, SetDelta> = BTreeMap::new();
+        for ((id, element), before) in self.present_before {
+            let now = index
+                .sets
+                .get(&id)
+                .is_some_and(|set| set.elements.contains_key(&element));
+            if before == now {
+                continue;
+            }
+            let delta = deltas.entry(id.clone()).or_insert_with(|| SetDelta {
+                set_id: id,
+                added: Vec::new(),
+                removed: Vec::new(),
+            });
+            if now {
+                delta.added.push(element);
+            } else {
+                delta.removed.push(element);
+            }
+        }
+        deltas.into_values().collect()
+    }
+}
