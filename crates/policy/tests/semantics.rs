@@ -1510,3 +1510,68 @@ fn deleting_a_policy_restores_the_profile_verdict() {
         VerdictAction::Allow
     );
 }
+
+#[test]
+fn earlier_profile_labels_win_over_later_ones() {
+    let mut model = PolicyModel::new(None);
+    upsert(
+        &mut model,
+        &resource(
+            "Profile",
+            None,
+            "first",
+            json!({}),
+            json!({"labelsToApply": {"team": "first"}}),
+        ),
+    );
+    upsert(
+        &mut model,
+        &resource(
+            "Profile",
+            None,
+            "second",
+            json!({}),
+            json!({"labelsToApply": {"team": "second", "only-second": "x"}}),
+        ),
+    );
+    upsert(
+        &mut model,
+        &resource(
+            "WorkloadEndpoint",
+            Some("prod"),
+            "web",
+            json!({}),
+            json!({"ipNetworks": ["10.0.0.1/32"], "profiles": ["first", "second"]}),
+        ),
+    );
+    let labels = model
+        .endpoint_labels(&web())
+        .unwrap_or_else(|| panic!("web known"));
+    assert_eq!(labels.get("team").map(String::as_str), Some("first"));
+    assert_eq!(labels.get("only-second").map(String::as_str), Some("x"));
+}
+
+#[test]
+fn log_then_allow_in_one_policy_allows_and_records_the_log() {
+    let mut model = cluster();
+    upsert(
+        &mut model,
+        &gnp(
+            "log-allow",
+            json!({"selector": "app == 'web'", "ingress": [{"action": "Log"}, {"action": "Allow"}]}),
+        ),
+    );
+    let verdict = model
+        .evaluate(&web(), Direction::Ingress, &to_web(DB_IP))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(verdict.action, VerdictAction::Allow);
+    assert_eq!(
+        verdict.trace,
+        vec![TraceStep::Policy {
+            tier: "default".into(),
+            policy: gnp_key("log-allow"),
+            logged: vec![0],
+            matched: Some((1, Action::Allow))
+        }]
+    );
+}
