@@ -281,6 +281,11 @@ impl LabelIndex {
         }
     }
 
+    /// The members that inherit labels from `parent`.
+    pub(crate) fn children_of(&self, parent: &str) -> impl Iterator<Item = &MemberKey> {
+        self.children.get(parent).into_iter().flatten()
+    }
+
     pub(crate) fn set_ids(&self) -> impl Iterator<Item = &SetId> {
         self.sets.keys()
     }

@@ -227,17 +227,31 @@ impl PolicyModel {
                         });
                     }
                 }
+                // Namespace selectors are about the endpoint's namespace whether or not it lists the
+                // namespace's profile (in Kubernetes it always does).
+                let mut parents = spec.profiles.clone();
+                let own_namespace = namespace_profile(&namespace);
+                if !parents.contains(&own_namespace) {
+                    parents.push(own_namespace);
+                }
                 let key = EndpointKey::Workload {
                     namespace,
                     name: name.to_string(),
                 };
                 let input = MemberInput {
                     own_labels: labels,
-                    parents: spec.profiles.clone(),
+                    parents,
                     nets,
                     named_ports,
                 };
-                self.upsert_endpoint(key, spec.node.clone(), input, &mut deltas, &mut touched);
+                self.upsert_endpoint(
+                    key,
+                    spec.node.clone(),
+                    spec.profiles.clone(),
+                    input,
+                    &mut deltas,
+                    &mut touched,
+                );
             }
             Spec::HostEndpoint(spec) => {
                 let kind = "HostEndpoint";
@@ -282,7 +296,14 @@ impl PolicyModel {
                     nets,
                     named_ports,
                 };
-                self.upsert_endpoint(key, spec.node.clone(), input, &mut deltas, &mut touched);
+                self.upsert_endpoint(
+                    key,
+                    spec.node.clone(),
+                    spec.profiles.clone(),
+                    input,
+                    &mut deltas,
+                    &mut touched,
+                );
             }
             Spec::NetworkSet(spec) => {
                 let namespace = resource.namespace().unwrap_or("default").to_string();
@@ -592,11 +613,11 @@ impl PolicyModel {
         &mut self,
         key: EndpointKey,
         node: Option<String>,
+        profiles: Vec<String>,
         input: MemberInput,
         deltas: &mut DeltaCollector,
         touched: &mut BTreeSet<EndpointKey>,
     ) {
-        let profiles = input.parents.clone();
         self.index
             .upsert_member(MemberKey::Endpoint(key.clone()), input, deltas);
         let info = EndpointInfo { node, profiles };
@@ -757,10 +778,17 @@ impl PolicyModel {
     /// Inherited labels changed: the local endpoints using the profile may match other policies.
     fn after_profile_change(&mut self, name: &str, touched: &mut BTreeSet<EndpointKey>) {
         let users: Vec<EndpointKey> = self
-            .endpoints
-            .iter()
-            .filter(|(_, info)| self.is_local(info) && info.profiles.iter().any(|p| p == name))
-            .map(|(key, _)| key.clone())
+            .index
+            .children_of(name)
+            .filter_map(|member| match member {
+                MemberKey::Endpoint(key) => Some(key.clone()),
+                MemberKey::NetworkSet { .. } => None,
+            })
+            .filter(|key| {
+                self.endpoints
+                    .get(key)
+                    .is_some_and(|info| self.is_local(info))
+            })
             .collect();
         for key in users {
             self.rematch_endpoint(&key);
