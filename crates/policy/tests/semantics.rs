@@ -1575,3 +1575,42 @@ fn log_then_allow_in_one_policy_allows_and_records_the_log() {
         }]
     );
 }
+
+#[test]
+fn named_ports_only_match_the_protocol_they_are_declared_with() {
+    let mut model = cluster();
+    upsert(
+        &mut model,
+        &resource(
+            "WorkloadEndpoint",
+            Some("prod"),
+            "web",
+            json!({"app": "web"}),
+            json!({"node": "node-a", "ipNetworks": ["10.0.0.1/32"], "profiles": ["kns.prod"],
+               "ports": [{"name": "dns", "protocol": "UDP", "port": 5353}]}),
+        ),
+    );
+    admit_from(
+        &mut model,
+        gnp(
+            "dns",
+            json!({"selector": "app == 'web'", "ingress": [
+        {"action": "Allow", "protocol": "TCP", "destination": {"ports": ["dns"]}},
+        {"action": "Allow", "protocol": "UDP", "destination": {"ports": ["dns"]}}]}),
+        ),
+    );
+    assert_eq!(
+        verdict(&model, Direction::Ingress, &tcp(DB_IP, WEB_IP, 5353)),
+        VerdictAction::Deny
+    );
+    let mut udp = tcp(DB_IP, WEB_IP, 5353);
+    udp.protocol = UDP;
+    assert_eq!(
+        decision(&model, Direction::Ingress, &udp),
+        Decision::PolicyRule {
+            tier: "default".into(),
+            policy: gnp_key("dns"),
+            index: 1
+        }
+    );
+}
