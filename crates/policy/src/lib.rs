@@ -16,14 +16,14 @@ mod selectors;
 
 pub use calico_api::spec::rule::{Action, Direction};
 pub use compile::{
-    CompileError, CompiledEntity, CompiledPolicy, CompiledRule, IcmpMatch, IpVersion, PortRange,
-    compile_policy, compile_profile,
+    CompileError, CompiledEntity, CompiledPolicy, CompiledRule, CompiledRules, IcmpMatch,
+    IpVersion, PortRange, compile_policy, compile_profile,
 };
 pub use evaluate::{Decision, Packet, TraceStep, Verdict, VerdictAction};
 pub use index::{SetDelta, SetElement, SetId, SetSpec};
 pub use model::{
-    ActivePolicies, ActiveTier, EndpointKey, ModelError, ModelUpdate, NamedPort, PolicyKey,
-    PolicyKind, PolicyModel,
+    ActivePolicies, ActiveTier, Endpoint, EndpointKey, ModelError, ModelUpdate, NamedPort,
+    PolicyKey, PolicyKind, PolicyModel,
 };
 pub use selectors::{
     NAMESPACE_LABEL, NAMESPACE_LABEL_PREFIX, NAMESPACE_NAME_LABEL, ORCHESTRATOR_LABEL,

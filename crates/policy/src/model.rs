@@ -123,10 +123,17 @@ pub enum ModelError {
     UnknownEndpoint(EndpointKey),
 }
 
-#[derive(Clone, Debug)]
-pub(crate) struct EndpointInfo {
+/// What the model keeps about an endpoint besides its labels and addresses (those live in the
+/// label index).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
     pub node: Option<String>,
+    /// The host-side interface of a workload; for a host endpoint its interface, `*` for all.
+    pub interface_name: Option<String>,
+    /// Profiles in the order they are evaluated.
     pub profiles: Vec<String>,
+    pub addresses: Vec<IpNet>,
+    pub named_ports: Vec<NamedPort>,
 }
 
 /// The model. Every update is O(what it touches): an endpoint event re-checks that endpoint
@@ -136,7 +143,7 @@ pub(crate) struct EndpointInfo {
 pub struct PolicyModel {
     /// Endpoints on this node are "local"; `None` treats every endpoint as local.
     local_node: Option<String>,
-    endpoints: BTreeMap<EndpointKey, EndpointInfo>,
+    endpoints: BTreeMap<EndpointKey, Endpoint>,
     tiers: BTreeMap<String, TierSpec>,
     policies: BTreeMap<PolicyKey, CompiledPolicy>,
     staged: BTreeMap<PolicyKey, Resource>,
@@ -244,14 +251,14 @@ impl PolicyModel {
                     nets,
                     named_ports,
                 };
-                self.upsert_endpoint(
-                    key,
-                    spec.node.clone(),
-                    spec.profiles.clone(),
-                    input,
-                    &mut deltas,
-                    &mut touched,
-                );
+                let endpoint = Endpoint {
+                    node: spec.node.clone(),
+                    interface_name: spec.interface_name.clone(),
+                    profiles: spec.profiles.clone(),
+                    addresses: input.nets.clone(),
+                    named_ports: input.named_ports.clone(),
+                };
+                self.upsert_endpoint(key, endpoint, input, &mut deltas, &mut touched);
             }
             Spec::HostEndpoint(spec) => {
                 let kind = "HostEndpoint";
@@ -296,14 +303,14 @@ impl PolicyModel {
                     nets,
                     named_ports,
                 };
-                self.upsert_endpoint(
-                    key,
-                    spec.node.clone(),
-                    spec.profiles.clone(),
-                    input,
-                    &mut deltas,
-                    &mut touched,
-                );
+                let endpoint = Endpoint {
+                    node: spec.node.clone(),
+                    interface_name: spec.interface_name.clone(),
+                    profiles: spec.profiles.clone(),
+                    addresses: input.nets.clone(),
+                    named_ports: input.named_ports.clone(),
+                };
+                self.upsert_endpoint(key, endpoint, input, &mut deltas, &mut touched);
             }
             Spec::NetworkSet(spec) => {
                 let namespace = resource.namespace().unwrap_or("default").to_string();
@@ -347,6 +354,15 @@ impl PolicyModel {
             Spec::StagedNetworkPolicy(_) => {
                 // Stored for reporting; never enforced.
                 self.staged.insert(policy_key(resource), resource.clone());
+            }
+            Spec::KubernetesNetworkPolicy(_) => {
+                // Refused rather than ignored: a stored policy that silently allows is worse.
+                return Err(invalid(
+                    "KubernetesNetworkPolicy",
+                    name,
+                    "kind",
+                    "Kubernetes NetworkPolicy is not translated to a Calico policy yet",
+                ));
             }
             Spec::Profile(spec) => {
                 let compiled = compile_profile(name, spec)?;
@@ -510,6 +526,10 @@ impl PolicyModel {
         })
     }
 
+    pub fn endpoint(&self, key: &EndpointKey) -> Option<&Endpoint> {
+        self.endpoints.get(key)
+    }
+
     pub fn policy(&self, key: &PolicyKey) -> Option<&CompiledPolicy> {
         self.policies.get(key)
     }
@@ -575,7 +595,7 @@ impl PolicyModel {
         }
     }
 
-    fn is_local(&self, info: &EndpointInfo) -> bool {
+    fn is_local(&self, info: &Endpoint) -> bool {
         match &self.local_node {
             None => true,
             Some(node) => info.node.as_deref() == Some(node.as_str()),
@@ -612,15 +632,14 @@ impl PolicyModel {
     fn upsert_endpoint(
         &mut self,
         key: EndpointKey,
-        node: Option<String>,
-        profiles: Vec<String>,
+        endpoint: Endpoint,
         input: MemberInput,
         deltas: &mut DeltaCollector,
         touched: &mut BTreeSet<EndpointKey>,
     ) {
         self.index
             .upsert_member(MemberKey::Endpoint(key.clone()), input, deltas);
-        let info = EndpointInfo { node, profiles };
+        let info = endpoint;
         let local = self.is_local(&info);
         self.endpoints.insert(key.clone(), info);
         if local {

@@ -6,12 +6,14 @@
 mod common;
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use calico_api::spec::rule::{Action, EntityRule, Port, Rule};
 use calico_api::{Kind, Selector};
-use calico_policy::{Decision, Direction, EndpointKey, Packet, PolicyModel};
+use calico_policy::{
+    Decision, Direction, EndpointKey, ModelUpdate, Packet, PolicyModel, SetElement, SetId,
+};
 use common::*;
 use ipnet::IpNet;
 use proptest::prelude::*;
@@ -405,18 +407,35 @@ fn policy_resource(policy: &Policy) -> calico_api::Resource {
     resource(kind, policy.namespace, &policy.name, json!({}), spec)
 }
 
-/// Builds the model the way a syncer would feed it: pods first with other labels, policies, then
-/// everything else, a decoy policy added and removed, and the pods' final labels last.
-fn build_model(world: &World) -> PolicyModel {
+/// Builds the model the way a syncer would feed it: pods first with other labels, policies in an
+/// earlier shape and then their own, everything else, a decoy policy added and removed, and the
+/// pods' final labels last.
+fn build_model(world: &World) -> (PolicyModel, SetMirror) {
     let mut model = PolicyModel::new(Some("local".into()));
+    let mut mirror = SetMirror::default();
     for index in 0..world.pods.len() {
-        upsert(
+        mirror.upsert(
             &mut model,
             &pod_resource(world, index, &world.pods[index].earlier_labels),
         );
     }
+    // Every policy first in another shape (rules swapped, fewer of them), then replaced, so
+    // replacing a policy drops and creates sets.
     for policy in &world.policies {
-        upsert(&mut model, &policy_resource(policy));
+        // A selector no final rule uses, matching every member, so its set is filled and dropped.
+        let mut only_earlier = Rule::new(Action::Allow);
+        only_earlier.source.selector = Some("!has(never)".into());
+        let earlier = Policy {
+            ingress: policy.egress.iter().skip(1).cloned().collect(),
+            egress: std::iter::once(only_earlier)
+                .chain(policy.ingress.iter().cloned())
+                .collect(),
+            ..policy.clone()
+        };
+        mirror.upsert(&mut model, &policy_resource(&earlier));
+    }
+    for policy in &world.policies {
+        mirror.upsert(&mut model, &policy_resource(policy));
     }
     let decoy = Policy {
         name: "decoy".into(),
@@ -429,9 +448,15 @@ fn build_model(world: &World) -> PolicyModel {
         ingress: vec![Rule::new(Action::Deny)],
         egress: vec![Rule::new(Action::Deny)],
     };
-    upsert(&mut model, &policy_resource(&decoy));
+    mirror.upsert(&mut model, &policy_resource(&decoy));
     for (index, name) in NAMESPACES.iter().enumerate() {
-        namespace(&mut model, name, json!(world.namespace_labels[index]));
+        let labels =
+            serde_json::from_value(json!(world.namespace_labels[index])).unwrap_or_default();
+        mirror.record(
+            model
+                .upsert_namespace(name, &labels)
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
     }
     for (index, set) in world.net_sets.iter().enumerate() {
         let kind = if set.namespace.is_some() {
@@ -439,7 +464,7 @@ fn build_model(world: &World) -> PolicyModel {
         } else {
             "GlobalNetworkSet"
         };
-        upsert(
+        mirror.upsert(
             &mut model,
             &resource(
                 kind,
@@ -455,19 +480,74 @@ fn build_model(world: &World) -> PolicyModel {
         if let Some(order) = tier.order {
             spec["order"] = json!(order);
         }
-        upsert(
+        mirror.upsert(
             &mut model,
             &resource("Tier", None, tier.name, json!({}), spec),
         );
     }
-    model.delete(Kind::GlobalNetworkPolicy, None, "decoy");
+    mirror.record(model.delete(Kind::GlobalNetworkPolicy, None, "decoy"));
     for index in 0..world.pods.len() {
-        upsert(
+        mirror.upsert(
             &mut model,
             &pod_resource(world, index, &world.pods[index].labels),
         );
     }
-    model
+    (model, mirror)
+}
+
+/// The sets as a dataplane would hold them after applying every reported delta in order.
+#[derive(Default)]
+struct SetMirror {
+    sets: BTreeMap<SetId, BTreeSet<SetElement>>,
+}
+
+impl SetMirror {
+    fn upsert(&mut self, model: &mut PolicyModel, resource: &calico_api::Resource) {
+        let update = model
+            .upsert(resource)
+            .unwrap_or_else(|e| panic!("upsert {}: {e}", resource.name()));
+        self.record(update);
+    }
+
+    /// Applies one update's deltas, checking each is a real change.
+    fn record(&mut self, update: ModelUpdate) {
+        for delta in update.set_deltas {
+            let set = self.sets.entry(delta.set_id.clone()).or_default();
+            for element in delta.removed {
+                assert!(
+                    set.remove(&element),
+                    "{} removes absent {element:?}",
+                    delta.set_id
+                );
+            }
+            for element in delta.added {
+                assert!(
+                    set.insert(element.clone()),
+                    "{} adds present {element:?}",
+                    delta.set_id
+                );
+            }
+        }
+        self.sets.retain(|_, elements| !elements.is_empty());
+    }
+
+    /// The model's current sets, empty ones left out (a dataplane sees no difference).
+    fn model_sets(model: &PolicyModel) -> BTreeMap<SetId, BTreeSet<SetElement>> {
+        model
+            .set_ids()
+            .map(|id| {
+                (
+                    id.clone(),
+                    model
+                        .set_elements(id)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .collect::<BTreeSet<_>>(),
+                )
+            })
+            .filter(|(_, elements)| !elements.is_empty())
+            .collect()
+    }
 }
 
 // ---------------------------------------------------------------- the plain interpreter
@@ -824,7 +904,8 @@ proptest! {
         world in world(),
         probes in prop::collection::vec(probe(), 1..10),
     ) {
-        let model = build_model(&world);
+        let (model, mirror) = build_model(&world);
+        prop_assert_eq!(&mirror.sets, &SetMirror::model_sets(&model), "set deltas replay to the sets");
         let local: Vec<usize> = (0..world.pods.len()).filter(|i| world.pods[*i].local).collect();
         prop_assume!(!local.is_empty());
         for probe in &probes {

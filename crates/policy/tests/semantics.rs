@@ -1614,3 +1614,95 @@ fn named_ports_only_match_the_protocol_they_are_declared_with() {
         }
     );
 }
+
+#[test]
+fn host_endpoints_are_selected_by_labels_and_fall_back_to_their_profiles() {
+    let mut model = PolicyModel::new(Some("node-a".into()));
+    upsert(
+        &mut model,
+        &resource(
+            "Profile",
+            None,
+            "open",
+            json!({}),
+            json!({"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]}),
+        ),
+    );
+    upsert(
+        &mut model,
+        &resource(
+            "HostEndpoint",
+            None,
+            "node-a-eth0",
+            json!({"role": "host"}),
+            json!({"node": "node-a", "interfaceName": "eth0", "expectedIPs": ["198.18.0.1"], "profiles": ["open"]}),
+        ),
+    );
+    let host = calico_policy::EndpointKey::Host {
+        name: "node-a-eth0".into(),
+    };
+    let endpoint = model
+        .endpoint(&host)
+        .unwrap_or_else(|| panic!("host endpoint known"));
+    assert_eq!(endpoint.interface_name.as_deref(), Some("eth0"));
+    let ssh = tcp("198.18.0.2", "198.18.0.1", 22);
+    assert_eq!(
+        model
+            .evaluate(&host, Direction::Ingress, &ssh)
+            .map(|v| v.action),
+        Ok(VerdictAction::Allow)
+    );
+    upsert(
+        &mut model,
+        &gnp(
+            "hosts",
+            json!({"selector": "role == 'host'", "ingress": [{"action": "Allow", "protocol": "TCP", "destination": {"ports": [443]}}]}),
+        ),
+    );
+    assert_eq!(
+        model
+            .evaluate(&host, Direction::Ingress, &ssh)
+            .map(|v| v.action),
+        Ok(VerdictAction::Deny)
+    );
+    // Host endpoints are members of selector sets through their expected IPs.
+    upsert(
+        &mut model,
+        &pod("prod", "web", WEB_IP, json!({"app": "web"})),
+    );
+    upsert(
+        &mut model,
+        &np(
+            "prod",
+            "from-hosts",
+            json!({"selector": "app == 'web'", "ingress": [{"action": "Allow", "source": {"namespaceSelector": "global()", "selector": "role == 'host'"}}]}),
+        ),
+    );
+    assert_eq!(
+        verdict(&model, Direction::Ingress, &tcp("198.18.0.1", WEB_IP, 80)),
+        VerdictAction::Allow
+    );
+    assert_eq!(
+        verdict(&model, Direction::Ingress, &tcp("198.18.0.2", WEB_IP, 80)),
+        VerdictAction::Deny
+    );
+}
+
+#[test]
+fn kubernetes_network_policy_is_refused_until_it_is_translated() {
+    let mut model = cluster();
+    let knp = calico_api::Resource::from_value(json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "deny", "namespace": "prod"},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+    }))
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(matches!(
+        model.upsert(&knp),
+        Err(ModelError::Invalid {
+            kind: "KubernetesNetworkPolicy",
+            ..
+        })
+    ));
+}
