@@ -6,6 +6,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use calico_api::Selector;
+use calico_api::selector::Expr;
 use ipnet::IpNet;
 use sha1::{Digest, Sha1};
 
@@ -152,6 +153,24 @@ pub(crate) struct LabelIndex {
     parent_labels: BTreeMap<String, BTreeMap<String, String>>,
     children: BTreeMap<String, BTreeSet<MemberKey>>,
     sets: BTreeMap<SetId, SetState>,
+    /// Label key → the sets whose selector mentions it: a label change re-checks only these.
+    sets_by_key: BTreeMap<String, BTreeSet<SetId>>,
+    /// Member → the sets it is in: an address change or removal touches only these.
+    member_sets: BTreeMap<MemberKey, BTreeSet<SetId>>,
+}
+
+/// What happened to a member since its memberships were last computed.
+enum Change<'a> {
+    New,
+    /// Its input was replaced (labels, addresses or ports may differ).
+    Replaced {
+        input: &'a MemberInput,
+        labels: &'a BTreeMap<String, String>,
+    },
+    /// Only inherited labels changed.
+    Relabelled {
+        labels: &'a BTreeMap<String, String>,
+    },
 }
 
 impl LabelIndex {
@@ -166,8 +185,11 @@ impl LabelIndex {
         input: MemberInput,
         out: &mut DeltaCollector,
     ) {
-        let previous = self.members.get(&key).map(|old| old.input.clone());
-        if let Some(old) = &previous {
+        let previous = self
+            .members
+            .get(&key)
+            .map(|old| (old.input.clone(), old.labels.clone()));
+        if let Some((old, _)) = &previous {
             if *old == input {
                 return;
             }
@@ -185,7 +207,11 @@ impl LabelIndex {
         }
         let labels = effective_labels(&input, &self.parent_labels);
         self.members.insert(key.clone(), Member { input, labels });
-        self.reevaluate(&key, previous.as_ref(), out);
+        let change = match &previous {
+            Some((input, labels)) => Change::Replaced { input, labels },
+            None => Change::New,
+        };
+        self.reevaluate(&key, change, out);
     }
 
     pub(crate) fn remove_member(&mut self, key: &MemberKey, out: &mut DeltaCollector) {
@@ -200,10 +226,12 @@ impl LabelIndex {
                 }
             }
         }
-        for (id, set) in &mut self.sets {
-            if set.matching.remove(key) {
+        for id in self.member_sets.remove(key).unwrap_or_default() {
+            if let Some(set) = self.sets.get_mut(&id)
+                && set.matching.remove(key)
+            {
                 for element in elements_of(&set.spec, &old.input) {
-                    decrement(id, set, element, out);
+                    decrement(&id, set, element, out);
                 }
             }
         }
@@ -231,10 +259,12 @@ impl LabelIndex {
             .map(|c| c.iter().cloned().collect())
             .unwrap_or_default();
         for key in children {
-            if let Some(member) = self.members.get_mut(&key) {
-                member.labels = effective_labels(&member.input, &self.parent_labels);
-            }
-            self.reevaluate(&key, None, out);
+            let Some(member) = self.members.get_mut(&key) else {
+                continue;
+            };
+            let labels = effective_labels(&member.input, &self.parent_labels);
+            let previous = std::mem::replace(&mut member.labels, labels);
+            self.reevaluate(&key, Change::Relabelled { labels: &previous }, out);
         }
     }
 
@@ -254,10 +284,20 @@ impl LabelIndex {
         for (key, member) in &self.members {
             if spec.selector().matches(&member.labels) {
                 set.matching.insert(key.clone());
+                self.member_sets
+                    .entry(key.clone())
+                    .or_default()
+                    .insert(id.clone());
                 for element in elements_of(spec, &member.input) {
                     increment(&id, &mut set, element, out);
                 }
             }
+        }
+        for label_key in selector_keys(spec.selector()) {
+            self.sets_by_key
+                .entry(label_key)
+                .or_default()
+                .insert(id.clone());
         }
         self.sets.insert(id.clone(), set);
         id
@@ -273,6 +313,22 @@ impl LabelIndex {
             return;
         }
         if let Some(set) = self.sets.remove(id) {
+            for label_key in selector_keys(set.spec.selector()) {
+                if let Some(ids) = self.sets_by_key.get_mut(&label_key) {
+                    ids.remove(id);
+                    if ids.is_empty() {
+                        self.sets_by_key.remove(&label_key);
+                    }
+                }
+            }
+            for member in &set.matching {
+                if let Some(ids) = self.member_sets.get_mut(member) {
+                    ids.remove(id);
+                    if ids.is_empty() {
+                        self.member_sets.remove(member);
+                    }
+                }
+            }
             for element in set.elements.into_keys() {
                 out.present_before
                     .entry((id.clone(), element))
@@ -315,44 +371,121 @@ impl LabelIndex {
         })
     }
 
-    /// Re-checks one member against every set, moving its elements in or out. `previous` is the
-    /// input its current memberships were computed from, when that is not its current input.
-    fn reevaluate(
-        &mut self,
-        key: &MemberKey,
-        previous: Option<&MemberInput>,
-        out: &mut DeltaCollector,
-    ) {
+    /// Re-checks one member against the sets its change can affect, moving its elements in or
+    /// out: a new member against every set; a label change against the sets whose selectors
+    /// mention a changed key; an address or port change against the sets it is in.
+    fn reevaluate(&mut self, key: &MemberKey, change: Change<'_>, out: &mut DeltaCollector) {
         let Some(member) = self.members.get(key) else {
             return;
         };
-        let previous = previous.unwrap_or(&member.input);
-        for (id, set) in &mut self.sets {
+        let (previous_input, candidates): (&MemberInput, BTreeSet<SetId>) = match change {
+            Change::New => (&member.input, self.sets.keys().cloned().collect()),
+            Change::Replaced { input, labels } => {
+                let mut candidates = self.sets_mentioning(changed_keys(labels, &member.labels));
+                if input.nets != member.input.nets || input.named_ports != member.input.named_ports
+                {
+                    candidates.extend(self.member_sets.get(key).into_iter().flatten().cloned());
+                }
+                (input, candidates)
+            }
+            Change::Relabelled { labels } => (
+                &member.input,
+                self.sets_mentioning(changed_keys(labels, &member.labels)),
+            ),
+        };
+        for id in candidates {
+            let Some(set) = self.sets.get_mut(&id) else {
+                continue;
+            };
             let was_matching = set.matching.contains(key);
             let now_matching = set.spec.selector().matches(&member.labels);
             let old_elements = if was_matching {
-                set.matching.remove(key);
-                elements_of(&set.spec, previous)
+                elements_of(&set.spec, previous_input)
             } else {
                 Vec::new()
             };
             let new_elements = if now_matching {
-                set.matching.insert(key.clone());
                 elements_of(&set.spec, &member.input)
             } else {
                 Vec::new()
             };
+            if now_matching {
+                set.matching.insert(key.clone());
+                self.member_sets
+                    .entry(key.clone())
+                    .or_default()
+                    .insert(id.clone());
+            } else if was_matching {
+                set.matching.remove(key);
+                if let Some(ids) = self.member_sets.get_mut(key) {
+                    ids.remove(&id);
+                    if ids.is_empty() {
+                        self.member_sets.remove(key);
+                    }
+                }
+            }
             if old_elements == new_elements {
                 continue;
             }
             for element in new_elements {
-                increment(id, set, element, out);
+                increment(&id, set, element, out);
             }
             for element in old_elements {
-                decrement(id, set, element, out);
+                decrement(&id, set, element, out);
             }
         }
     }
+
+    fn sets_mentioning(&self, keys: BTreeSet<&String>) -> BTreeSet<SetId> {
+        keys.into_iter()
+            .filter_map(|key| self.sets_by_key.get(key.as_str()))
+            .flatten()
+            .cloned()
+            .collect()
+    }
+}
+
+/// Keys whose value differs (or that appear or vanish) between two label maps.
+fn changed_keys<'a>(
+    before: &'a BTreeMap<String, String>,
+    after: &'a BTreeMap<String, String>,
+) -> BTreeSet<&'a String> {
+    let mut keys: BTreeSet<&String> = BTreeSet::new();
+    for (key, value) in before {
+        if after.get(key) != Some(value) {
+            keys.insert(key);
+        }
+    }
+    for (key, value) in after {
+        if before.get(key) != Some(value) {
+            keys.insert(key);
+        }
+    }
+    keys
+}
+
+/// The label keys a selector reads; a selector without any (`all()`) never changes its mind.
+fn selector_keys(selector: &Selector) -> BTreeSet<String> {
+    fn walk(expr: &Expr, keys: &mut BTreeSet<String>) {
+        match expr {
+            Expr::All | Expr::Global => {}
+            Expr::Has(key)
+            | Expr::Equals { key, .. }
+            | Expr::NotEquals { key, .. }
+            | Expr::Contains { key, .. }
+            | Expr::StartsWith { key, .. }
+            | Expr::EndsWith { key, .. }
+            | Expr::In { key, .. }
+            | Expr::NotIn { key, .. } => {
+                keys.insert(key.clone());
+            }
+            Expr::Not(inner) => walk(inner, keys),
+            Expr::And(items) | Expr::Or(items) => items.iter().for_each(|item| walk(item, keys)),
+        }
+    }
+    let mut keys = BTreeSet::new();
+    walk(selector.expr(), &mut keys);
+    keys
 }
 
 fn effective_labels(
