@@ -639,14 +639,19 @@ impl PolicyModel {
     ) {
         self.index
             .upsert_member(MemberKey::Endpoint(key.clone()), input, deltas);
-        let info = endpoint;
-        let local = self.is_local(&info);
-        self.endpoints.insert(key.clone(), info);
+        let local = self.is_local(&endpoint);
+        let was_local = self
+            .endpoints
+            .insert(key.clone(), endpoint)
+            .is_some_and(|previous| self.is_local(&previous));
         if local {
             self.rematch_endpoint(&key);
-            touched.insert(key);
         } else {
             self.unmatch_endpoint(&key);
+        }
+        // An endpoint that moved off this node is touched too: its dataplane state must go.
+        if local || was_local {
+            touched.insert(key);
         }
     }
 

@@ -1706,3 +1706,84 @@ fn kubernetes_network_policy_is_refused_until_it_is_translated() {
         })
     ));
 }
+
+#[test]
+fn pre_dnat_and_untracked_policies_stay_out_of_the_endpoint_chains() {
+    let mut model = cluster();
+    upsert(
+        &mut model,
+        &gnp(
+            "pre-dnat",
+            json!({"selector": "all()", "preDNAT": true, "applyOnForward": true, "ingress": [{"action": "Deny"}]}),
+        ),
+    );
+    upsert(
+        &mut model,
+        &gnp(
+            "untracked",
+            json!({"selector": "all()", "doNotTrack": true, "applyOnForward": true, "ingress": [{"action": "Deny"}]}),
+        ),
+    );
+    let active = model
+        .active_policies(&web(), Direction::Ingress)
+        .unwrap_or_else(|| panic!("local"));
+    assert!(active.tiers.is_empty());
+    assert_eq!(
+        verdict(&model, Direction::Ingress, &to_web(DB_IP)),
+        VerdictAction::Allow
+    );
+}
+
+#[test]
+fn malformed_endpoint_addresses_are_refused_naming_the_field() {
+    let mut model = cluster();
+    let bad = resource(
+        "WorkloadEndpoint",
+        Some("prod"),
+        "bad",
+        json!({}),
+        json!({"ipNetworks": ["10.0.0.300/32"]}),
+    );
+    match model.upsert(&bad) {
+        Err(ModelError::Invalid {
+            kind: "WorkloadEndpoint",
+            field,
+            ..
+        }) => assert_eq!(field, "spec.ipNetworks[0]"),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    assert!(model.endpoint(&pod_key("prod", "bad")).is_none());
+}
+
+#[test]
+fn evaluating_an_unknown_endpoint_is_an_error() {
+    let model = cluster();
+    let missing = pod_key("prod", "missing");
+    assert_eq!(
+        model.evaluate(&missing, Direction::Ingress, &to_web(DB_IP)),
+        Err(ModelError::UnknownEndpoint(missing))
+    );
+}
+
+#[test]
+fn an_endpoint_moving_off_this_node_is_reported_and_loses_its_policies() {
+    let mut model = cluster();
+    upsert(
+        &mut model,
+        &np(
+            "prod",
+            "deny",
+            json!({"selector": "all()", "ingress": [{"action": "Deny"}]}),
+        ),
+    );
+    let moved = resource(
+        "WorkloadEndpoint",
+        Some("prod"),
+        "web",
+        json!({"app": "web"}),
+        json!({"node": "node-b", "ipNetworks": ["10.0.0.1/32"], "profiles": ["kns.prod"]}),
+    );
+    let update = model.upsert(&moved).unwrap_or_else(|e| panic!("{e}"));
+    assert!(update.endpoints_touched.contains(&web()));
+    assert!(model.active_policies(&web(), Direction::Ingress).is_none());
+}
