@@ -173,16 +173,20 @@ fn ports(has_named: bool) -> impl Strategy<Value = Vec<Port>> {
     if has_named {
         choices.push(Port::Named("http".into()));
     }
-    prop::collection::vec(prop::sample::select(choices), 0..3)
+    prop::option::weighted(
+        0.3,
+        prop::collection::vec(prop::sample::select(choices), 1..3),
+    )
+    .prop_map(Option::unwrap_or_default)
 }
 
 fn entity(with_ports: bool) -> impl Strategy<Value = EntityRule> {
     (
-        prop::option::of(prop::sample::select(SELECTORS.to_vec())),
-        prop::option::weighted(0.3, prop::sample::select(SELECTORS.to_vec())),
-        prop::option::weighted(0.3, prop::sample::select(RULE_NAMESPACE_SELECTORS.to_vec())),
-        prop::option::weighted(0.3, prop::sample::select(NETS.to_vec())),
+        prop::option::weighted(0.35, prop::sample::select(SELECTORS.to_vec())),
+        prop::option::weighted(0.15, prop::sample::select(SELECTORS.to_vec())),
+        prop::option::weighted(0.2, prop::sample::select(RULE_NAMESPACE_SELECTORS.to_vec())),
         prop::option::weighted(0.2, prop::sample::select(NETS.to_vec())),
+        prop::option::weighted(0.1, prop::sample::select(NETS.to_vec())),
         ports(true),
         ports(false),
     )
@@ -213,7 +217,7 @@ fn entity(with_ports: bool) -> impl Strategy<Value = EntityRule> {
 fn rule() -> impl Strategy<Value = Rule> {
     (
         prop::sample::select(vec![Action::Allow, Action::Deny, Action::Pass, Action::Log]),
-        prop::sample::select(vec![None, Some(TCP), Some(UDP), Some(ICMP)]),
+        prop::sample::select(vec![None, None, Some(TCP), Some(UDP), Some(ICMP)]),
         prop::option::weighted(0.3, prop::sample::select(vec![0i64, 8])),
         entity(false),
         entity(true),
@@ -295,7 +299,7 @@ fn world() -> impl Strategy<Value = World> {
         prop::collection::vec(pod(), 1..6),
         prop::collection::vec(net_set(), 0..3),
         (order(), prop::bool::ANY, order(), prop::bool::ANY),
-        (0usize..6).prop_flat_map(|count| (0..count).map(policy).collect::<Vec<_>>()),
+        (1usize..7).prop_flat_map(|count| (0..count).map(policy).collect::<Vec<_>>()),
     )
         .prop_map(
             |(namespace_labels, pods, net_sets, (o1, p1, o2, p2), policies)| World {
@@ -689,7 +693,8 @@ impl World {
             return false;
         }
         let peers = self.peers_at(address);
-        // Does the side select anything by label or namespace? Then it is scoped.
+        // A side that selects by label or namespace is scoped to namespaces (its namespaceSelector,
+        // else a namespaced policy's own namespace).
         let selects = entity.selector.is_some()
             || entity.not_selector.is_some()
             || entity.namespace_selector.is_some();
@@ -700,12 +705,12 @@ impl World {
                     .as_deref()
                     .is_none_or(|s| selector(s).matches(&peer.labels))
         };
-        if selects
-            && (entity.selector.is_some()
-                || entity.namespace_selector.is_some()
-                || policy_namespace.is_some())
-            && !peers.iter().any(&selected)
-        {
+        // The address must then belong to a selected owner, unless nothing limits the owners: a
+        // bare notSelector in a global policy says nothing about who the address belongs to.
+        let owner_required = entity.selector.is_some()
+            || entity.namespace_selector.is_some()
+            || (entity.not_selector.is_some() && policy_namespace.is_some());
+        if owner_required && !peers.iter().any(&selected) {
             return false;
         }
         if let Some(not) = entity.not_selector.as_deref()
@@ -897,7 +902,7 @@ fn packet_for(world: &World, probe: &Probe, pod: usize) -> Packet {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 800, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn compiled_evaluation_agrees_with_the_plain_interpreter(
