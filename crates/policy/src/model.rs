@@ -6,9 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 
+use calico_api::spec::hostendpoint::HostEndpointSpec;
 use calico_api::spec::profile::ProfileSpec;
 use calico_api::spec::rule::{Action, Direction, Rule};
 use calico_api::spec::tier::TierSpec;
+use calico_api::spec::workloadendpoint::WorkloadEndpointSpec;
 use calico_api::{Kind, ObjectMeta, Resource, Spec};
 use ipnet::IpNet;
 
@@ -190,126 +192,11 @@ impl PolicyModel {
         let name = resource.name();
         match &resource.spec {
             Spec::WorkloadEndpoint(spec) => {
-                let kind = "WorkloadEndpoint";
-                let namespace = resource.namespace().unwrap_or("default").to_string();
-                let mut labels = resource.metadata.labels().clone();
-                // Calico's client stamps these on every workload endpoint it stores.
-                labels.insert(NAMESPACE_LABEL.into(), namespace.clone());
-                if let Some(orchestrator) = spec.orchestrator.as_deref().filter(|o| !o.is_empty()) {
-                    labels.insert(ORCHESTRATOR_LABEL.into(), orchestrator.into());
-                }
-                if let Some(account) = spec.service_account_name.as_deref()
-                    && !account.is_empty()
-                    && account.len() < MAX_SERVICE_ACCOUNT_LABEL_LEN
-                {
-                    labels.insert(SERVICE_ACCOUNT_LABEL.into(), account.into());
-                }
-                let nets = spec
-                    .ip_networks
-                    .iter()
-                    .enumerate()
-                    .map(|(i, text)| {
-                        parse_net(text).ok_or_else(|| {
-                            invalid(
-                                kind,
-                                name,
-                                &format!("spec.ipNetworks[{i}]"),
-                                format!("{text:?} is not a CIDR"),
-                            )
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                let mut named_ports = Vec::new();
-                for (i, port) in spec.ports.iter().enumerate() {
-                    if let Some(port_name) = port.name.as_deref().filter(|n| !n.is_empty()) {
-                        named_ports.push(NamedPort {
-                            name: port_name.into(),
-                            protocol: parse_protocol(
-                                kind,
-                                name,
-                                &format!("spec.ports[{i}].protocol"),
-                                &port.protocol,
-                            )?,
-                            port: port.port,
-                        });
-                    }
-                }
-                // Namespace selectors are about the endpoint's namespace whether or not it lists the
-                // namespace's profile (in Kubernetes it always does).
-                let mut parents = spec.profiles.clone();
-                let own_namespace = namespace_profile(&namespace);
-                if !parents.contains(&own_namespace) {
-                    parents.push(own_namespace);
-                }
-                let key = EndpointKey::Workload {
-                    namespace,
-                    name: name.to_string(),
-                };
-                let input = MemberInput {
-                    own_labels: labels,
-                    parents,
-                    nets,
-                    named_ports,
-                };
-                let endpoint = Endpoint {
-                    node: spec.node.clone(),
-                    interface_name: spec.interface_name.clone(),
-                    profiles: spec.profiles.clone(),
-                    addresses: input.nets.clone(),
-                    named_ports: input.named_ports.clone(),
-                };
+                let (key, endpoint, input) = workload_endpoint(resource, spec)?;
                 self.upsert_endpoint(key, endpoint, input, &mut deltas, &mut touched);
             }
             Spec::HostEndpoint(spec) => {
-                let kind = "HostEndpoint";
-                let nets = spec
-                    .expected_ips
-                    .iter()
-                    .enumerate()
-                    .map(|(i, text)| {
-                        text.trim().parse::<IpAddr>().map(IpNet::from).map_err(|_| {
-                            invalid(
-                                kind,
-                                name,
-                                &format!("spec.expectedIPs[{i}]"),
-                                format!("{text:?} is not an address"),
-                            )
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                let named_ports = spec
-                    .ports
-                    .iter()
-                    .enumerate()
-                    .map(|(i, port)| {
-                        Ok(NamedPort {
-                            name: port.name.clone(),
-                            protocol: parse_protocol(
-                                kind,
-                                name,
-                                &format!("spec.ports[{i}].protocol"),
-                                &port.protocol,
-                            )?,
-                            port: port.port,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, ModelError>>()?;
-                let key = EndpointKey::Host {
-                    name: name.to_string(),
-                };
-                let input = MemberInput {
-                    own_labels: resource.metadata.labels().clone(),
-                    parents: spec.profiles.clone(),
-                    nets,
-                    named_ports,
-                };
-                let endpoint = Endpoint {
-                    node: spec.node.clone(),
-                    interface_name: spec.interface_name.clone(),
-                    profiles: spec.profiles.clone(),
-                    addresses: input.nets.clone(),
-                    named_ports: input.named_ports.clone(),
-                };
+                let (key, endpoint, input) = host_endpoint(resource, spec)?;
                 self.upsert_endpoint(key, endpoint, input, &mut deltas, &mut touched);
             }
             Spec::NetworkSet(spec) => {
@@ -819,6 +706,141 @@ impl PolicyModel {
             touched.insert(key);
         }
     }
+}
+
+/// A workload endpoint's identity, bookkeeping and label-index input, with the labels Calico adds.
+fn workload_endpoint(
+    resource: &Resource,
+    spec: &WorkloadEndpointSpec,
+) -> Result<(EndpointKey, Endpoint, MemberInput), ModelError> {
+    let name = resource.name();
+    let kind = "WorkloadEndpoint";
+    let namespace = resource.namespace().unwrap_or("default").to_string();
+    let mut labels = resource.metadata.labels().clone();
+    // Calico's client stamps these on every workload endpoint it stores.
+    labels.insert(NAMESPACE_LABEL.into(), namespace.clone());
+    if let Some(orchestrator) = spec.orchestrator.as_deref().filter(|o| !o.is_empty()) {
+        labels.insert(ORCHESTRATOR_LABEL.into(), orchestrator.into());
+    }
+    if let Some(account) = spec.service_account_name.as_deref()
+        && !account.is_empty()
+        && account.len() < MAX_SERVICE_ACCOUNT_LABEL_LEN
+    {
+        labels.insert(SERVICE_ACCOUNT_LABEL.into(), account.into());
+    }
+    let nets = spec
+        .ip_networks
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            parse_net(text).ok_or_else(|| {
+                invalid(
+                    kind,
+                    name,
+                    &format!("spec.ipNetworks[{i}]"),
+                    format!("{text:?} is not a CIDR"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut named_ports = Vec::new();
+    for (i, port) in spec.ports.iter().enumerate() {
+        if let Some(port_name) = port.name.as_deref().filter(|n| !n.is_empty()) {
+            named_ports.push(NamedPort {
+                name: port_name.into(),
+                protocol: parse_protocol(
+                    kind,
+                    name,
+                    &format!("spec.ports[{i}].protocol"),
+                    &port.protocol,
+                )?,
+                port: port.port,
+            });
+        }
+    }
+    // Namespace selectors are about the endpoint's namespace whether or not it lists the
+    // namespace's profile (in Kubernetes it always does).
+    let mut parents = spec.profiles.clone();
+    let own_namespace = namespace_profile(&namespace);
+    if !parents.contains(&own_namespace) {
+        parents.push(own_namespace);
+    }
+    let key = EndpointKey::Workload {
+        namespace,
+        name: name.to_string(),
+    };
+    let input = MemberInput {
+        own_labels: labels,
+        parents,
+        nets,
+        named_ports,
+    };
+    let endpoint = Endpoint {
+        node: spec.node.clone(),
+        interface_name: spec.interface_name.clone(),
+        profiles: spec.profiles.clone(),
+        addresses: input.nets.clone(),
+        named_ports: input.named_ports.clone(),
+    };
+    Ok((key, endpoint, input))
+}
+
+/// A host endpoint's identity, bookkeeping and label-index input.
+fn host_endpoint(
+    resource: &Resource,
+    spec: &HostEndpointSpec,
+) -> Result<(EndpointKey, Endpoint, MemberInput), ModelError> {
+    let name = resource.name();
+    let kind = "HostEndpoint";
+    let nets = spec
+        .expected_ips
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            text.trim().parse::<IpAddr>().map(IpNet::from).map_err(|_| {
+                invalid(
+                    kind,
+                    name,
+                    &format!("spec.expectedIPs[{i}]"),
+                    format!("{text:?} is not an address"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let named_ports = spec
+        .ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            Ok(NamedPort {
+                name: port.name.clone(),
+                protocol: parse_protocol(
+                    kind,
+                    name,
+                    &format!("spec.ports[{i}].protocol"),
+                    &port.protocol,
+                )?,
+                port: port.port,
+            })
+        })
+        .collect::<Result<Vec<_>, ModelError>>()?;
+    let key = EndpointKey::Host {
+        name: name.to_string(),
+    };
+    let input = MemberInput {
+        own_labels: resource.metadata.labels().clone(),
+        parents: spec.profiles.clone(),
+        nets,
+        named_ports,
+    };
+    let endpoint = Endpoint {
+        node: spec.node.clone(),
+        interface_name: spec.interface_name.clone(),
+        profiles: spec.profiles.clone(),
+        addresses: input.nets.clone(),
+        named_ports: input.named_ports.clone(),
+    };
+    Ok((key, endpoint, input))
 }
 
 fn policy_key(resource: &Resource) -> PolicyKey {
