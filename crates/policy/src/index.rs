@@ -105,6 +105,14 @@ pub struct SetDelta {
     pub removed: Vec<SetElement>,
 }
 
+/// One event's effect on the sets.
+#[derive(Debug, Default)]
+pub(crate) struct SetChanges {
+    pub created: Vec<SetId>,
+    pub dropped: Vec<SetId>,
+    pub deltas: Vec<SetDelta>,
+}
+
 /// What the index holds labels for.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum MemberKey {
@@ -145,6 +153,8 @@ struct SetState {
 #[derive(Debug, Default)]
 pub(crate) struct DeltaCollector {
     present_before: BTreeMap<(SetId, SetElement), bool>,
+    /// Whether each set created or dropped during the event existed before it.
+    existed_before: BTreeMap<SetId, bool>,
 }
 
 #[derive(Debug, Default)]
@@ -299,6 +309,7 @@ impl LabelIndex {
                 .or_default()
                 .insert(id.clone());
         }
+        out.existed_before.entry(id.clone()).or_insert(false);
         self.sets.insert(id.clone(), set);
         id
     }
@@ -313,6 +324,7 @@ impl LabelIndex {
             return;
         }
         if let Some(set) = self.sets.remove(id) {
+            out.existed_before.entry(id.clone()).or_insert(true);
             for label_key in selector_keys(set.spec.selector()) {
                 if let Some(ids) = self.sets_by_key.get_mut(&label_key) {
                     ids.remove(id);
@@ -551,8 +563,18 @@ fn decrement(id: &SetId, set: &mut SetState, element: SetElement, out: &mut Delt
 }
 
 impl DeltaCollector {
-    /// The net changes, one delta per set that changed, in set-id order.
-    pub(crate) fn finish(self, index: &LabelIndex) -> Vec<SetDelta> {
+    /// The net changes: sets created and dropped, and one delta per set whose elements changed,
+    /// in set-id order.
+    pub(crate) fn finish(self, index: &LabelIndex) -> SetChanges {
+        let mut created = Vec::new();
+        let mut dropped = Vec::new();
+        for (id, existed) in self.existed_before {
+            match (existed, index.sets.contains_key(&id)) {
+                (false, true) => created.push(id),
+                (true, false) => dropped.push(id),
+                _ => {}
+            }
+        }
         let mut deltas: BTreeMap<SetId, SetDelta> = BTreeMap::new();
         for ((id, element), before) in self.present_before {
             let now = index
@@ -573,6 +595,10 @@ impl DeltaCollector {
                 delta.removed.push(element);
             }
         }
-        deltas.into_values().collect()
+        SetChanges {
+            created,
+            dropped,
+            deltas: deltas.into_values().collect(),
+        }
     }
 }

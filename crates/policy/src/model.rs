@@ -104,7 +104,12 @@ pub struct ActivePolicies {
 /// What one event changed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ModelUpdate {
-    /// Set element changes, one entry per changed set.
+    /// Sets that now exist and did not (create them, even empty, before rules use them).
+    pub sets_created: Vec<SetId>,
+    /// Sets no rule uses any more (remove them after the rules that used them).
+    pub sets_dropped: Vec<SetId>,
+    /// Set element changes, one entry per changed set; a dropped set's elements are listed
+    /// as removed.
     pub set_deltas: Vec<SetDelta>,
     /// Local endpoints whose active policies, profiles or labels may have changed.
     pub endpoints_touched: BTreeSet<EndpointKey>,
@@ -476,8 +481,11 @@ impl PolicyModel {
         deltas: DeltaCollector,
         endpoints_touched: BTreeSet<EndpointKey>,
     ) -> ModelUpdate {
+        let changes = deltas.finish(&self.index);
         ModelUpdate {
-            set_deltas: deltas.finish(&self.index),
+            sets_created: changes.created,
+            sets_dropped: changes.dropped,
+            set_deltas: changes.deltas,
             endpoints_touched,
         }
     }

@@ -513,10 +513,19 @@ impl SetMirror {
         self.record(update);
     }
 
-    /// Applies one update's deltas, checking each is a real change.
+    /// Applies one update as a dataplane would (create sets, change elements, drop sets),
+    /// checking each step is a real change.
     fn record(&mut self, update: ModelUpdate) {
+        for id in update.sets_created {
+            assert!(
+                self.sets.insert(id.clone(), BTreeSet::new()).is_none(),
+                "{id} created twice"
+            );
+        }
         for delta in update.set_deltas {
-            let set = self.sets.entry(delta.set_id.clone()).or_default();
+            let Some(set) = self.sets.get_mut(&delta.set_id) else {
+                panic!("delta for a set never created: {delta:?}");
+            };
             for element in delta.removed {
                 assert!(
                     set.remove(&element),
@@ -532,10 +541,15 @@ impl SetMirror {
                 );
             }
         }
-        self.sets.retain(|_, elements| !elements.is_empty());
+        for id in update.sets_dropped {
+            match self.sets.remove(&id) {
+                Some(elements) => assert!(elements.is_empty(), "{id} dropped with {elements:?}"),
+                None => panic!("{id} dropped but never created"),
+            }
+        }
     }
 
-    /// The model's current sets, empty ones left out (a dataplane sees no difference).
+    /// The model's current sets.
     fn model_sets(model: &PolicyModel) -> BTreeMap<SetId, BTreeSet<SetElement>> {
         model
             .set_ids()
@@ -549,7 +563,6 @@ impl SetMirror {
                         .collect::<BTreeSet<_>>(),
                 )
             })
-            .filter(|(_, elements)| !elements.is_empty())
             .collect()
     }
 }

@@ -1787,3 +1787,23 @@ fn an_endpoint_moving_off_this_node_is_reported_and_loses_its_policies() {
     assert!(update.endpoints_touched.contains(&web()));
     assert!(model.active_policies(&web(), Direction::Ingress).is_none());
 }
+
+#[test]
+fn sets_are_reported_created_even_when_empty_and_dropped_with_their_last_rule() {
+    let mut model = cluster();
+    let created = model
+        .upsert(&gnp("p", json!({"selector": "all()", "ingress": [{"action": "Allow", "source": {"selector": "app == 'nobody'"}}]})))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let id = calico_policy::SetSpec::Selector(
+        calico_api::Selector::parse("app == 'nobody'").unwrap_or_default(),
+    )
+    .id();
+    assert_eq!(created.sets_created, vec![id.clone()]);
+    assert!(created.set_deltas.is_empty());
+    let replaced = model
+        .upsert(&gnp("p", json!({"selector": "all()", "ingress": [{"action": "Allow", "source": {"selector": "app == 'nobody'"}}, {"action": "Deny"}]})))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(replaced.sets_created.is_empty() && replaced.sets_dropped.is_empty());
+    let dropped = model.delete(Kind::GlobalNetworkPolicy, None, "p");
+    assert_eq!(dropped.sets_dropped, vec![id]);
+}
