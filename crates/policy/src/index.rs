@@ -458,7 +458,7 @@ impl LabelIndex {
 }
 
 /// Keys whose value differs (or that appear or vanish) between two label maps.
-fn changed_keys<'a>(
+pub(crate) fn changed_keys<'a>(
     before: &'a BTreeMap<String, String>,
     after: &'a BTreeMap<String, String>,
 ) -> BTreeSet<&'a String> {
@@ -477,7 +477,7 @@ fn changed_keys<'a>(
 }
 
 /// The label keys a selector reads; a selector without any (`all()`) never changes its mind.
-fn selector_keys(selector: &Selector) -> BTreeSet<String> {
+pub(crate) fn selector_keys(selector: &Selector) -> BTreeSet<String> {
     fn walk(expr: &Expr, keys: &mut BTreeSet<String>) {
         match expr {
             Expr::All | Expr::Global => {}

@@ -19,11 +19,14 @@ use crate::compile::{
 };
 use crate::index::{
     DeltaCollector, LabelIndex, MemberInput, MemberKey, SetDelta, SetElement, SetId, SetSpec,
+    changed_keys, selector_keys,
 };
 use crate::selectors::{
     MAX_SERVICE_ACCOUNT_LABEL_LEN, NAMESPACE_LABEL, NAMESPACE_LABEL_PREFIX, NAMESPACE_NAME_LABEL,
     ORCHESTRATOR_LABEL, SERVICE_ACCOUNT_LABEL,
 };
+
+type Labels = BTreeMap<String, String>;
 
 /// Name of the profile Calico derives from a namespace.
 fn namespace_profile(namespace: &str) -> String {
@@ -158,6 +161,8 @@ pub struct PolicyModel {
     pub(crate) index: LabelIndex,
     policy_endpoints: BTreeMap<PolicyKey, BTreeSet<EndpointKey>>,
     endpoint_policies: BTreeMap<EndpointKey, BTreeSet<PolicyKey>>,
+    /// Label key → the policies whose selector reads it: a label change re-checks only these.
+    policies_by_key: BTreeMap<String, BTreeSet<PolicyKey>>,
 }
 
 fn invalid(kind: &'static str, name: &str, field: &str, why: impl Into<String>) -> ModelError {
@@ -532,15 +537,17 @@ impl PolicyModel {
         deltas: &mut DeltaCollector,
         touched: &mut BTreeSet<EndpointKey>,
     ) {
-        self.index
-            .upsert_member(MemberKey::Endpoint(key.clone()), input, deltas);
+        let member = MemberKey::Endpoint(key.clone());
+        let previous_labels = self.index.labels(&member).cloned();
+        self.index.upsert_member(member, input, deltas);
         let local = self.is_local(&endpoint);
         let was_local = self
             .endpoints
             .insert(key.clone(), endpoint)
             .is_some_and(|previous| self.is_local(&previous));
         if local {
-            self.rematch_endpoint(&key);
+            // Its matches are current for its previous labels only if it was local then.
+            self.rematch_endpoint(&key, previous_labels.as_ref().filter(|_| was_local));
         } else {
             self.unmatch_endpoint(&key);
         }
@@ -566,26 +573,63 @@ impl PolicyModel {
         self.unmatch_endpoint(key);
     }
 
-    /// Re-checks one local endpoint against every policy.
-    fn rematch_endpoint(&mut self, key: &EndpointKey) {
-        self.unmatch_endpoint(key);
+    /// Re-checks one local endpoint: against the policies reading a label that changed since
+    /// `previous_labels` (when its matches are current for those), else against every policy.
+    fn rematch_endpoint(&mut self, key: &EndpointKey, previous_labels: Option<&Labels>) {
+        if previous_labels.is_none() {
+            self.unmatch_endpoint(key);
+        }
         let Some(labels) = self.index.labels(&MemberKey::Endpoint(key.clone())) else {
+            self.unmatch_endpoint(key);
             return;
         };
-        let matching: BTreeSet<PolicyKey> = self
-            .policies
-            .iter()
-            .filter(|(_, policy)| policy.selector.matches(labels))
-            .map(|(policy_key, _)| policy_key.clone())
+        let candidates: Vec<PolicyKey> = match previous_labels {
+            Some(previous) => changed_keys(previous, labels)
+                .into_iter()
+                .filter_map(|label_key| self.policies_by_key.get(label_key.as_str()))
+                .flatten()
+                .cloned()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            None => self.policies.keys().cloned().collect(),
+        };
+        let verdicts: Vec<(PolicyKey, bool)> = candidates
+            .into_iter()
+            .filter_map(|policy_key| {
+                let policy = self.policies.get(&policy_key)?;
+                let matches = policy.selector.matches(labels);
+                Some((policy_key, matches))
+            })
             .collect();
-        for policy_key in &matching {
-            self.policy_endpoints
-                .entry(policy_key.clone())
-                .or_default()
-                .insert(key.clone());
+        for (policy_key, matches) in verdicts {
+            if matches {
+                self.policy_endpoints
+                    .entry(policy_key.clone())
+                    .or_default()
+                    .insert(key.clone());
+                self.endpoint_policies
+                    .entry(key.clone())
+                    .or_default()
+                    .insert(policy_key);
+            } else {
+                self.unmatch_pair(&policy_key, key);
+            }
         }
-        if !matching.is_empty() {
-            self.endpoint_policies.insert(key.clone(), matching);
+    }
+
+    fn unmatch_pair(&mut self, policy_key: &PolicyKey, key: &EndpointKey) {
+        if let Some(endpoints) = self.policy_endpoints.get_mut(policy_key) {
+            endpoints.remove(key);
+            if endpoints.is_empty() {
+                self.policy_endpoints.remove(policy_key);
+            }
+        }
+        if let Some(policies) = self.endpoint_policies.get_mut(key) {
+            policies.remove(policy_key);
+            if policies.is_empty() {
+                self.endpoint_policies.remove(key);
+            }
         }
     }
 
@@ -632,6 +676,12 @@ impl PolicyModel {
         if !matching.is_empty() {
             self.policy_endpoints.insert(key.clone(), matching);
         }
+        for label_key in selector_keys(&compiled.selector) {
+            self.policies_by_key
+                .entry(label_key)
+                .or_default()
+                .insert(key.clone());
+        }
         self.policies.insert(key, compiled);
     }
 
@@ -646,6 +696,14 @@ impl PolicyModel {
         };
         for spec in &old.rules.sets {
             self.index.remove_set_user(&spec.id(), deltas);
+        }
+        for label_key in selector_keys(&old.selector) {
+            if let Some(policies) = self.policies_by_key.get_mut(&label_key) {
+                policies.remove(key);
+                if policies.is_empty() {
+                    self.policies_by_key.remove(&label_key);
+                }
+            }
         }
         for endpoint in self.policy_endpoints.remove(key).unwrap_or_default() {
             if let Some(policies) = self.endpoint_policies.get_mut(&endpoint) {
@@ -674,9 +732,10 @@ impl PolicyModel {
                 self.index.remove_set_user(&spec.id(), deltas);
             }
         }
+        let before = self.local_inheritors(name);
         self.index
             .set_parent_labels(name, Some(labels.unwrap_or_default()), deltas);
-        self.after_profile_change(name, touched);
+        self.after_profile_change(before, touched);
     }
 
     fn delete_profile(
@@ -690,27 +749,39 @@ impl PolicyModel {
                 self.index.remove_set_user(&spec.id(), deltas);
             }
         }
+        let before = self.local_inheritors(name);
         self.index.set_parent_labels(name, None, deltas);
-        self.after_profile_change(name, touched);
+        self.after_profile_change(before, touched);
     }
 
-    /// Inherited labels changed: the local endpoints using the profile may match other policies.
-    fn after_profile_change(&mut self, name: &str, touched: &mut BTreeSet<EndpointKey>) {
-        let users: Vec<EndpointKey> = self
-            .index
-            .children_of(name)
+    /// The local endpoints inheriting labels from `profile`, with their labels now.
+    fn local_inheritors(&self, profile: &str) -> Vec<(EndpointKey, Labels)> {
+        self.index
+            .children_of(profile)
             .filter_map(|member| match member {
-                MemberKey::Endpoint(key) => Some(key.clone()),
+                MemberKey::Endpoint(key) => Some(key),
                 MemberKey::NetworkSet { .. } => None,
             })
             .filter(|key| {
                 self.endpoints
-                    .get(key)
+                    .get(*key)
                     .is_some_and(|info| self.is_local(info))
             })
-            .collect();
-        for key in users {
-            self.rematch_endpoint(&key);
+            .filter_map(|key| {
+                let labels = self.index.labels(&MemberKey::Endpoint(key.clone()))?;
+                Some((key.clone(), labels.clone()))
+            })
+            .collect()
+    }
+
+    /// Inherited labels changed: those local endpoints may match other policies.
+    fn after_profile_change(
+        &mut self,
+        inheritors: Vec<(EndpointKey, Labels)>,
+        touched: &mut BTreeSet<EndpointKey>,
+    ) {
+        for (key, previous_labels) in inheritors {
+            self.rematch_endpoint(&key, Some(&previous_labels));
             touched.insert(key);
         }
     }

@@ -367,11 +367,11 @@ fn pod_ip(index: usize) -> IpAddr {
     ip(&format!("10.0.0.{}", index + 1))
 }
 
-fn pod_resource(world: &World, index: usize, labels: &Labels) -> calico_api::Resource {
+fn pod_resource(world: &World, index: usize, labels: &Labels, local: bool) -> calico_api::Resource {
     let pod = &world.pods[index];
     let mut spec = json!({
         "orchestrator": "k8s",
-        "node": if pod.local { "local" } else { "remote" },
+        "node": if local { "local" } else { "remote" },
         "ipNetworks": [format!("{}/32", pod_ip(index))],
         "profiles": if pod.has_profile { vec![format!("kns.{}", pod.namespace)] } else { vec![] },
     });
@@ -411,7 +411,8 @@ fn policy_resource(policy: &Policy) -> calico_api::Resource {
     resource(kind, policy.namespace, &policy.name, json!({}), spec)
 }
 
-/// Builds the model the way a syncer would feed it: pods first with other labels, policies in an
+/// Builds the model the way a syncer would feed it: pods first with other labels on the other
+/// node, policies in an
 /// earlier shape and then their own, everything else, a decoy policy added and removed, and the
 /// pods' final labels last.
 fn build_model(world: &World) -> (PolicyModel, SetMirror) {
@@ -420,7 +421,12 @@ fn build_model(world: &World) -> (PolicyModel, SetMirror) {
     for index in 0..world.pods.len() {
         mirror.upsert(
             &mut model,
-            &pod_resource(world, index, &world.pods[index].earlier_labels),
+            &pod_resource(
+                world,
+                index,
+                &world.pods[index].earlier_labels,
+                !world.pods[index].local,
+            ),
         );
     }
     // Every policy first in another shape (rules swapped, fewer of them), then replaced, so
@@ -493,7 +499,12 @@ fn build_model(world: &World) -> (PolicyModel, SetMirror) {
     for index in 0..world.pods.len() {
         mirror.upsert(
             &mut model,
-            &pod_resource(world, index, &world.pods[index].labels),
+            &pod_resource(
+                world,
+                index,
+                &world.pods[index].labels,
+                world.pods[index].local,
+            ),
         );
     }
     (model, mirror)
