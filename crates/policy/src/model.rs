@@ -116,6 +116,10 @@ pub struct ModelUpdate {
     pub set_deltas: Vec<SetDelta>,
     /// Local endpoints whose active policies, profiles or labels may have changed.
     pub endpoints_touched: BTreeSet<EndpointKey>,
+    /// The enforced policy whose rules were added, replaced or removed, if any.
+    pub policy_changed: Option<PolicyKey>,
+    /// The profile whose rules or labels were added, replaced or removed, if any.
+    pub profile_changed: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -246,7 +250,11 @@ impl PolicyModel {
             Spec::NetworkPolicy(_) | Spec::GlobalNetworkPolicy(_) => {
                 let compiled = compile_policy(resource)?;
                 let key = policy_key(resource);
-                self.upsert_policy(key, compiled, &mut deltas, &mut touched);
+                self.upsert_policy(key.clone(), compiled, &mut deltas, &mut touched);
+                return Ok(ModelUpdate {
+                    policy_changed: Some(key),
+                    ..self.finish(deltas, touched)
+                });
             }
             Spec::StagedNetworkPolicy(_) => {
                 // Stored for reporting; never enforced.
@@ -270,6 +278,10 @@ impl PolicyModel {
                     &mut deltas,
                     &mut touched,
                 );
+                return Ok(ModelUpdate {
+                    profile_changed: Some(name.to_string()),
+                    ..self.finish(deltas, touched)
+                });
             }
             _ => {}
         }
@@ -323,7 +335,12 @@ impl PolicyModel {
                     namespace: (kind == Kind::NetworkPolicy).then(namespace),
                     name: name.to_string(),
                 };
+                let existed = self.policies.contains_key(&key);
                 self.delete_policy(&key, &mut deltas, &mut touched);
+                return ModelUpdate {
+                    policy_changed: existed.then_some(key),
+                    ..self.finish(deltas, touched)
+                };
             }
             Kind::StagedNetworkPolicy => {
                 self.staged.remove(&PolicyKey {
@@ -332,7 +349,14 @@ impl PolicyModel {
                     name: name.to_string(),
                 });
             }
-            Kind::Profile => self.delete_profile(name, &mut deltas, &mut touched),
+            Kind::Profile => {
+                let existed = self.profiles.contains_key(name);
+                self.delete_profile(name, &mut deltas, &mut touched);
+                return ModelUpdate {
+                    profile_changed: existed.then(|| name.to_string()),
+                    ..self.finish(deltas, touched)
+                };
+            }
             _ => {}
         }
         self.finish(deltas, touched)
@@ -492,6 +516,8 @@ impl PolicyModel {
             sets_dropped: changes.dropped,
             set_deltas: changes.deltas,
             endpoints_touched,
+            policy_changed: None,
+            profile_changed: None,
         }
     }
 

@@ -1807,3 +1807,47 @@ fn sets_are_reported_created_even_when_empty_and_dropped_with_their_last_rule() 
     let dropped = model.delete(Kind::GlobalNetworkPolicy, None, "p");
     assert_eq!(dropped.sets_dropped, vec![id]);
 }
+
+#[test]
+fn updates_name_the_policy_or_profile_whose_rules_changed() {
+    let mut model = cluster();
+    let update = model
+        .upsert(&np(
+            "prod",
+            "p",
+            json!({"selector": "app == 'web'", "ingress": [{"action": "Deny"}]}),
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let key = PolicyKey {
+        kind: PolicyKind::NetworkPolicy,
+        namespace: Some("prod".into()),
+        name: "p".into(),
+    };
+    assert_eq!(update.policy_changed, Some(key.clone()));
+    assert_eq!(
+        update.endpoints_touched.iter().collect::<Vec<_>>(),
+        vec![&web()]
+    );
+    assert_eq!(
+        model
+            .delete(Kind::NetworkPolicy, Some("prod"), "p")
+            .policy_changed,
+        Some(key)
+    );
+    assert_eq!(
+        model
+            .delete(Kind::NetworkPolicy, Some("prod"), "p")
+            .policy_changed,
+        None
+    );
+    let profile = model
+        .upsert(&resource(
+            "Profile",
+            None,
+            "extra",
+            json!({}),
+            json!({"ingress": [{"action": "Allow"}]}),
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(profile.profile_changed.as_deref(), Some("extra"));
+}
