@@ -329,3 +329,61 @@ fn absurdly_deep_documents_are_refused_before_parsing() {
         check(&ctl, name, &text, &[expected]);
     }
 }
+
+/// Rules Calico accepts but calico-node could not enforce as written (`http` needs an L7 proxy,
+/// `services` the Kubernetes API) are refused at apply time, naming the rule's field, beside a good
+/// pool in the same file: nothing is written, so nothing is silently enforced as something else.
+#[test]
+fn policies_calico_node_cannot_enforce_are_refused_with_the_field() {
+    let ctl = Ctl::embedded();
+    let text = format!(
+        "{GOOD_POOL}---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata:
+  name: web
+  namespace: default
+spec:
+  selector: app == 'web'
+  ingress:
+  - action: Allow
+    protocol: TCP
+  - action: Allow
+    protocol: TCP
+    http:
+      methods: [GET]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata:
+  name: to-svc
+spec:
+  selector: all()
+  egress:
+  - action: Allow
+    destination:
+      services:
+        name: kubernetes
+        namespace: default
+"
+    );
+    check(
+        &ctl,
+        "unenforceable.yaml",
+        &text,
+        &[
+            "spec.ingress[1].http) is not supported",
+            "spec.egress[0].destination.services) is not supported",
+        ],
+    );
+    // The same policy without the http rule is stored.
+    let plain = ctl.write(
+        "plain.yaml",
+        "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata:\n  name: web\n  namespace: default\nspec:\n  selector: app == 'web'\n  ingress:\n  - action: Allow\n    protocol: TCP\n",
+    );
+    ctl.ok(&["apply", "-f", &plain]);
+    assert!(
+        ctl.ok(&["get", "networkpolicy", "-n", "default"])
+            .contains("web")
+    );
+}

@@ -99,6 +99,7 @@ pub fn load(
                 if validate {
                     res.validate().map_err(|errs| lines(&what, errs))?;
                 }
+                enforceable(&res).map_err(|e| vec![format!("{what}: {e}")])?;
                 Ok(res)
             });
         (what, index, outcome)
@@ -128,6 +129,26 @@ pub fn load(
         }
     }
     Ok(input)
+}
+
+/// A policy or profile calico-node could not enforce as written (Calico accepts `http` matches and
+/// `services` rules, which need parts calico-rs does not have) is refused here rather than stored and
+/// silently enforced as something else. Staged policies are never enforced, so they pass. A malformed
+/// resource is left to validation, which names the field in the resource's own terms.
+fn enforceable(res: &Resource) -> Result<(), calico_policy::CompileError> {
+    let compiled = match &res.spec {
+        calico_api::Spec::NetworkPolicy(_) | calico_api::Spec::GlobalNetworkPolicy(_) => {
+            calico_policy::compile_policy(res).map(|_| ())
+        }
+        calico_api::Spec::Profile(spec) => {
+            calico_policy::compile_profile(res.name(), spec).map(|_| ())
+        }
+        _ => Ok(()),
+    };
+    match compiled {
+        Err(unsupported @ calico_policy::CompileError::Unsupported { .. }) => Err(unsupported),
+        _ => Ok(()),
+    }
 }
 
 /// `-n` fills in the namespace of namespaced resources; a different namespace in the file is an error.
