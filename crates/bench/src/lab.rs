@@ -300,7 +300,8 @@ fn sections(args: &LabArgs) -> Result<(String, Vec<Goal>)> {
     let _ = writeln!(
         out,
         "\n(lab section: {:.0} s; load average (1 min) {load_before} before, {} after: other work on this \
-         2-CPU machine shows up as latency outliers; pod MTU 1450 = underlay 1500 - 50 bytes of VXLAN)",
+         2-CPU machine shows up as latency outliers; pod MTU: 1450 over VXLAN (underlay 1500 - 50 bytes), \
+         1500 in BGP mode)",
         started.elapsed().as_secs_f64(),
         load_average()
     );
