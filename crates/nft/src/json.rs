@@ -348,8 +348,27 @@ fn parse_rule(body: &Json) -> Result<Rule, ParseError> {
     Ok(Rule::new(matches, statements, comment)?)
 }
 
+/// `{"<op>": [{"meta": {"key": "mark"}}, N]}`: the mark combined with a number by `op`.
+fn mark_with(json: &Json, op: &str) -> Option<u32> {
+    let [left, right] = json.get(op)?.as_array()?.as_slice() else {
+        return None;
+    };
+    let is_mark = left
+        .get("meta")
+        .and_then(|m| m.get("key"))
+        .and_then(Json::as_str)
+        == Some("mark");
+    if !is_mark {
+        return None;
+    }
+    right.as_u64().and_then(|n| u32::try_from(n).ok())
+}
+
 fn parse_field(json: &Json) -> Result<Field, ParseError> {
     let bad = || unexpected("a field we do not model", json);
+    if let Some(mask) = mark_with(json, "&") {
+        return Ok(Field::MarkBits(mask));
+    }
     if let Some(meta) = json.get("meta") {
         return match string(meta, "key")? {
             "iifname" => Ok(Field::Iifname),
@@ -480,7 +499,16 @@ fn parse_statement(json: &Json) -> Result<Statement, ParseError> {
         "mangle" => {
             let key = field(body, "key")?;
             let meta = key.get("meta").map(|m| string(m, "key")).transpose()?;
-            let value = field(body, "value")?.as_u64();
+            let value_json = field(body, "value")?;
+            if meta == Some("mark") {
+                if let Some(bits) = mark_with(value_json, "|") {
+                    return Ok(Statement::SetMarkBits(bits));
+                }
+                if let Some(keep) = mark_with(value_json, "&") {
+                    return Ok(Statement::ClearMarkBits(!keep));
+                }
+            }
+            let value = value_json.as_u64();
             match (meta, value) {
                 (Some("mark"), Some(v)) => Ok(Statement::SetMark(
                     u32::try_from(v).map_err(|_| unexpected("mark", body))?,

@@ -18,6 +18,9 @@ pub enum Field {
     Oifname,
     L4Proto,
     Mark,
+    /// `meta mark & <mask>`: some bits of the mark (Calico's accept and pass bits), compared with a
+    /// value under that mask.
+    MarkBits(u32),
     IpSaddr,
     IpDaddr,
     Ip6Saddr,
@@ -59,7 +62,7 @@ impl Field {
         match self {
             Field::Iifname | Field::Oifname => DataType::Ifname,
             Field::L4Proto => DataType::InetProto,
-            Field::Mark => DataType::Mark,
+            Field::Mark | Field::MarkBits(_) => DataType::Mark,
             Field::IpSaddr | Field::IpDaddr => DataType::Ipv4Addr,
             Field::Ip6Saddr | Field::Ip6Daddr => DataType::Ipv6Addr,
             Field::Port(..) => DataType::InetService,
@@ -83,6 +86,7 @@ impl Field {
             Field::Oifname => out.push_str("oifname"),
             Field::L4Proto => out.push_str("meta l4proto"),
             Field::Mark => out.push_str("meta mark"),
+            Field::MarkBits(mask) => out.push_str(&format!("meta mark & {mask:#010x}")),
             Field::IpSaddr => out.push_str("ip saddr"),
             Field::IpDaddr => out.push_str("ip daddr"),
             Field::Ip6Saddr => out.push_str("ip6 saddr"),
@@ -283,6 +287,10 @@ pub enum Statement {
     },
     /// `meta mark set`.
     SetMark(u32),
+    /// `meta mark set meta mark | <bits>`: sets these bits, keeping the others (other programs' marks).
+    SetMarkBits(u32),
+    /// `meta mark set meta mark & ~<bits>`: clears these bits, keeping the others.
+    ClearMarkBits(u32),
     /// `meta nftrace set 1`: trace the packet (`nft monitor trace`).
     Nftrace,
     Verdict(Verdict),
@@ -330,6 +338,12 @@ impl Statement {
                 }
             }
             Statement::SetMark(mark) => out.push_str(&format!("meta mark set {mark:#010x}")),
+            Statement::SetMarkBits(bits) => {
+                out.push_str(&format!("meta mark set meta mark | {bits:#010x}"))
+            }
+            Statement::ClearMarkBits(bits) => {
+                out.push_str(&format!("meta mark set meta mark & {:#010x}", !bits))
+            }
             Statement::Nftrace => out.push_str("meta nftrace set 1"),
             Statement::Verdict(verdict) => verdict.render(out),
             Statement::Vmap { key, map } => {
@@ -552,6 +566,19 @@ mod tests {
     fn nat_and_marks_render() {
         let render = |s: Statement| Rule::new(vec![], vec![s], None).unwrap().render();
         assert_eq!(render(Statement::SetMark(0x20)), "meta mark set 0x00000020");
+        assert_eq!(
+            render(Statement::SetMarkBits(0x10000)),
+            "meta mark set meta mark | 0x00010000"
+        );
+        assert_eq!(
+            render(Statement::ClearMarkBits(0x30000)),
+            "meta mark set meta mark & 0xfffcffff"
+        );
+        let mut text = String::new();
+        Match::eq(Field::MarkBits(0x20000), Value::Mark(0))
+            .unwrap()
+            .render(&mut text);
+        assert_eq!(text, "meta mark & 0x00020000 0x00000000");
         assert_eq!(render(Statement::Nftrace), "meta nftrace set 1");
         assert_eq!(
             render(Statement::Dnat {

@@ -402,6 +402,25 @@ pub fn sample_table(table: &str, variant: u8) -> Table {
             vec![Statement::Counter],
             None,
         ),
+        // Calico's mark bits: clear accept|pass, set accept, test a bit under its mask.
+        rule(
+            vec![],
+            vec![Statement::ClearMarkBits(0x0003_0000)],
+            Some("clear accept and pass"),
+        ),
+        rule(
+            vec![m(Field::MarkBits(0x0002_0000), Value::Mark(0))],
+            vec![
+                Statement::SetMarkBits(0x0001_0000 << v),
+                Statement::Verdict(Verdict::Return),
+            ],
+            None,
+        ),
+        rule(
+            vec![Match::ne(Field::MarkBits(0x0001_0000), Value::Mark(0x0001_0000)).expect("match")],
+            vec![Statement::Verdict(Verdict::Drop)],
+            None,
+        ),
     ];
     let prerouting = BaseChain {
         chain_type: ChainType::Nat,
