@@ -1591,7 +1591,8 @@ fn probe_matrix_shows_allowed_refused_and_dropped_pairs() {
         );
     }
     let probe = |args: &[&str]| -> Vec<(String, String, String)> {
-        let mut all = vec!["--json"];
+        // A loaded CI machine can take a while to schedule a pod's server: 3 s before "no answer".
+        let mut all = vec!["--json", "--timeout-ms", "3000"];
         all.extend_from_slice(args);
         let json: Value = serde_json::from_str(&lab.cli("probe", &all))
             .unwrap_or_else(|e| panic!("probe {args:?} printed no JSON: {e}"));
@@ -1669,7 +1670,7 @@ fn probe_matrix_shows_allowed_refused_and_dropped_pairs() {
         ],
     );
     assert_eq!(
-        probe(&["--timeout-ms", "1500"]),
+        probe(&[]),
         pairs(&|_, to| if to == "node2-pod1" {
             "denied"
         } else {
@@ -1679,7 +1680,14 @@ fn probe_matrix_shows_allowed_refused_and_dropped_pairs() {
     );
     let text = lab.cli(
         "probe",
-        &["--from", "node1-pod1", "--to", "node2-pod1,node2-pod2"],
+        &[
+            "--from",
+            "node1-pod1",
+            "--to",
+            "node2-pod1,node2-pod2",
+            "--timeout-ms",
+            "3000",
+        ],
     );
     assert!(
         text.lines().any(|l| l.trim_end() == "node1-pod1  X ."),
