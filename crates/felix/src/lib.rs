@@ -6,7 +6,10 @@
 //! - [`desired::compute`] is a pure function from the model (plus facts about this host) to the
 //!   [`desired::Desired`] dataplane: routes, the VXLAN device and its remote tunnel endpoints, NAT-outgoing.
 //! - [`nat`] builds the `calico` nftables table for NAT outgoing (and syncs it with `nft`).
+//! - [`policy_nft`] renders network policy (from `calico-policy`'s model) as nftables objects of that
+//!   table, with Calico's chain names and marks.
 
 pub mod desired;
 pub mod model;
 pub mod nat;
+pub mod policy_nft;
