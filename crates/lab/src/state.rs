@@ -106,6 +106,9 @@ fn default_pod_namespace() -> String {
 pub enum Transport {
     Tcp,
     Udp,
+    /// SCTP, which this kernel may not have: the probe speaks it over raw IP sockets
+    /// ([`crate::sctp`]).
+    Sctp,
 }
 
 impl Transport {
@@ -113,14 +116,16 @@ impl Transport {
         match self {
             Transport::Tcp => "tcp",
             Transport::Udp => "udp",
+            Transport::Sctp => "sctp",
         }
     }
 
-    /// Calico's protocol name (`TCP`, `UDP`), as in a WorkloadEndpoint's ports.
+    /// Calico's protocol name (`TCP`, `UDP`, `SCTP`), as in a WorkloadEndpoint's ports.
     pub fn calico_name(self) -> &'static str {
         match self {
             Transport::Tcp => "TCP",
             Transport::Udp => "UDP",
+            Transport::Sctp => "SCTP",
         }
     }
 
@@ -128,6 +133,7 @@ impl Transport {
         match text.to_ascii_lowercase().as_str() {
             "tcp" => Some(Transport::Tcp),
             "udp" => Some(Transport::Udp),
+            "sctp" => Some(Transport::Sctp),
             _ => None,
         }
     }
@@ -155,7 +161,7 @@ impl PodPort {
                     format!("port {item:?}: {number:?} is not a port (1-65535)")
                 })?;
             let protocol = Transport::parse(protocol).with_context(|| {
-                format!("port {item:?}: protocol {protocol:?} is not tcp or udp")
+                format!("port {item:?}: protocol {protocol:?} is not tcp, udp or sctp")
             })?;
             if name.is_empty()
                 || name.len() > 15
