@@ -1720,6 +1720,23 @@ fn probe_over_sctp_tells_allowed_refused_and_dropped_pairs() {
             "{needle} missing in the endpoints:\n{wep}"
         );
     }
+    // Conntrack on node2 checks each SCTP packet it forwards (CRC32c included): none is invalid.
+    let ns = lab.host_ns("node2");
+    ns_ok(&ns, &["nft", "add", "table", "ip", "sctptest"]);
+    ns_ok(
+        &ns,
+        &[
+            "nft",
+            "add chain ip sctptest invalid { type filter hook prerouting priority 10; }",
+        ],
+    );
+    ns_ok(
+        &ns,
+        &[
+            "nft", "add", "rule", "ip", "sctptest", "invalid", "meta", "l4proto", "sctp", "ct",
+            "state", "invalid", "counter",
+        ],
+    );
     let pods = ["node1-pod1", "node2-pod1", "node2-pod2"];
     let sctp = ["--protocol", "sctp", "--port", "9000"];
     assert_eq!(
@@ -1730,6 +1747,11 @@ fn probe_over_sctp_tells_allowed_refused_and_dropped_pairs() {
             "refused"
         }),
         "sctp/9000 answered only where it is served"
+    );
+    let counted = ns_ok(&ns, &["nft", "list", "chain", "ip", "sctptest", "invalid"]);
+    assert!(
+        counted.contains("counter packets 0 "),
+        "conntrack on node2 found SCTP packets invalid:\n{counted}"
     );
 
     let target = out
