@@ -1706,8 +1706,9 @@ fn drop_forwarded(lab: &Lab, host: &str, matches: &[&str]) {
 }
 
 /// `calico-lab probe --protocol sctp` on a kernel without SCTP: the pod with an SCTP port answers
-/// the INIT with an INIT-ACK naming itself (allowed), the others with an ABORT (refused), and an nft
-/// drop rule for SCTP to that port turns exactly the pairs it covers into `denied`.
+/// the INIT with an INIT-ACK naming itself (allowed), the others with an ABORT (refused); an nft
+/// drop rule for SCTP to that port turns exactly the pairs it covers into `denied`, a reject rule
+/// (ICMP host unreachable) into `unreachable`.
 #[test]
 fn probe_over_sctp_tells_allowed_refused_and_dropped_pairs() {
     let lab = Lab::up("sctp", &["--nodes", "2", "--pods-per-node", "1"]);
@@ -1773,6 +1774,56 @@ fn probe_over_sctp_tells_allowed_refused_and_dropped_pairs() {
             "refused"
         }),
         "sctp/9000 dropped on the way to node2-pod2 only"
+    );
+    // Rejected with an ICMP error instead: those pairs are unreachable.
+    ns_ok(
+        &ns,
+        &["nft", "flush", "chain", "ip", "probetest", "blockit"],
+    );
+    ns_ok(
+        &ns,
+        &[
+            "nft",
+            "add",
+            "rule",
+            "ip",
+            "probetest",
+            "blockit",
+            "ip",
+            "daddr",
+            target,
+            "meta",
+            "l4proto",
+            "sctp",
+            "sctp",
+            "dport",
+            "9000",
+            "reject",
+            "with",
+            "icmp",
+            "type",
+            "host-unreachable",
+        ],
+    );
+    assert_eq!(
+        probe_results(&lab, &sctp),
+        every_pair(&pods, &|_, to| if to == "node2-pod2" {
+            "unreachable"
+        } else {
+            "refused"
+        }),
+        "sctp/9000 to node2-pod2 rejected with ICMP host unreachable"
+    );
+    ns_ok(
+        &ns,
+        &["nft", "flush", "chain", "ip", "probetest", "blockit"],
+    );
+    drop_forwarded(
+        &lab,
+        "node2",
+        &[
+            "ip", "daddr", target, "meta", "l4proto", "sctp", "sctp", "dport", "9000",
+        ],
     );
     let text = lab.cli("probe", &[&sctp[..], &["--from", "node1-pod1"]].concat());
     assert!(
