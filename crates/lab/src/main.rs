@@ -103,9 +103,9 @@ enum Command {
         ports: Option<String>,
     },
     /// Who reaches whom: from every pod (or --from) to every other pod (or --to), a real TCP connection,
-    /// UDP exchange or SCTP INIT/INIT-ACK with the target's probe server, all pairs at once; prints the matrix (rows
-    /// senders, columns receivers; . allowed, X dropped). Every pod's server answers on port 80 and on
-    /// its named ports; servers start on first use.
+    /// UDP exchange or SCTP INIT/INIT-ACK with the target's probe server, all pairs at once; prints the
+    /// matrix (rows senders, columns receivers; . allowed, X dropped). Every pod's server answers on
+    /// port 80 and on its named ports; servers start on first use.
     Probe {
         #[arg(long, default_value = "lab")]
         name: String,

@@ -335,3 +335,27 @@ impl LabLock {
 pub fn exists(path: &Path) -> bool {
     path.try_exists().unwrap_or(false)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_ports_take_tcp_udp_and_sctp() {
+        let ports = PodPort::parse_list("http=8080,dns=53/udp,assoc=9000/SCTP").unwrap();
+        let protocols: Vec<(&str, u16, &str)> = ports
+            .iter()
+            .map(|p| (p.name.as_str(), p.port, p.protocol.calico_name()))
+            .collect();
+        assert_eq!(
+            protocols,
+            [
+                ("http", 8080, "TCP"),
+                ("dns", 53, "UDP"),
+                ("assoc", 9000, "SCTP")
+            ]
+        );
+        let error = PodPort::parse_list("x=1/icmp").unwrap_err().to_string();
+        assert!(error.contains("is not tcp, udp or sctp"), "{error}");
+    }
+}
