@@ -15,6 +15,7 @@ pub mod procs;
 pub mod reach;
 pub mod reflectors;
 pub mod relay;
+pub mod sctp;
 pub mod serve;
 pub mod state;
 pub mod tor;

@@ -98,20 +98,20 @@ enum Command {
         #[arg(long)]
         namespace: Option<String>,
         /// Named ports in the pod's WorkloadEndpoint, served by its probe server: name=port/proto,...
-        /// (e.g. http=8080/tcp,dns=53/udp).
+        /// (e.g. http=8080/tcp,dns=53/udp,assoc=9000/sctp).
         #[arg(long)]
         ports: Option<String>,
     },
-    /// Who reaches whom: from every pod (or --from) to every other pod (or --to), a real TCP connection
-    /// or UDP exchange with the target's probe server, all pairs at once; prints the matrix (rows
-    /// senders, columns receivers; . allowed, X dropped). Every pod's server answers on port 80 and on
-    /// its named ports; servers start on first use.
+    /// Who reaches whom: from every pod (or --from) to every other pod (or --to), a real TCP connection,
+    /// UDP exchange or SCTP INIT/INIT-ACK with the target's probe server, all pairs at once; prints the
+    /// matrix (rows senders, columns receivers; . allowed, X dropped). Every pod's server answers on
+    /// port 80 and on its named ports; servers start on first use.
     Probe {
         #[arg(long, default_value = "lab")]
         name: String,
         #[arg(long, default_value_t = calico_lab::state::SERVED_PORT)]
         port: u16,
-        /// tcp or udp.
+        /// tcp, udp or sctp (SCTP over raw IP sockets: an INIT answered by an INIT-ACK naming the pod).
         #[arg(long, default_value = "tcp")]
         protocol: String,
         /// Senders (pod names, comma-separated); all pods when not given.
@@ -262,7 +262,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let protocol = calico_lab::state::Transport::parse(&protocol)
-                .with_context(|| format!("--protocol {protocol:?}: use tcp or udp"))?;
+                .with_context(|| format!("--protocol {protocol:?}: use tcp, udp or sctp"))?;
             lab::probe(
                 &name,
                 &lab::ProbeOptions {

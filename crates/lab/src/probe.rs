@@ -1,14 +1,22 @@
 //! `calico-lab probe`: who reaches whom. From inside each source pod, a real connection to every target
-//! pod's probe server ([`crate::serve`]) on one port and protocol, all pairs at once; the outcome of each
+//! pod's probe server ([`crate::serve`]) on one port and protocol, all pairs at once (SCTP, which the
+//! kernel may lack, as an INIT from a raw socket that the server must answer with an INIT-ACK naming
+//! itself, see [`crate::sctp`]); the outcome of each
 //! pair goes into a matrix (rows senders, columns receivers). A pair counts as allowed only when the
 //! target's server answers with the target's own name, so a misrouted packet is not taken for a pass.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::io::IoSliceMut;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use nix::sys::socket::{
+    ControlMessageOwned, MsgFlags, SockaddrIn, recvfrom, recvmsg, sendto, setsockopt, sockopt,
+};
+use nix::sys::time::{TimeVal, TimeValLike};
 use serde::Serialize;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, UdpSocket};
@@ -16,6 +24,8 @@ use tokio::task::JoinSet;
 
 use crate::netns;
 use crate::parallel;
+use crate::sctp;
+use crate::serve;
 use crate::state::{PodState, Transport};
 
 /// A target pod: its name (what its server answers) and address.
@@ -25,8 +35,10 @@ type Target = (String, IpAddr);
 const IN_FLIGHT: usize = 64;
 /// Source pods probed at the same time.
 const WORKERS: usize = 16;
-/// UDP datagrams sent per pair (a lost datagram is not a denial).
+/// UDP datagrams (or SCTP INITs) sent per pair (a lost datagram is not a denial).
 const UDP_TRIES: u32 = 3;
+/// How long the SCTP prober waits for a packet before it looks at its retries and error queue.
+const SCTP_POLL_MS: i64 = 10;
 
 /// What happened to one probe.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -170,6 +182,9 @@ fn probe_from(
     limit: Duration,
 ) -> Result<Vec<(String, Outcome)>> {
     let ns = netns::open(ns_name)?;
+    if protocol == Transport::Sctp {
+        return ns.run(move || sctp_probe(targets, port, limit))?;
+    }
     ns.run(move || -> Result<Vec<(String, Outcome)>> {
         // Sockets are made on this thread, inside the pod's namespace.
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -190,6 +205,8 @@ fn probe_from(
                         let outcome = match protocol {
                             Transport::Tcp => tcp(addr, &name, limit).await,
                             Transport::Udp => udp(addr, &name, limit).await,
+                            // Probed above, from one raw socket.
+                            Transport::Sctp => Outcome::Unreachable,
                         };
                         (i, name, outcome)
                     });
@@ -272,6 +289,138 @@ async fn udp(addr: SocketAddr, expected: &str, limit: Duration) -> Outcome {
         }
     }
     Outcome::Denied
+}
+
+/// One SCTP probe in flight.
+struct SctpProbe {
+    name: String,
+    ip: Option<Ipv4Addr>,
+    source_port: u16,
+    tag: u32,
+    sent: u32,
+    outcome: Option<Outcome>,
+}
+
+/// The outcome for each of `targets` over SCTP, from this thread's namespace: one raw socket sends
+/// every target an INIT (again after a third of `limit` without an answer, three times in all) and
+/// takes the answers, matched on the target's address and port, our port and our tag: an INIT-ACK
+/// whose State Cookie is the target's name is allowed, an ABORT refused, an ICMP error (read from
+/// the socket's error queue) unreachable, nothing denied.
+fn sctp_probe(targets: Vec<Target>, port: u16, limit: Duration) -> Result<Vec<(String, Outcome)>> {
+    let socket = serve::sctp_socket()?;
+    setsockopt(&socket, sockopt::Ipv4RecvErr, &true).context("setting IP_RECVERR")?;
+    setsockopt(
+        &socket,
+        sockopt::ReceiveTimeout,
+        &TimeVal::milliseconds(SCTP_POLL_MS),
+    )
+    .context("setting SO_RCVTIMEO")?;
+    let fd = socket.as_raw_fd();
+    let mut probes: Vec<SctpProbe> = targets
+        .into_iter()
+        .map(|(name, ip)| {
+            let ip = match ip {
+                IpAddr::V4(ip) => Some(ip),
+                IpAddr::V6(_) => None,
+            };
+            SctpProbe {
+                name,
+                ip,
+                source_port: rand::random_range(1024..=u16::MAX),
+                // An initiate tag is never 0.
+                tag: rand::random::<u32>().max(1),
+                sent: 0,
+                // The probe speaks SCTP over IPv4 only.
+                outcome: if ip.is_none() {
+                    Some(Outcome::Unreachable)
+                } else {
+                    None
+                },
+            }
+        })
+        .collect();
+    let start = Instant::now();
+    let wait = limit / UDP_TRIES;
+    let mut buf = [0u8; 2048];
+    loop {
+        let now = start.elapsed();
+        for probe in probes.iter_mut().filter(|p| p.outcome.is_none()) {
+            let Some(ip) = probe.ip else { continue };
+            if probe.sent < UDP_TRIES && now >= wait * probe.sent {
+                probe.sent += 1;
+                let init = sctp::init(probe.source_port, port, probe.tag);
+                let to = SockaddrIn::from(SocketAddrV4::new(ip, 0));
+                if sendto(fd, &init, &to, MsgFlags::empty()).is_err() {
+                    probe.outcome = Some(Outcome::Unreachable);
+                }
+            }
+        }
+        if now >= limit || probes.iter().all(|p| p.outcome.is_some()) {
+            break;
+        }
+        // An error is a timeout, or an ICMP error pending: the error queue below says which.
+        if let Ok((n, _)) = recvfrom::<SockaddrIn>(fd, &mut buf)
+            && let Some(packet) = buf.get(..n).and_then(sctp::parse_ipv4)
+            && let Some(probe) = probes.iter_mut().find(|p| {
+                p.outcome.is_none()
+                    && p.ip == Some(packet.source)
+                    && packet.source_port == port
+                    && packet.destination_port == p.source_port
+                    && packet.verification_tag == p.tag
+            })
+        {
+            probe.outcome = match packet.chunk {
+                sctp::Chunk::InitAck { cookie, .. } => Some(judge(&cookie, &probe.name)),
+                sctp::Chunk::Abort { .. } => Some(Outcome::Refused),
+                _ => None,
+            };
+        }
+        for (destination, quoted) in icmp_errors(&socket) {
+            if let Some(probe) = probes.iter_mut().find(|p| {
+                p.outcome.is_none()
+                    && p.ip == Some(destination)
+                    && quoted == (p.source_port, port, 0)
+            }) {
+                probe.outcome = Some(Outcome::Unreachable);
+            }
+        }
+    }
+    Ok(probes
+        .into_iter()
+        .map(|p| (p.name, p.outcome.unwrap_or(Outcome::Denied)))
+        .collect())
+}
+
+/// The ICMP errors waiting in a raw SCTP socket's error queue: the destination of the packet each is
+/// about, and that packet's ports and verification tag.
+fn icmp_errors(socket: &OwnedFd) -> Vec<(Ipv4Addr, (u16, u16, u32))> {
+    let mut found = Vec::new();
+    let mut data = [0u8; 512];
+    let mut control = nix::cmsg_space!(nix::libc::sock_extended_err, nix::libc::sockaddr_in);
+    loop {
+        let mut iov = [IoSliceMut::new(&mut data)];
+        let (destination, bytes, is_icmp) = match recvmsg::<SockaddrIn>(
+            socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut control),
+            MsgFlags::MSG_ERRQUEUE | MsgFlags::MSG_DONTWAIT,
+        ) {
+            Ok(msg) => (
+                msg.address.map(|a| a.ip()),
+                msg.bytes,
+                msg.cmsgs().is_ok_and(|mut c| {
+                    c.any(|c| matches!(c, ControlMessageOwned::Ipv4RecvErr(..)))
+                }),
+            ),
+            Err(_) => break,
+        };
+        if let (Some(destination), true) = (destination, is_icmp)
+            && let Some(quoted) = data.get(..bytes).and_then(sctp::quoted_header)
+        {
+            found.push((destination, quoted));
+        }
+    }
+    found
 }
 
 #[cfg(test)]

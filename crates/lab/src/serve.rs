@@ -1,28 +1,39 @@
 //! `calico-lab serve-pod`: the small server every pod runs so `calico-lab probe` can tell which pods
-//! reach which. Inside the pod's namespace it answers on each of its ports, TCP and UDP: a TCP
-//! connection gets the pod's name and is closed; a UDP datagram is answered with the pod's name. One
+//! reach which. Inside the pod's namespace it answers on each of its ports, TCP, UDP and SCTP: a TCP
+//! connection gets the pod's name and is closed; a UDP datagram is answered with the pod's name; an
+//! SCTP INIT is answered, from a raw socket (the kernel may have no SCTP), with an INIT-ACK whose State
+//! Cookie is the pod's name, or with an ABORT when the port is not one of its SCTP ports. One
 //! process per pod, on plain threads (a few hundred kilobytes each), stopped when the pod is deleted
 //! so it never keeps a deleted pod's namespace alive.
 
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use nix::sys::socket::{
+    AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn, recvfrom, sendto, socket,
+};
 
 use crate::netns;
 use crate::paths::Lab;
 use crate::procs;
+use crate::sctp;
 use crate::state::{PodState, SERVED_PORT, Transport};
 
 /// How long a server may take to listen on its ports.
 const START_LIMIT: Duration = Duration::from_secs(10);
 
-/// What the server of `pod` listens on: [`SERVED_PORT`] over TCP and UDP, and its named ports.
+/// What the server of `pod` listens on: [`SERVED_PORT`] over TCP, UDP and SCTP, and its named ports.
 pub fn ports_of(pod: &PodState) -> Vec<(u16, Transport)> {
-    let mut ports = vec![(SERVED_PORT, Transport::Tcp), (SERVED_PORT, Transport::Udp)];
+    let mut ports = vec![
+        (SERVED_PORT, Transport::Tcp),
+        (SERVED_PORT, Transport::Udp),
+        (SERVED_PORT, Transport::Sctp),
+    ];
     ports.extend(pod.ports.iter().map(|p| (p.port, p.protocol)));
     ports.sort();
     ports.dedup();
@@ -50,7 +61,7 @@ pub fn parse_ports_arg(text: &str) -> Result<Vec<(u16, Transport)>> {
                 .parse()
                 .with_context(|| format!("{item:?}: not a port"))?;
             let protocol = Transport::parse(protocol)
-                .with_context(|| format!("{item:?}: protocol is not tcp or udp"))?;
+                .with_context(|| format!("{item:?}: protocol is not tcp, udp or sctp"))?;
             Ok((port, protocol))
         })
         .collect()
@@ -121,11 +132,25 @@ pub fn run(lab: &Lab, pod: &str, netns_name: &str, ports: &[(u16, Transport)]) -
     let ready = ready_file(lab, pod);
     let greeting = format!("{pod}\n").into_bytes();
     let ports = ports.to_vec();
-    ns.run(move || serve(&greeting, &ports, &ready))?
+    let name = pod.as_bytes().to_vec();
+    ns.run(move || serve(&greeting, &name, &ports, &ready))?
 }
 
-fn serve(greeting: &[u8], ports: &[(u16, Transport)], ready: &Path) -> Result<()> {
+fn serve(greeting: &[u8], name: &[u8], ports: &[(u16, Transport)], ready: &Path) -> Result<()> {
     let mut workers = Vec::new();
+    // One raw socket answers every SCTP INIT to the pod: an INIT-ACK on its SCTP ports, an ABORT on
+    // the others, so the kernel (which answers SCTP with ICMP protocol unreachable while no raw
+    // socket takes it) never does.
+    let sctp_ports: Vec<u16> = ports
+        .iter()
+        .filter(|(_, t)| *t == Transport::Sctp)
+        .map(|(p, _)| *p)
+        .collect();
+    let socket = sctp_socket().context("opening a raw SCTP socket")?;
+    let cookie = name.to_vec();
+    workers.push(std::thread::spawn(move || {
+        answer_sctp(&socket, &sctp_ports, &cookie)
+    }));
     for &(port, transport) in ports {
         let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
         let greeting = greeting.to_vec();
@@ -167,6 +192,8 @@ fn serve(greeting: &[u8], ports: &[(u16, Transport)], ready: &Path) -> Result<()
                     }
                 }));
             }
+            // Answered by the raw socket above.
+            Transport::Sctp => {}
         }
     }
     std::fs::write(ready, std::process::id().to_string())
@@ -175,6 +202,49 @@ fn serve(greeting: &[u8], ports: &[(u16, Transport)], ready: &Path) -> Result<()
         let _ = worker.join();
     }
     Ok(())
+}
+
+/// A raw IPv4 socket for protocol 132: every SCTP packet to the namespace, IP header included.
+pub fn sctp_socket() -> Result<OwnedFd> {
+    socket(
+        AddressFamily::Inet,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::Sctp,
+    )
+    .context("socket(AF_INET, SOCK_RAW, IPPROTO_SCTP)")
+}
+
+fn answer_sctp(socket: &OwnedFd, ports: &[u16], cookie: &[u8]) {
+    let mut buf = [0u8; 2048];
+    loop {
+        let n = match recvfrom::<SockaddrIn>(socket.as_raw_fd(), &mut buf) {
+            Ok((n, _)) => n,
+            Err(e) => {
+                eprintln!("receive on the raw SCTP socket: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let Some(packet) = sctp::parse_ipv4(&buf[..n]) else {
+            continue;
+        };
+        if packet.verification_tag != 0 {
+            continue;
+        }
+        let answer = if ports.contains(&packet.destination_port) {
+            sctp::init_ack(&packet, rand::random::<u32>() | 1, cookie)
+        } else {
+            sctp::abort(&packet)
+        };
+        let Some(answer) = answer else {
+            continue;
+        };
+        let to = SockaddrIn::from(SocketAddrV4::new(packet.source, 0));
+        if let Err(e) = sendto(socket.as_raw_fd(), &answer, &to, MsgFlags::empty()) {
+            eprintln!("answering {} over SCTP: {e}", packet.source);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -191,7 +261,11 @@ mod tests {
         assert_eq!(ports_arg(&ports), "80/tcp,80/udp,8080/tcp");
         assert_eq!(parse_ports_arg("80/tcp,80/udp,8080/tcp").unwrap(), ports);
         assert!(parse_ports_arg("80").is_err());
-        assert!(parse_ports_arg("80/sctp").is_err());
+        assert_eq!(
+            parse_ports_arg("80/sctp").unwrap(),
+            vec![(80, Transport::Sctp)]
+        );
+        assert!(parse_ports_arg("80/icmp").is_err());
         assert!(parse_ports_arg("x/tcp").is_err());
     }
 }

@@ -106,6 +106,9 @@ fn default_pod_namespace() -> String {
 pub enum Transport {
     Tcp,
     Udp,
+    /// SCTP, which this kernel may not have: the probe speaks it over raw IP sockets
+    /// ([`crate::sctp`]).
+    Sctp,
 }
 
 impl Transport {
@@ -113,14 +116,16 @@ impl Transport {
         match self {
             Transport::Tcp => "tcp",
             Transport::Udp => "udp",
+            Transport::Sctp => "sctp",
         }
     }
 
-    /// Calico's protocol name (`TCP`, `UDP`), as in a WorkloadEndpoint's ports.
+    /// Calico's protocol name (`TCP`, `UDP`, `SCTP`), as in a WorkloadEndpoint's ports.
     pub fn calico_name(self) -> &'static str {
         match self {
             Transport::Tcp => "TCP",
             Transport::Udp => "UDP",
+            Transport::Sctp => "SCTP",
         }
     }
 
@@ -128,6 +133,7 @@ impl Transport {
         match text.to_ascii_lowercase().as_str() {
             "tcp" => Some(Transport::Tcp),
             "udp" => Some(Transport::Udp),
+            "sctp" => Some(Transport::Sctp),
             _ => None,
         }
     }
@@ -155,7 +161,7 @@ impl PodPort {
                     format!("port {item:?}: {number:?} is not a port (1-65535)")
                 })?;
             let protocol = Transport::parse(protocol).with_context(|| {
-                format!("port {item:?}: protocol {protocol:?} is not tcp or udp")
+                format!("port {item:?}: protocol {protocol:?} is not tcp, udp or sctp")
             })?;
             if name.is_empty()
                 || name.len() > 15
@@ -328,4 +334,28 @@ impl LabLock {
 /// Whether a path exists (errors count as "no").
 pub fn exists(path: &Path) -> bool {
     path.try_exists().unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_ports_take_tcp_udp_and_sctp() {
+        let ports = PodPort::parse_list("http=8080,dns=53/udp,assoc=9000/SCTP").unwrap();
+        let protocols: Vec<(&str, u16, &str)> = ports
+            .iter()
+            .map(|p| (p.name.as_str(), p.port, p.protocol.calico_name()))
+            .collect();
+        assert_eq!(
+            protocols,
+            [
+                ("http", 8080, "TCP"),
+                ("dns", 53, "UDP"),
+                ("assoc", 9000, "SCTP")
+            ]
+        );
+        let error = PodPort::parse_list("x=1/icmp").unwrap_err().to_string();
+        assert!(error.contains("is not tcp, udp or sctp"), "{error}");
+    }
 }

@@ -1590,41 +1590,9 @@ fn probe_matrix_shows_allowed_refused_and_dropped_pairs() {
             "{needle} missing in the prod pod's endpoint:\n{wep}"
         );
     }
-    let probe = |args: &[&str]| -> Vec<(String, String, String)> {
-        // A loaded CI machine can take a while to schedule a pod's server: 3 s before "no answer".
-        let mut all = vec!["--json", "--timeout-ms", "3000"];
-        all.extend_from_slice(args);
-        let json: Value = serde_json::from_str(&lab.cli("probe", &all))
-            .unwrap_or_else(|e| panic!("probe {args:?} printed no JSON: {e}"));
-        json["results"]
-            .as_array()
-            .expect("results")
-            .iter()
-            .map(|r| {
-                (
-                    str_of(&r["from"]).to_string(),
-                    str_of(&r["to"]).to_string(),
-                    r["outcome"]
-                        .as_str()
-                        .map_or_else(|| r["outcome"].to_string(), str::to_string),
-                )
-            })
-            .collect()
-    };
+    let probe = |args: &[&str]| probe_results(&lab, args);
     let pods = ["node1-pod1", "node2-pod1", "node2-pod2"];
-    let pairs = |verdict: &dyn Fn(&str, &str) -> &'static str| -> Vec<(String, String, String)> {
-        let mut want = Vec::new();
-        for from in pods {
-            for to in pods.iter().filter(|t| **t != from) {
-                want.push((
-                    from.to_string(),
-                    to.to_string(),
-                    verdict(from, to).to_string(),
-                ));
-            }
-        }
-        want
-    };
+    let pairs = |verdict: &dyn Fn(&str, &str) -> &'static str| every_pair(&pods, verdict);
     assert_eq!(
         probe(&[]),
         pairs(&|_, _| "allowed"),
@@ -1642,32 +1610,10 @@ fn probe_matrix_shows_allowed_refused_and_dropped_pairs() {
 
     // A drop rule on node2 for tcp/80 to node2-pod1 (forwarded traffic, from either host).
     let target = lab.pod("node2-pod1").ip;
-    let ns = lab.host_ns("node2");
-    ns_ok(&ns, &["nft", "add", "table", "ip", "probetest"]);
-    ns_ok(
-        &ns,
-        &[
-            "nft",
-            "add chain ip probetest blockit { type filter hook forward priority 0; }",
-        ],
-    );
-    ns_ok(
-        &ns,
-        &[
-            "nft",
-            "add",
-            "rule",
-            "ip",
-            "probetest",
-            "blockit",
-            "ip",
-            "daddr",
-            &target,
-            "tcp",
-            "dport",
-            "80",
-            "drop",
-        ],
+    drop_forwarded(
+        &lab,
+        "node2",
+        &["ip", "daddr", &target, "tcp", "dport", "80"],
     );
     assert_eq!(
         probe(&[]),
@@ -1705,6 +1651,196 @@ fn probe_matrix_shows_allowed_refused_and_dropped_pairs() {
     assert!(
         !alive(server),
         "node2-pod2's probe server stopped with the pod"
+    );
+}
+
+/// `calico-lab probe --json <args>` as (from, to, outcome) triples. A loaded CI machine can take a
+/// while to schedule a pod's server: 3 s before "no answer" unless `args` give `--timeout-ms`.
+fn probe_results(lab: &Lab, args: &[&str]) -> Vec<(String, String, String)> {
+    let mut all = vec!["--json"];
+    if !args.contains(&"--timeout-ms") {
+        all.extend(["--timeout-ms", "3000"]);
+    }
+    all.extend_from_slice(args);
+    let json: Value = serde_json::from_str(&lab.cli("probe", &all))
+        .unwrap_or_else(|e| panic!("probe {args:?} printed no JSON: {e}"));
+    json["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| {
+            (
+                str_of(&r["from"]).to_string(),
+                str_of(&r["to"]).to_string(),
+                r["outcome"]
+                    .as_str()
+                    .map_or_else(|| r["outcome"].to_string(), str::to_string),
+            )
+        })
+        .collect()
+}
+
+/// Every pair of different `pods` with the outcome `verdict` expects, in `probe`'s order.
+fn every_pair(
+    pods: &[&str],
+    verdict: &dyn Fn(&str, &str) -> &'static str,
+) -> Vec<(String, String, String)> {
+    let mut want = Vec::new();
+    for from in pods {
+        for to in pods.iter().filter(|t| *t != from) {
+            want.push((
+                from.to_string(),
+                to.to_string(),
+                verdict(from, to).to_string(),
+            ));
+        }
+    }
+    want
+}
+
+/// An nft rule on `host` dropping forwarded packets that match `matches` (in a table of the test's
+/// own, `probetest`, made on first use).
+fn drop_forwarded(lab: &Lab, host: &str, matches: &[&str]) {
+    let ns = lab.host_ns(host);
+    ns_ok(&ns, &["nft", "add", "table", "ip", "probetest"]);
+    ns_ok(
+        &ns,
+        &[
+            "nft",
+            "add chain ip probetest blockit { type filter hook forward priority 0; }",
+        ],
+    );
+    let mut rule = vec!["nft", "add", "rule", "ip", "probetest", "blockit"];
+    rule.extend_from_slice(matches);
+    rule.push("drop");
+    ns_ok(&ns, &rule);
+}
+
+/// `calico-lab probe --protocol sctp` on a kernel without SCTP: the pod with an SCTP port answers
+/// the INIT with an INIT-ACK naming itself (allowed), the others with an ABORT (refused); an nft
+/// drop rule for SCTP to that port turns exactly the pairs it covers into `denied`, a reject rule
+/// (ICMP host unreachable) into `unreachable`.
+#[test]
+fn probe_over_sctp_tells_allowed_refused_and_dropped_pairs() {
+    let lab = Lab::up("sctp", &["--nodes", "2", "--pods-per-node", "1"]);
+    let out = lab.cli("add-pod", &["node2", "--ports", "assoc=9000/sctp"]);
+    assert!(out.starts_with("node2-pod2 "), "add-pod printed {out:?}");
+    let wep = lab.calicoctl_ok(&["get", "workloadendpoints", "-o", "yaml"]);
+    for needle in ["name: assoc", "port: 9000", "protocol: SCTP"] {
+        assert!(
+            wep.contains(needle),
+            "{needle} missing in the endpoints:\n{wep}"
+        );
+    }
+    // Conntrack on node2 checks each SCTP packet it forwards (CRC32c included): none is invalid.
+    let ns = lab.host_ns("node2");
+    ns_ok(&ns, &["nft", "add", "table", "ip", "sctptest"]);
+    ns_ok(
+        &ns,
+        &[
+            "nft",
+            "add chain ip sctptest invalid { type filter hook prerouting priority 10; }",
+        ],
+    );
+    ns_ok(
+        &ns,
+        &[
+            "nft", "add", "rule", "ip", "sctptest", "invalid", "meta", "l4proto", "sctp", "ct",
+            "state", "invalid", "counter",
+        ],
+    );
+    let pods = ["node1-pod1", "node2-pod1", "node2-pod2"];
+    let sctp = ["--protocol", "sctp", "--port", "9000"];
+    assert_eq!(
+        probe_results(&lab, &sctp),
+        every_pair(&pods, &|_, to| if to == "node2-pod2" {
+            "allowed"
+        } else {
+            "refused"
+        }),
+        "sctp/9000 answered only where it is served"
+    );
+    let counted = ns_ok(&ns, &["nft", "list", "chain", "ip", "sctptest", "invalid"]);
+    assert!(
+        counted.contains("counter packets 0 "),
+        "conntrack on node2 found SCTP packets invalid:\n{counted}"
+    );
+
+    let target = out
+        .split_whitespace()
+        .nth(1)
+        .expect("add-pod prints the address");
+    drop_forwarded(
+        &lab,
+        "node2",
+        &[
+            "ip", "daddr", target, "meta", "l4proto", "sctp", "sctp", "dport", "9000",
+        ],
+    );
+    assert_eq!(
+        probe_results(&lab, &sctp),
+        every_pair(&pods, &|_, to| if to == "node2-pod2" {
+            "denied"
+        } else {
+            "refused"
+        }),
+        "sctp/9000 dropped on the way to node2-pod2 only"
+    );
+    // Rejected with an ICMP error instead: those pairs are unreachable.
+    ns_ok(
+        &ns,
+        &["nft", "flush", "chain", "ip", "probetest", "blockit"],
+    );
+    ns_ok(
+        &ns,
+        &[
+            "nft",
+            "add",
+            "rule",
+            "ip",
+            "probetest",
+            "blockit",
+            "ip",
+            "daddr",
+            target,
+            "meta",
+            "l4proto",
+            "sctp",
+            "sctp",
+            "dport",
+            "9000",
+            "reject",
+            "with",
+            "icmp",
+            "type",
+            "host-unreachable",
+        ],
+    );
+    assert_eq!(
+        probe_results(&lab, &sctp),
+        every_pair(&pods, &|_, to| if to == "node2-pod2" {
+            "unreachable"
+        } else {
+            "refused"
+        }),
+        "sctp/9000 to node2-pod2 rejected with ICMP host unreachable"
+    );
+    ns_ok(
+        &ns,
+        &["nft", "flush", "chain", "ip", "probetest", "blockit"],
+    );
+    drop_forwarded(
+        &lab,
+        "node2",
+        &[
+            "ip", "daddr", target, "meta", "l4proto", "sctp", "sctp", "dport", "9000",
+        ],
+    );
+    let text = lab.cli("probe", &[&sctp[..], &["--from", "node1-pod1"]].concat());
+    assert!(
+        text.starts_with("probe sctp/9000:")
+            && text.lines().any(|l| l.trim_end() == "node1-pod1  - R X"),
+        "the matrix for node1-pod1:\n{text}"
     );
 }
 
