@@ -777,11 +777,12 @@ fn a_peer_flooding_routes_leaves_memory_bounded_and_other_sessions_up() {
         // Bounded: a generous ceiling (debug build, route stream included), not a target. And
         // the second flood, after the first was withdrawn, mostly reuses what the first left:
         // a speaker that kept the first flood's routes would need all of that and a whole
-        // flood's cost more; seen here: at most four tenths of a flood's cost more.
+        // flood's cost more; seen here: up to eight tenths of a flood's cost more when the whole
+        // suite runs beside it (the allocator's free lists depend on timing), so the bound is nine.
         assert!(per_route < 4096, "{per_route} B per route");
         if let (2, Some((held, cost))) = (round, first) {
             assert!(
-                peak < held + cost / 10 * 7,
+                peak < held + cost / 10 * 9,
                 "RSS peak {} KiB in the second flood, after {} KiB held after the first \
                  (a flood costing {} KiB)",
                 peak / 1024,
