@@ -81,3 +81,47 @@ pub fn exec_command(ns: &str, program: impl AsRef<std::ffi::OsStr>) -> Result<Co
     command.args(["netns", "exec", ns]).arg(program);
     Ok(command)
 }
+
+/// Runs `work` on each of `items` from inside namespace `name`, at most `in_flight` at once, on a
+/// runtime of its own whose sockets are made in that namespace; the results in `items`' order (a
+/// task that panicked leaves its result out).
+pub fn run_concurrently<T, R, F, Fut>(
+    name: &str,
+    items: Vec<T>,
+    in_flight: usize,
+    work: F,
+) -> Result<Vec<R>>
+where
+    T: Send,
+    R: Send + 'static,
+    F: Fn(T) -> Fut + Send,
+    Fut: std::future::Future<Output = R> + Send + 'static,
+{
+    let ns = open(name)?;
+    ns.run(move || -> Result<Vec<R>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        Ok(runtime.block_on(async move {
+            let mut results: Vec<Option<R>> = Vec::new();
+            results.resize_with(items.len(), || None);
+            let mut queue = items.into_iter().enumerate();
+            let mut running = tokio::task::JoinSet::new();
+            loop {
+                while running.len() < in_flight.max(1)
+                    && let Some((i, item)) = queue.next()
+                {
+                    let task = work(item);
+                    running.spawn(async move { (i, task.await) });
+                }
+                match running.join_next().await {
+                    Some(Ok((i, result))) => results[i] = Some(result),
+                    Some(Err(_)) => {}
+                    None => break,
+                }
+            }
+            results.into_iter().flatten().collect()
+        }))
+    })?
+}

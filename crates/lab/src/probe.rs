@@ -5,7 +5,6 @@
 //! pair goes into a matrix (rows senders, columns receivers). A pair counts as allowed only when the
 //! target's server answers with the target's own name, so a misrouted packet is not taken for a pass.
 
-use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::io::IoSliceMut;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -20,7 +19,6 @@ use nix::sys::time::{TimeVal, TimeValLike};
 use serde::Serialize;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, UdpSocket};
-use tokio::task::JoinSet;
 
 use crate::netns;
 use crate::parallel;
@@ -181,46 +179,19 @@ fn probe_from(
     port: u16,
     limit: Duration,
 ) -> Result<Vec<(String, Outcome)>> {
-    let ns = netns::open(ns_name)?;
     if protocol == Transport::Sctp {
-        return ns.run(move || sctp_probe(targets, port, limit))?;
+        return netns::open(ns_name)?.run(move || sctp_probe(targets, port, limit))?;
     }
-    ns.run(move || -> Result<Vec<(String, Outcome)>> {
-        // Sockets are made on this thread, inside the pod's namespace.
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
-        Ok(runtime.block_on(async move {
-            let count = targets.len();
-            let mut queue: VecDeque<(usize, Target)> = targets.into_iter().enumerate().collect();
-            let mut running = JoinSet::new();
-            let mut outcomes: Vec<Option<(String, Outcome)>> = vec![None; count];
-            loop {
-                while running.len() < IN_FLIGHT
-                    && let Some((i, (name, ip))) = queue.pop_front()
-                {
-                    running.spawn(async move {
-                        let addr = SocketAddr::new(ip, port);
-                        let outcome = match protocol {
-                            Transport::Tcp => tcp(addr, &name, limit).await,
-                            Transport::Udp => udp(addr, &name, limit).await,
-                            // Probed above, from one raw socket.
-                            Transport::Sctp => Outcome::Unreachable,
-                        };
-                        (i, name, outcome)
-                    });
-                }
-                match running.join_next().await {
-                    Some(Ok((i, name, outcome))) => outcomes[i] = Some((name, outcome)),
-                    // A probe task cannot panic short of a bug; its pair stays unanswered.
-                    Some(Err(_)) => {}
-                    None => break,
-                }
-            }
-            outcomes.into_iter().flatten().collect()
-        }))
-    })?
+    netns::run_concurrently(ns_name, targets, IN_FLIGHT, move |(name, ip)| async move {
+        let addr = SocketAddr::new(ip, port);
+        let outcome = match protocol {
+            Transport::Tcp => tcp(addr, &name, limit).await,
+            Transport::Udp => udp(addr, &name, limit).await,
+            // Probed above, from one raw socket.
+            Transport::Sctp => Outcome::Unreachable,
+        };
+        (name, outcome)
+    })
 }
 
 fn from_error(e: &std::io::Error) -> Outcome {

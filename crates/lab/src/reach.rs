@@ -1,14 +1,13 @@
 //! Pod-to-pod reachability, probed in-process: from inside the source pod's namespace, a TCP connect to a
 //! closed port of the destination. "Connection refused" means the SYN got there and the RST came back.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::net::TcpSocket;
-use tokio::task::JoinSet;
 
 use crate::netns;
 use crate::parallel;
@@ -41,32 +40,10 @@ async fn answers(ip: IpAddr, limit: Duration) -> bool {
 
 /// Of `targets`, the ones that answer from inside namespace `ns_name`.
 pub fn probe_from(ns_name: &str, targets: Vec<IpAddr>, limit: Duration) -> Result<Vec<IpAddr>> {
-    let ns = netns::open(ns_name)?;
-    ns.run(move || -> Result<Vec<IpAddr>> {
-        // Sockets are created on this thread, inside the pod's namespace.
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
-        Ok(runtime.block_on(async move {
-            let mut reached = Vec::new();
-            let mut queue: VecDeque<IpAddr> = targets.into();
-            let mut running = JoinSet::new();
-            loop {
-                while running.len() < IN_FLIGHT
-                    && let Some(ip) = queue.pop_front()
-                {
-                    running.spawn(async move { (ip, answers(ip, limit).await) });
-                }
-                match running.join_next().await {
-                    Some(Ok((ip, true))) => reached.push(ip),
-                    Some(_) => {}
-                    None => break,
-                }
-            }
-            reached
-        }))
-    })?
+    let answered = netns::run_concurrently(ns_name, targets, IN_FLIGHT, move |ip| async move {
+        answers(ip, limit).await.then_some(ip)
+    })?;
+    Ok(answered.into_iter().flatten().collect())
 }
 
 /// Probes every ordered pair of distinct pods until all answer or `limit` passes; returns the pairs
