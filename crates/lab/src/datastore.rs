@@ -150,28 +150,16 @@ pub fn start_etcd(lab: &Lab) -> Result<Etcd> {
 /// Starts the relay (`calico-lab relay`) for `host_namespaces` and waits until it listens in all of them.
 pub fn start_relay(lab: &Lab, port: u16, host_namespaces: &[String]) -> Result<u32> {
     let exe = std::env::current_exe().context("locating calico-lab")?;
-    let ready = lab.dir().join("relay.ready");
-    let _ = std::fs::remove_file(&ready);
-    let log = lab.dir().join("relay.log");
     let mut command = Command::new(exe);
     command
         .args(["relay", "--name", &lab.name, "--port", &port.to_string()])
         .args(host_namespaces);
-    let mut child = procs::spawn_detached(command, &lab.name, &log)?;
-    let deadline = Instant::now() + START_LIMIT;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            bail!("the etcd relay exited with {status}; see {}", log.display());
-        }
-        if ready.exists() {
-            return Ok(child.id());
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "the etcd relay did not get ready within {START_LIMIT:?}; see {}",
-                log.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    procs::spawn_until_ready(
+        command,
+        &lab.name,
+        &lab.dir().join("relay.log"),
+        &lab.dir().join("relay.ready"),
+        START_LIMIT,
+        "the etcd relay",
+    )
 }

@@ -46,6 +46,38 @@ pub fn spawn_detached(command: Command, lab: &str, log: &Path) -> Result<Child> 
         .with_context(|| format!("starting {}", program.to_string_lossy()))
 }
 
+/// [`spawn_detached`], then waits until the daemon creates `ready` (removed first, so an old one
+/// does not count); its pid. A daemon that exits or is not ready within `limit` is an error naming
+/// `what` and its log (and is stopped in the second case).
+pub fn spawn_until_ready(
+    command: Command,
+    lab: &str,
+    log: &Path,
+    ready: &Path,
+    limit: Duration,
+    what: &str,
+) -> Result<u32> {
+    let _ = std::fs::remove_file(ready);
+    let mut child = spawn_detached(command, lab, log)?;
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("{what} exited with {status}; see {}", log.display());
+        }
+        if ready.exists() {
+            return Ok(child.id());
+        }
+        if Instant::now() >= deadline {
+            kill_now(&[child.id()]);
+            anyhow::bail!(
+                "{what} did not get ready within {limit:?}; see {}",
+                log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Whether `pid` is a live (not zombie) process.
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

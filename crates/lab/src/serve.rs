@@ -11,9 +11,9 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use nix::sys::socket::{
     AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn, recvfrom, sendto, socket,
 };
@@ -74,9 +74,6 @@ fn ready_file(lab: &Lab, pod: &str) -> PathBuf {
 /// Starts `pod`'s server and waits until it listens; its pid.
 pub fn start(lab: &Lab, pod: &PodState) -> Result<u32> {
     let exe = std::env::current_exe().context("locating calico-lab")?;
-    let ready = ready_file(lab, &pod.name);
-    let _ = std::fs::remove_file(&ready);
-    let log = lab.dir().join(format!("{}.server.log", pod.name));
     let mut command = Command::new(exe);
     command.args([
         "serve-pod",
@@ -89,30 +86,17 @@ pub fn start(lab: &Lab, pod: &PodState) -> Result<u32> {
         "--ports",
         &ports_arg(&ports_of(pod)),
     ]);
-    let mut child = procs::spawn_detached(command, &lab.name, &log)?;
-    let deadline = Instant::now() + START_LIMIT;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            bail!(
-                "the probe server of {} exited with {status}; see {}",
-                pod.name,
-                log.display()
-            );
-        }
-        if ready.exists() {
-            let _ = std::fs::remove_file(&ready);
-            return Ok(child.id());
-        }
-        if Instant::now() >= deadline {
-            procs::kill_now(&[child.id()]);
-            bail!(
-                "the probe server of {} did not listen within {START_LIMIT:?}; see {}",
-                pod.name,
-                log.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let ready = ready_file(lab, &pod.name);
+    let pid = procs::spawn_until_ready(
+        command,
+        &lab.name,
+        &lab.dir().join(format!("{}.server.log", pod.name)),
+        &ready,
+        START_LIMIT,
+        &format!("the probe server of {}", pod.name),
+    )?;
+    let _ = std::fs::remove_file(&ready);
+    Ok(pid)
 }
 
 /// Stops `pod`'s server, if it runs (and is this lab's).
