@@ -11,8 +11,6 @@ use calico_api::spec::rule::Protocol;
 use calico_api::spec::workloadendpoint::WorkloadEndpointPort;
 use calico_api::{Kind, Spec};
 use calico_cni::spec::CniResult;
-use calico_datastore::client::Client;
-use calico_datastore::config::OpenMode;
 use serde_json::{Value, json};
 
 use crate::datastore;
@@ -311,13 +309,7 @@ pub fn annotate_pod(
     ports: &[PodPort],
 ) -> Result<()> {
     let name = workload_endpoint_name(&pod.host, &pod.name);
-    let cfg = datastore::config(ds);
-    datastore::runtime()?.block_on(async {
-        let client = Client::new(
-            cfg.connect(OpenMode::MustExist)
-                .await
-                .context("connecting to the datastore")?,
-        );
+    datastore::with_client(ds, |client| async move {
         // Compare-and-swap on the version read: retry if calico-node or the plugin wrote in between.
         for _attempt in 0..5 {
             let mut wep = client

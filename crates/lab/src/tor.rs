@@ -9,8 +9,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use calico_api::Resource;
-use calico_datastore::client::Client;
-use calico_datastore::config::OpenMode;
 use clap::ValueEnum;
 
 use crate::datastore;
@@ -204,18 +202,12 @@ pub fn peer_resource() -> Result<Resource> {
 /// Writes the router's BGPPeer into the lab's datastore.
 pub fn configure(ds: &DatastoreState) -> Result<()> {
     let peer = peer_resource()?;
-    let cfg = datastore::config(ds);
-    datastore::runtime()?.block_on(async {
-        let client = Client::new(
-            cfg.connect(OpenMode::MustExist)
-                .await
-                .context("connecting to the datastore")?,
-        );
+    datastore::with_client(ds, |client| async move {
         client
             .apply(peer)
             .await
             .context("writing the ToR's BGPPeer")?;
-        anyhow::Ok(())
+        Ok(())
     })
 }
 
