@@ -1698,9 +1698,9 @@ fn every_pair(
     want
 }
 
-/// An nft rule on `host` dropping forwarded packets that match `matches` (in a table of the test's
-/// own, `probetest`, made on first use).
-fn drop_forwarded(lab: &Lab, host: &str, matches: &[&str]) {
+/// The only rule of the test's own forward chain on `host` (table `probetest`, made on first use):
+/// forwarded packets matching `matches` get `verdict` (`drop`, `reject with ...`).
+fn forward_rule(lab: &Lab, host: &str, matches: &[&str], verdict: &[&str]) {
     let ns = lab.host_ns(host);
     ns_ok(&ns, &["nft", "add", "table", "ip", "probetest"]);
     ns_ok(
@@ -1710,10 +1710,19 @@ fn drop_forwarded(lab: &Lab, host: &str, matches: &[&str]) {
             "add chain ip probetest blockit { type filter hook forward priority 0; }",
         ],
     );
+    ns_ok(
+        &ns,
+        &["nft", "flush", "chain", "ip", "probetest", "blockit"],
+    );
     let mut rule = vec!["nft", "add", "rule", "ip", "probetest", "blockit"];
     rule.extend_from_slice(matches);
-    rule.push("drop");
+    rule.extend_from_slice(verdict);
     ns_ok(&ns, &rule);
+}
+
+/// [`forward_rule`] dropping what matches.
+fn drop_forwarded(lab: &Lab, host: &str, matches: &[&str]) {
+    forward_rule(lab, host, matches, &["drop"]);
 }
 
 /// `calico-lab probe --protocol sctp` on a kernel without SCTP: the pod with an SCTP port answers
@@ -1770,13 +1779,10 @@ fn probe_over_sctp_tells_allowed_refused_and_dropped_pairs() {
         .split_whitespace()
         .nth(1)
         .expect("add-pod prints the address");
-    drop_forwarded(
-        &lab,
-        "node2",
-        &[
-            "ip", "daddr", target, "meta", "l4proto", "sctp", "sctp", "dport", "9000",
-        ],
-    );
+    let sctp_to_target = [
+        "ip", "daddr", target, "meta", "l4proto", "sctp", "sctp", "dport", "9000",
+    ];
+    drop_forwarded(&lab, "node2", &sctp_to_target);
     assert_eq!(
         probe_results(&lab, &sctp),
         every_pair(&pods, &|_, to| if to == "node2-pod2" {
@@ -1787,34 +1793,11 @@ fn probe_over_sctp_tells_allowed_refused_and_dropped_pairs() {
         "sctp/9000 dropped on the way to node2-pod2 only"
     );
     // Rejected with an ICMP error instead: those pairs are unreachable.
-    ns_ok(
-        &ns,
-        &["nft", "flush", "chain", "ip", "probetest", "blockit"],
-    );
-    ns_ok(
-        &ns,
-        &[
-            "nft",
-            "add",
-            "rule",
-            "ip",
-            "probetest",
-            "blockit",
-            "ip",
-            "daddr",
-            target,
-            "meta",
-            "l4proto",
-            "sctp",
-            "sctp",
-            "dport",
-            "9000",
-            "reject",
-            "with",
-            "icmp",
-            "type",
-            "host-unreachable",
-        ],
+    forward_rule(
+        &lab,
+        "node2",
+        &sctp_to_target,
+        &["reject", "with", "icmp", "type", "host-unreachable"],
     );
     assert_eq!(
         probe_results(&lab, &sctp),
@@ -1825,17 +1808,7 @@ fn probe_over_sctp_tells_allowed_refused_and_dropped_pairs() {
         }),
         "sctp/9000 to node2-pod2 rejected with ICMP host unreachable"
     );
-    ns_ok(
-        &ns,
-        &["nft", "flush", "chain", "ip", "probetest", "blockit"],
-    );
-    drop_forwarded(
-        &lab,
-        "node2",
-        &[
-            "ip", "daddr", target, "meta", "l4proto", "sctp", "sctp", "dport", "9000",
-        ],
-    );
+    drop_forwarded(&lab, "node2", &sctp_to_target);
     let text = lab.cli("probe", &[&sctp[..], &["--from", "node1-pod1"]].concat());
     assert!(
         text.starts_with("probe sctp/9000:")
