@@ -5,6 +5,8 @@
 //!
 //! Needs root and the workspace's binaries: `cargo build --workspace` first.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -15,10 +17,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use calico_netlink::Netns;
-use calico_testutil::netns::{
-    ReadChild, TestNetns, require_binary, require_root, run_with_timeout,
-};
+use calico_testutil::netns::{ReadChild, TestNetns, require_binary, run_with_timeout};
 use serde_json::Value;
+
+use common::{
+    block_of, describe, lab_binary, preconditions, run, run_ok, text, tool, workspace_binary,
+};
 
 /// How long one short command (`ip`, `nft`, `calicoctl`, `calico-lab exec`) may take.
 const COMMAND_LIMIT: Duration = Duration::from_secs(30);
@@ -30,80 +34,7 @@ const NETNS_DIR: &str = "/run/netns";
 const HEALTH_PORT: u16 = 9099;
 
 // ---------------------------------------------------------------------------------------------------
-// Preconditions and binaries
-
-/// Root and the tools every scenario needs; panics with what to do otherwise.
-fn preconditions() {
-    if let Err(e) = require_root() {
-        panic!("these scenarios build network namespaces and need root: {e}");
-    }
-    for (tool, package) in [
-        ("ip", "iproute2"),
-        ("nft", "nftables"),
-        ("busybox", "busybox-static"),
-    ] {
-        if let Err(e) = require_binary(tool, package) {
-            panic!("{e}");
-        }
-    }
-    for name in ["calico-node", "calico", "calicoctl"] {
-        workspace_binary(name);
-    }
-}
-
-fn lab_binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_calico-lab"))
-}
-
-/// A binary built by the workspace, next to `calico-lab` in the target directory.
-fn workspace_binary(name: &str) -> PathBuf {
-    let lab = lab_binary();
-    let dir = lab.parent().expect("calico-lab has a parent directory");
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "`{name}` is missing from {}: run `cargo build --workspace` before these tests",
-        dir.display()
-    );
-    path
-}
-
-fn tool(name: &str, package: &str) -> PathBuf {
-    require_binary(name, package).unwrap_or_else(|e| panic!("{e}"))
-}
-
-// ---------------------------------------------------------------------------------------------------
 // Commands
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "{}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        text(&output.stdout),
-        text(&output.stderr)
-    )
-}
-
-/// Runs a command with a time limit; panics if it cannot start or hangs.
-fn run(command: &mut Command, limit: Duration) -> Output {
-    run_with_timeout(command, limit).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Runs a command that must succeed; returns its stdout.
-fn run_ok(command: &mut Command, limit: Duration) -> String {
-    let what = format!("{command:?}");
-    let output = run(command, limit);
-    assert!(
-        output.status.success(),
-        "{what} failed: {}",
-        describe(&output)
-    );
-    text(&output.stdout)
-}
 
 /// `ip netns exec <ns> <argv...>`, with the program resolved to a full path here (the test's `$PATH` may
 /// lack the sbin directories).
@@ -1277,13 +1208,6 @@ fn bird_routes(ns: &str) -> Vec<String> {
             }
         })
         .collect()
-}
-
-/// The /26 block holding `ip` (the lab's block size).
-fn block_of(ip: &str) -> String {
-    let ip: Ipv4Addr = ip.parse().expect("pod address");
-    let block = u32::from(ip) & !0x3f;
-    format!("{}/26", Ipv4Addr::from(block))
 }
 
 /// Calico's BGP mode (`--encap none`): every host learns every other host's block over the

@@ -6,14 +6,17 @@
 //!
 //! Needs root and the workspace's binaries: `cargo build --workspace --bins` first.
 
-use std::net::Ipv4Addr;
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use calico_testutil::netns::{require_binary, require_root, run_with_timeout};
+use calico_testutil::netns::run_with_timeout;
 use serde_json::Value;
+
+use common::{block_of, describe, lab_binary, preconditions, run, text};
 
 const COMMAND_LIMIT: Duration = Duration::from_secs(30);
 /// How long sessions with a route reflector may take to come up when the article's BGPPeer is applied
@@ -31,53 +34,6 @@ const KNOWN_ISSUE: &str = "if both ends show Idle or Active, the two speakers ke
 /// labs starting at once on a small machine only add noise to it.
 static ONE_LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
 const UP_LIMIT: Duration = Duration::from_secs(200);
-
-fn lab_binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_calico-lab"))
-}
-
-fn preconditions() {
-    if let Err(e) = require_root() {
-        panic!("these tests build network namespaces and need root: {e}");
-    }
-    for (tool, package) in [
-        ("ip", "iproute2"),
-        ("busybox", "busybox-static"),
-        ("ss", "iproute2"),
-    ] {
-        if let Err(e) = require_binary(tool, package) {
-            panic!("{e}");
-        }
-    }
-    let dir = lab_binary()
-        .parent()
-        .map(PathBuf::from)
-        .expect("calico-lab has a parent directory");
-    for name in ["calico-node", "calico", "calicoctl"] {
-        assert!(
-            dir.join(name).is_file(),
-            "`{name}` is missing from {}: run `cargo build --workspace --bins` first",
-            dir.display()
-        );
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "{}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        text(&output.stdout),
-        text(&output.stderr)
-    )
-}
-
-fn run(command: &mut Command, limit: Duration) -> Output {
-    run_with_timeout(command, limit).unwrap_or_else(|e| panic!("{e}"))
-}
 
 /// Polls `check` every 100 ms until it holds or `limit` passes.
 fn wait_for(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
@@ -338,12 +294,6 @@ struct PeerRow {
     kind: String,
     state: String,
     info: String,
-}
-
-/// The /26 block holding `ip` (the lab's block size).
-fn block_of(ip: &str) -> String {
-    let ip: Ipv4Addr = ip.parse().expect("pod address");
-    format!("{}/26", Ipv4Addr::from(u32::from(ip) & !0x3f))
 }
 
 /// `routeReflectorClusterID: 244.0.0.1` in a Node's YAML (calicoctl quotes it; Go's YAML would not).
