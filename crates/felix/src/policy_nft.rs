@@ -133,8 +133,8 @@ fn verdict(v: Verdict) -> Statement {
 /// Builds the policy objects for every local workload endpoint with an interface.
 pub fn render(model: &PolicyModel) -> PolicyNft {
     let mut out = PolicyNft::default();
-    let mut used_policies: BTreeSet<(PolicyKey, DirectionKey)> = BTreeSet::new();
-    let mut used_profiles: BTreeSet<(String, DirectionKey)> = BTreeSet::new();
+    let mut used_policies: BTreeSet<(PolicyKey, Direction)> = BTreeSet::new();
+    let mut used_profiles: BTreeSet<(String, Direction)> = BTreeSet::new();
     let mut from_wl: Vec<(Key, MapValue)> = Vec::new();
     let mut to_wl: Vec<(Key, MapValue)> = Vec::new();
     let mut endpoint_chains = Vec::new();
@@ -169,11 +169,11 @@ pub fn render(model: &PolicyModel) -> PolicyNft {
             );
             for tier in &active.tiers {
                 for policy in &tier.policies {
-                    used_policies.insert((policy.clone(), DirectionKey::of(direction)));
+                    used_policies.insert((policy.clone(), direction));
                 }
             }
             for profile in &active.profiles {
-                used_profiles.insert((profile.clone(), DirectionKey::of(direction)));
+                used_profiles.insert((profile.clone(), direction));
             }
             endpoint_chains.push(endpoint_chain(
                 chain_name.clone(),
@@ -196,12 +196,12 @@ pub fn render(model: &PolicyModel) -> PolicyNft {
             continue;
         };
         let rules = match direction {
-            DirectionKey::Ingress => &policy.rules.ingress,
-            DirectionKey::Egress => &policy.rules.egress,
+            Direction::Ingress => &policy.rules.ingress,
+            Direction::Egress => &policy.rules.egress,
         };
-        let owner = format!("{key} {}", direction.word());
+        let owner = format!("{key} {}", direction_word(*direction));
         policy_chains.push(rules_chain(
-            policy_chain(key, direction.direction()),
+            policy_chain(key, *direction),
             &owner,
             rules,
             &mut set_ids,
@@ -209,17 +209,17 @@ pub fn render(model: &PolicyModel) -> PolicyNft {
         ));
     }
     for (profile, direction) in &used_profiles {
-        let owner = format!("Profile {profile} {}", direction.word());
+        let owner = format!("Profile {profile} {}", direction_word(*direction));
         let rules: &[CompiledRule] = match model.profile(profile) {
             Some(compiled) => match direction {
-                DirectionKey::Ingress => &compiled.ingress,
-                DirectionKey::Egress => &compiled.egress,
+                Direction::Ingress => &compiled.ingress,
+                Direction::Egress => &compiled.egress,
             },
             // A profile that does not exist matches nothing: its chain is empty.
             None => &[],
         };
         policy_chains.push(rules_chain(
-            profile_chain(profile, direction.direction()),
+            profile_chain(profile, *direction),
             &owner,
             rules,
             &mut set_ids,
@@ -305,32 +305,10 @@ pub fn render(model: &PolicyModel) -> PolicyNft {
     out
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum DirectionKey {
-    Ingress,
-    Egress,
-}
-
-impl DirectionKey {
-    fn of(direction: Direction) -> DirectionKey {
-        match direction {
-            Direction::Ingress => DirectionKey::Ingress,
-            Direction::Egress => DirectionKey::Egress,
-        }
-    }
-
-    fn direction(self) -> Direction {
-        match self {
-            DirectionKey::Ingress => Direction::Ingress,
-            DirectionKey::Egress => Direction::Egress,
-        }
-    }
-
-    fn word(self) -> &'static str {
-        match self {
-            DirectionKey::Ingress => "ingress",
-            DirectionKey::Egress => "egress",
-        }
+fn direction_word(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Ingress => "ingress",
+        Direction::Egress => "egress",
     }
 }
 

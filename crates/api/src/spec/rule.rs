@@ -527,7 +527,7 @@ impl Rule {
 }
 
 /// Which list a rule is in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Direction {
     Ingress,
     Egress,
