@@ -473,28 +473,19 @@ fn apply_loop(
                 "dataplane updated"
             );
         }
-        if written_mtu != Some(desired.pod_mtu) {
-            match startup::write_state_file(
-                &settings.state_dir,
-                calico_contracts::state::MTU_FILE,
-                &format!("{}\n", desired.pod_mtu),
-            ) {
-                Ok(()) => written_mtu = Some(desired.pod_mtu),
-                Err(e) => tracing::warn!(error = %e, dir = %settings.state_dir.display(),
-                    "cannot write the MTU file for the CNI plugin"),
-            }
-        }
-        if written_gso != Some(desired.pod_gso_ipv4_max) {
-            match startup::write_state_file(
-                &settings.state_dir,
-                calico_contracts::state::GSO_IPV4_MAX_FILE,
-                &format!("{}\n", desired.pod_gso_ipv4_max),
-            ) {
-                Ok(()) => written_gso = Some(desired.pod_gso_ipv4_max),
-                Err(e) => tracing::warn!(error = %e, dir = %settings.state_dir.display(),
-                    "cannot write the GSO size file for the CNI plugin"),
-            }
-        }
+        // What the CNI plugin reads when it wires a pod, rewritten only when it changes.
+        write_state_number(
+            &settings.state_dir,
+            calico_contracts::state::MTU_FILE,
+            desired.pod_mtu,
+            &mut written_mtu,
+        );
+        write_state_number(
+            &settings.state_dir,
+            calico_contracts::state::GSO_IPV4_MAX_FILE,
+            desired.pod_gso_ipv4_max,
+            &mut written_gso,
+        );
         status
             .metrics
             .active_local_endpoints
@@ -505,6 +496,19 @@ fn apply_loop(
             tracing::info!("in sync with the datastore and the kernel");
             status.set_ready(true, "ok");
         }
+    }
+}
+
+/// Writes `value` to `file` in the state directory unless `written` says it is already there; a
+/// failure is logged and retried on the next apply.
+fn write_state_number(dir: &std::path::Path, file: &str, value: u32, written: &mut Option<u32>) {
+    if *written == Some(value) {
+        return;
+    }
+    match startup::write_state_file(dir, file, &format!("{value}\n")) {
+        Ok(()) => *written = Some(value),
+        Err(e) => tracing::warn!(error = %e, dir = %dir.display(), file,
+            "cannot write a state file for the CNI plugin"),
     }
 }
 
