@@ -81,18 +81,21 @@ impl Invocation {
         Ok(host)
     }
 
+    /// Where calico-node writes the pod MTU (`mtu_file`); its other files for the plugin sit beside it.
+    fn mtu_file(&self) -> &str {
+        self.conf
+            .raw
+            .get("mtu_file")
+            .and_then(|v| v.as_str())
+            .unwrap_or(DEFAULT_MTU_FILE)
+    }
+
     /// The pod's MTU: the config's `mtu`, or (0/absent) the value calico-node writes, else 1500.
     pub fn mtu(&self) -> Result<u32, CniError> {
         if self.conf.mtu > 0 {
             return Ok(self.conf.mtu);
         }
-        let file = self
-            .conf
-            .raw
-            .get("mtu_file")
-            .and_then(|v| v.as_str())
-            .unwrap_or(DEFAULT_MTU_FILE)
-            .to_string();
+        let file = self.mtu_file().to_string();
         match std::fs::read_to_string(&file) {
             Ok(text) => text.trim().parse::<u32>().map_err(|_| {
                 CniError::invalid_config(
@@ -111,13 +114,7 @@ impl Invocation {
     /// The IPv4 GSO/GRO maximum for the pod's interfaces that calico-node writes beside the MTU file
     /// (the uplink's BIG TCP size); 0 (leave the kernel's default) when it is absent or says 0.
     pub fn gso_ipv4_max(&self) -> Result<u32, CniError> {
-        let mtu_file = self
-            .conf
-            .raw
-            .get("mtu_file")
-            .and_then(|v| v.as_str())
-            .unwrap_or(DEFAULT_MTU_FILE);
-        let file = Path::new(mtu_file)
+        let file = Path::new(self.mtu_file())
             .parent()
             .unwrap_or(Path::new("."))
             .join(calico_contracts::state::GSO_IPV4_MAX_FILE);
