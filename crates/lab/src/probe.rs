@@ -84,13 +84,6 @@ pub struct Matrix {
 }
 
 impl Matrix {
-    pub fn outcome(&self, from: &str, to: &str) -> Option<&Outcome> {
-        self.results
-            .iter()
-            .find(|r| r.from == from && r.to == to)
-            .map(|r| &r.outcome)
-    }
-
     /// The matrix as text: a legend, receivers numbered across the top, one row per sender.
     pub fn render(&self) -> String {
         let mut out = format!(
@@ -98,6 +91,12 @@ impl Matrix {
             self.protocol.name(),
             self.port
         );
+        // Looked up once per cell: a matrix of a few hundred pods has tens of thousands of pairs.
+        let by_pair: std::collections::HashMap<(&str, &str), &Outcome> = self
+            .results
+            .iter()
+            .map(|r| ((r.from.as_str(), r.to.as_str()), &r.outcome))
+            .collect();
         let width = self.from.iter().map(String::len).max().unwrap_or(0);
         let number_width = self.to.len().to_string().len();
         for (i, to) in self.to.iter().enumerate() {
@@ -115,7 +114,9 @@ impl Matrix {
                     let symbol = if from == to {
                         '-'
                     } else {
-                        self.outcome(from, to).map_or(' ', Outcome::symbol)
+                        by_pair
+                            .get(&(from.as_str(), to.as_str()))
+                            .map_or(' ', |o| o.symbol())
                     };
                     format!("{symbol:>number_width$}")
                 })
