@@ -960,21 +960,34 @@ pub fn probe(name: &str, opts: &ProbeOptions) -> Result<ExitCode> {
         };
         let from = pick(&opts.from)?;
         let to = pick(&opts.to)?;
-        let mut started = false;
-        for target in &to {
-            let running = target
-                .server_pid
-                .is_some_and(|pid| procs::belongs_to(pid, &lab.name));
-            if !running {
-                let pid = serve::start(&lab, target)?;
-                if let Some(p) = state.pods.iter_mut().find(|p| p.name == target.name) {
-                    p.server_pid = Some(pid);
+        // Servers not running yet are started together (each waits until it listens).
+        let missing: Vec<&PodState> = to
+            .iter()
+            .filter(|t| {
+                !t.server_pid
+                    .is_some_and(|pid| procs::belongs_to(pid, &lab.name))
+            })
+            .collect();
+        if !missing.is_empty() {
+            let started = parallel::map(missing, POD_WORKERS, |pod| {
+                serve::start(&lab, pod).map(|pid| (pod.name.clone(), pid))
+            })?;
+            // Every server that did start is recorded before a failure is reported.
+            let mut failed = None;
+            for result in started {
+                match result {
+                    Ok((name, pid)) => {
+                        if let Some(p) = state.pods.iter_mut().find(|p| p.name == name) {
+                            p.server_pid = Some(pid);
+                        }
+                    }
+                    Err(e) => failed = failed.or(Some(e)),
                 }
-                started = true;
             }
-        }
-        if started {
             state.save(&lab)?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
         }
         (from, to)
     };
